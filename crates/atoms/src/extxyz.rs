@@ -1,0 +1,1 @@
+//! Extended XYZ, compatible with ASE in both directions. (Implementation in progress.)

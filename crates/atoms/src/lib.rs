@@ -1,0 +1,15 @@
+//! Atoms: the `Structure` type, element data, units, periodic neighbour lists and
+//! file formats (extended XYZ). Pure data and computation: nothing here touches files
+//! except the explicit readers/writers that take text in and give text out.
+
+pub mod elements;
+pub mod extxyz;
+pub mod frame;
+pub mod neighbors;
+pub mod structure;
+pub mod units;
+
+pub use elements::Element;
+pub use frame::{Frame, InfoValue};
+pub use neighbors::{NeighborList, Neighbor};
+pub use structure::{Structure, StructureError};
