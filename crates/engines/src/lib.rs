@@ -1,10 +1,13 @@
 //! Engines: everything that turns a structure into labels (energy, forces, stress).
 //!
 //! * `emt`: the built-in effective-medium theory (pure computation, in process).
-//! * `qe`, `cp2k`: Quantum ESPRESSO and CP2K input writers and output parsers.
+//! * `qe`, `cp2k`: Quantum ESPRESSO and CP2K input writers, runners and output parsers.
 //! * `output`: the common shape of what a parser reads from an engine's output.
 
+pub mod cp2k;
 pub mod emt;
 pub mod labels;
+pub mod output;
+pub mod qe;
 
 pub use labels::Labels;
