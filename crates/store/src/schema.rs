@@ -1,0 +1,69 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+//! Never edit a released migration: append a new one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: structures, calculations, attempts, events.
+    r#"
+    CREATE TABLE structures (
+        id          INTEGER PRIMARY KEY,
+        hash        TEXT NOT NULL UNIQUE,          -- content hash of the atoms
+        generation  INTEGER NOT NULL DEFAULT 0,
+        origin      TEXT NOT NULL,                 -- import:FILE, generated:fcc, md ...
+        formula     TEXT NOT NULL,
+        n_atoms     INTEGER NOT NULL,
+        atoms_json  TEXT NOT NULL,                 -- cell (Å, rows), positions (Å), species, pbc
+        status      TEXT NOT NULL CHECK (status IN ('candidate', 'selected', 'rejected', 'labelled', 'failed')),
+        created_at  REAL NOT NULL                  -- unix seconds
+    );
+    CREATE TABLE calculations (
+        id                  INTEGER PRIMARY KEY,
+        key                 TEXT NOT NULL UNIQUE,  -- idempotency key: hash(structure, engine, label params)
+        structure_id        INTEGER NOT NULL REFERENCES structures(id),
+        engine              TEXT NOT NULL,
+        label_params_json   TEXT NOT NULL,
+        run_spec_json       TEXT NOT NULL,         -- what the engine runs with (remediation may change knobs)
+        status              TEXT NOT NULL CHECK (status IN ('pending', 'submitted', 'running', 'done', 'failed', 'timeout')),
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        physics_failures    INTEGER NOT NULL DEFAULT 0,
+        infra_failures      INTEGER NOT NULL DEFAULT 0,
+        fail_count          INTEGER NOT NULL DEFAULT 0,
+        backend             TEXT,                  -- local, slurm
+        backend_id          TEXT,                  -- process group id, Slurm job id
+        job_dir             TEXT,
+        cores               INTEGER NOT NULL DEFAULT 1,
+        created_at          REAL NOT NULL,
+        submitted_at        REAL,
+        started_at          REAL,
+        finished_at         REAL,
+        wall_time_s         REAL,
+        energy_ev           REAL,
+        forces_json         TEXT,                  -- eV/Å, one [x, y, z] per atom
+        stress_json         TEXT,                  -- eV/Å³, Voigt xx yy zz yz xz xy, ASE sign
+        max_force_ev_per_a  REAL,
+        scf_steps           INTEGER,
+        message             TEXT
+    );
+    CREATE INDEX calculations_by_status ON calculations(status, id);
+    CREATE INDEX calculations_by_structure ON calculations(structure_id);
+    CREATE TABLE attempts (
+        id              INTEGER PRIMARY KEY,
+        calculation_id  INTEGER NOT NULL REFERENCES calculations(id),
+        attempt         INTEGER NOT NULL,          -- 1-based
+        backend         TEXT,
+        backend_id      TEXT,
+        started_at      REAL NOT NULL,
+        finished_at     REAL,
+        outcome         TEXT,                      -- done, physics, timeout, killed, crashed, setup, lost
+        message         TEXT,
+        changes         TEXT                       -- remediation applied for the next attempt
+    );
+    CREATE INDEX attempts_by_calculation ON attempts(calculation_id);
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY,
+        at              REAL NOT NULL,
+        calculation_id  INTEGER,
+        kind            TEXT NOT NULL,
+        message         TEXT NOT NULL
+    );
+    "#,
+];

@@ -1,0 +1,110 @@
+use super::*;
+use autopipe_atoms::Element;
+
+fn structure(x: f64) -> Structure {
+    let cu = Element::from_symbol("Cu").unwrap();
+    Structure::new([[3.6, 0.0, 0.0], [0.0, 3.6, 0.0], [0.0, 0.0, 3.6]], vec![[x, 0.0, 0.0], [1.8, 1.8, 0.0]], vec![cu, cu], [true; 3])
+        .unwrap()
+}
+
+fn new_calc(x: f64) -> NewCalculation {
+    NewCalculation {
+        structure: structure(x),
+        origin: "test".into(),
+        generation: 0,
+        engine: "emt".into(),
+        label_params: serde_json::json!({}),
+        run_spec: serde_json::json!({"engine": "emt"}),
+    }
+}
+
+fn result() -> CalcResult {
+    CalcResult {
+        energy_ev: -1.0,
+        forces_ev_per_a: vec![[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]],
+        stress_ev_per_a3: Some([1e-3, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        max_force_ev_per_a: 0.1,
+        scf_steps: None,
+        wall_time_s: 0.01,
+    }
+}
+
+#[test]
+fn import_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = JobStore::open_or_create(dir.path()).unwrap();
+    let items: Vec<_> = (0..5).map(|i| new_calc(i as f64 * 0.01)).collect();
+    assert_eq!(s.import(&items).unwrap(), ImportSummary { added: 5, already_present: 0 });
+    assert_eq!(s.import(&items).unwrap(), ImportSummary { added: 0, already_present: 5 });
+    // Different label-defining parameters make a different calculation of the same structure.
+    let mut other = new_calc(0.0);
+    other.label_params = serde_json::json!({"cutoff": 1});
+    assert_eq!(s.import(&[other]).unwrap().added, 1);
+    assert_eq!(s.counts().unwrap().pending, 6);
+}
+
+#[test]
+fn lifecycle_and_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = JobStore::open_or_create(dir.path()).unwrap();
+    s.import(&[new_calc(0.0), new_calc(0.1)]).unwrap();
+    let ids = s.pending_ids(10).unwrap();
+    let c = s.start_attempt(ids[0], "local", "jobs/1").unwrap();
+    assert_eq!(c.attempt, 1);
+    assert!(matches!(s.start_attempt(ids[0], "local", "x"), Err(StoreError::WrongState { .. })));
+    s.set_backend_id(ids[0], c.attempt_id, "1234").unwrap();
+    assert_eq!(s.in_flight().unwrap()[0].backend_id.as_deref(), Some("1234"));
+    s.fail_attempt(ids[0], c.attempt_id, FailureKind::Killed, "killed by signal 9", true, None).unwrap();
+    let c2 = s.start_attempt(ids[0], "local", "jobs/1").unwrap();
+    assert_eq!(c2.attempt, 2);
+    s.complete(ids[0], c2.attempt_id, &result()).unwrap();
+    assert!(matches!(s.complete(ids[0], c2.attempt_id, &result()), Err(StoreError::WrongState { .. })));
+    let c3 = s.start_attempt(ids[1], "local", "jobs/2").unwrap();
+    s.fail_attempt(ids[1], c3.attempt_id, FailureKind::Timeout, "wall time 1 s exceeded", false, None).unwrap();
+    let counts = s.counts().unwrap();
+    assert_eq!((counts.done, counts.timeout, counts.pending), (1, 1, 0));
+    assert_eq!(s.executions().unwrap(), 3);
+    let labels = s.labels().unwrap();
+    assert_eq!(labels.len(), 1);
+    assert_eq!(labels[0].result, result());
+    assert_eq!(s.attempts(ids[0]).unwrap().len(), 2);
+    assert_eq!(s.reset(&[CalcStatus::Timeout]).unwrap(), 1);
+    assert_eq!(s.counts().unwrap().pending, 1);
+}
+
+#[test]
+fn lost_attempt_keeps_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = JobStore::open_or_create(dir.path()).unwrap();
+    s.import(&[new_calc(0.0)]).unwrap();
+    let c = s.start_attempt(1, "local", "jobs/1").unwrap();
+    s.requeue_lost(1, c.attempt_id, "orchestrator restarted").unwrap();
+    assert_eq!(s.counts().unwrap().pending, 1);
+    let c2 = s.start_attempt(1, "local", "jobs/1").unwrap();
+    assert_eq!(c2.physics_failures, 0);
+    assert_eq!(s.attempts(1).unwrap()[0].outcome.as_deref(), Some("lost"));
+}
+
+#[test]
+fn corrupted_file_is_reported_and_left_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let err = JobStore::open_existing(dir.path()).err().expect("a damaged file must not open");
+    let msg = err.to_string();
+    assert!(msg.contains(DB_FILE) && msg.contains("not an MLIP-AutoPipe database"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn reopening_keeps_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = JobStore::open_or_create(dir.path()).unwrap();
+        s.import(&[new_calc(0.0)]).unwrap();
+    }
+    let s = JobStore::open_existing(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
+    assert_eq!(s.counts().unwrap().pending, 1);
+}
