@@ -1,7 +1,7 @@
 //! Periodic neighbour lists for any triclinic cell, including cells smaller than the
 //! cutoff (an atom may then see several images of the same neighbour, and itself).
 
-use crate::structure::{cross, det3, norm, vec_mat, Structure, Vec3};
+use crate::structure::{cross, det3, inverse3, norm, vec_mat, Mat3, Structure, Vec3};
 
 /// One neighbour `j` of atom `i`: the image of `j` at `positions[j] + shift · cell`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,9 +23,80 @@ pub struct NeighborList {
 }
 
 impl NeighborList {
-    /// All neighbours within `cutoff_a` (inclusive) of every atom.
+    /// All neighbours within `cutoff_a` (inclusive) of every atom, found with a cell list
+    /// (O(N) for large cells). Rows are in no particular order, but the order is
+    /// deterministic for a given structure.
     pub fn build(structure: &Structure, cutoff_a: f64) -> NeighborList {
-        Self::build_brute_force(structure, cutoff_a)
+        let mut nl = NeighborList { cutoff_a, offsets: Vec::new(), neighbors: Vec::new() };
+        nl.rebuild(structure, cutoff_a);
+        nl
+    }
+
+    /// Like [`NeighborList::build`], reusing this list's memory.
+    pub fn rebuild(&mut self, structure: &Structure, cutoff_a: f64) {
+        let n = structure.len();
+        let cells = CellList::new(structure, cutoff_a);
+        let mut half: Vec<(u32, Neighbor)> = Vec::with_capacity(self.neighbors.len() / 2 + 16);
+        cells.for_each_half_pair(|i, j, shift, v, d| {
+            half.push((i as u32, Neighbor { j, shift, vector_a: v, distance_a: d }));
+        });
+        let offsets = &mut self.offsets;
+        offsets.clear();
+        offsets.resize(n + 1, 0);
+        for (i, nb) in &half {
+            offsets[*i as usize + 1] += 1;
+            offsets[nb.j + 1] += 1;
+        }
+        for k in 0..n {
+            offsets[k + 1] += offsets[k];
+        }
+        let total = offsets[n];
+        let mut next: Vec<usize> = offsets[..n].to_vec();
+        let blank = Neighbor { j: 0, shift: [0; 3], vector_a: [0.0; 3], distance_a: 0.0 };
+        self.neighbors.clear();
+        self.neighbors.resize(total, blank);
+        for (i, nb) in &half {
+            let i = *i as usize;
+            self.neighbors[next[i]] = *nb;
+            next[i] += 1;
+            let j = nb.j;
+            self.neighbors[next[j]] = Neighbor {
+                j: i,
+                shift: [-nb.shift[0], -nb.shift[1], -nb.shift[2]],
+                vector_a: [-nb.vector_a[0], -nb.vector_a[1], -nb.vector_a[2]],
+                distance_a: nb.distance_a,
+            };
+            next[j] += 1;
+        }
+        self.cutoff_a = cutoff_a;
+    }
+
+    /// A half list: every pair once, stored in the row of its smaller index (row `i`
+    /// holds neighbours `j >= i`; an atom's own images appear with a lexicographically
+    /// positive shift only).
+    pub fn build_half(structure: &Structure, cutoff_a: f64) -> NeighborList {
+        let n = structure.len();
+        let cells = CellList::new(structure, cutoff_a);
+        let mut half: Vec<(u32, Neighbor)> = Vec::new();
+        cells.for_each_half_pair(|i, j, shift, v, d| {
+            half.push((i as u32, Neighbor { j, shift, vector_a: v, distance_a: d }));
+        });
+        let mut offsets = vec![0usize; n + 1];
+        for (i, _) in &half {
+            offsets[*i as usize + 1] += 1;
+        }
+        for k in 0..n {
+            offsets[k + 1] += offsets[k];
+        }
+        let mut next: Vec<usize> = offsets[..n].to_vec();
+        let blank = Neighbor { j: 0, shift: [0; 3], vector_a: [0.0; 3], distance_a: 0.0 };
+        let mut neighbors = vec![blank; half.len()];
+        for (i, nb) in &half {
+            let i = *i as usize;
+            neighbors[next[i]] = *nb;
+            next[i] += 1;
+        }
+        NeighborList { cutoff_a, offsets, neighbors }
     }
 
     /// Reference implementation: every pair and every needed image. O(N² · images).
@@ -138,6 +209,232 @@ pub fn wrap_positions(structure: &Structure) -> (Vec<Vec3>, Vec<[i32; 3]>) {
     (wrapped, shifts)
 }
 
+/// Atoms binned for neighbour search: the engine behind [`NeighborList::build`].
+///
+/// Bins are parallelepipeds of the cell (fractional-coordinate boxes) along periodic
+/// directions, and boxes of the occupied range along non-periodic ones (Cartesian boxes
+/// when nothing is periodic, so any cell, even a zero one, works). A vector shorter than
+/// the cutoff crosses at most `reach` bins along each axis, because the perpendicular
+/// thickness of a bin is known; periodic bins wrap around with an image shift, so a cell
+/// smaller than the cutoff simply visits the same bin several times with different shifts.
+#[derive(Clone, Debug)]
+pub struct CellList {
+    cutoff_a: f64,
+    cell: Mat3,
+    periodic: [bool; 3],
+    nbins: [usize; 3],
+    reach: [i32; 3],
+    /// `bin_start[b]..bin_start[b + 1]` indexes `atom`/`pos` for bin `b`.
+    bin_start: Vec<u32>,
+    /// Atom indices grouped by bin, ascending within a bin.
+    atom: Vec<u32>,
+    /// Wrapped positions in the order of `atom`.
+    pos: Vec<Vec3>,
+    /// Per atom index: wrapped = original + wrap_shift·cell.
+    wrap_shift: Vec<[i32; 3]>,
+    /// Non-empty bins.
+    occupied: Vec<u32>,
+}
+
+impl CellList {
+    /// Bin the atoms of `structure` for a search radius `cutoff_a`.
+    pub fn new(structure: &Structure, cutoff_a: f64) -> CellList {
+        let n = structure.len();
+        let any_pbc = structure.pbc.iter().any(|&p| p);
+        let (wrapped, wrap_shift) = wrap_positions(structure);
+        let periodic = if any_pbc { structure.pbc } else { [false; 3] };
+        // Binning basis: the cell when anything is periodic (then it is non-singular),
+        // Cartesian axes otherwise.
+        let identity = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let (inv, heights) = if any_pbc {
+            (inverse3(&structure.cell_a).expect("periodic cell must be non-singular"), cell_heights_a(structure))
+        } else {
+            (identity, [1.0; 3])
+        };
+        let frac: Vec<Vec3> = wrapped.iter().map(|p| vec_mat(p, &inv)).collect();
+        let mut lo = [0.0f64; 3];
+        let mut span = [1.0f64; 3];
+        for k in 0..3 {
+            if !periodic[k] {
+                let mut mn = f64::INFINITY;
+                let mut mx = f64::NEG_INFINITY;
+                for f in &frac {
+                    mn = mn.min(f[k]);
+                    mx = mx.max(f[k]);
+                }
+                if n == 0 {
+                    mn = 0.0;
+                    mx = 0.0;
+                }
+                lo[k] = mn;
+                span[k] = mx - mn;
+            }
+        }
+        // Perpendicular extent of the binned region along each axis, in Å.
+        let extent: [f64; 3] = std::array::from_fn(|k| span[k] * heights[k]);
+        // Bins about half the cutoff thick, but never many more bins than atoms.
+        let max_bins = 4 * n + 64;
+        let mut target = (0.5 * cutoff_a).max(1e-3);
+        let mut nbins = [1usize; 3];
+        loop {
+            for k in 0..3 {
+                let m = (extent[k] / target).floor();
+                nbins[k] = if m.is_finite() && m >= 1.0 { (m as usize).min(max_bins) } else { 1 };
+            }
+            let total = nbins[0].saturating_mul(nbins[1]).saturating_mul(nbins[2]);
+            if total <= max_bins {
+                break;
+            }
+            target *= 1.25;
+        }
+        let mut reach = [0i32; 3];
+        for k in 0..3 {
+            if extent[k] > 0.0 {
+                // A vector of length <= cutoff changes this coordinate by at most
+                // cutoff / thickness bins; the margin covers rounding in the binning.
+                let x = cutoff_a * nbins[k] as f64 / extent[k];
+                let r = (x * (1.0 + 1e-10) + 1e-9).ceil();
+                reach[k] = if r.is_finite() { r.min(1e6) as i32 } else { 0 };
+            }
+            if !periodic[k] {
+                reach[k] = reach[k].min(nbins[k] as i32 - 1);
+            }
+        }
+        let nb_total = nbins[0] * nbins[1] * nbins[2];
+        let mut bin_of = Vec::with_capacity(n);
+        for f in &frac {
+            let mut b = [0usize; 3];
+            for k in 0..3 {
+                if span[k] > 0.0 {
+                    let u = ((f[k] - lo[k]) / span[k] * nbins[k] as f64).floor();
+                    b[k] = if u >= 0.0 { (u as usize).min(nbins[k] - 1) } else { 0 };
+                }
+            }
+            bin_of.push(((b[0] * nbins[1] + b[1]) * nbins[2] + b[2]) as u32);
+        }
+        let mut bin_start = vec![0u32; nb_total + 1];
+        for &b in &bin_of {
+            bin_start[b as usize + 1] += 1;
+        }
+        for b in 0..nb_total {
+            bin_start[b + 1] += bin_start[b];
+        }
+        let mut next: Vec<u32> = bin_start[..nb_total].to_vec();
+        let mut atom = vec![0u32; n];
+        let mut pos = vec![[0.0; 3]; n];
+        for (i, &b) in bin_of.iter().enumerate() {
+            let k = next[b as usize] as usize;
+            atom[k] = i as u32;
+            pos[k] = wrapped[i];
+            next[b as usize] += 1;
+        }
+        let occupied = (0..nb_total as u32).filter(|&b| bin_start[b as usize + 1] > bin_start[b as usize]).collect();
+        CellList { cutoff_a, cell: structure.cell_a, periodic, nbins, reach, bin_start, atom, pos, wrap_shift, occupied }
+    }
+
+    pub fn cutoff_a(&self) -> f64 {
+        self.cutoff_a
+    }
+
+    /// Number of bins along each axis.
+    pub fn bins(&self) -> [usize; 3] {
+        self.nbins
+    }
+
+    /// Call `f(i, j, shift, vector, distance)` once for every pair within the cutoff
+    /// (inclusive), with `i <= j`; for `i == j` (an atom and its own image) only the
+    /// lexicographically positive shift is given. `shift` is relative to the stored
+    /// positions and `vector = r_j + shift·cell - r_i`, as in [`Neighbor`].
+    #[inline]
+    pub fn for_each_half_pair<F: FnMut(usize, usize, [i32; 3], Vec3, f64)>(&self, mut f: F) {
+        let c = self.cutoff_a;
+        // A margin so that the final test is exactly `norm(v) <= cutoff`.
+        let c2 = c * c * (1.0 + 1e-14);
+        let [n0, n1, n2] = self.nbins;
+        let [r0, r1, r2] = self.reach;
+        let cell = &self.cell;
+        let atom = &self.atom;
+        let pos = &self.pos;
+        let ws = &self.wrap_shift;
+        let mut emit = |a: usize, b: usize, s: [i32; 3], v: Vec3| {
+            let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+            if d2 <= c2 {
+                let d = d2.sqrt();
+                if d <= c {
+                    let i = atom[a] as usize;
+                    let j = atom[b] as usize;
+                    let shift = [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]];
+                    if i <= j {
+                        f(i, j, shift, v, d);
+                    } else {
+                        f(j, i, [-shift[0], -shift[1], -shift[2]], [-v[0], -v[1], -v[2]], d);
+                    }
+                }
+            }
+        };
+        for &bin in &self.occupied {
+            let bin = bin as usize;
+            let bz = bin % n2;
+            let by = (bin / n2) % n1;
+            let bx = bin / (n1 * n2);
+            let (s0, e0) = (self.bin_start[bin] as usize, self.bin_start[bin + 1] as usize);
+            // Same bin, no shift: j after i.
+            for a in s0..e0 {
+                let pi = pos[a];
+                for b in a + 1..e0 {
+                    let pj = pos[b];
+                    emit(a, b, [0; 3], [pj[0] - pi[0], pj[1] - pi[1], pj[2] - pi[2]]);
+                }
+            }
+            // The half stencil: unwrapped bin offsets that are lexicographically positive.
+            for dx in 0..=r0 {
+                let Some((cx, sx)) = wrap_bin(bx as i32 + dx, n0, self.periodic[0]) else { continue };
+                let dy_lo = if dx == 0 { 0 } else { -r1 };
+                for dy in dy_lo..=r1 {
+                    let Some((cy, sy)) = wrap_bin(by as i32 + dy, n1, self.periodic[1]) else { continue };
+                    let dz_lo = if dx == 0 && dy == 0 { 1 } else { -r2 };
+                    for dz in dz_lo..=r2 {
+                        let Some((cz, sz)) = wrap_bin(bz as i32 + dz, n2, self.periodic[2]) else { continue };
+                        let other = (cx * n1 + cy) * n2 + cz;
+                        let (s1, e1) = (self.bin_start[other] as usize, self.bin_start[other + 1] as usize);
+                        if s1 == e1 {
+                            continue;
+                        }
+                        let s = [sx, sy, sz];
+                        let t = if s == [0; 3] { [0.0; 3] } else { vec_mat(&[sx as f64, sy as f64, sz as f64], cell) };
+                        for a in s0..e0 {
+                            let pi = pos[a];
+                            for b in s1..e1 {
+                                let pj = pos[b];
+                                emit(
+                                    a,
+                                    b,
+                                    s,
+                                    [pj[0] + t[0] - pi[0], pj[1] + t[1] - pi[1], pj[2] + t[2] - pi[2]],
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bin and image shift of an unwrapped bin coordinate, or None outside a
+/// non-periodic range.
+#[inline]
+fn wrap_bin(u: i32, n: usize, periodic: bool) -> Option<(usize, i32)> {
+    let n = n as i32;
+    if periodic {
+        Some((u.rem_euclid(n) as usize, u.div_euclid(n)))
+    } else if (0..n).contains(&u) {
+        Some((u as usize, 0))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +461,223 @@ mod tests {
                 assert!((t[k] - nb.vector_a[k]).abs() < 1e-12);
             }
         }
+    }
+
+    /// A small deterministic generator (splitmix64) so the tests need no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        /// Uniform in [lo, hi).
+        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn cu() -> Element {
+        Element::from_symbol("Cu").unwrap()
+    }
+
+    /// Every (i, j, shift) with its vector and distance, sorted.
+    fn triples(nl: &NeighborList) -> Vec<(usize, usize, [i32; 3], Vec3, f64)> {
+        let mut out = Vec::new();
+        for i in 0..nl.len() {
+            for nb in nl.neighbors(i) {
+                out.push((i, nb.j, nb.shift, nb.vector_a, nb.distance_a));
+            }
+        }
+        out.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        out
+    }
+
+    /// The cell list and the brute force agree exactly on the set of (i, j, shift), and on
+    /// the vectors and distances up to rounding; the half list is half of the full list.
+    fn assert_same_as_brute_force(s: &Structure, cutoff: f64, what: &str) {
+        let fast = NeighborList::build(s, cutoff);
+        let slow = NeighborList::build_brute_force(s, cutoff);
+        let (a, b) = (triples(&fast), triples(&slow));
+        assert_eq!(a.len(), b.len(), "{what}: {} pairs with cell list, {} by brute force", a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.0, x.1, x.2), (y.0, y.1, y.2), "{what}: different pairs");
+            for k in 0..3 {
+                assert!((x.3[k] - y.3[k]).abs() < 1e-9, "{what}: vectors differ {:?} {:?}", x, y);
+            }
+            assert!((x.4 - y.4).abs() < 1e-9, "{what}");
+            // The vector is the stored positions plus the shift.
+            let t = vec_mat(&[x.2[0] as f64, x.2[1] as f64, x.2[2] as f64], &s.cell_a);
+            for k in 0..3 {
+                let v = s.positions_a[x.1][k] + t[k] - s.positions_a[x.0][k];
+                assert!((v - x.3[k]).abs() < 1e-8, "{what}: vector is not r_j + shift·cell - r_i");
+            }
+        }
+        // Half list: each pair once, row i holds j >= i, and mirroring it gives the full list.
+        let half = NeighborList::build_half(s, cutoff);
+        assert_eq!(2 * half.total_pairs(), fast.total_pairs(), "{what}: half list size");
+        let mut mirrored = Vec::new();
+        for i in 0..half.len() {
+            for nb in half.neighbors(i) {
+                assert!(nb.j >= i, "{what}: half list row {i} holds {}", nb.j);
+                if nb.j == i {
+                    assert!(nb.shift > [0; 3], "{what}: self image with non-positive shift");
+                }
+                mirrored.push((i, nb.j, nb.shift));
+                mirrored.push((nb.j, i, [-nb.shift[0], -nb.shift[1], -nb.shift[2]]));
+            }
+        }
+        mirrored.sort();
+        let full: Vec<_> = b.iter().map(|x| (x.0, x.1, x.2)).collect();
+        assert_eq!(mirrored, full, "{what}: half list mirrored is not the full list");
+    }
+
+    fn random_structure(rng: &mut Rng, n: usize, pbc: [bool; 3], scale: f64, skew: f64, spread: f64) -> Structure {
+        let mut cell = [[0.0; 3]; 3];
+        for (r, row) in cell.iter_mut().enumerate() {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = if r == c { scale * rng.uniform(0.7, 1.3) } else { scale * skew * rng.uniform(-1.0, 1.0) };
+            }
+        }
+        let positions = (0..n)
+            .map(|_| {
+                let f = [rng.uniform(-spread, 1.0 + spread), rng.uniform(-spread, 1.0 + spread), rng.uniform(-spread, 1.0 + spread)];
+                vec_mat(&f, &cell)
+            })
+            .collect();
+        Structure::new(cell, positions, vec![cu(); n], pbc).unwrap()
+    }
+
+    #[test]
+    fn random_triclinic_cells_match_brute_force() {
+        let mut rng = Rng(7);
+        let pbcs = [
+            [true, true, true],
+            [true, true, false],
+            [false, true, true],
+            [true, false, false],
+            [false, false, false],
+        ];
+        for case in 0..60 {
+            let pbc = pbcs[case % pbcs.len()];
+            let n = 1 + (rng.next_u64() % 40) as usize;
+            let scale = rng.uniform(2.0, 12.0);
+            let skew = rng.uniform(0.0, 0.6);
+            let spread = if case % 3 == 0 { 1.5 } else { 0.0 };
+            let s = random_structure(&mut rng, n, pbc, scale, skew, spread);
+            let cutoff = rng.uniform(1.0, 7.0);
+            assert_same_as_brute_force(&s, cutoff, &format!("case {case} pbc {pbc:?} n {n} scale {scale:.2} cutoff {cutoff:.2}"));
+        }
+    }
+
+    #[test]
+    fn tiny_and_one_atom_cells_see_their_own_images() {
+        let mut rng = Rng(11);
+        for case in 0..30 {
+            let pbc = if case % 4 == 3 { [true, true, false] } else { [true; 3] };
+            let n = 1 + case % 3;
+            let (scale, skew) = (rng.uniform(0.8, 2.5), rng.uniform(0.0, 0.9));
+            let s = random_structure(&mut rng, n, pbc, scale, skew, 0.3);
+            let cutoff = rng.uniform(2.0, 6.0);
+            assert_same_as_brute_force(&s, cutoff, &format!("tiny case {case}"));
+        }
+        // One atom in a simple cubic cell of 1 Å with cutoff 1.5 Å: 6 + 12 images.
+        let s = Structure::new([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], vec![[0.3, -4.2, 7.7]], vec![cu()], [true; 3])
+            .unwrap();
+        let nl = NeighborList::build(&s, 1.5);
+        assert_eq!(nl.neighbors(0).len(), 18);
+        assert!(nl.neighbors(0).iter().all(|nb| nb.j == 0));
+        assert_same_as_brute_force(&s, 1.5, "simple cubic 1 Å");
+        // A very flat triclinic cell, much thinner than the cutoff along one direction.
+        let s = Structure::new(
+            [[4.0, 0.0, 0.0], [3.9, 0.3, 0.0], [1.0, 1.0, 5.0]],
+            vec![[0.1, 0.1, 0.1], [2.0, 0.2, 2.5]],
+            vec![cu(); 2],
+            [true; 3],
+        )
+        .unwrap();
+        assert_same_as_brute_force(&s, 4.0, "flat cell");
+    }
+
+    #[test]
+    fn clusters_and_slabs_match_brute_force() {
+        let mut rng = Rng(5);
+        // A cluster with no cell at all.
+        let positions: Vec<Vec3> = (0..50).map(|_| [rng.uniform(-6.0, 6.0), rng.uniform(-6.0, 6.0), rng.uniform(-3.0, 9.0)]).collect();
+        let s = Structure::new([[0.0; 3]; 3], positions.clone(), vec![cu(); 50], [false; 3]).unwrap();
+        assert_same_as_brute_force(&s, 3.0, "cluster, zero cell");
+        // The same atoms in a (small, irrelevant) cell, non-periodic: same neighbours.
+        let s2 = Structure::new([[2.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.3, 2.0]], positions, vec![cu(); 50], [false; 3]).unwrap();
+        assert_same_as_brute_force(&s2, 3.0, "cluster, small cell");
+        assert_eq!(NeighborList::build(&s, 3.0).total_pairs(), NeighborList::build(&s2, 3.0).total_pairs());
+        // A far-away atom must not blow up the number of bins.
+        let mut far = s.clone();
+        far.positions_a.push([1e5, -3e4, 2e5]);
+        far.species.push(cu());
+        assert_same_as_brute_force(&far, 3.0, "cluster with a far atom");
+        // Slabs: periodic in-plane, atoms spread far out of the cell along z.
+        for case in 0..10 {
+            let cell = [[3.0, 0.0, 0.0], [1.4, 2.7, 0.0], [0.3, -0.2, 1.0 + case as f64]];
+            let positions = (0..20)
+                .map(|_| vec_mat(&[rng.uniform(-2.0, 3.0), rng.uniform(-2.0, 3.0), rng.uniform(-4.0, 8.0)], &cell))
+                .collect();
+            let s = Structure::new(cell, positions, vec![cu(); 20], [true, true, false]).unwrap();
+            assert_same_as_brute_force(&s, 4.5, &format!("slab {case}"));
+        }
+        // Wires: periodic along one axis only.
+        let cell = [[2.5, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];
+        let positions = (0..15).map(|_| [rng.uniform(-3.0, 3.0), rng.uniform(0.0, 4.0), rng.uniform(0.0, 4.0)]).collect();
+        let s = Structure::new(cell, positions, vec![cu(); 15], [true, false, false]).unwrap();
+        assert_same_as_brute_force(&s, 5.0, "wire");
+    }
+
+    #[test]
+    fn large_cells_match_brute_force() {
+        // fcc 6x6x6 conventional cells (864 atoms), rattled and sheared: many bins.
+        let mut rng = Rng(3);
+        let a = 3.6;
+        let mut positions = Vec::new();
+        for x in 0..6 {
+            for y in 0..6 {
+                for z in 0..6 {
+                    for b in [[0.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]] {
+                        positions.push([
+                            (x as f64 + b[0]) * a + rng.uniform(-0.2, 0.2),
+                            (y as f64 + b[1]) * a + rng.uniform(-0.2, 0.2),
+                            (z as f64 + b[2]) * a + rng.uniform(-0.2, 0.2),
+                        ]);
+                    }
+                }
+            }
+        }
+        let n = positions.len();
+        let cell = [[6.0 * a, 0.0, 0.0], [1.0, 6.0 * a, 0.0], [-0.7, 2.0, 6.0 * a]];
+        let s = Structure::new(cell, positions, vec![cu(); n], [true; 3]).unwrap();
+        let cells = CellList::new(&s, 5.9);
+        assert!(cells.bins().iter().all(|&b| b >= 4), "bins {:?}", cells.bins());
+        assert_same_as_brute_force(&s, 5.9, "864 atoms");
+        assert_same_as_brute_force(&s, 2.0, "864 atoms, short cutoff");
+    }
+
+    #[test]
+    fn rebuild_reuses_and_matches() {
+        let mut rng = Rng(9);
+        let s1 = random_structure(&mut rng, 30, [true; 3], 8.0, 0.3, 0.5);
+        let s2 = random_structure(&mut rng, 12, [true, false, true], 5.0, 0.3, 0.5);
+        let mut nl = NeighborList::build(&s1, 4.0);
+        nl.rebuild(&s2, 3.0);
+        assert_eq!(triples(&nl).len(), triples(&NeighborList::build_brute_force(&s2, 3.0)).len());
+        assert_eq!(nl.len(), 12);
+        assert_eq!(nl.cutoff_a, 3.0);
+    }
+
+    #[test]
+    fn empty_structure() {
+        let s = Structure::new([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], vec![], vec![], [true; 3]).unwrap();
+        let nl = NeighborList::build(&s, 5.0);
+        assert_eq!(nl.len(), 0);
+        assert_eq!(nl.total_pairs(), 0);
     }
 }
