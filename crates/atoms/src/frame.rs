@@ -15,6 +15,9 @@ pub enum InfoValue {
     IntArray(Vec<i64>),
     FloatArray(Vec<f64>),
     BoolArray(Vec<bool>),
+    /// Anything else ASE stores as `_JSON ...` (2-D arrays, dicts, lists of strings,
+    /// null). Numbers keep full precision; non-finite floats become `null`.
+    Json(serde_json::Value),
 }
 
 /// A per-atom array that is not one of the known columns (species, pos, forces).
@@ -52,5 +55,46 @@ impl Default for Structure {
 impl Frame {
     pub fn from_structure(structure: Structure) -> Frame {
         Frame { structure, ..Default::default() }
+    }
+
+    /// Number of atoms.
+    pub fn len(&self) -> usize {
+        self.structure.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.structure.is_empty()
+    }
+}
+
+impl ArrayValue {
+    /// Number of columns per atom.
+    pub fn columns(&self) -> usize {
+        match self {
+            ArrayValue::Real { columns, .. }
+            | ArrayValue::Int { columns, .. }
+            | ArrayValue::Bool { columns, .. }
+            | ArrayValue::Str { columns, .. } => *columns,
+        }
+    }
+
+    /// Total number of stored values (`n_atoms * columns` when consistent).
+    pub fn n_values(&self) -> usize {
+        match self {
+            ArrayValue::Real { values, .. } => values.len(),
+            ArrayValue::Int { values, .. } => values.len(),
+            ArrayValue::Bool { values, .. } => values.len(),
+            ArrayValue::Str { values, .. } => values.len(),
+        }
+    }
+
+    /// The extended XYZ type letter: R, I, L or S.
+    pub fn type_letter(&self) -> char {
+        match self {
+            ArrayValue::Real { .. } => 'R',
+            ArrayValue::Int { .. } => 'I',
+            ArrayValue::Bool { .. } => 'L',
+            ArrayValue::Str { .. } => 'S',
+        }
     }
 }
