@@ -153,6 +153,7 @@ pub struct Claimed {
     /// 1-based attempt number of this calculation.
     pub attempt: u32,
     pub physics_failures: u32,
+    pub infra_failures: u32,
     pub structure: Structure,
     pub engine: String,
     pub run_spec: serde_json::Value,
@@ -426,7 +427,7 @@ impl JobStore {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let row = tx
             .query_row(
-                "SELECT c.status, c.attempts, c.physics_failures, c.engine, c.run_spec_json, s.atoms_json
+                "SELECT c.status, c.attempts, c.physics_failures, c.infra_failures, c.engine, c.run_spec_json, s.atoms_json
                  FROM calculations c JOIN structures s ON s.id = c.structure_id WHERE c.id = ?1",
                 [id],
                 |r| {
@@ -434,16 +435,17 @@ impl JobStore {
                         r.get::<_, String>(0)?,
                         r.get::<_, u32>(1)?,
                         r.get::<_, u32>(2)?,
-                        r.get::<_, String>(3)?,
+                        r.get::<_, u32>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
                     ))
                 },
             )
             .optional()
             .map_err(sq)?
             .ok_or(StoreError::NoSuchCalculation(id))?;
-        let (status, attempts, physics_failures, engine, run_spec, atoms) = row;
+        let (status, attempts, physics_failures, infra_failures, engine, run_spec, atoms) = row;
         if status != "pending" {
             return Err(StoreError::WrongState { id, expected: "pending", found: status });
         }
@@ -467,6 +469,45 @@ impl JobStore {
             attempt_id,
             attempt,
             physics_failures,
+            infra_failures,
+            structure: serde_json::from_str(&atoms).map_err(|e| bad(format!("atoms: {e}")))?,
+            engine,
+            run_spec: serde_json::from_str(&run_spec).map_err(|e| bad(format!("run spec: {e}")))?,
+        })
+    }
+
+    /// The context of an attempt in flight (as `start_attempt` returned it), without
+    /// changing anything: used to finish attempts adopted after a restart.
+    pub fn load_running(&self, id: i64, attempt_id: i64) -> Result<Claimed> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT a.attempt, c.physics_failures, c.infra_failures, c.engine, c.run_spec_json, s.atoms_json
+                 FROM calculations c JOIN structures s ON s.id = c.structure_id JOIN attempts a ON a.id = ?2
+                 WHERE c.id = ?1",
+                params![id, attempt_id],
+                |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sq())?
+            .ok_or(StoreError::NoSuchCalculation(id))?;
+        let (attempt, physics_failures, infra_failures, engine, run_spec, atoms) = row;
+        let bad = |message: String| StoreError::BadRow { id, message };
+        Ok(Claimed {
+            calculation_id: id,
+            attempt_id,
+            attempt,
+            physics_failures,
+            infra_failures,
             structure: serde_json::from_str(&atoms).map_err(|e| bad(format!("atoms: {e}")))?,
             engine,
             run_spec: serde_json::from_str(&run_spec).map_err(|e| bad(format!("run spec: {e}")))?,

@@ -1,0 +1,152 @@
+//! How a calculation runs: the engine and its settings, as stored with each
+//! calculation and written into its job directory.
+//!
+//! `EngineSpec::run` is the adapter side: it may write files in the job directory and
+//! start programs. The executor runs it inside a job process of its own, so a crash or
+//! a kill of the engine never takes the orchestrator with it.
+
+use crate::emt::Emt;
+use crate::Labels;
+use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
+use autopipe_atoms::{Frame, InfoValue, Structure};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::process::Command;
+
+/// The engine of a calculation and everything it needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EngineSpec {
+    /// The built-in effective-medium theory (ASE's EMT), computed in the job process.
+    Emt,
+    /// Any program: it finds the structure in `input.xyz` (extended XYZ) in its working
+    /// directory (the job directory) and writes `output.xyz` with `energy` and `forces`
+    /// (and optionally `stress`). A frame with the info key `converged=F` is a physics
+    /// failure (retried under the physics budget). Run with `sh -c`.
+    Command {
+        command: String,
+        /// Label-defining settings of the command (e.g. the functional), hashed into the
+        /// idempotency key; the command line itself is hashed too.
+        #[serde(default)]
+        label_params: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// What one run of an engine gave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EngineOutcome {
+    /// Trustworthy labels.
+    Labels { labels: Labels, scf_steps: Option<u32> },
+    /// The engine ran but the answer must not become a label (e.g. SCF not converged).
+    PhysicsFailure { message: String },
+    /// The engine could not run or crashed.
+    Error { message: String },
+}
+
+pub const COMMAND_INPUT: &str = "input.xyz";
+pub const COMMAND_OUTPUT: &str = "output.xyz";
+
+impl EngineSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EngineSpec::Emt => "emt",
+            EngineSpec::Command { .. } => "command",
+        }
+    }
+
+    /// Only the settings that define the labels (part of the idempotency key).
+    pub fn label_params(&self) -> serde_json::Value {
+        match self {
+            EngineSpec::Emt => serde_json::json!({}),
+            EngineSpec::Command { command, label_params } => {
+                serde_json::json!({ "command": command, "params": label_params })
+            }
+        }
+    }
+
+    /// Whether this engine can label a structure at all (checked before import).
+    pub fn check_structure(&self, structure: &Structure) -> Result<(), String> {
+        match self {
+            EngineSpec::Emt => match structure.species.iter().find(|e| !Emt::supports(**e)) {
+                Some(e) => Err(format!("EMT has no parameters for {e} (it knows Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O)")),
+                None => Ok(()),
+            },
+            EngineSpec::Command { .. } => Ok(()),
+        }
+    }
+
+    /// The next rung of the remediation ladder after `physics_failures` physics failures:
+    /// new settings that change only convergence knobs, and what changed. `None` when
+    /// the engine has no ladder (the attempt is then retried unchanged) .
+    pub fn remediate(&self, _physics_failures: u32) -> Option<(EngineSpec, String)> {
+        match self {
+            EngineSpec::Emt | EngineSpec::Command { .. } => None,
+        }
+    }
+
+    /// Run the engine on `structure` in `job_dir` (which exists and is writable).
+    pub fn run(&self, job_dir: &Path, structure: &Structure) -> EngineOutcome {
+        match self {
+            EngineSpec::Emt => match Emt::new().calculate(structure) {
+                Ok(labels) => EngineOutcome::Labels { labels, scf_steps: None },
+                Err(e) => EngineOutcome::Error { message: format!("EMT: {e}") },
+            },
+            EngineSpec::Command { command, .. } => run_command(command, job_dir, structure),
+        }
+    }
+}
+
+fn run_command(command: &str, job_dir: &Path, structure: &Structure) -> EngineOutcome {
+    let error = |message: String| EngineOutcome::Error { message };
+    let input = job_dir.join(COMMAND_INPUT);
+    let output = job_dir.join(COMMAND_OUTPUT);
+    let _ = std::fs::remove_file(&output);
+    if let Err(e) = write_extxyz_file(&input, &[Frame::from_structure(structure.clone())]) {
+        return error(format!("cannot write {}: {e}", input.display()));
+    }
+    let status = match Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(job_dir)
+        .env("AUTOPIPE_INPUT", &input)
+        .env("AUTOPIPE_OUTPUT", &output)
+        .status()
+    {
+        Ok(s) => s,
+        Err(e) => return error(format!("cannot start `sh -c {command}`: {e}")),
+    };
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        return error(match (status.code(), status.signal()) {
+            (_, Some(sig)) => format!("command `{command}` was killed by signal {sig}"),
+            (Some(code), _) => format!("command `{command}` exited with code {code}"),
+            _ => format!("command `{command}` failed"),
+        });
+    }
+    let frames = match read_extxyz_file(&output) {
+        Ok(f) => f,
+        Err(e) => return error(format!("command `{command}` left no readable {COMMAND_OUTPUT}: {e}")),
+    };
+    let Some(frame) = frames.into_iter().last() else {
+        return error(format!("{} has no frame", output.display()));
+    };
+    if let Some(InfoValue::Bool(false)) = frame.info.get("converged") {
+        return EngineOutcome::PhysicsFailure { message: format!("{COMMAND_OUTPUT} says converged=F") };
+    }
+    if frame.structure.len() != structure.len() {
+        return error(format!(
+            "{} has {} atoms, the input had {}",
+            output.display(),
+            frame.structure.len(),
+            structure.len()
+        ));
+    }
+    match (frame.energy_ev, frame.forces_ev_per_a) {
+        (Some(energy_ev), Some(forces)) => EngineOutcome::Labels {
+            labels: Labels { energy_ev, forces_ev_per_a: forces, stress_ev_per_a3: frame.stress_ev_per_a3 },
+            scf_steps: None,
+        },
+        _ => error(format!("{} lacks energy or forces", output.display())),
+    }
+}
