@@ -472,7 +472,7 @@ fn parse_frame(comment: &str, atom_lines: &[&str], comment_line0: usize) -> Resu
     };
     let mut info = BTreeMap::new();
     for (key, value) in pairs {
-        if key == "virial" && value.numbers().is_none_or(|n| n.len() != 9) {
+        if key == "virial" && !matches!(value.numbers(), Some(n) if n.len() == 9) {
             return Err(cerr(K::BadInfo, format!("virial must be 9 numbers, got {}", value.describe())));
         }
         info.insert(key, value.into_info());
@@ -669,7 +669,7 @@ impl Column {
 
 fn parse_properties(s: &str) -> Result<Vec<Column>, String> {
     let fields: Vec<&str> = s.split(':').collect();
-    if fields.len() % 3 != 0 {
+    if !fields.chunks_exact(3).remainder().is_empty() {
         return Err(format!(
             "Properties={s} has {} ':'-separated fields, not a multiple of 3 (name:type:columns)",
             fields.len()
@@ -1044,7 +1044,7 @@ pub fn write_frame(out: &mut String, frame: &Frame) {
         .arrays
         .iter()
         .filter(|(k, _)| {
-            !matches!(k.as_str(), "species" | "pos" | "Z") && !(k.as_str() == "forces" && forces.is_some())
+            !(matches!(k.as_str(), "species" | "pos" | "Z") || (k.as_str() == "forces" && forces.is_some()))
         })
         .inspect(|(k, a)| {
             assert!(
