@@ -355,3 +355,68 @@ fn we_read_what_ase_writes() {
     let dump2 = run_ase("read", &again, &dir.path().join("again.json"));
     check_all(&frames, &dump2, "ASE re-reading our rewrite of ASE's file");
 }
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("data").join("extxyz")
+}
+
+/// Hand-written files with the quirks ASE accepts (plain XYZ comment, lower/upper-case
+/// symbols, CRLF, `Z` column, `key = value`, braces, bare keys, `uid`, pbc forms, an
+/// empty frame): we read exactly what ASE reads.
+#[test]
+fn fixtures_read_like_ase() {
+    require_ase();
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".xyz") || name.starts_with("bad_") {
+            continue;
+        }
+        let dump = run_ase("read", &path, &dir.path().join(format!("{name}.json")));
+        let frames = read_extxyz_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        check_all(&frames, &dump, &name);
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} fixtures found");
+}
+
+/// Broken files: ASE refuses them too, and our error names the file, frame and line.
+#[test]
+fn broken_fixtures_fail_with_located_errors() {
+    use autopipe_atoms::extxyz::{ExtxyzError, ExtxyzErrorKind as K};
+    let cases = [
+        ("bad_count.xyz", K::AtomCount, 0, 1, "expected the number of atoms"),
+        ("bad_element.xyz", K::UnknownElement, 0, 3, "unknown element 'Xx'"),
+        ("bad_lattice.xyz", K::BadLattice, 0, 2, "Lattice has 8 numbers"),
+        ("bad_number.xyz", K::BadNumber, 0, 3, "\"abc\""),
+        ("bad_short_line.xyz", K::BadAtomLine, 0, 4, "expected 3 floats for pos, got 2"),
+        ("bad_truncated.xyz", K::Truncated, 0, 4, "file ends after 2 of 3 atom lines (truncated?)"),
+    ];
+    for (name, kind, frame, line, needle) in cases {
+        let path = fixtures().join(name);
+        let err = read_extxyz_file(&path).expect_err(name);
+        let text = err.to_string();
+        assert!(text.contains(name) && text.contains(needle), "{name}: {text}");
+        match err {
+            ExtxyzError::Parse { kind: k, frame: f, line: l, .. } => {
+                assert_eq!((k, f, l), (kind, frame, line), "{name}: {text}")
+            }
+            other => panic!("{name}: {other}"),
+        }
+    }
+    // ASE rejects them as well.
+    require_ase();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, ..) in cases {
+        let out = Command::new(python())
+            .arg(script())
+            .arg("read")
+            .arg(fixtures().join(name))
+            .arg(dir.path().join("x.json"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "ASE accepted {name}");
+    }
+}
