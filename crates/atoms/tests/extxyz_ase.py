@@ -3,6 +3,7 @@
     python3 extxyz_ase.py read  IN.xyz  OUT.json   # ase.io.read(IN, index=':') -> JSON
     python3 extxyz_ase.py write OUT.xyz OUT.json   # build frames, ase.io.write them, then
                                                    # dump what ase.io.read gets back
+    python3 extxyz_ase.py reject FILE...           # exit 0 iff ASE refuses every file
 
 Every float is dumped as repr() (a string), so the Rust side can compare bit for bit.
 Calculator results are dumped under their extended XYZ names: energy, free_energy,
@@ -184,6 +185,17 @@ def ase_frames():
 
 
 def main():
+    if sys.argv[1] == "reject":
+        # every file given must make ase.io.read fail; print the ones it accepts
+        accepted = []
+        for path in sys.argv[2:]:
+            try:
+                ase.io.read(path, index=":", format="extxyz")
+                accepted.append(path)
+            except Exception:
+                pass
+        print("\n".join(accepted))
+        raise SystemExit(1 if accepted else 0)
     mode, xyz, out = sys.argv[1:4]
     if mode == "read":
         frames = ase.io.read(xyz, index=":", format="extxyz")
