@@ -24,10 +24,22 @@ pub enum InfoValue {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ArrayValue {
     /// `n_atoms x n_columns` real numbers.
-    Real { columns: usize, values: Vec<f64> },
-    Int { columns: usize, values: Vec<i64> },
-    Bool { columns: usize, values: Vec<bool> },
-    Str { columns: usize, values: Vec<String> },
+    Real {
+        columns: usize,
+        values: Vec<f64>,
+    },
+    Int {
+        columns: usize,
+        values: Vec<i64>,
+    },
+    Bool {
+        columns: usize,
+        values: Vec<bool>,
+    },
+    Str {
+        columns: usize,
+        values: Vec<String>,
+    },
 }
 
 /// A structure with optional labels, in the units and sign conventions of ASE:
@@ -48,13 +60,21 @@ pub struct Frame {
 
 impl Default for Structure {
     fn default() -> Self {
-        Structure { cell_a: [[0.0; 3]; 3], positions_a: vec![], species: vec![], pbc: [false; 3] }
+        Structure {
+            cell_a: [[0.0; 3]; 3],
+            positions_a: vec![],
+            species: vec![],
+            pbc: [false; 3],
+        }
     }
 }
 
 impl Frame {
     pub fn from_structure(structure: Structure) -> Frame {
-        Frame { structure, ..Default::default() }
+        Frame {
+            structure,
+            ..Default::default()
+        }
     }
 
     /// Number of atoms.
