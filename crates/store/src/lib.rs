@@ -29,6 +29,8 @@ pub enum StoreError {
     #[error("{path}: database schema version {found} is newer than this program understands ({supported}); upgrade autopipe")]
     TooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("calculation {id} is not in state {expected} (it is {found})")]
     WrongState { id: i64, expected: &'static str, found: String },
@@ -234,6 +236,15 @@ pub struct JobStore {
     path: PathBuf,
 }
 
+/// A SQLite error, telling a damaged file apart from other failures.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match source.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt { path: path.to_path_buf(), source },
+        _ => StoreError::Sqlite { path: path.to_path_buf(), source },
+    }
+}
+
 pub fn now_s() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
@@ -244,10 +255,8 @@ impl JobStore {
     pub fn open_or_create(run_dir: &Path) -> Result<JobStore> {
         let path = run_dir.join(DB_FILE);
         if !run_dir.exists() {
-            std::fs::create_dir_all(run_dir).map_err(|e| StoreError::Sqlite {
-                path: path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            std::fs::create_dir_all(run_dir)
+                .map_err(|source| StoreError::Io { path: run_dir.to_path_buf(), source })?;
         }
         Self::open_path(&path)
     }
@@ -277,15 +286,6 @@ impl JobStore {
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
-        conn.query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))
-            .map_err(corrupt)
-            .and_then(|s| {
-                if s == "ok" {
-                    Ok(())
-                } else {
-                    Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery })
-                }
-            })?;
         let mut store = JobStore { conn, path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
@@ -296,12 +296,12 @@ impl JobStore {
     }
 
     fn sq(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite { path: self.path.clone(), source }
+        move |source| sqlite_error(&self.path, source)
     }
 
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
         let supported = schema::MIGRATIONS.len() as i64;
         if version > supported {
@@ -330,7 +330,7 @@ impl JobStore {
     /// already present is not added again (and a structure already present is reused).
     pub fn import(&mut self, items: &[NewCalculation]) -> Result<ImportSummary> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let mut summary = ImportSummary::default();
@@ -422,7 +422,7 @@ impl JobStore {
     /// started without being counted.
     pub fn start_attempt(&mut self, id: i64, backend: &str, job_dir: &str) -> Result<Claimed> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let row = tx
@@ -517,7 +517,7 @@ impl JobStore {
     /// Record the backend's id of a started attempt (a process group id, a Slurm job id).
     pub fn set_backend_id(&mut self, id: i64, attempt_id: i64, backend_id: &str) -> Result<()> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         tx.execute("UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'", params![id, backend_id])
             .map_err(sq)?;
@@ -528,7 +528,7 @@ impl JobStore {
     /// `running -> done` with the parsed result.
     pub fn complete(&mut self, id: i64, attempt_id: i64, result: &CalcResult) -> Result<()> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let n = tx
@@ -575,7 +575,7 @@ impl JobStore {
         remediation: Option<(&serde_json::Value, &str)>,
     ) -> Result<()> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let new_status = if retry {
@@ -620,7 +620,7 @@ impl JobStore {
     /// behind: back to `pending` without touching any failure budget.
     pub fn requeue_lost(&mut self, id: i64, attempt_id: i64, message: &str) -> Result<()> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         tx.execute("UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])
@@ -662,7 +662,7 @@ impl JobStore {
     /// (the history of their attempts is kept). Returns how many were reset.
     pub fn reset(&mut self, statuses: &[CalcStatus]) -> Result<usize> {
         let path = self.path.clone();
-        let sq = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sq = |source| sqlite_error(&path, source);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let mut n = 0;
         for s in statuses {

@@ -1,1 +1,10 @@
-//! workflow (in progress)
+//! Workflows: configuration (raw -> validated) and the run that drives generation,
+//! labelling and export through the job database and an executor.
+
+pub mod config;
+pub mod examples;
+
+pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
+pub mod labelling;
+
+pub use labelling::{label_frame, new_calculations, run_generation_zero, RunError, RunOutcome};

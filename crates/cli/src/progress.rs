@@ -1,0 +1,52 @@
+//! Progress of a batch: a bar on a terminal, plain log lines otherwise.
+
+use autopipe_exec::{ExecEvent, Observer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress { bar: None }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&mut self, event: &ExecEvent) {
+        if let Some(line) = event.log_line() {
+            self.println(&line);
+        }
+        match event {
+            ExecEvent::Batch { total, .. } if std::io::stderr().is_terminal() => {
+                let bar = ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} labels  ({per_sec}, eta {eta}) {msg}")
+                        .expect("a valid template"),
+                );
+                self.bar = Some(bar);
+            }
+            ExecEvent::Done { .. } | ExecEvent::Failed { .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            _ => {}
+        }
+    }
+}

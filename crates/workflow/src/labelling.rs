@@ -1,0 +1,106 @@
+//! Labelling: structures in, calculations in the job database, labels out.
+//! Shared by `autopipe jobs ...` and `autopipe run`.
+
+use crate::config::{Config, ExecutionConfig};
+use autopipe_atoms::{Frame, InfoValue, Structure};
+use autopipe_engines::EngineSpec;
+use autopipe_exec::{run_local, ExecError, Launcher, LocalOptions, Observer, RunSummary};
+use autopipe_store::{ImportSummary, JobStore, Label, NewCalculation, StoreError};
+use std::path::Path;
+use std::time::Duration;
+
+/// Calculations of `structures` with `engine`; fails on the first structure the engine
+/// cannot label, naming it by `describe(index)`.
+pub fn new_calculations(
+    structures: Vec<Structure>,
+    origin: &str,
+    generation: i64,
+    engine: &EngineSpec,
+    describe: impl Fn(usize) -> String,
+) -> Result<Vec<NewCalculation>, String> {
+    let label_params = engine.label_params();
+    let run_spec = serde_json::to_value(engine).expect("engine settings serialise");
+    structures
+        .into_iter()
+        .enumerate()
+        .map(|(i, structure)| {
+            engine.check_structure(&structure).map_err(|m| format!("{}: {m}", describe(i)))?;
+            Ok(NewCalculation {
+                structure,
+                origin: origin.to_string(),
+                generation,
+                engine: engine.name().to_string(),
+                label_params: label_params.clone(),
+                run_spec: run_spec.clone(),
+            })
+        })
+        .collect()
+}
+
+impl ExecutionConfig {
+    pub fn local_options(&self) -> LocalOptions {
+        LocalOptions {
+            workers: self.workers,
+            walltime: Duration::from_secs_f64(self.walltime_s),
+            max_physics_retries: self.max_physics_retries,
+            max_infra_retries: self.max_infra_retries,
+            failure_tolerance: self.failure_tolerance,
+        }
+    }
+}
+
+/// A finished label as an extended XYZ frame (energy, forces, stress, and where it
+/// came from in the info keys).
+pub fn label_frame(label: &Label) -> Frame {
+    let mut frame = Frame::from_structure(label.structure.clone());
+    frame.energy_ev = Some(label.result.energy_ev);
+    frame.forces_ev_per_a = Some(label.result.forces_ev_per_a.clone());
+    frame.stress_ev_per_a3 = label.result.stress_ev_per_a3;
+    frame.info.insert("calculation_id".into(), InfoValue::Int(label.calculation_id));
+    frame.info.insert("engine".into(), InfoValue::Str(label.engine.clone()));
+    frame
+}
+
+/// What `autopipe run` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOutcome {
+    pub import: ImportSummary,
+    pub summary: RunSummary,
+    pub labels: usize,
+    pub labels_file: std::path::PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot write {path}: {message}")]
+    Output { path: std::path::PathBuf, message: String },
+}
+
+/// Generation 0 of a run: generate the configured candidates, label them with the
+/// oracle through the job database, and write every label to `RUN/labels.xyz`.
+/// Idempotent: running it again after a crash resumes; finished labels are kept.
+pub fn run_generation_zero(
+    config: &Config,
+    run_dir: &Path,
+    launcher: &Launcher,
+    observer: &mut dyn Observer,
+) -> Result<RunOutcome, RunError> {
+    let mut store = JobStore::open_or_create(run_dir)?;
+    let structures = autopipe_build::generate_bulk(&config.generate);
+    let origin = format!("generated:{}", config.generate.lattice.name());
+    let calcs = new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {i}"))
+        .map_err(RunError::Input)?;
+    let import = store.import(&calcs)?;
+    let summary = run_local(&mut store, run_dir, &config.execution.local_options(), launcher, observer)?;
+    let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
+    let labels_file = run_dir.join("labels.xyz");
+    autopipe_atoms::extxyz::write_extxyz_file(&labels_file, &frames)
+        .map_err(|e| RunError::Output { path: labels_file.clone(), message: e.to_string() })?;
+    Ok(RunOutcome { import, summary, labels: frames.len(), labels_file })
+}
