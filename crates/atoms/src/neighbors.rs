@@ -346,32 +346,52 @@ impl CellList {
     /// lexicographically positive shift is given. `shift` is relative to the stored
     /// positions and `vector = r_j + shift·cell - r_i`, as in [`Neighbor`].
     #[inline]
-    pub fn for_each_half_pair<F: FnMut(usize, usize, [i32; 3], Vec3, f64)>(&self, mut f: F) {
+    pub fn for_each_half_pair<F: FnMut(usize, usize, [i32; 3], Vec3, f64)>(&self, f: F) {
+        self.visit_half::<F, true>(f)
+    }
+
+    /// Like [`CellList::for_each_half_pair`] without the lattice shift:
+    /// `f(i, j, vector, distance)`, a little faster when only geometry matters.
+    #[inline]
+    pub fn for_each_half_pair_vector<F: FnMut(usize, usize, Vec3, f64)>(&self, mut f: F) {
+        self.visit_half::<_, false>(|i, j, _, v, d| f(i, j, v, d))
+    }
+
+    #[inline(always)]
+    fn visit_half<F: FnMut(usize, usize, [i32; 3], Vec3, f64), const SHIFT: bool>(&self, mut f: F) {
         let c = self.cutoff_a;
         // A margin so that the final test is exactly `norm(v) <= cutoff`.
         let c2 = c * c * (1.0 + 1e-14);
-        let [n0, n1, n2] = self.nbins;
+        let [_, n1, n2] = self.nbins;
         let [r0, r1, r2] = self.reach;
         let cell = &self.cell;
         let atom = &self.atom;
         let pos = &self.pos;
         let ws = &self.wrap_shift;
-        let mut emit = |a: usize, b: usize, s: [i32; 3], v: Vec3| {
-            let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-            if d2 <= c2 {
-                let d = d2.sqrt();
-                if d <= c {
-                    let i = atom[a] as usize;
-                    let j = atom[b] as usize;
-                    let shift = [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]];
-                    if i <= j {
-                        f(i, j, shift, v, d);
-                    } else {
-                        f(j, i, [-shift[0], -shift[1], -shift[2]], [-v[0], -v[1], -v[2]], d);
-                    }
+        // Called for candidates with d² <= c2 only.
+        let mut emit = |a: usize, b: usize, s: [i32; 3], v: Vec3, d2: f64| {
+            let d = d2.sqrt();
+            if d <= c {
+                let i = atom[a] as usize;
+                let j = atom[b] as usize;
+                let shift = if SHIFT {
+                    [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]]
+                } else {
+                    [0; 3]
+                };
+                if i <= j {
+                    f(i, j, shift, v, d);
+                } else {
+                    f(j, i, [-shift[0], -shift[1], -shift[2]], [-v[0], -v[1], -v[2]], d);
                 }
             }
         };
+        // Per axis: the (bin, shift) of every unwrapped bin coordinate the stencil can reach.
+        let table = |k: usize| -> Vec<Option<(usize, i32)>> {
+            let r = self.reach[k];
+            (-r..self.nbins[k] as i32 + r).map(|u| wrap_bin(u, self.nbins[k], self.periodic[k])).collect()
+        };
+        let (tx, ty) = (table(0), table(1));
         for &bin in &self.occupied {
             let bin = bin as usize;
             let bz = bin % n2;
@@ -380,44 +400,88 @@ impl CellList {
             let (s0, e0) = (self.bin_start[bin] as usize, self.bin_start[bin + 1] as usize);
             // Same bin, no shift: j after i.
             for a in s0..e0 {
-                let pi = pos[a];
-                for b in a + 1..e0 {
-                    let pj = pos[b];
-                    emit(a, b, [0; 3], [pj[0] - pi[0], pj[1] - pi[1], pj[2] - pi[2]]);
-                }
+                scan(pos, a, a + 1, e0, [0; 3], [0.0; 3], c2, &mut emit);
             }
-            // The half stencil: unwrapped bin offsets that are lexicographically positive.
+            // The half stencil: unwrapped bin offsets that are lexicographically positive,
+            // taken as rows along z, each split into runs of consecutive bins with one shift.
             for dx in 0..=r0 {
-                let Some((cx, sx)) = wrap_bin(bx as i32 + dx, n0, self.periodic[0]) else { continue };
+                let Some((cx, sx)) = tx[(bx as i32 + dx + r0) as usize] else { continue };
                 let dy_lo = if dx == 0 { 0 } else { -r1 };
                 for dy in dy_lo..=r1 {
-                    let Some((cy, sy)) = wrap_bin(by as i32 + dy, n1, self.periodic[1]) else { continue };
+                    let Some((cy, sy)) = ty[(by as i32 + dy + r1) as usize] else { continue };
+                    let row = (cx * n1 + cy) * n2;
                     let dz_lo = if dx == 0 && dy == 0 { 1 } else { -r2 };
-                    for dz in dz_lo..=r2 {
-                        let Some((cz, sz)) = wrap_bin(bz as i32 + dz, n2, self.periodic[2]) else { continue };
-                        let other = (cx * n1 + cy) * n2 + cz;
-                        let (s1, e1) = (self.bin_start[other] as usize, self.bin_start[other + 1] as usize);
+                    let mut u = bz as i32 + dz_lo;
+                    let u_end = bz as i32 + r2;
+                    while u <= u_end {
+                        // A run [u, v] of unwrapped z bins with the same image shift.
+                        let (cz, sz, v) = if self.periodic[2] {
+                            let sz = u.div_euclid(n2 as i32);
+                            let v = ((sz + 1) * n2 as i32 - 1).min(u_end);
+                            (u.rem_euclid(n2 as i32) as usize, sz, v)
+                        } else {
+                            let lo = u.max(0);
+                            let v = u_end.min(n2 as i32 - 1);
+                            if lo > v {
+                                break;
+                            }
+                            (lo as usize, 0, v)
+                        };
+                        let run = (v - u) as usize + 1;
+                        u = v + 1;
+                        let cz_end = if self.periodic[2] { cz + run } else { v as usize + 1 };
+                        let (s1, e1) = (self.bin_start[row + cz] as usize, self.bin_start[row + cz_end] as usize);
                         if s1 == e1 {
                             continue;
                         }
                         let s = [sx, sy, sz];
                         let t = if s == [0; 3] { [0.0; 3] } else { vec_mat(&[sx as f64, sy as f64, sz as f64], cell) };
                         for a in s0..e0 {
-                            let pi = pos[a];
-                            for b in s1..e1 {
-                                let pj = pos[b];
-                                emit(
-                                    a,
-                                    b,
-                                    s,
-                                    [pj[0] + t[0] - pi[0], pj[1] + t[1] - pi[1], pj[2] + t[2] - pi[2]],
-                                );
-                            }
+                            scan(pos, a, s1, e1, s, t, c2, &mut emit);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Test atoms `b` in `lo..hi` against atom `a` (image of `b` translated by `t`), and
+/// call `emit(a, b, shift, vector, d²)` for those with `d² <= c2`. The distance test is
+/// branch-free (indices are compacted first), so unpredictable hits cost no mispredictions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scan<E: FnMut(usize, usize, [i32; 3], Vec3, f64)>(
+    pos: &[Vec3],
+    a: usize,
+    lo: usize,
+    hi: usize,
+    s: [i32; 3],
+    t: Vec3,
+    c2: f64,
+    emit: &mut E,
+) {
+    const CHUNK: usize = 64;
+    let pi = pos[a];
+    let mut hits = [0u32; CHUNK];
+    let mut start = lo;
+    while start < hi {
+        let end = (start + CHUNK).min(hi);
+        let mut nh = 0usize;
+        for (b, pj) in pos[start..end].iter().enumerate() {
+            let v = [pj[0] + t[0] - pi[0], pj[1] + t[1] - pi[1], pj[2] + t[2] - pi[2]];
+            let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+            hits[nh] = (start + b) as u32;
+            nh += (d2 <= c2) as usize;
+        }
+        for &b in &hits[..nh] {
+            let b = b as usize;
+            let pj = pos[b];
+            let v = [pj[0] + t[0] - pi[0], pj[1] + t[1] - pi[1], pj[2] + t[2] - pi[2]];
+            let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+            emit(a, b, s, v, d2);
+        }
+        start = end;
     }
 }
 

@@ -106,6 +106,8 @@ struct Pair {
     /// d(s1 of j into i)/dr / r and d(s1 of i into j)/dr / r.
     q_ij: f64,
     q_ji: f64,
+    /// d(pair term)/dr / r.
+    g: f64,
 }
 
 impl Emt {
@@ -191,7 +193,7 @@ impl Emt {
 
         let (rc, acut, rc_list) = (cut.rc, cut.acut, cut.rc_list);
         let cells = CellList::new(s, rc_list);
-        cells.for_each_half_pair(|i, j, _shift, d, r| {
+        cells.for_each_half_pair_vector(|i, j, d, r| {
             if r >= rc_list {
                 return;
             }
@@ -200,32 +202,38 @@ impl Emt {
             let w = 1.0 / (1.0 + (acut * (r - rc)).exp());
             let dwdroverw = acut * (w - 1.0);
             let pab = &pairs_table[ka * m + kb];
-            let (s1_ij, s1_ji, e_ab, e_ba, dedr) = if ka == kb {
+            if ka == kb {
                 let s1 = pab.a1 * (-pab.k1 * r).exp() * w;
                 let e2 = pab.a2 * (-pab.k2 * r).exp() * w;
-                (s1, s1, e2, e2, 2.0 * e2 * (dwdroverw - pab.k2))
+                sigma1[i] += s1;
+                sigma1[j] += s1;
+                pair_energy += 2.0 * e2;
+                if want_forces {
+                    let invr = 1.0 / r;
+                    let q = s1 * (dwdroverw - pab.k1) * invr;
+                    let g = 2.0 * e2 * (dwdroverw - pab.k2) * invr;
+                    pairs.push(Pair { i: i as u32, j: j as u32, d, q_ij: q, q_ji: q, g });
+                }
             } else {
                 let pba = &pairs_table[kb * m + ka];
                 let s1_ij = pab.a1 * (-pab.k1 * r).exp() * w;
                 let s1_ji = pba.a1 * (-pba.k1 * r).exp() * w;
                 let e_ab = pab.a2 * (-pab.k2 * r).exp() * w;
                 let e_ba = pba.a2 * (-pba.k2 * r).exp() * w;
-                (s1_ij, s1_ji, e_ab, e_ba, e_ab * (dwdroverw - pab.k2) + e_ba * (dwdroverw - pba.k2))
-            };
-            sigma1[i] += s1_ij;
-            sigma1[j] += s1_ji;
-            pair_energy += e_ab + e_ba;
-            if want_forces {
-                let invr = 1.0 / r;
-                let g = dedr * invr;
-                add_pair_force(&mut forces, &mut virial, i, j, &d, g);
-                pairs.push(Pair {
-                    i: i as u32,
-                    j: j as u32,
-                    d,
-                    q_ij: s1_ij * (dwdroverw - pab.k1) * invr,
-                    q_ji: s1_ji * (dwdroverw - pairs_table[kb * m + ka].k1) * invr,
-                });
+                sigma1[i] += s1_ij;
+                sigma1[j] += s1_ji;
+                pair_energy += e_ab + e_ba;
+                if want_forces {
+                    let invr = 1.0 / r;
+                    pairs.push(Pair {
+                        i: i as u32,
+                        j: j as u32,
+                        d,
+                        q_ij: s1_ij * (dwdroverw - pab.k1) * invr,
+                        q_ji: s1_ji * (dwdroverw - pba.k1) * invr,
+                        g: (e_ab * (dwdroverw - pab.k2) + e_ba * (dwdroverw - pba.k2)) * invr,
+                    });
+                }
             }
         });
 
@@ -255,7 +263,7 @@ impl Emt {
         }
         for p in &pairs {
             let (i, j) = (p.i as usize, p.j as usize);
-            let g = deds[i] * p.q_ij + deds[j] * p.q_ji;
+            let g = p.g + deds[i] * p.q_ij + deds[j] * p.q_ji;
             add_pair_force(&mut forces, &mut virial, i, j, &p.d, g);
         }
         let stress = if cell_has_rank_3(s) {
