@@ -337,3 +337,289 @@ fn pair_params(a: &ElementParams, b: &ElementParams) -> PairParams {
         k2: b.kappa / BETA,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopipe_atoms::structure::{vec_mat, Mat3};
+
+    /// splitmix64, so the tests need no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn el(s: &str) -> Element {
+        Element::from_symbol(s).unwrap()
+    }
+
+    fn fcc(a: f64, reps: [usize; 3], symbols: &[&str], rng: &mut Rng, rattle: f64) -> Structure {
+        let mut positions = Vec::new();
+        let mut species = Vec::new();
+        for x in 0..reps[0] {
+            for y in 0..reps[1] {
+                for z in 0..reps[2] {
+                    for b in [[0.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]] {
+                        positions.push([
+                            (x as f64 + b[0]) * a + rng.uniform(-rattle, rattle),
+                            (y as f64 + b[1]) * a + rng.uniform(-rattle, rattle),
+                            (z as f64 + b[2]) * a + rng.uniform(-rattle, rattle),
+                        ]);
+                        species.push(el(symbols[(rng.next_u64() % symbols.len() as u64) as usize]));
+                    }
+                }
+            }
+        }
+        let cell = [[reps[0] as f64 * a, 0.0, 0.0], [0.0, reps[1] as f64 * a, 0.0], [0.0, 0.0, reps[2] as f64 * a]];
+        Structure::new(cell, positions, species, [true; 3]).unwrap()
+    }
+
+    fn deform(s: &Structure, eps: Mat3) -> Structure {
+        let f: Mat3 = std::array::from_fn(|r| std::array::from_fn(|c| eps[r][c] + if r == c { 1.0 } else { 0.0 }));
+        let mut out = s.clone();
+        for row in &mut out.cell_a {
+            *row = vec_mat(row, &f);
+        }
+        for p in &mut out.positions_a {
+            *p = vec_mat(p, &f);
+        }
+        out
+    }
+
+    /// A small triclinic alloy cell (smaller than the cutoff), a sheared alloy supercell,
+    /// a slab and a cluster: the structures the derivative tests run on.
+    fn test_structures() -> Vec<Structure> {
+        let mut rng = Rng(42);
+        let mut out = Vec::new();
+        let prim = Structure::new(
+            [[0.2, 2.7, 2.6], [2.65, 0.0, 2.55], [2.6, 2.7, 0.3]],
+            vec![[0.0, 0.0, 0.0], [1.6, 1.9, 1.7], [3.3, 1.4, 3.6]],
+            vec![el("Cu"), el("Au"), el("Ni")],
+            [true; 3],
+        )
+        .unwrap();
+        out.push(prim);
+        let s = fcc(3.7, [2, 2, 2], &["Cu", "Au", "Ni", "Al", "Pd"], &mut rng, 0.15);
+        out.push(deform(&s, [[0.02, 0.05, -0.01], [0.0, -0.03, 0.04], [0.03, 0.0, 0.01]]));
+        let mut slab = fcc(3.61, [2, 2, 2], &["Cu", "Pt"], &mut rng, 0.1);
+        slab.cell_a[2][2] += 10.0;
+        slab.pbc = [true, true, false];
+        out.push(slab);
+        let mut cluster = fcc(3.9, [1, 2, 1], &["Ag", "Pd", "O"], &mut rng, 0.2);
+        cluster.cell_a = [[0.0; 3]; 3];
+        cluster.pbc = [false; 3];
+        out.push(cluster);
+        out
+    }
+
+    #[test]
+    fn known_values_from_ase() {
+        // ase.build.bulk('Cu', 'fcc', a=3.61) with EMT(): energy and stress from ASE 3.29.
+        let h = 3.61 / 2.0;
+        let s = Structure::new([[0.0, h, h], [h, 0.0, h], [h, h, 0.0]], vec![[0.0; 3]], vec![el("Cu")], [true; 3]).unwrap();
+        let l = Emt::new().calculate(&s).unwrap();
+        assert!((l.energy_ev - -0.005_681_511_358_581_304).abs() < 1e-12, "{}", l.energy_ev);
+        let st = l.stress_ev_per_a3.unwrap();
+        for k in 0..3 {
+            assert!((st[k] - 1.361_926_52e-2).abs() < 1e-10, "{st:?}");
+            assert!(st[k + 3].abs() < 1e-12);
+        }
+        // An isolated atom has energy -E0; no cell means no stress.
+        let s = Structure::new([[0.0; 3]; 3], vec![[0.0; 3]], vec![el("Cu")], [false; 3]).unwrap();
+        let l = Emt::new().calculate(&s).unwrap();
+        assert_eq!(l.energy_ev, 3.51);
+        assert_eq!(l.forces_ev_per_a, vec![[0.0; 3]]);
+        assert_eq!(l.stress_ev_per_a3, None);
+        assert!((Emt::new().cutoff_a(&[el("Cu")]) - 5.876_798_323_827_276).abs() < 1e-12);
+        // ASE derives Bohr from other CODATA 2014 constants: it differs from the rounded
+        // CODATA 2014 value in the 10th digit.
+        assert!((ASE_BOHR_A / autopipe_atoms::units::codata2014::BOHR_A - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unsupported_elements_are_errors() {
+        let s = Structure::new([[0.0; 3]; 3], vec![[0.0; 3], [2.5, 0.0, 0.0]], vec![el("Cu"), el("Fe")], [false; 3]).unwrap();
+        match Emt::new().calculate(&s) {
+            Err(EmtError::UnsupportedElement { element, index }) => {
+                assert_eq!(element, el("Fe"));
+                assert_eq!(index, 1);
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(Emt::supports(el("Pt")) && Emt::supports(el("O")) && !Emt::supports(el("Fe")));
+    }
+
+    #[test]
+    fn forces_are_minus_the_gradient_of_the_energy() {
+        let emt = Emt::new();
+        let h = 1e-5;
+        for (case, s) in test_structures().into_iter().enumerate() {
+            let labels = emt.calculate(&s).unwrap();
+            assert_eq!(labels.energy_ev, emt.energy_ev(&s).unwrap());
+            let n = s.len();
+            let mut worst = 0.0f64;
+            for i in (0..n).step_by(1 + n / 8) {
+                for k in 0..3 {
+                    let mut plus = s.clone();
+                    plus.positions_a[i][k] += h;
+                    let mut minus = s.clone();
+                    minus.positions_a[i][k] -= h;
+                    let fd = -(emt.energy_ev(&plus).unwrap() - emt.energy_ev(&minus).unwrap()) / (2.0 * h);
+                    let f = labels.forces_ev_per_a[i][k];
+                    let err = (fd - f).abs() / f.abs().max(1.0);
+                    worst = worst.max(err);
+                    assert!(err < 1e-6, "case {case} atom {i} component {k}: force {f} vs finite difference {fd}");
+                }
+            }
+            // Sanity: the structures are not at equilibrium, so this tested something.
+            assert!(labels.max_force_ev_per_a() > 0.05, "case {case}");
+            assert!(worst < 1e-6);
+        }
+    }
+
+    #[test]
+    fn stress_is_the_strain_derivative_of_the_energy() {
+        let emt = Emt::new();
+        let h = 1e-5;
+        for (case, s) in test_structures().into_iter().enumerate().take(2) {
+            let stress = emt.calculate(&s).unwrap().stress_ev_per_a3.unwrap();
+            let v = s.volume_a3().abs();
+            for (voigt, (a, b)) in [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)].into_iter().enumerate() {
+                let strain = |x: f64| {
+                    let mut e = [[0.0; 3]; 3];
+                    e[a][b] += x / 2.0;
+                    e[b][a] += x / 2.0;
+                    e
+                };
+                let fd = (emt.energy_ev(&deform(&s, strain(h))).unwrap() - emt.energy_ev(&deform(&s, strain(-h))).unwrap())
+                    / (2.0 * h * v);
+                assert!(
+                    (fd - stress[voigt]).abs() < 1e-8 * stress[voigt].abs().max(1.0),
+                    "case {case} component {voigt}: stress {} vs finite difference {fd}",
+                    stress[voigt]
+                );
+            }
+            assert!(stress.iter().any(|x| x.abs() > 1e-3), "case {case}: {stress:?}");
+        }
+    }
+
+    #[test]
+    fn invariant_under_rotation_translation_and_permutation() {
+        let emt = Emt::new();
+        let (ax, ay, az) = (0.3f64, -1.1f64, 2.0f64);
+        let rx = [[1.0, 0.0, 0.0], [0.0, ax.cos(), -ax.sin()], [0.0, ax.sin(), ax.cos()]];
+        let ry = [[ay.cos(), 0.0, ay.sin()], [0.0, 1.0, 0.0], [-ay.sin(), 0.0, ay.cos()]];
+        let rz = [[az.cos(), -az.sin(), 0.0], [az.sin(), az.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let mul = |a: &Mat3, b: &Mat3| -> Mat3 { std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum())) };
+        let rot = mul(&rx, &mul(&ry, &rz));
+        for (case, s) in test_structures().into_iter().enumerate() {
+            let l0 = emt.calculate(&s).unwrap();
+            let tol = 1e-10 * s.len() as f64;
+            // Rotation (rows: r' = r R); forces rotate with the atoms.
+            let mut r = s.clone();
+            for row in &mut r.cell_a {
+                *row = vec_mat(row, &rot);
+            }
+            for p in &mut r.positions_a {
+                *p = vec_mat(p, &rot);
+            }
+            let l1 = emt.calculate(&r).unwrap();
+            assert!((l1.energy_ev - l0.energy_ev).abs() < tol, "case {case}: rotation");
+            for (f0, f1) in l0.forces_ev_per_a.iter().zip(&l1.forces_ev_per_a) {
+                let f0r = vec_mat(f0, &rot);
+                for k in 0..3 {
+                    assert!((f0r[k] - f1[k]).abs() < 1e-9, "case {case}: rotated forces");
+                }
+            }
+            // Translation.
+            let mut t = s.clone();
+            for p in &mut t.positions_a {
+                p[0] += 13.7;
+                p[1] -= 4.1;
+                p[2] += 0.37;
+            }
+            assert!((emt.energy_ev(&t).unwrap() - l0.energy_ev).abs() < tol, "case {case}: translation");
+            // Permutation (reverse, then rotate by 3).
+            let n = s.len();
+            let order: Vec<usize> = (0..n).rev().cycle().skip(3).take(n).collect();
+            let mut p = s.clone();
+            p.positions_a = order.iter().map(|&i| s.positions_a[i]).collect();
+            p.species = order.iter().map(|&i| s.species[i]).collect();
+            let lp = emt.calculate(&p).unwrap();
+            assert!((lp.energy_ev - l0.energy_ev).abs() < tol, "case {case}: permutation");
+            for (k, &i) in order.iter().enumerate() {
+                for c in 0..3 {
+                    assert!((lp.forces_ev_per_a[k][c] - l0.forces_ev_per_a[i][c]).abs() < 1e-10);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn energy_is_extensive() {
+        let emt = Emt::new();
+        for (case, s) in test_structures().into_iter().enumerate().take(2) {
+            let reps = [2usize, 3, 1];
+            let mut big = s.clone();
+            big.positions_a.clear();
+            big.species.clear();
+            for x in 0..reps[0] {
+                for y in 0..reps[1] {
+                    for z in 0..reps[2] {
+                        let t = vec_mat(&[x as f64, y as f64, z as f64], &s.cell_a);
+                        for (p, e) in s.positions_a.iter().zip(&s.species) {
+                            big.positions_a.push([p[0] + t[0], p[1] + t[1], p[2] + t[2]]);
+                            big.species.push(*e);
+                        }
+                    }
+                }
+            }
+            for (k, row) in big.cell_a.iter_mut().enumerate() {
+                for x in row.iter_mut() {
+                    *x *= reps[k] as f64;
+                }
+            }
+            let small = emt.calculate(&s).unwrap();
+            let large = emt.calculate(&big).unwrap();
+            let copies = (reps[0] * reps[1] * reps[2]) as f64;
+            assert!(
+                (large.energy_ev - copies * small.energy_ev).abs() < 1e-10 * big.len() as f64,
+                "case {case}: {} vs {} x {}",
+                large.energy_ev,
+                copies,
+                small.energy_ev
+            );
+            for (k, f) in large.forces_ev_per_a.iter().enumerate() {
+                let g = small.forces_ev_per_a[k % s.len()];
+                for c in 0..3 {
+                    assert!((f[c] - g[c]).abs() < 1e-9, "case {case}: forces of the copies");
+                }
+            }
+            let (a, b) = (large.stress_ev_per_a3.unwrap(), small.stress_ev_per_a3.unwrap());
+            for c in 0..6 {
+                assert!((a[c] - b[c]).abs() < 1e-11, "case {case}: stress is intensive");
+            }
+        }
+    }
+
+    #[test]
+    fn stress_follows_the_cell_rank_like_ase() {
+        let mut rng = Rng(1);
+        let mut s = fcc(3.61, [1, 1, 1], &["Cu"], &mut rng, 0.1);
+        s.pbc = [false; 3];
+        // A rank-3 cell gives a stress even without periodicity (as ASE does) ...
+        assert!(Emt::new().calculate(&s).unwrap().stress_ev_per_a3.is_some());
+        // ... a missing cell does not.
+        s.cell_a = [[0.0; 3]; 3];
+        assert!(Emt::new().calculate(&s).unwrap().stress_ev_per_a3.is_none());
+    }
+}
