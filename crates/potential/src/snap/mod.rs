@@ -274,7 +274,7 @@ impl Snap {
         for i in 0..n_atoms {
             self.gather(&nl, &elem, i, &mut an);
             k.compute_ui(&mut w, &an.nbrs);
-            k.compute_zi(&mut w);
+            k.compute_zi(&mut w, !with_gradients);
             k.compute_bi(&mut w, self.params.bzeroflag);
             let row = &mut b[i * ncol..(i + 1) * ncol];
             row[..nlin].copy_from_slice(&w.blist);
@@ -282,14 +282,27 @@ impl Snap {
                 self.quadratic_into(&w.blist, row);
             }
             if let Some(g) = grads.as_mut() {
-                for (p, (nb, &j)) in an.nbrs.iter().zip(&an.js).enumerate() {
+                let nn = an.nbrs.len();
+                k.begin_batch(&mut w, nn);
+                for p in 0..nn {
                     k.compute_duidrj(&mut w, &an.nbrs, p);
-                    let start = g.dbdrj.len();
-                    g.dbdrj.resize(start + 3 * nlin, 0.0);
-                    k.compute_dbidrj(&w, &mut g.dbdrj[start..]);
-                    g.pair_j.push(j);
-                    g.pair_rij.push(nb.rij);
+                    k.stash_du(&mut w, p, nn);
                 }
+                k.compute_dbidrj_batch(&mut w, nn);
+                let width = Kernel::batch_width(nn);
+                let start = g.dbdrj.len();
+                g.dbdrj.resize(start + nn * 3 * nlin, 0.0);
+                let dst = &mut g.dbdrj[start..];
+                for jjb in 0..nlin {
+                    let src = &w.dbout[jjb * width..jjb * width + 3 * nn];
+                    for c in 0..3 {
+                        for p in 0..nn {
+                            dst[(p * 3 + c) * nlin + jjb] = src[c * nn + p];
+                        }
+                    }
+                }
+                g.pair_j.extend_from_slice(&an.js);
+                g.pair_rij.extend(an.nbrs.iter().map(|nb| nb.rij));
                 g.pair_offsets.push(g.pair_j.len());
             }
         }
@@ -346,7 +359,7 @@ impl Snap {
             let be = &beta[elem[i]];
             self.gather(&nl, &elem, i, &mut an);
             k.compute_ui(&mut w, &an.nbrs);
-            k.compute_zi(&mut w);
+            k.compute_zi(&mut w, false);
             k.compute_bi(&mut w, self.params.bzeroflag);
             let mut e: f64 = be[..nlin].iter().zip(&w.blist).map(|(a, b)| a * b).sum();
             beta_eff.copy_from_slice(&be[..nlin]);

@@ -39,6 +39,8 @@ pub(crate) struct ZIndex {
 pub(crate) struct DbTerm {
     pub zoff: u32,
     pub uoff: u32,
+    /// Offset of the block in the compact half-block numbering (see `Tables::half_off`).
+    pub hoff: u32,
     pub len: u32,
     pub fac: f64,
 }
@@ -51,6 +53,9 @@ pub(crate) struct Tables {
     /// Number of half-block entries of order j, up to and including the middle element
     /// (the middle element, present for even j, carries weight 1/2 in all contractions).
     pub half_len: Vec<usize>,
+    /// Offsets of the half blocks when only the half entries are stored, and their total.
+    pub half_off: Vec<usize>,
+    pub n_half: usize,
     pub cglist: Vec<f64>,
     pub zidx: Vec<ZIndex>,
     pub idxz_max: usize,
@@ -157,6 +162,12 @@ impl Tables {
         let idxu_max = count;
         let half_len: Vec<usize> =
             (0..=twojmax).map(|j| if j % 2 == 1 { (j + 1) / 2 * (j + 1) } else { j / 2 * (j + 1) + j / 2 + 1 }).collect();
+        let mut half_off = vec![0; jdim];
+        let mut n_half = 0;
+        for j in 0..=twojmax {
+            half_off[j] = n_half;
+            n_half += half_len[j];
+        }
 
         // B list (LAMMPS order)
         let mut idxb = Vec::new();
@@ -238,6 +249,17 @@ impl Tables {
             }
         }
         let idxz_max = zidx.len();
+        // Bounds of every index `compute_zi` uses without checks.
+        for zx in &zidx {
+            let (j1, j2, na, nb) = (zx.j1 as usize, zx.j2 as usize, zx.na as usize, zx.nb as usize);
+            assert!(na >= 1 && nb >= 1);
+            let u1_last = zx.u1_start as usize + (nb - 1) * (j1 + 1) + (na - 1);
+            assert!(u1_last < idxu_block[j1] + (j1 + 1) * (j1 + 1));
+            let u2_low = (zx.u2_start as usize).checked_sub((nb - 1) * (j2 + 1) + (na - 1));
+            assert!(u2_low.is_some_and(|u| u >= idxu_block[j2]) && (zx.u2_start as usize) < idxu_max);
+            assert!(zx.cga_start as usize + (na - 1) * j2 < cglist.len());
+            assert!(zx.cgb_start as usize + (nb - 1) * j2 < cglist.len());
+        }
 
         let db_terms = idxb
             .iter()
@@ -246,18 +268,21 @@ impl Tables {
                     DbTerm {
                         zoff: idxz_block[blk(j1, j2, j)] as u32,
                         uoff: idxu_block[j] as u32,
+                        hoff: half_off[j] as u32,
                         len: half_len[j] as u32,
                         fac: 2.0,
                     },
                     DbTerm {
                         zoff: idxz_block[blk(j, j2, j1)] as u32,
                         uoff: idxu_block[j1] as u32,
+                        hoff: half_off[j1] as u32,
                         len: half_len[j1] as u32,
                         fac: 2.0 * (j + 1) as f64 / (j1 + 1) as f64,
                     },
                     DbTerm {
                         zoff: idxz_block[blk(j, j1, j2)] as u32,
                         uoff: idxu_block[j2] as u32,
+                        hoff: half_off[j2] as u32,
                         len: half_len[j2] as u32,
                         fac: 2.0 * (j + 1) as f64 / (j2 + 1) as f64,
                     },
@@ -281,6 +306,8 @@ impl Tables {
             idxu_block,
             idxu_max,
             half_len,
+            half_off,
+            n_half,
             cglist,
             zidx,
             idxz_max,
@@ -323,6 +350,10 @@ pub(crate) struct Work {
     pub du_r: Vec<[f64; 3]>,
     pub du_i: Vec<[f64; 3]>,
     pub blist: Vec<f64>,
+    /// dU of a batch of neighbours: `[half entry][re, im][c * n_nbr + nbr]`, rows of `width`.
+    pub dub: Vec<f64>,
+    /// dB of the batch: `[jjb][width]`.
+    pub dbout: Vec<f64>,
 }
 
 impl Work {
@@ -339,6 +370,8 @@ impl Work {
             du_r: vec![[0.0; 3]; t.idxu_max],
             du_i: vec![[0.0; 3]; t.idxu_max],
             blist: vec![0.0; t.n_b()],
+            dub: Vec::new(),
+            dbout: Vec::new(),
         }
     }
 }
@@ -454,12 +487,18 @@ impl Kernel<'_> {
     }
 
     /// Z(j1,j2,j; ma, mb) for the left half of every block.
-    pub fn compute_zi(&self, w: &mut Work) {
+    pub fn compute_zi(&self, w: &mut Work, b_only: bool) {
         let t = self.t;
         let cg = &t.cglist[..];
-        let ur = &w.utot_r[..];
-        let ui = &w.utot_i[..];
+        let ur = &w.utot_r[..t.idxu_max];
+        let ui = &w.utot_i[..t.idxu_max];
+        let zr_out = &mut w.z_r[..t.idxz_max];
+        let zi_out = &mut w.z_i[..t.idxz_max];
         for (jjz, zx) in t.zidx.iter().enumerate() {
+            // B alone needs only the blocks with j >= j1
+            if b_only && zx.j < zx.j1 {
+                continue;
+            }
             let j1 = zx.j1 as usize;
             let j2 = zx.j2 as usize;
             let na = zx.na as usize;
@@ -469,27 +508,35 @@ impl Kernel<'_> {
             let mut u2 = zx.u2_start as usize;
             let mut icgb = zx.cgb_start as usize;
             let cga = zx.cga_start as usize;
-            for _ib in 0..zx.nb {
+            for ib in 0..zx.nb as usize {
                 let mut sr = 0.0;
                 let mut si = 0.0;
                 let mut icga = cga;
                 // ma1 runs up from u1, ma2 runs down from u2
                 for ia in 0..na {
-                    let c = cg[icga];
-                    let (ar, ai) = (ur[u1 + ia], ui[u1 + ia]);
-                    let (br, bi) = (ur[u2 - ia], ui[u2 - ia]);
-                    sr += c * (ar * br - ai * bi);
-                    si += c * (ar * bi + ai * br);
+                    // SAFETY: `Tables::new` checked that every index of this loop nest is
+                    // inside `cglist` and inside a U array of length `idxu_max`.
+                    unsafe {
+                        let c = *cg.get_unchecked(icga);
+                        let (ar, ai) = (*ur.get_unchecked(u1 + ia), *ui.get_unchecked(u1 + ia));
+                        let (br, bi) = (*ur.get_unchecked(u2 - ia), *ui.get_unchecked(u2 - ia));
+                        sr += c * (ar * br - ai * bi);
+                        si += c * (ar * bi + ai * br);
+                    }
                     icga += j2;
                 }
-                zr += cg[icgb] * sr;
-                zi += cg[icgb] * si;
-                u1 += j1 + 1;
-                u2 = u2.wrapping_sub(j2 + 1);
+                // SAFETY: as above.
+                let c = unsafe { *cg.get_unchecked(icgb) };
+                zr += c * sr;
+                zi += c * si;
+                if ib + 1 < zx.nb as usize {
+                    u1 += j1 + 1;
+                    u2 -= j2 + 1;
+                }
                 icgb += j2;
             }
-            w.z_r[jjz] = zr;
-            w.z_i[jjz] = zi;
+            zr_out[jjz] = zr;
+            zi_out[jjz] = zi;
         }
     }
 
@@ -618,6 +665,7 @@ impl Kernel<'_> {
     }
 
     /// dB_i/dr_j for the neighbour whose dU is in `w.du_*`: `out[c * n_b + jjb]`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn compute_dbidrj(&self, w: &Work, out: &mut [f64]) {
         let t = self.t;
         let nb = t.n_b();
@@ -639,6 +687,58 @@ impl Kernel<'_> {
             out[nb + jjb] = acc[1];
             out[2 * nb + jjb] = acc[2];
         }
+    }
+
+    /// Row width of the batch arrays for `n` neighbours (3 n padded to the tile size).
+    pub fn batch_width(n: usize) -> usize {
+        (3 * n).div_ceil(DB_TILE) * DB_TILE
+    }
+
+    /// Prepare the batch arrays for `n` neighbours.
+    pub fn begin_batch(&self, w: &mut Work, n: usize) {
+        let width = Self::batch_width(n);
+        let need = 2 * self.t.n_half * width;
+        if w.dub.len() < need {
+            w.dub.resize(need, 0.0);
+        }
+        // padding columns must hold finite numbers
+        w.dub[..need].iter_mut().for_each(|x| *x = 0.0);
+        if w.dbout.len() < self.t.n_b() * width {
+            w.dbout.resize(self.t.n_b() * width, 0.0);
+        }
+    }
+
+    /// Copy the dU of neighbour `k` of `n` (from `compute_duidrj`) into the batch.
+    pub fn stash_du(&self, w: &mut Work, k: usize, n: usize) {
+        let t = self.t;
+        let width = Self::batch_width(n);
+        for j in 0..=t.twojmax {
+            let u0 = t.idxu_block[j];
+            let h0 = t.half_off[j];
+            for m in 0..t.half_len[j] {
+                let (dr, di) = (w.du_r[u0 + m], w.du_i[u0 + m]);
+                let row = 2 * (h0 + m) * width;
+                for c in 0..3 {
+                    w.dub[row + c * n + k] = dr[c];
+                    w.dub[row + width + c * n + k] = di[c];
+                }
+            }
+        }
+    }
+
+    /// dB_i/dr_j of every neighbour of the batch at once: `w.dbout[jjb * width + c * n + k]`.
+    pub fn compute_dbidrj_batch(&self, w: &mut Work, n: usize) {
+        let width = Self::batch_width(n);
+        let (t, zr, zi, dub, out) = (self.t, &w.z_r[..], &w.z_i[..], &w.dub[..], &mut w.dbout[..]);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { db_batch_avx2(t, zr, zi, dub, width, out) };
+                return;
+            }
+        }
+        db_batch_body(t, zr, zi, dub, width, out);
     }
 
     /// Y = Σ_z β-weighted Z, from the stored Z (call compute_zi first).
@@ -665,6 +765,47 @@ impl Kernel<'_> {
             }
         }
         [2.0 * acc[0], 2.0 * acc[1], 2.0 * acc[2]]
+    }
+}
+
+const DB_TILE: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn db_batch_avx2(t: &Tables, zr: &[f64], zi: &[f64], dub: &[f64], width: usize, out: &mut [f64]) {
+    db_batch_body(t, zr, zi, dub, width, out)
+}
+
+/// The three contractions of every B component with the dU of a batch of neighbours, in
+/// register tiles of `DB_TILE` columns (neighbour x component).
+#[inline(always)]
+fn db_batch_body(t: &Tables, zr: &[f64], zi: &[f64], dub: &[f64], width: usize, out: &mut [f64]) {
+    for (jjb, terms) in t.db_terms.iter().enumerate() {
+        let mut tile = 0;
+        while tile < width {
+            let mut acc = [0.0f64; DB_TILE];
+            for term in terms {
+                let len = term.len as usize;
+                let z0 = term.zoff as usize;
+                let h0 = term.hoff as usize;
+                let zr = &zr[z0..z0 + len];
+                let zi = &zi[z0..z0 + len];
+                for m in 0..len {
+                    // the middle element of an even block (odd length, last) weighs 1/2
+                    let f = if m + 1 == len && len % 2 == 1 { 0.5 * term.fac } else { term.fac };
+                    let a = zr[m] * f;
+                    let b = zi[m] * f;
+                    let base = 2 * (h0 + m) * width + tile;
+                    let dr: &[f64; DB_TILE] = dub[base..base + DB_TILE].try_into().unwrap();
+                    let di: &[f64; DB_TILE] = dub[base + width..base + width + DB_TILE].try_into().unwrap();
+                    for q in 0..DB_TILE {
+                        acc[q] += a * dr[q] + b * di[q];
+                    }
+                }
+            }
+            out[jjb * width + tile..jjb * width + tile + DB_TILE].copy_from_slice(&acc);
+            tile += DB_TILE;
+        }
     }
 }
 
@@ -713,6 +854,49 @@ fn half_dot3(dr: &[[f64; 3]], di: &[[f64; 3]], zr: &[f64], zi: &[f64], len: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_gradients_equal_one_neighbour_at_a_time() {
+        let t = Tables::new(6);
+        let k = Kernel { t: &t, rfac0: 0.97, rmin0: 0.1, switchflag: true };
+        let mut w = Work::new(&t);
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        let nbrs: Vec<Nbr> = (0..11)
+            .map(|_| {
+                let v = [2.5 * rnd(), 2.5 * rnd(), 2.5 * rnd()];
+                let r = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                Nbr { rij: v, r, wj: 0.8 + 0.2 * rnd(), rcut: 4.5 }
+            })
+            .collect();
+        k.compute_ui(&mut w, &nbrs);
+        k.compute_zi(&mut w, false);
+        let nb = t.n_b();
+        let n = nbrs.len();
+        let mut single = vec![0.0; n * 3 * nb];
+        k.begin_batch(&mut w, n);
+        for p in 0..n {
+            k.compute_duidrj(&mut w, &nbrs, p);
+            k.compute_dbidrj(&w, &mut single[p * 3 * nb..(p + 1) * 3 * nb]);
+            k.stash_du(&mut w, p, n);
+        }
+        k.compute_dbidrj_batch(&mut w, n);
+        let width = Kernel::batch_width(n);
+        let scale = single.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0);
+        for p in 0..n {
+            for c in 0..3 {
+                for jjb in 0..nb {
+                    let a = single[(p * 3 + c) * nb + jjb];
+                    let b = w.dbout[jjb * width + c * n + p];
+                    assert!((a - b).abs() < 1e-13 * scale, "pair {p} c {c} jjb {jjb}: {a} vs {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn counts_match_lammps() {
