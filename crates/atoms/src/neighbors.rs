@@ -167,11 +167,7 @@ impl NeighborList {
 pub fn cell_heights_a(structure: &Structure) -> [f64; 3] {
     let c = &structure.cell_a;
     let v = det3(c).abs();
-    [
-        v / norm(&cross(&c[1], &c[2])),
-        v / norm(&cross(&c[2], &c[0])),
-        v / norm(&cross(&c[0], &c[1])),
-    ]
+    [v / norm(&cross(&c[1], &c[2])), v / norm(&cross(&c[2], &c[0])), v / norm(&cross(&c[0], &c[1]))]
 }
 
 /// How many images along each lattice vector are needed for a cutoff (0 when not periodic).
@@ -329,7 +325,18 @@ impl CellList {
             next[b as usize] += 1;
         }
         let occupied = (0..nb_total as u32).filter(|&b| bin_start[b as usize + 1] > bin_start[b as usize]).collect();
-        CellList { cutoff_a, cell: structure.cell_a, periodic, nbins, reach, bin_start, atom, pos, wrap_shift, occupied }
+        CellList {
+            cutoff_a,
+            cell: structure.cell_a,
+            periodic,
+            nbins,
+            reach,
+            bin_start,
+            atom,
+            pos,
+            wrap_shift,
+            occupied,
+        }
     }
 
     pub fn cutoff_a(&self) -> f64 {
@@ -350,8 +357,9 @@ impl CellList {
         self.visit_half::<F, true>(f)
     }
 
-    /// Like [`CellList::for_each_half_pair`] without the lattice shift:
-    /// `f(i, j, vector, distance)`, a little faster when only geometry matters.
+    /// Like [`CellList::for_each_half_pair`] without the lattice shift and without
+    /// orienting the pair: `f(i, j, vector, distance)` with `vector = r_j(image) - r_i`,
+    /// once per pair, but `i > j` may occur. Faster when only geometry matters.
     #[inline]
     pub fn for_each_half_pair_vector<F: FnMut(usize, usize, Vec3, f64)>(&self, mut f: F) {
         self.visit_half::<_, false>(|i, j, _, v, d| f(i, j, v, d))
@@ -374,11 +382,11 @@ impl CellList {
             if d <= c {
                 let i = atom[a] as usize;
                 let j = atom[b] as usize;
-                let shift = if SHIFT {
-                    [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]]
-                } else {
-                    [0; 3]
-                };
+                if !SHIFT {
+                    f(i, j, [0; 3], v, d);
+                    return;
+                }
+                let shift = [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]];
                 if i <= j {
                     f(i, j, shift, v, d);
                 } else {
@@ -386,6 +394,7 @@ impl CellList {
                 }
             }
         };
+        let mut hits = [0u32; CHUNK];
         // Per axis: the (bin, shift) of every unwrapped bin coordinate the stencil can reach.
         let table = |k: usize| -> Vec<Option<(usize, i32)>> {
             let r = self.reach[k];
@@ -400,15 +409,19 @@ impl CellList {
             let (s0, e0) = (self.bin_start[bin] as usize, self.bin_start[bin + 1] as usize);
             // Same bin, no shift: j after i.
             for a in s0..e0 {
-                scan(pos, a, a + 1, e0, [0; 3], [0.0; 3], c2, &mut emit);
+                scan(pos, a, a + 1, e0, [0; 3], [0.0; 3], c2, &mut hits, &mut emit);
             }
             // The half stencil: unwrapped bin offsets that are lexicographically positive,
             // taken as rows along z, each split into runs of consecutive bins with one shift.
             for dx in 0..=r0 {
-                let Some((cx, sx)) = tx[(bx as i32 + dx + r0) as usize] else { continue };
+                let Some((cx, sx)) = tx[(bx as i32 + dx + r0) as usize] else {
+                    continue;
+                };
                 let dy_lo = if dx == 0 { 0 } else { -r1 };
                 for dy in dy_lo..=r1 {
-                    let Some((cy, sy)) = ty[(by as i32 + dy + r1) as usize] else { continue };
+                    let Some((cy, sy)) = ty[(by as i32 + dy + r1) as usize] else {
+                        continue;
+                    };
                     let row = (cx * n1 + cy) * n2;
                     let dz_lo = if dx == 0 && dy == 0 { 1 } else { -r2 };
                     let mut u = bz as i32 + dz_lo;
@@ -437,7 +450,7 @@ impl CellList {
                         let s = [sx, sy, sz];
                         let t = if s == [0; 3] { [0.0; 3] } else { vec_mat(&[sx as f64, sy as f64, sz as f64], cell) };
                         for a in s0..e0 {
-                            scan(pos, a, s1, e1, s, t, c2, &mut emit);
+                            scan(pos, a, s1, e1, s, t, c2, &mut hits, &mut emit);
                         }
                     }
                 }
@@ -445,6 +458,8 @@ impl CellList {
         }
     }
 }
+
+const CHUNK: usize = 64;
 
 /// Test atoms `b` in `lo..hi` against atom `a` (image of `b` translated by `t`), and
 /// call `emit(a, b, shift, vector, d²)` for those with `d² <= c2`. The distance test is
@@ -459,11 +474,10 @@ fn scan<E: FnMut(usize, usize, [i32; 3], Vec3, f64)>(
     s: [i32; 3],
     t: Vec3,
     c2: f64,
+    hits: &mut [u32; CHUNK],
     emit: &mut E,
 ) {
-    const CHUNK: usize = 64;
     let pi = pos[a];
-    let mut hits = [0u32; CHUNK];
     let mut start = lo;
     while start < hi {
         let end = (start + CHUNK).min(hi);
@@ -607,7 +621,11 @@ mod tests {
         }
         let positions = (0..n)
             .map(|_| {
-                let f = [rng.uniform(-spread, 1.0 + spread), rng.uniform(-spread, 1.0 + spread), rng.uniform(-spread, 1.0 + spread)];
+                let f = [
+                    rng.uniform(-spread, 1.0 + spread),
+                    rng.uniform(-spread, 1.0 + spread),
+                    rng.uniform(-spread, 1.0 + spread),
+                ];
                 vec_mat(&f, &cell)
             })
             .collect();
@@ -617,13 +635,8 @@ mod tests {
     #[test]
     fn random_triclinic_cells_match_brute_force() {
         let mut rng = Rng(7);
-        let pbcs = [
-            [true, true, true],
-            [true, true, false],
-            [false, true, true],
-            [true, false, false],
-            [false, false, false],
-        ];
+        let pbcs =
+            [[true, true, true], [true, true, false], [false, true, true], [true, false, false], [false, false, false]];
         for case in 0..60 {
             let pbc = pbcs[case % pbcs.len()];
             let n = 1 + (rng.next_u64() % 40) as usize;
@@ -632,7 +645,11 @@ mod tests {
             let spread = if case % 3 == 0 { 1.5 } else { 0.0 };
             let s = random_structure(&mut rng, n, pbc, scale, skew, spread);
             let cutoff = rng.uniform(1.0, 7.0);
-            assert_same_as_brute_force(&s, cutoff, &format!("case {case} pbc {pbc:?} n {n} scale {scale:.2} cutoff {cutoff:.2}"));
+            assert_same_as_brute_force(
+                &s,
+                cutoff,
+                &format!("case {case} pbc {pbc:?} n {n} scale {scale:.2} cutoff {cutoff:.2}"),
+            );
         }
     }
 
@@ -648,8 +665,13 @@ mod tests {
             assert_same_as_brute_force(&s, cutoff, &format!("tiny case {case}"));
         }
         // One atom in a simple cubic cell of 1 Å with cutoff 1.5 Å: 6 + 12 images.
-        let s = Structure::new([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], vec![[0.3, -4.2, 7.7]], vec![cu()], [true; 3])
-            .unwrap();
+        let s = Structure::new(
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            vec![[0.3, -4.2, 7.7]],
+            vec![cu()],
+            [true; 3],
+        )
+        .unwrap();
         let nl = NeighborList::build(&s, 1.5);
         assert_eq!(nl.neighbors(0).len(), 18);
         assert!(nl.neighbors(0).iter().all(|nb| nb.j == 0));
@@ -669,11 +691,14 @@ mod tests {
     fn clusters_and_slabs_match_brute_force() {
         let mut rng = Rng(5);
         // A cluster with no cell at all.
-        let positions: Vec<Vec3> = (0..50).map(|_| [rng.uniform(-6.0, 6.0), rng.uniform(-6.0, 6.0), rng.uniform(-3.0, 9.0)]).collect();
+        let positions: Vec<Vec3> =
+            (0..50).map(|_| [rng.uniform(-6.0, 6.0), rng.uniform(-6.0, 6.0), rng.uniform(-3.0, 9.0)]).collect();
         let s = Structure::new([[0.0; 3]; 3], positions.clone(), vec![cu(); 50], [false; 3]).unwrap();
         assert_same_as_brute_force(&s, 3.0, "cluster, zero cell");
         // The same atoms in a (small, irrelevant) cell, non-periodic: same neighbours.
-        let s2 = Structure::new([[2.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.3, 2.0]], positions, vec![cu(); 50], [false; 3]).unwrap();
+        let s2 =
+            Structure::new([[2.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.3, 2.0]], positions, vec![cu(); 50], [false; 3])
+                .unwrap();
         assert_same_as_brute_force(&s2, 3.0, "cluster, small cell");
         assert_eq!(NeighborList::build(&s, 3.0).total_pairs(), NeighborList::build(&s2, 3.0).total_pairs());
         // A far-away atom must not blow up the number of bins.
@@ -692,7 +717,8 @@ mod tests {
         }
         // Wires: periodic along one axis only.
         let cell = [[2.5, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];
-        let positions = (0..15).map(|_| [rng.uniform(-3.0, 3.0), rng.uniform(0.0, 4.0), rng.uniform(0.0, 4.0)]).collect();
+        let positions =
+            (0..15).map(|_| [rng.uniform(-3.0, 3.0), rng.uniform(0.0, 4.0), rng.uniform(0.0, 4.0)]).collect();
         let s = Structure::new(cell, positions, vec![cu(); 15], [true, false, false]).unwrap();
         assert_same_as_brute_force(&s, 5.0, "wire");
     }

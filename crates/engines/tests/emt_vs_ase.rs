@@ -213,8 +213,13 @@ fn cases() -> Vec<Case> {
     // Cells much smaller than the cutoff.
     push(
         "simple cubic 1 atom".into(),
-        Structure::new([[2.6, 0.0, 0.0], [0.0, 2.6, 0.0], [0.0, 0.0, 2.6]], vec![[0.3, 0.1, 0.2]], vec![el("Cu")], [true; 3])
-            .unwrap(),
+        Structure::new(
+            [[2.6, 0.0, 0.0], [0.0, 2.6, 0.0], [0.0, 0.0, 2.6]],
+            vec![[0.3, 0.1, 0.2]],
+            vec![el("Cu")],
+            [true; 3],
+        )
+        .unwrap(),
         false,
     );
     push(
@@ -300,8 +305,13 @@ fn cases() -> Vec<Case> {
     // An isolated atom and a dimer.
     push(
         "isolated Cu in a box".into(),
-        Structure::new([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]], vec![[1.0, 2.0, 3.0]], vec![el("Cu")], [true; 3])
-            .unwrap(),
+        Structure::new(
+            [[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]],
+            vec![[1.0, 2.0, 3.0]],
+            vec![el("Cu")],
+            [true; 3],
+        )
+        .unwrap(),
         false,
     );
     push(
@@ -336,9 +346,10 @@ fn ase_reference(cases: &[Case]) -> Vec<Reference> {
         .collect();
     std::fs::write(&input, serde_json::to_string(&payload).unwrap()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ase_emt_reference.py");
-    let output = Command::new("python3").arg(script).arg(&input).output().unwrap_or_else(|e| {
-        panic!("cannot run python3 ({e}): this test needs Python 3 with ASE, `pip install ase`")
-    });
+    let output =
+        Command::new("python3").arg(script).arg(&input).output().unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}): this test needs Python 3 with ASE, `pip install ase`")
+        });
     if !output.status.success() {
         panic!(
             "{script} failed ({}); this test needs ASE: `pip install ase`\n{}",
@@ -406,6 +417,7 @@ fn comparison_detects_a_wrong_structure() {
     let mut s = cases[3].structure.clone();
     s.positions_a[0][0] += 1e-3;
     let ours = Emt::new().calculate(&s).unwrap();
-    let df = ours.forces_ev_per_a[0].iter().zip(&reference[3].forces[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let df =
+        ours.forces_ev_per_a[0].iter().zip(&reference[3].forces[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(df > 1e-5, "a displaced atom went unnoticed ({df:e})");
 }
