@@ -1,5 +1,163 @@
-//! `autopipe bench`: the figures of merit, one `name value unit` line each.
-use anyhow::Result;
-pub fn run(_quick: bool) -> Result<()> {
+//! `autopipe bench`: the figures of merit, one `name value unit` line each, measured
+//! on this machine in temporary directories.
+
+use anyhow::{Context, Result};
+use autopipe_atoms::Element;
+use autopipe_build::{bulk, rattle, rng_from_seed, supercell, Lattice};
+use autopipe_engines::emt::Emt;
+use autopipe_engines::EngineSpec;
+use autopipe_exec::{run_local, ExecEvent, LocalOptions};
+use autopipe_store::{CalcResult, JobStore, NewCalculation};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn figure(name: &str, value: f64, unit: &str) {
+    println!("{name} {value:.6} {unit}");
+    let _ = std::io::stdout().flush();
+}
+
+pub fn run(quick: bool) -> Result<()> {
+    emt_speed(if quick { 0.3 } else { 2.0 })?;
+    store_speed(if quick { 10_000 } else { 100_000 })?;
+    local_pool(if quick { 100 } else { 500 }, if quick { 4 } else { 8 })?;
     Ok(())
+}
+
+/// Distinct one-atom cells (simple cubic Cu with a different lattice constant each).
+fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
+    let cu = Element::from_symbol("Cu").unwrap();
+    (0..n).map(|i| bulk(Lattice::Sc, cu, 2.4 + 0.4 * i as f64 / n as f64)).collect()
+}
+
+fn calculations(structures: Vec<autopipe_atoms::Structure>, engine: &EngineSpec) -> Vec<NewCalculation> {
+    autopipe_workflow::new_calculations(structures, "bench", 0, engine, |i| format!("bench structure {i}"))
+        .expect("bench structures are valid")
+}
+
+/// EMT energy + forces (+ stress) of a rattled 500-atom fcc Cu cell on one core.
+fn emt_speed(seconds: f64) -> Result<()> {
+    let cu = Element::from_symbol("Cu").unwrap();
+    let s = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), [5, 5, 5]), 0.05, &mut rng_from_seed(1));
+    let emt = Emt::new();
+    emt.calculate(&s)?; // warm up
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        std::hint::black_box(emt.calculate(std::hint::black_box(&s))?);
+        calls += 1;
+    }
+    let per_call = start.elapsed().as_secs_f64() / calls as f64;
+    figure("emt_atoms_per_s", s.len() as f64 / per_call, "atoms/s");
+    figure("emt_ms_per_500_atoms", per_call * 1e3, "ms");
+    Ok(())
+}
+
+/// Durable state transitions on SQLite (each its own committed transaction), then
+/// `jobs status` on the resulting database of `n` finished calculations.
+fn store_speed(n: usize) -> Result<()> {
+    let tmp = tempfile_dir("store")?;
+    let mut store = JobStore::open_or_create(&tmp)?;
+    let start = Instant::now();
+    store.import(&calculations(tiny_cells(n), &EngineSpec::Emt))?;
+    figure("store_import_per_s", n as f64 / start.elapsed().as_secs_f64(), "calculations/s");
+    let result = CalcResult {
+        energy_ev: -3.5,
+        forces_ev_per_a: vec![[0.0; 3]],
+        stress_ev_per_a3: Some([0.01, 0.01, 0.01, 0.0, 0.0, 0.0]),
+        max_force_ev_per_a: 0.0,
+        scf_steps: None,
+        wall_time_s: 0.001,
+    };
+    let ids = store.pending_ids(n)?;
+    let start = Instant::now();
+    for &id in &ids {
+        let claimed = store.start_attempt(id, "local", &autopipe_exec::local::job_dir_rel(id))?;
+        store.complete(id, claimed.attempt_id, &result)?;
+    }
+    let transitions = 2 * ids.len();
+    figure("store_transitions_per_s", transitions as f64 / start.elapsed().as_secs_f64(), "transitions/s");
+    drop(store);
+
+    let exe = std::env::current_exe()?;
+    for (name, json) in [("status_ms", true), ("status_table_ms", false)] {
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["jobs", "status", "--dir"]).arg(&tmp).stdout(Stdio::null());
+            if json {
+                cmd.arg("--json");
+            }
+            let start = Instant::now();
+            let status = cmd.status()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(status.success(), "jobs status failed");
+        }
+        times.sort_by(f64::total_cmp);
+        let label = if n == 100_000 { format!("{name}_100k") } else { format!("{name}_{n}") };
+        figure(&label, times[times.len() / 2], "ms");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// Throughput of trivially short jobs through the local pool with 2 workers, and the
+/// speedup of 2 workers over 1 on CPU-bound jobs of about a second each.
+fn local_pool(short_jobs: usize, long_jobs: usize) -> Result<()> {
+    let launcher = crate::launcher()?;
+    let mut quiet = |_: &ExecEvent| {};
+    let opts = |workers| LocalOptions { workers, walltime: Duration::from_secs(600), ..LocalOptions::default() };
+
+    let tmp = tempfile_dir("pool")?;
+    let mut store = JobStore::open_or_create(&tmp)?;
+    store.import(&calculations(tiny_cells(short_jobs), &EngineSpec::Emt))?;
+    let start = Instant::now();
+    let summary = run_local(&mut store, &tmp, &opts(2), &launcher, &mut quiet)?;
+    anyhow::ensure!(summary.done == short_jobs as u64, "only {} of {short_jobs} bench jobs finished", summary.done);
+    figure("jobs_per_s_local", short_jobs as f64 / start.elapsed().as_secs_f64(), "jobs/s");
+    std::fs::remove_dir_all(&tmp).ok();
+
+    // A CPU-bound shell loop calibrated to about one second on this machine.
+    let iterations = calibrate_busy_loop()?;
+    let command = format!(
+        "i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done; \
+         printf '1\\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1 pbc=\"T T T\"\\nCu 0 0 0 0 0 0\\n' > output.xyz"
+    );
+    let engine = EngineSpec::Command { command, label_params: Default::default() };
+    let mut seconds = [0.0; 2];
+    for (k, workers) in [1usize, 2].into_iter().enumerate() {
+        let tmp = tempfile_dir("speedup")?;
+        let mut store = JobStore::open_or_create(&tmp)?;
+        store.import(&calculations(tiny_cells(long_jobs), &engine))?;
+        let start = Instant::now();
+        let summary = run_local(&mut store, &tmp, &opts(workers), &launcher, &mut quiet)?;
+        anyhow::ensure!(summary.done == long_jobs as u64, "only {} of {long_jobs} bench jobs finished", summary.done);
+        seconds[k] = start.elapsed().as_secs_f64();
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    figure("job_seconds_each", seconds[0] / long_jobs as f64, "s");
+    figure("speedup_2_workers", seconds[0] / seconds[1], "x");
+    Ok(())
+}
+
+fn calibrate_busy_loop() -> Result<u64> {
+    let time = |n: u64| -> Result<f64> {
+        let start = Instant::now();
+        let status = Command::new("sh").arg("-c").arg(format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done")).status()?;
+        anyhow::ensure!(status.success(), "sh busy loop failed");
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let n0 = 100_000;
+    let t0 = time(n0)?.max(1e-3);
+    Ok(((n0 as f64) / t0).round() as u64)
+}
+
+fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
+    let base = std::env::temp_dir().join(format!("autopipe-bench-{tag}-{}", std::process::id()));
+    if Path::new(&base).exists() {
+        std::fs::remove_dir_all(&base)?;
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    Ok(base)
 }

