@@ -18,7 +18,7 @@
 //! | stress | ` STRESS TENSOR [GPa]` with `X`/`Y`/`Z` rows | `STRESS\| Analytical stress tensor [GPa]` | same (or `[bar]`) |
 
 use crate::output::{
-    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
+    describe_exit, last_run, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
     RunError, RunStatus,
 };
 use autopipe_atoms::Structure;
@@ -63,6 +63,8 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
     if let Some(reason) = not_text_reason(text) {
         return Err(not_output(reason));
     }
+    // A file holding several runs (appended outputs): parse the last one.
+    let (text, line_offset) = last_run(text, "PROGRAM STARTED AT");
 
     let mut saw_program = false;
     let mut natoms: Option<usize> = None;
@@ -95,7 +97,7 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
                             forces_problem = None;
                             stress_ev = None;
                         }
-                        None => bad_numbers.push(format!("line {}: unreadable energy", lineno + 1)),
+                        None => bad_numbers.push(format!("line {}: unreadable energy", lineno + 1 + line_offset)),
                     }
                 }
             }
@@ -125,7 +127,7 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
                         }
                         match crate::output::floats::<3>(toks[3..].iter()) {
                             Some(v) => f.push(v),
-                            None => problem = Some(format!("line {}: unreadable force", ln + 1)),
+                            None => problem = Some(format!("line {}: unreadable force", ln + 1 + line_offset)),
                         }
                         lines.next();
                     }
@@ -151,7 +153,7 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
                             Some(x) if x.parse::<usize>().is_ok() => {
                                 match crate::output::floats::<3>(toks[1..].iter()) {
                                     Some(v) => f.push(v),
-                                    None => problem = Some(format!("line {}: unreadable force", ln + 1)),
+                                    None => problem = Some(format!("line {}: unreadable force", ln + 1 + line_offset)),
                                 }
                             }
                             _ => break,

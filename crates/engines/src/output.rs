@@ -128,6 +128,18 @@ pub(crate) fn floats<const N: usize>(mut tokens: impl Iterator<Item = impl AsRef
     Some(out)
 }
 
+/// The part of `text` from the start of the line holding the last `marker` (a program
+/// banner), and the number of lines before it; the whole text when the marker is absent.
+pub(crate) fn last_run<'a>(text: &'a str, marker: &str) -> (&'a str, usize) {
+    match text.rfind(marker) {
+        Some(i) => {
+            let start = text[..i].rfind('\n').map_or(0, |j| j + 1);
+            (&text[start..], text[..start].bytes().filter(|&b| b == b'\n').count())
+        }
+        None => (text, 0),
+    }
+}
+
 /// Largest per-atom force norm.
 pub(crate) fn max_force(forces: &[[f64; 3]]) -> f64 {
     forces.iter().map(|f| (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt()).fold(0.0, f64::max)

@@ -9,7 +9,7 @@
 //! (`Modules/constants.f90`), which in QE 6.7 are the CODATA 2018 values.
 
 use crate::output::{
-    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
+    describe_exit, last_run, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
     RunError, RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
@@ -63,6 +63,8 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
     if let Some(reason) = not_text_reason(text) {
         return Err(not_output(reason));
     }
+    // A file holding several runs (appended outputs): parse the last one.
+    let (text, line_offset) = last_run(text, "Program PWSCF");
 
     let mut saw_program = false;
     let mut nat: Option<usize> = None;
@@ -97,7 +99,7 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
                             forces_problem = None;
                             stress = None;
                         }
-                        None => bad_numbers.push(format!("line {}: unreadable energy", lineno + 1)),
+                        None => bad_numbers.push(format!("line {}: unreadable energy", lineno + 1 + line_offset)),
                     }
                 }
             }
@@ -148,7 +150,7 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
                         match lt.split_once('=').and_then(|(_, v)| parse_force_values(v)) {
                             Some(v) => f.push(v),
                             None => {
-                                problem = Some(format!("line {}: unreadable force", ln + 1));
+                                problem = Some(format!("line {}: unreadable force", ln + 1 + line_offset));
                             }
                         }
                         lines.next();
