@@ -57,6 +57,13 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// What a parser reads from a real engine output, as one JSON object.
+    Parse {
+        /// qe (pw.x) or cp2k.
+        #[arg(long)]
+        engine: String,
+        file: PathBuf,
+    },
     /// Run one job directory (started by the executor; not for people).
     #[command(hide = true)]
     JobExec { dir: PathBuf },
@@ -184,11 +191,25 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Jobs(j) => jobs(j),
         Command::Build(b) => build(b),
         Command::Bench { quick } => bench::run(quick).map(|_| ExitCode::SUCCESS),
+        Command::Parse { engine, file } => parse(&engine, &file),
         Command::JobExec { dir } => {
             autopipe_exec::execute_job_dir(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse(engine: &str, file: &Path) -> Result<ExitCode> {
+    use autopipe_engines::{cp2k, output::read_output_file, qe};
+    let text = read_output_file(file)?;
+    let source = file.display().to_string();
+    let parsed = match engine {
+        "qe" | "pw" | "pw.x" => qe::parse_pw_output(&text, &source)?,
+        "cp2k" => cp2k::parse_cp2k_output(&text, &source)?,
+        other => bail!("unknown engine {other:?} for parse; this version reads: qe, cp2k"),
+    };
+    println!("{}", serde_json::to_string(&parsed)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init(name: Option<String>, list: bool) -> Result<ExitCode> {

@@ -5,7 +5,10 @@
 //! start programs. The executor runs it inside a job process of its own, so a crash or
 //! a kill of the engine never takes the orchestrator with it.
 
+use crate::cp2k::{self, Cp2kSettings};
 use crate::emt::Emt;
+use crate::output::{ParsedOutput, RunError};
+use crate::qe::{self, QeSettings};
 use crate::Labels;
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_atoms::{Frame, InfoValue, Structure};
@@ -30,6 +33,10 @@ pub enum EngineSpec {
         #[serde(default)]
         label_params: serde_json::Map<String, serde_json::Value>,
     },
+    /// Quantum ESPRESSO `pw.x` (settings: see `qe::QeSettings`).
+    Qe(QeSettings),
+    /// CP2K `cp2k.psmp` (settings: see `cp2k::Cp2kSettings`).
+    Cp2k(Cp2kSettings),
 }
 
 /// What one run of an engine gave.
@@ -52,6 +59,8 @@ impl EngineSpec {
         match self {
             EngineSpec::Emt => "emt",
             EngineSpec::Command { .. } => "command",
+            EngineSpec::Qe(_) => "qe",
+            EngineSpec::Cp2k(_) => "cp2k",
         }
     }
 
@@ -62,6 +71,8 @@ impl EngineSpec {
             EngineSpec::Command { command, label_params } => {
                 serde_json::json!({ "command": command, "params": label_params })
             }
+            EngineSpec::Qe(s) => qe::label_params(s),
+            EngineSpec::Cp2k(s) => cp2k::label_params(s),
         }
     }
 
@@ -73,15 +84,31 @@ impl EngineSpec {
                 None => Ok(()),
             },
             EngineSpec::Command { .. } => Ok(()),
+            EngineSpec::Qe(s) => match structure.species.iter().find(|e| !s.pseudopotentials.contains_key(e.symbol())) {
+                Some(e) => Err(format!("no pseudopotential for {e} in [oracle] pseudopotentials")),
+                None => Ok(()),
+            },
+            EngineSpec::Cp2k(s) => {
+                match structure
+                    .species
+                    .iter()
+                    .find(|e| !s.basis_sets.contains_key(e.symbol()) || !s.potentials.contains_key(e.symbol()))
+                {
+                    Some(e) => Err(format!("no basis set or GTH potential for {e} in [oracle] basis_sets/potentials")),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
     /// The next rung of the remediation ladder after `physics_failures` physics failures:
     /// new settings that change only convergence knobs, and what changed. `None` when
     /// the engine has no ladder (the attempt is then retried unchanged) .
-    pub fn remediate(&self, _physics_failures: u32) -> Option<(EngineSpec, String)> {
+    pub fn remediate(&self, physics_failures: u32) -> Option<(EngineSpec, String)> {
         match self {
             EngineSpec::Emt | EngineSpec::Command { .. } => None,
+            EngineSpec::Qe(s) => qe::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Qe(s), c)),
+            EngineSpec::Cp2k(s) => cp2k::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Cp2k(s), c)),
         }
     }
 
@@ -93,7 +120,33 @@ impl EngineSpec {
                 Err(e) => EngineOutcome::Error { message: format!("EMT: {e}") },
             },
             EngineSpec::Command { command, .. } => run_command(command, job_dir, structure),
+            EngineSpec::Qe(s) => dft_outcome(qe::run_pw(job_dir, structure, s)),
+            EngineSpec::Cp2k(s) => dft_outcome(cp2k::run_cp2k(job_dir, structure, s)),
         }
+    }
+}
+
+/// A DFT run's parsed output as an outcome: only a converged run with energy and forces
+/// becomes labels; an unconverged SCF or relaxation is a physics failure; everything
+/// else (out of time, crashed, truncated, could not start) is an infrastructure error.
+fn dft_outcome(run: Result<ParsedOutput, RunError>) -> EngineOutcome {
+    let parsed = match run {
+        Ok(p) => p,
+        Err(e) => return EngineOutcome::Error { message: e.to_string() },
+    };
+    let what = || {
+        let status = serde_json::to_value(parsed.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        match &parsed.message {
+            Some(m) => format!("{status}: {m}"),
+            None => status,
+        }
+    };
+    if parsed.status.is_physics_failure() {
+        return EngineOutcome::PhysicsFailure { message: what() };
+    }
+    match parsed.to_labels() {
+        Some(labels) => EngineOutcome::Labels { labels, scf_steps: parsed.scf_steps },
+        None => EngineOutcome::Error { message: what() },
     }
 }
 
