@@ -24,6 +24,7 @@
 //! Element blocks are indexed like `SnapParams::elements` and chosen by the element of the
 //! central atom `i` (LAMMPS: by its type).
 
+mod batch;
 mod sna;
 
 use autopipe_atoms::{Element, NeighborList, Structure};
@@ -273,7 +274,7 @@ impl Snap {
         }
         for i in 0..n_atoms {
             self.gather(&nl, &elem, i, &mut an);
-            k.compute_ui(&mut w, &an.nbrs);
+            k.compute_ui_batch(&mut w, &an.nbrs, with_gradients);
             k.compute_zi(&mut w, !with_gradients);
             k.compute_bi(&mut w, self.params.bzeroflag);
             let row = &mut b[i * ncol..(i + 1) * ncol];
@@ -283,11 +284,7 @@ impl Snap {
             }
             if let Some(g) = grads.as_mut() {
                 let nn = an.nbrs.len();
-                k.begin_batch(&mut w, nn);
-                for p in 0..nn {
-                    k.compute_duidrj(&mut w, &an.nbrs, p);
-                    k.stash_du(&mut w, p, nn);
-                }
+                k.compute_duidrj_batch(&mut w);
                 k.compute_dbidrj_batch(&mut w, nn);
                 let width = Kernel::batch_width(nn);
                 let start = g.dbdrj.len();
@@ -355,10 +352,11 @@ impl Snap {
         };
         let mut beta_eff = vec![0.0; nlin];
         let mut qcols = vec![0.0; ncol];
+        let mut dedr = Vec::new();
         for i in 0..n_atoms {
             let be = &beta[elem[i]];
             self.gather(&nl, &elem, i, &mut an);
-            k.compute_ui(&mut w, &an.nbrs);
+            k.compute_ui_batch(&mut w, &an.nbrs, true);
             k.compute_zi(&mut w, false);
             k.compute_bi(&mut w, self.params.bzeroflag);
             let mut e: f64 = be[..nlin].iter().zip(&w.blist).map(|(a, b)| a * b).sum();
@@ -380,9 +378,12 @@ impl Snap {
             out.atom_energies[i] = e;
             out.energy += e;
             k.compute_yi(&mut w, &beta_eff);
+            k.compute_duidrj_batch(&mut w);
+            let nn = an.nbrs.len();
+            dedr.resize(Kernel::batch_width(nn), 0.0);
+            k.compute_deidrj_batch(&w, &mut dedr);
             for (p, (nb, &j)) in an.nbrs.iter().zip(&an.js).enumerate() {
-                k.compute_duidrj(&mut w, &an.nbrs, p);
-                let d = k.compute_deidrj(&w);
+                let d = [dedr[p], dedr[nn + p], dedr[2 * nn + p]];
                 for c in 0..3 {
                     out.forces[i][c] += d[c];
                     out.forces[j][c] -= d[c];

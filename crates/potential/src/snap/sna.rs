@@ -40,6 +40,7 @@ pub(crate) struct DbTerm {
     pub zoff: u32,
     pub uoff: u32,
     /// Offset of the block in the compact half-block numbering (see `Tables::half_off`).
+    #[allow(dead_code)]
     pub hoff: u32,
     pub len: u32,
     pub fac: f64,
@@ -54,7 +55,9 @@ pub(crate) struct Tables {
     /// (the middle element, present for even j, carries weight 1/2 in all contractions).
     pub half_len: Vec<usize>,
     /// Offsets of the half blocks when only the half entries are stored, and their total.
+    #[allow(dead_code)]
     pub half_off: Vec<usize>,
+    #[allow(dead_code)]
     pub n_half: usize,
     pub cglist: Vec<f64>,
     pub zidx: Vec<ZIndex>,
@@ -350,10 +353,13 @@ pub(crate) struct Work {
     pub du_r: Vec<[f64; 3]>,
     pub du_i: Vec<[f64; 3]>,
     pub blist: Vec<f64>,
-    /// dU of a batch of neighbours: `[half entry][re, im][c * n_nbr + nbr]`, rows of `width`.
+    /// dU of a batch of neighbours: `[U index][re, im][c * n_nbr + nbr]`, rows of `width`
+    /// (only the left half of each block is filled).
     pub dub: Vec<f64>,
     /// dB of the batch: `[jjb][width]`.
     pub dbout: Vec<f64>,
+    /// Per-neighbour quantities of the batched kernels (see `batch.rs`).
+    pub nb: super::batch::NbrBatch,
 }
 
 impl Work {
@@ -372,6 +378,7 @@ impl Work {
             blist: vec![0.0; t.n_b()],
             dub: Vec::new(),
             dbout: Vec::new(),
+            nb: Default::default(),
         }
     }
 }
@@ -456,6 +463,7 @@ impl Kernel<'_> {
     }
 
     /// Ui = wself·I + Σ_j sfac·wj·U(r_ij); keeps every neighbour's U for the derivatives.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn compute_ui(&self, w: &mut Work, nbrs: &[Nbr]) {
         let t = self.t;
         let n = t.idxu_max;
@@ -550,6 +558,7 @@ impl Kernel<'_> {
     }
 
     /// dU/dr_j (times sfac·wj, plus dsfac) of neighbour `k` into `w.du_r`, `w.du_i`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn compute_duidrj(&self, w: &mut Work, nbrs: &[Nbr], k: usize) {
         let t = self.t;
         let n = t.idxu_max;
@@ -697,7 +706,7 @@ impl Kernel<'_> {
     /// Prepare the batch arrays for `n` neighbours.
     pub fn begin_batch(&self, w: &mut Work, n: usize) {
         let width = Self::batch_width(n);
-        let need = 2 * self.t.n_half * width;
+        let need = 2 * self.t.idxu_max * width;
         if w.dub.len() < need {
             w.dub.resize(need, 0.0);
         }
@@ -705,24 +714,6 @@ impl Kernel<'_> {
         w.dub[..need].iter_mut().for_each(|x| *x = 0.0);
         if w.dbout.len() < self.t.n_b() * width {
             w.dbout.resize(self.t.n_b() * width, 0.0);
-        }
-    }
-
-    /// Copy the dU of neighbour `k` of `n` (from `compute_duidrj`) into the batch.
-    pub fn stash_du(&self, w: &mut Work, k: usize, n: usize) {
-        let t = self.t;
-        let width = Self::batch_width(n);
-        for j in 0..=t.twojmax {
-            let u0 = t.idxu_block[j];
-            let h0 = t.half_off[j];
-            for m in 0..t.half_len[j] {
-                let (dr, di) = (w.du_r[u0 + m], w.du_i[u0 + m]);
-                let row = 2 * (h0 + m) * width;
-                for c in 0..3 {
-                    w.dub[row + c * n + k] = dr[c];
-                    w.dub[row + width + c * n + k] = di[c];
-                }
-            }
         }
     }
 
@@ -754,6 +745,7 @@ impl Kernel<'_> {
     }
 
     /// dE_i/dr_j for the neighbour whose dU is in `w.du_*` (call compute_yi first).
+    #[allow(dead_code)]
     pub fn compute_deidrj(&self, w: &Work) -> [f64; 3] {
         let t = self.t;
         let mut acc = [0.0; 3];
@@ -787,7 +779,7 @@ fn db_batch_body(t: &Tables, zr: &[f64], zi: &[f64], dub: &[f64], width: usize, 
             for term in terms {
                 let len = term.len as usize;
                 let z0 = term.zoff as usize;
-                let h0 = term.hoff as usize;
+                let u0 = term.uoff as usize;
                 let zr = &zr[z0..z0 + len];
                 let zi = &zi[z0..z0 + len];
                 for m in 0..len {
@@ -795,7 +787,7 @@ fn db_batch_body(t: &Tables, zr: &[f64], zi: &[f64], dub: &[f64], width: usize, 
                     let f = if m + 1 == len && len % 2 == 1 { 0.5 * term.fac } else { term.fac };
                     let a = zr[m] * f;
                     let b = zi[m] * f;
-                    let base = 2 * (h0 + m) * width + tile;
+                    let base = 2 * (u0 + m) * width + tile;
                     let dr: &[f64; DB_TILE] = dub[base..base + DB_TILE].try_into().unwrap();
                     let di: &[f64; DB_TILE] = dub[base + width..base + width + DB_TILE].try_into().unwrap();
                     for q in 0..DB_TILE {
@@ -874,15 +866,20 @@ mod tests {
             .collect();
         k.compute_ui(&mut w, &nbrs);
         k.compute_zi(&mut w, false);
+        let (ur_single, ui_single) = (w.utot_r.clone(), w.utot_i.clone());
         let nb = t.n_b();
         let n = nbrs.len();
         let mut single = vec![0.0; n * 3 * nb];
-        k.begin_batch(&mut w, n);
         for p in 0..n {
             k.compute_duidrj(&mut w, &nbrs, p);
             k.compute_dbidrj(&w, &mut single[p * 3 * nb..(p + 1) * 3 * nb]);
-            k.stash_du(&mut w, p, n);
         }
+        k.compute_ui_batch(&mut w, &nbrs, true);
+        for (a, b) in ur_single.iter().zip(&w.utot_r).chain(ui_single.iter().zip(&w.utot_i)) {
+            assert!((a - b).abs() < 1e-13, "Ui: {a} vs {b}");
+        }
+        k.compute_zi(&mut w, false);
+        k.compute_duidrj_batch(&mut w);
         k.compute_dbidrj_batch(&mut w, n);
         let width = Kernel::batch_width(n);
         let scale = single.iter().fold(0.0f64, |m, x| m.max(x.abs()));
