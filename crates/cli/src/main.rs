@@ -119,9 +119,13 @@ enum JobsCommand {
 
 #[derive(Args)]
 struct EngineArgs {
-    /// emt (built in) or command (any program reading input.xyz, writing output.xyz).
-    #[arg(long, default_value = "emt")]
+    /// emt (built in) or command (any program reading input.xyz, writing output.xyz);
+    /// for qe and cp2k, give a configuration with --config.
+    #[arg(long, default_value = "emt", conflicts_with = "config")]
     engine: String,
+    /// Take the engine and its settings from the [oracle] table of this configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The command line for --engine command, run with `sh -c` in the job directory.
     #[arg(long)]
     command: Option<String>,
@@ -279,12 +283,19 @@ fn summary_exit(s: &RunSummary) -> ExitCode {
 }
 
 fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
+    if let Some(path) = &args.config {
+        if args.command.is_some() {
+            bail!("--command and --config exclude each other");
+        }
+        return Ok(autopipe_workflow::load_config(path)?.oracle);
+    }
     match (args.engine.as_str(), &args.command) {
         ("emt", None) => Ok(EngineSpec::Emt),
         ("emt", Some(_)) => bail!("--command is only for --engine command"),
         ("command", Some(c)) => Ok(EngineSpec::Command { command: c.clone(), label_params: Default::default() }),
         ("command", None) => bail!("--engine command needs --command \"...\""),
-        (other, _) => bail!("unknown engine {other:?}; this version has: emt, command"),
+        ("qe" | "cp2k", _) => bail!("--engine {} needs its settings: pass a configuration with --config", args.engine),
+        (other, _) => bail!("unknown engine {other:?}; this version has: emt, command, and qe/cp2k through --config"),
     }
 }
 

@@ -2,11 +2,11 @@
 //! TOML file that validates; a test checks that.
 
 /// (name, one-line description, text)
-pub const EXAMPLES: &[(&str, &str, &str)] = &[(
-    "cu-emt",
-    "fcc copper labelled by the built-in EMT oracle (no external program needed)",
-    CU_EMT,
-)];
+pub const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("cu-emt", "fcc copper labelled by the built-in EMT oracle (no external program needed)", CU_EMT),
+    ("si-qe", "diamond silicon labelled by Quantum ESPRESSO pw.x (apt-get install quantum-espresso)", SI_QE),
+    ("si-cp2k", "diamond silicon labelled by CP2K (apt-get install cp2k cp2k-data)", SI_CP2K),
+];
 
 pub fn example(name: &str) -> Option<&'static str> {
     EXAMPLES.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t)
@@ -43,3 +43,102 @@ max_physics_retries = 2      # retries after physics failures (e.g. SCF not conv
 max_infra_retries = 2        # retries after timeouts, crashes, kills; separate budget
 failure_tolerance = 0.5      # stop when more than this share of a batch fails
 "#;
+
+const SI_QE: &str = r#"# MLIP-AutoPipe configuration: diamond silicon, labelled by Quantum ESPRESSO.
+# Needs pw.x and the pseudopotentials of Debian's quantum-espresso-data package.
+
+[run]
+name = "si-qe"
+seed = 7
+
+[system]
+elements = ["Si"]
+
+[generate]
+lattice = "diamond"
+lattice_constant_a = 5.43
+supercell = [1, 1, 1]        # the 8-atom conventional cell
+structures = 6
+max_strain = 0.02
+rattle_a = 0.03
+
+[oracle]
+engine = "qe"
+pseudo_dir = "/usr/share/espresso/pseudo"
+pseudopotentials = { Si = "Si.pbe-rrkj.UPF" }   # norm-conserving PBE
+ecutwfc_ry = 25.0            # label-defining: never changed by remediation
+kspacing_per_a = 0.5         # 1/Å including 2π: 3x3x3 for this cell
+occupations = "smearing"
+smearing = "mv"
+degauss_ry = 0.01
+conv_thr_ry = 1e-8
+mixing_beta = 0.7            # convergence knobs: the remediation ladder may change these
+electron_maxstep = 100
+diagonalization = "david"
+command = "pw.x"
+mpi_ranks = 1
+
+[execution]
+workers = 2
+walltime_s = 900
+max_physics_retries = 2
+max_infra_retries = 2
+failure_tolerance = 0.5
+"#;
+
+const SI_CP2K: &str = r#"# MLIP-AutoPipe configuration: diamond silicon, labelled by CP2K (Quickstep, GPW).
+# Needs cp2k.psmp and Debian's cp2k-data (BASIS_MOLOPT, GTH_POTENTIALS).
+
+[run]
+name = "si-cp2k"
+seed = 7
+
+[system]
+elements = ["Si"]
+
+[generate]
+lattice = "diamond"
+lattice_constant_a = 5.43
+supercell = [1, 1, 1]
+structures = 6
+max_strain = 0.02
+rattle_a = 0.03
+
+[oracle]
+engine = "cp2k"
+basis_sets = { Si = "DZVP-MOLOPT-SR-GTH" }
+potentials = { Si = "GTH-PBE-q4" }
+xc_functional = "PBE"
+cutoff_ry = 300.0
+rel_cutoff_ry = 40.0
+kpoints = [2, 2, 2]
+smearing_temperature_k = 300.0
+scf_method = "diagonalization"   # OT is slow on small cells
+eps_scf = 1e-7
+mixing_method = "BROYDEN_MIXING"
+mixing_alpha = 0.4
+max_scf = 100
+command = "cp2k.psmp"
+
+[execution]
+workers = 2
+walltime_s = 900
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_validates() {
+        for (name, _, text) in EXAMPLES {
+            let path = std::path::PathBuf::from(format!("{name}.toml"));
+            let config = crate::parse_config(text, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config.name, *name);
+            // Every line but the blank ones and the table headers carries a comment or a value.
+            assert!(text.lines().next().unwrap().starts_with('#'), "{name} starts with a comment");
+        }
+        assert_eq!(example("cu-emt").map(|t| t.contains("engine = \"emt\"")), Some(true));
+        assert_eq!(example("nope"), None);
+    }
+}
