@@ -327,6 +327,26 @@ fn adjoint_energy_forces_agree_with_descriptor_path_and_finite_differences() {
 }
 
 #[test]
+fn isolated_atom_has_only_the_self_term() {
+    // one atom in a large non-periodic box: no neighbours, B = bispectrum of the identity
+    let mut p = params(6, false);
+    p.bzeroflag = true;
+    let snap = Snap::new(&p).unwrap();
+    let s = Structure::new([[20.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]], vec![[1.0, 2.0, 3.0]], vec![el("Ta")], [false; 3])
+        .unwrap();
+    let d = snap.descriptors_with_gradients(&s).unwrap();
+    assert!(d.b.iter().all(|x| x.abs() < 1e-12), "bzero removes the self term: {:?}", d.b);
+    assert_eq!(d.gradients.as_ref().unwrap().pair_j.len(), 0);
+    assert!(d.force_rows().iter().all(|&x| x == 0.0));
+    p.bzeroflag = false;
+    let d = Snap::new(&p).unwrap().descriptors(&s).unwrap();
+    assert!(d.b.iter().all(|x| *x > 0.5), "without bzero the self term is positive: {:?}", d.b);
+    let efv = Snap::new(&p).unwrap().energy_forces_virial(&s, &[vec![1.0; 30], vec![0.0; 30]]).unwrap();
+    assert_eq!(efv.forces, vec![[0.0; 3]]);
+    assert!((efv.energy - d.b.iter().sum::<f64>()).abs() < 1e-12);
+}
+
+#[test]
 fn errors_and_shapes() {
     let p = params(4, false);
     let snap = Snap::new(&p).unwrap();

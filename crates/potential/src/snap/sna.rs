@@ -496,56 +496,15 @@ impl Kernel<'_> {
 
     /// Z(j1,j2,j; ma, mb) for the left half of every block.
     pub fn compute_zi(&self, w: &mut Work, b_only: bool) {
-        let t = self.t;
-        let cg = &t.cglist[..];
-        let ur = &w.utot_r[..t.idxu_max];
-        let ui = &w.utot_i[..t.idxu_max];
-        let zr_out = &mut w.z_r[..t.idxz_max];
-        let zi_out = &mut w.z_i[..t.idxz_max];
-        for (jjz, zx) in t.zidx.iter().enumerate() {
-            // B alone needs only the blocks with j >= j1
-            if b_only && zx.j < zx.j1 {
-                continue;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA.
+                unsafe { zi_fma(self.t, w, b_only) };
+                return;
             }
-            let j1 = zx.j1 as usize;
-            let j2 = zx.j2 as usize;
-            let na = zx.na as usize;
-            let mut zr = 0.0;
-            let mut zi = 0.0;
-            let mut u1 = zx.u1_start as usize;
-            let mut u2 = zx.u2_start as usize;
-            let mut icgb = zx.cgb_start as usize;
-            let cga = zx.cga_start as usize;
-            for ib in 0..zx.nb as usize {
-                let mut sr = 0.0;
-                let mut si = 0.0;
-                let mut icga = cga;
-                // ma1 runs up from u1, ma2 runs down from u2
-                for ia in 0..na {
-                    // SAFETY: `Tables::new` checked that every index of this loop nest is
-                    // inside `cglist` and inside a U array of length `idxu_max`.
-                    unsafe {
-                        let c = *cg.get_unchecked(icga);
-                        let (ar, ai) = (*ur.get_unchecked(u1 + ia), *ui.get_unchecked(u1 + ia));
-                        let (br, bi) = (*ur.get_unchecked(u2 - ia), *ui.get_unchecked(u2 - ia));
-                        sr += c * (ar * br - ai * bi);
-                        si += c * (ar * bi + ai * br);
-                    }
-                    icga += j2;
-                }
-                // SAFETY: as above.
-                let c = unsafe { *cg.get_unchecked(icgb) };
-                zr += c * sr;
-                zi += c * si;
-                if ib + 1 < zx.nb as usize {
-                    u1 += j1 + 1;
-                    u2 -= j2 + 1;
-                }
-                icgb += j2;
-            }
-            zr_out[jjz] = zr;
-            zi_out[jjz] = zi;
         }
+        zi_body::<false>(self.t, w, b_only);
     }
 
     /// B_i into `w.blist` (with the bzero shift when asked).
@@ -759,6 +718,74 @@ impl Kernel<'_> {
         [2.0 * acc[0], 2.0 * acc[1], 2.0 * acc[2]]
     }
 }
+
+/// Z(j1,j2,j; ma, mb) for the left half of every block (LAMMPS `compute_zi`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn zi_fma(t: &Tables, w: &mut Work, b_only: bool) {
+    zi_body::<true>(t, w, b_only)
+}
+
+#[inline(always)]
+fn zi_body<const FMA: bool>(t: &Tables, w: &mut Work, b_only: bool) {
+    let cg = &t.cglist[..];
+    let ur = &w.utot_r[..t.idxu_max];
+    let ui = &w.utot_i[..t.idxu_max];
+    let zr_out = &mut w.z_r[..t.idxz_max];
+    let zi_out = &mut w.z_i[..t.idxz_max];
+    for (jjz, zx) in t.zidx.iter().enumerate() {
+        // B alone needs only the blocks with j >= j1
+        if b_only && zx.j < zx.j1 {
+            continue;
+        }
+        let j1 = zx.j1 as usize;
+        let j2 = zx.j2 as usize;
+        let na = zx.na as usize;
+        let mut zr = 0.0;
+        let mut zi = 0.0;
+        let mut u1 = zx.u1_start as usize;
+        let mut u2 = zx.u2_start as usize;
+        let mut icgb = zx.cgb_start as usize;
+        let cga = zx.cga_start as usize;
+        for ib in 0..zx.nb as usize {
+            let mut sr = 0.0;
+            let mut si = 0.0;
+            let mut icga = cga;
+            // ma1 runs up from u1, ma2 runs down from u2
+            for ia in 0..na {
+                // SAFETY: `Tables::new` checked that every index of this loop nest is
+                // inside `cglist` and inside a U array of length `idxu_max`.
+                unsafe {
+                    let c = *cg.get_unchecked(icga);
+                    let (ar, ai) = (*ur.get_unchecked(u1 + ia), *ui.get_unchecked(u1 + ia));
+                    let (br, bi) = (*ur.get_unchecked(u2 - ia), *ui.get_unchecked(u2 - ia));
+                    if FMA {
+                        let pr = (-ai).mul_add(bi, ar * br);
+                        let pi = ai.mul_add(br, ar * bi);
+                        sr = c.mul_add(pr, sr);
+                        si = c.mul_add(pi, si);
+                    } else {
+                        sr += c * (ar * br - ai * bi);
+                        si += c * (ar * bi + ai * br);
+                    }
+                }
+                icga += j2;
+            }
+            // SAFETY: as above.
+            let c = unsafe { *cg.get_unchecked(icgb) };
+            zr += c * sr;
+            zi += c * si;
+            if ib + 1 < zx.nb as usize {
+                u1 += j1 + 1;
+                u2 -= j2 + 1;
+            }
+            icgb += j2;
+        }
+        zr_out[jjz] = zr;
+        zi_out[jjz] = zi;
+    }
+}
+
 
 const DB_TILE: usize = 16;
 
