@@ -795,10 +795,13 @@ pub fn run_cp2k(job_dir: &Path, structure: &Structure, settings: &Cp2kSettings) 
     let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
     match parse_cp2k_output(&text, &out_path.display().to_string()) {
         Ok(mut p) => {
+            if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
+                p.status = RunStatus::Crashed;
+            }
             if !status.success() && p.status == RunStatus::Converged {
                 p.status = RunStatus::Crashed;
                 p.message = Some(format!("cp2k {} although the output looks complete; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)));
-            } else if matches!(p.status, RunStatus::Truncated) && !status.success() {
+            } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
                 p.message = Some(join_msg(p.message.take(), format!("cp2k {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))));
             }
             Ok(p)
@@ -858,6 +861,46 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert_eq!(cur.outer_scf, Some(10));
+    }
+
+    #[test]
+    fn input_has_the_required_sections() {
+        let si = autopipe_atoms::Element::from_symbol("Si").unwrap();
+        let st = Structure::new(
+            [[0.0, 2.715, 2.715], [2.715, 0.0, 2.715], [2.715, 2.715, 0.0]],
+            vec![[0.0; 3], [1.3575, 1.3575, 1.3575]],
+            vec![si, si],
+            [true; 3],
+        )
+        .unwrap();
+        let mut s = Cp2kSettings::default();
+        assert!(write_cp2k_input(&st, &s).is_err(), "no basis set for Si");
+        s.basis_sets.insert("Si".into(), "DZVP-MOLOPT-SR-GTH".into());
+        s.potentials.insert("Si".into(), "GTH-PBE-q4".into());
+        let inp = write_cp2k_input(&st, &s).unwrap();
+        for needle in [
+            "RUN_TYPE ENERGY_FORCE",
+            "STRESS_TENSOR ANALYTICAL",
+            "SCHEME MONKHORST-PACK 9 9 9",
+            "&SMEAR ON",
+            "ADDED_MOS 10",
+            "BASIS_SET DZVP-MOLOPT-SR-GTH",
+            "POTENTIAL GTH-PBE-q4",
+            "&FORCES ON",
+            "&STRESS_TENSOR ON",
+            "PERIODIC XYZ",
+        ] {
+            assert!(inp.contains(needle), "{needle} missing in\n{inp}");
+        }
+        s.kpoints = Some([1, 1, 1]);
+        assert!(!write_cp2k_input(&st, &s).unwrap().contains("&KPOINTS"), "Γ only");
+        let mut a = s.clone();
+        a.mixing_alpha = 0.05;
+        a.max_scf = 7;
+        a.command = "x".into();
+        assert_eq!(label_params(&a), label_params(&s));
+        a.cutoff_ry = 600.0;
+        assert_ne!(label_params(&a), label_params(&s));
     }
 
     #[test]

@@ -775,6 +775,21 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
     let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
     match parse_pw_output(&text, &out_path.display().to_string()) {
         Ok(mut p) => {
+            // second source: the XML data file's <convergence_achieved>
+            let xml = ["out/pw.save/data-file-schema.xml", "out/pw.xml"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(job_dir.join(f)).ok());
+            if p.status == RunStatus::Converged && xml.as_deref().and_then(parse_pw_xml_convergence) == Some(false) {
+                p.status = RunStatus::ScfNotConverged;
+                p.message = Some("pw.x's XML data file says <convergence_achieved>false</convergence_achieved>".into());
+                p.energy_ev = None;
+                p.forces_ev_per_a = None;
+                p.stress_ev_per_a3 = None;
+                p.max_force_ev_per_a = None;
+            }
+            if p.status == RunStatus::Truncated && died_on_its_own(&status) {
+                p.status = RunStatus::Crashed;
+            }
             if !status.success() && p.status == RunStatus::Converged {
                 // pw.x reported success in its output but the process failed: do not trust it
                 p.status = RunStatus::Crashed;
@@ -798,6 +813,20 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
     }
 }
 
+/// A process that failed by itself (non-zero exit, or a crash signal such as SIGSEGV or
+/// SIGABRT), as opposed to being stopped from outside (SIGKILL, SIGTERM, SIGINT: the
+/// executor's time limit or a user).
+pub(crate) fn died_on_its_own(status: &std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return !matches!(sig, 9 | 15 | 2);
+        }
+    }
+    !status.success()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,6 +840,72 @@ mod tests {
         // the kbar column of pw.x's stress block: 1 Ry/bohr³ = 147105.08 kbar
         assert!((QE_RY_KBAR - 147_105.078_5).abs() < 0.01, "{QE_RY_KBAR}");
         assert!((QE_RY_PER_BOHR3_TO_EV_PER_A3 / QE_RY_KBAR - units::KBAR_IN_EV_PER_A3).abs() < 1e-12);
+    }
+
+    fn si2() -> Structure {
+        let si = autopipe_atoms::Element::from_symbol("Si").unwrap();
+        Structure::new(
+            [[0.0, 2.715, 2.715], [2.715, 0.0, 2.715], [2.715, 2.715, 0.0]],
+            vec![[0.0; 3], [1.3575, 1.3575, 1.3575]],
+            vec![si, si],
+            [true; 3],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kmesh_includes_two_pi() {
+        // fcc Si, a = 5.43 Å: |b| = 2π√3/a = 2.004 1/Å -> ceil(2.004/0.25) = 9
+        assert_eq!(kmesh_from_spacing(&si2(), 0.25), [9, 9, 9]);
+        assert_eq!(kmesh_from_spacing(&si2(), 100.0), [1, 1, 1]);
+        let mut slab = si2();
+        slab.pbc = [true, true, false];
+        assert_eq!(kmesh_from_spacing(&slab, 0.25), [9, 9, 1]);
+    }
+
+    #[test]
+    fn input_has_the_required_cards() {
+        let mut s = QeSettings::default();
+        assert!(matches!(write_pw_input(&si2(), &s), Err(RunError::Settings(m)) if m.contains("pseudopotential for Si")));
+        s.pseudopotentials.insert("Si".into(), "Si.pbe-rrkj.UPF".into());
+        s.kpoints = Some([4, 4, 4]);
+        let inp = write_pw_input(&si2(), &s).unwrap();
+        for needle in [
+            "tprnfor = .true.",
+            "tstress = .true.",
+            "ibrav = 0",
+            "nat = 2",
+            "ntyp = 1",
+            "CELL_PARAMETERS angstrom",
+            "ATOMIC_POSITIONS angstrom",
+            "Si 28.0850000000 Si.pbe-rrkj.UPF",
+            "K_POINTS automatic\n4 4 4 0 0 0",
+            "outdir = './out'",
+            "electron_maxstep = 100",
+        ] {
+            assert!(inp.contains(needle), "{needle} missing in\n{inp}");
+        }
+        s.ecutwfc_ry = -1.0;
+        assert!(write_pw_input(&si2(), &s).is_err());
+    }
+
+    #[test]
+    fn label_params_ignore_knobs_and_run_options() {
+        let a = QeSettings::default();
+        let mut b = a.clone();
+        b.mixing_beta = 0.1;
+        b.electron_maxstep = 999;
+        b.diagonalization = "cg".into();
+        b.command = "/opt/qe/pw.x".into();
+        b.mpi_ranks = 8;
+        b.npool = Some(4);
+        assert_eq!(label_params(&a), label_params(&b));
+        let mut c = a.clone();
+        c.ecutwfc_ry = 50.0;
+        assert_ne!(label_params(&a), label_params(&c));
+        let mut d = a.clone();
+        d.kspacing_per_a = Some(0.2);
+        assert_ne!(label_params(&a), label_params(&d));
     }
 
     #[test]
