@@ -229,7 +229,7 @@ fn uarray_body(kern: &Kernel<'_>, b: &mut NbrBatch) {
             let mut mapar = mbpar;
             for _ma in 0..=j {
                 if jju == jjup {
-                    ui[jju * n..(jju + 1) * n].iter_mut().for_each(|x| *x = -mapar * *x);
+                    ui[jju * n..(jju + 1) * n].iter_mut().for_each(|x| *x *= -mapar);
                     ur[jju * n..(jju + 1) * n].iter_mut().for_each(|x| *x *= mapar);
                 } else {
                     let (src, dst) = two_rows(ur, jju, jjup, n);
@@ -383,7 +383,7 @@ fn duarray_body<const AVX: bool>(kern: &Kernel<'_>, w: &mut Work) {
                 if jju == jjup {
                     let row = &mut du[jju * rl..(jju + 1) * rl];
                     row[..width].iter_mut().for_each(|x| *x *= mapar);
-                    row[width..].iter_mut().for_each(|x| *x = -mapar * *x);
+                    row[width..].iter_mut().for_each(|x| *x *= -mapar);
                 } else {
                     let (src, dst) = two_rows(du, jju, jjup, rl);
                     let (src, dst) = (&src[..2 * width], &mut dst[..2 * width]);
