@@ -8,7 +8,10 @@
 //! `running -> pending` when an attempt fails with retry budget left or when the
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
+mod learning;
 mod schema;
+
+pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -236,6 +239,55 @@ pub struct JobStore {
     path: PathBuf,
 }
 
+/// Add calculations (and their structures, when new) inside an open transaction.
+fn import_in(tx: &Connection, items: &[NewCalculation]) -> rusqlite::Result<ImportSummary> {
+    let now = now_s();
+    let mut summary = ImportSummary::default();
+    let mut find_structure = tx.prepare_cached("SELECT id FROM structures WHERE hash = ?1")?;
+    let mut add_structure = tx.prepare_cached(
+        "INSERT INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'selected', ?7)",
+    )?;
+    let mut add_calc = tx.prepare_cached(
+        "INSERT OR IGNORE INTO calculations (key, structure_id, engine, label_params_json, run_spec_json, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+    )?;
+    for item in items {
+        let hash = item.structure.content_hash();
+        let sid: i64 = match find_structure.query_row([&hash], |r| r.get(0)).optional()? {
+            Some(id) => id,
+            None => {
+                let atoms = serde_json::to_string(&item.structure).expect("structures serialise");
+                add_structure.execute(params![
+                    hash,
+                    item.generation,
+                    item.origin,
+                    item.structure.formula(),
+                    item.structure.len() as i64,
+                    atoms,
+                    now
+                ])?;
+                tx.last_insert_rowid()
+            }
+        };
+        let key = calculation_key(&hash, &item.engine, &item.label_params);
+        let n = add_calc.execute(params![key, sid, item.engine, item.label_params.to_string(), item.run_spec.to_string(), now])?;
+        if n == 1 {
+            summary.added += 1;
+        } else {
+            summary.already_present += 1;
+        }
+    }
+    if summary.added > 0 {
+        exec(
+            tx,
+            "INSERT INTO events (at, kind, message) VALUES (?1, 'import', ?2)",
+            params![now, format!("{} calculations added, {} already present", summary.added, summary.already_present)],
+        )?;
+    }
+    Ok(summary)
+}
+
 /// Execute a statement through the connection's prepared-statement cache.
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -336,68 +388,8 @@ impl JobStore {
     pub fn import(&mut self, items: &[NewCalculation]) -> Result<ImportSummary> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let mut summary = ImportSummary::default();
-        {
-            let mut find_structure = tx.prepare_cached("SELECT id FROM structures WHERE hash = ?1").map_err(sq)?;
-            let mut add_structure = tx
-                .prepare_cached(
-                    "INSERT INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'selected', ?7)",
-                )
-                .map_err(sq)?;
-            let mut add_calc = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO calculations (key, structure_id, engine, label_params_json, run_spec_json, status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                )
-                .map_err(sq)?;
-            for item in items {
-                let hash = item.structure.content_hash();
-                let sid: i64 = match find_structure.query_row([&hash], |r| r.get(0)).optional().map_err(sq)? {
-                    Some(id) => id,
-                    None => {
-                        let atoms = serde_json::to_string(&item.structure).expect("structures serialise");
-                        add_structure
-                            .execute(params![
-                                hash,
-                                item.generation,
-                                item.origin,
-                                item.structure.formula(),
-                                item.structure.len() as i64,
-                                atoms,
-                                now
-                            ])
-                            .map_err(sq)?;
-                        tx.last_insert_rowid()
-                    }
-                };
-                let key = calculation_key(&hash, &item.engine, &item.label_params);
-                let n = add_calc
-                    .execute(params![
-                        key,
-                        sid,
-                        item.engine,
-                        item.label_params.to_string(),
-                        item.run_spec.to_string(),
-                        now
-                    ])
-                    .map_err(sq)?;
-                if n == 1 {
-                    summary.added += 1;
-                } else {
-                    summary.already_present += 1;
-                }
-            }
-            if summary.added > 0 {
-                exec(&tx, 
-                    "INSERT INTO events (at, kind, message) VALUES (?1, 'import', ?2)",
-                    params![now, format!("{} calculations added, {} already present", summary.added, summary.already_present)],
-                )
-                .map_err(sq)?;
-            }
-        }
+        let summary = import_in(&tx, items).map_err(sq)?;
         tx.commit().map_err(sq)?;
         Ok(summary)
     }

@@ -66,4 +66,51 @@ pub const MIGRATIONS: &[&str] = &[
         message         TEXT NOT NULL
     );
     "#,
+    // 2: the learning loop: its state, generations, models, MD segments, candidate scores.
+    r#"
+    CREATE TABLE loop_state (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        generation  INTEGER NOT NULL,
+        phase       TEXT NOT NULL CHECK (phase IN ('label', 'fit', 'explore', 'select', 'converged', 'finished')),
+        message     TEXT,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE generations (
+        generation    INTEGER PRIMARY KEY,
+        started_at    REAL NOT NULL,
+        finished_at   REAL,
+        n_candidates  INTEGER NOT NULL DEFAULT 0,
+        n_selected    INTEGER NOT NULL DEFAULT 0,
+        n_labelled    INTEGER NOT NULL DEFAULT 0,
+        n_failed      INTEGER NOT NULL DEFAULT 0,
+        metrics_json  TEXT,                    -- train/test errors of the model fitted on this generation's labels
+        gamma_json    TEXT,                    -- extrapolation-grade statistics of its exploration
+        core_hours    REAL NOT NULL DEFAULT 0  -- labelling wall time x cores
+    );
+    CREATE TABLE models (
+        id            INTEGER PRIMARY KEY,
+        generation    INTEGER NOT NULL UNIQUE,
+        path          TEXT NOT NULL,           -- relative to the run directory
+        n_train       INTEGER NOT NULL,
+        n_test        INTEGER NOT NULL,
+        metrics_json  TEXT NOT NULL,
+        created_at    REAL NOT NULL
+    );
+    CREATE TABLE md_segments (
+        id            INTEGER PRIMARY KEY,
+        generation    INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        temperature_k REAL NOT NULL,
+        pressure_gpa  REAL,
+        seed          INTEGER NOT NULL,
+        steps_done    INTEGER NOT NULL,
+        stop_reason   TEXT,
+        max_gamma     REAL,
+        n_uncertain   INTEGER NOT NULL,
+        finished_at   REAL NOT NULL,
+        UNIQUE (generation, name)
+    );
+    ALTER TABLE structures ADD COLUMN score REAL;   -- e.g. the max extrapolation grade of a candidate
+    CREATE INDEX structures_by_generation ON structures(generation, status);
+    "#,
 ];

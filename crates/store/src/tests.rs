@@ -108,3 +108,51 @@ fn reopening_keeps_schema() {
     assert_eq!(s.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
     assert_eq!(s.counts().unwrap().pending, 1);
 }
+
+#[test]
+fn loop_phases_are_recorded_with_their_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = JobStore::open_or_create(dir.path()).unwrap();
+    assert_eq!(s.loop_state().unwrap(), None);
+    s.start_loop(&[new_calc(0.0), new_calc(0.1)]).unwrap();
+    s.start_loop(&[new_calc(0.5)]).unwrap(); // a second start changes nothing
+    assert_eq!(s.counts().unwrap().pending, 2);
+    let st = s.loop_state().unwrap().unwrap();
+    assert_eq!((st.generation, st.phase), (0, Phase::Label));
+    for id in s.pending_ids(10).unwrap() {
+        let c = s.start_attempt(id, "local", "x").unwrap();
+        s.complete(id, c.attempt_id, &result()).unwrap();
+    }
+    s.finish_labelling(0).unwrap();
+    assert_eq!(s.generations().unwrap()[0].n_labelled, 2);
+    let model = ModelRecord { generation: 0, path: "models/gen-000.json".into(), n_train: 2, n_test: 0, metrics: serde_json::json!({"f": 0.1}) };
+    s.record_model(&model).unwrap();
+    assert_eq!(s.model(None).unwrap(), Some(model));
+    assert_eq!(s.loop_state().unwrap().unwrap().phase, Phase::Explore);
+    let seg = SegmentRecord {
+        generation: 0,
+        name: "T300".into(),
+        temperature_k: 300.0,
+        pressure_gpa: None,
+        seed: 1,
+        steps_done: 100,
+        stop_reason: None,
+        max_gamma: Some(3.0),
+        n_uncertain: 2,
+    };
+    assert!(!s.segment_done(0, "T300").unwrap());
+    let added = s.record_segment(&seg, &[(structure(0.2), 3.0), (structure(0.3), 2.5)]).unwrap();
+    assert_eq!(added, 2);
+    assert!(s.segment_done(0, "T300").unwrap());
+    let cands = s.candidates(1).unwrap();
+    assert_eq!(cands.len(), 2);
+    let chosen = vec![(cands[0].0, NewCalculation { structure: cands[0].1.clone(), generation: 1, ..new_calc(0.0) })];
+    s.advance(0, &chosen, &serde_json::json!({"max": 3.0})).unwrap();
+    let st = s.loop_state().unwrap().unwrap();
+    assert_eq!((st.generation, st.phase), (1, Phase::Label));
+    assert_eq!(s.counts().unwrap().pending, 1);
+    assert!(s.candidates(1).unwrap().is_empty(), "the other candidate is rejected");
+    let g = s.generations().unwrap();
+    assert_eq!((g[1].n_candidates, g[1].n_selected), (2, 1));
+    assert_eq!(g[0].gamma, Some(serde_json::json!({"max": 3.0})));
+}
