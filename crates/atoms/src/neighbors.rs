@@ -36,37 +36,18 @@ impl NeighborList {
     pub fn rebuild(&mut self, structure: &Structure, cutoff_a: f64) {
         let n = structure.len();
         let cells = CellList::new(structure, cutoff_a);
-        let mut half: Vec<(u32, Neighbor)> = Vec::with_capacity(self.neighbors.len() / 2 + 16);
-        cells.for_each_half_pair(|i, j, shift, v, d| {
-            half.push((i as u32, Neighbor { j, shift, vector_a: v, distance_a: d }));
-        });
-        let offsets = &mut self.offsets;
-        offsets.clear();
-        offsets.resize(n + 1, 0);
-        for (i, nb) in &half {
-            offsets[*i as usize + 1] += 1;
-            offsets[nb.j + 1] += 1;
-        }
-        for k in 0..n {
-            offsets[k + 1] += offsets[k];
-        }
-        let total = offsets[n];
-        let mut next: Vec<usize> = offsets[..n].to_vec();
-        let blank = Neighbor { j: 0, shift: [0; 3], vector_a: [0.0; 3], distance_a: 0.0 };
+        // Row by row (each pair is found from both ends): the rows are written in order,
+        // with no temporary list and no scattered writes.
+        self.offsets.clear();
+        self.offsets.reserve(n + 1);
+        self.offsets.push(0);
         self.neighbors.clear();
-        self.neighbors.resize(total, blank);
-        for (i, nb) in &half {
-            let i = *i as usize;
-            self.neighbors[next[i]] = *nb;
-            next[i] += 1;
-            let j = nb.j;
-            self.neighbors[next[j]] = Neighbor {
-                j: i,
-                shift: [-nb.shift[0], -nb.shift[1], -nb.shift[2]],
-                vector_a: [-nb.vector_a[0], -nb.vector_a[1], -nb.vector_a[2]],
-                distance_a: nb.distance_a,
-            };
-            next[j] += 1;
+        for i in 0..n {
+            let neighbors = &mut self.neighbors;
+            cells.for_each_neighbor(i, |j, shift, vector_a, distance_a| {
+                neighbors.push(Neighbor { j, shift, vector_a, distance_a });
+            });
+            self.offsets.push(self.neighbors.len());
         }
         self.cutoff_a = cutoff_a;
     }
@@ -230,6 +211,13 @@ pub struct CellList {
     wrap_shift: Vec<[i32; 3]>,
     /// Non-empty bins.
     occupied: Vec<u32>,
+    /// Per atom index: its bin, and its place in `atom`/`pos`.
+    bin_of: Vec<u32>,
+    slot: Vec<u32>,
+    /// Per axis: the (bin, shift) of every unwrapped bin coordinate in `-reach..n + reach`.
+    wrap_tables: [Vec<Option<(usize, i32)>>; 3],
+    /// Per stencil row `(dx + reach0) * (2 reach1 + 1) + dy + reach1`: the z reach, or -1.
+    z_reach: Vec<i32>,
 }
 
 impl CellList {
@@ -270,7 +258,16 @@ impl CellList {
         let extent: [f64; 3] = std::array::from_fn(|k| span[k] * heights[k]);
         // Bins about half the cutoff thick, but never many more bins than atoms.
         let max_bins = 4 * n + 64;
-        let mut target = (0.5 * cutoff_a).max(1e-3);
+        // Binning basis vectors (Å); when they are orthogonal the bins are boxes, the exact
+        // distance between two bins is known, and finer bins with a rounder stencil pay.
+        let basis = if any_pbc { structure.cell_a } else { identity };
+        let orthogonal = (0..3).all(|a| {
+            (a + 1..3).all(|b| {
+                let d = basis[a][0] * basis[b][0] + basis[a][1] * basis[b][1] + basis[a][2] * basis[b][2];
+                d.abs() <= 1e-12 * norm(&basis[a]) * norm(&basis[b])
+            })
+        });
+        let mut target = (if orthogonal { cutoff_a / 2.0 } else { 0.5 * cutoff_a }).max(1e-3);
         let mut nbins = [1usize; 3];
         loop {
             for k in 0..3 {
@@ -294,6 +291,28 @@ impl CellList {
             }
             if !periodic[k] {
                 reach[k] = reach[k].min(nbins[k] as i32 - 1);
+            }
+        }
+        // Per stencil row (dx, dy): how far along z it reaches, or -1 when the whole row is
+        // beyond the cutoff (only pruned for box-shaped bins).
+        let (w0, w1) = (2 * reach[0] as usize + 1, 2 * reach[1] as usize + 1);
+        let mut z_reach = vec![reach[2]; w0 * w1];
+        if orthogonal {
+            let thick: [f64; 3] = std::array::from_fn(|k| extent[k] / nbins[k] as f64);
+            let gap = |d: i32, k: usize| ((d.abs() - 1).max(0) as f64) * thick[k];
+            let c = cutoff_a * (1.0 + 1e-9) + 1e-9;
+            for dx in -reach[0]..=reach[0] {
+                for dy in -reach[1]..=reach[1] {
+                    let rem = c * c - gap(dx, 0).powi(2) - gap(dy, 1).powi(2);
+                    let zr = &mut z_reach[(dx + reach[0]) as usize * w1 + (dy + reach[1]) as usize];
+                    if rem < 0.0 {
+                        *zr = -1;
+                    } else {
+                        while *zr > 0 && gap(*zr, 2) > rem.sqrt() {
+                            *zr -= 1;
+                        }
+                    }
+                }
             }
         }
         let nb_total = nbins[0] * nbins[1] * nbins[2];
@@ -325,6 +344,14 @@ impl CellList {
             next[b as usize] += 1;
         }
         let occupied = (0..nb_total as u32).filter(|&b| bin_start[b as usize + 1] > bin_start[b as usize]).collect();
+        let mut slot = vec![0u32; n];
+        for (k, &i) in atom.iter().enumerate() {
+            slot[i as usize] = k as u32;
+        }
+        let wrap_tables = std::array::from_fn(|k| {
+            let r = reach[k];
+            (-r..nbins[k] as i32 + r).map(|u| wrap_bin(u, nbins[k], periodic[k])).collect()
+        });
         CellList {
             cutoff_a,
             cell: structure.cell_a,
@@ -336,6 +363,10 @@ impl CellList {
             pos,
             wrap_shift,
             occupied,
+            bin_of,
+            slot,
+            wrap_tables,
+            z_reach,
         }
     }
 
@@ -357,12 +388,87 @@ impl CellList {
         self.visit_half::<F, true>(f)
     }
 
-    /// Like [`CellList::for_each_half_pair`] without the lattice shift and without
-    /// orienting the pair: `f(i, j, vector, distance)` with `vector = r_j(image) - r_i`,
-    /// once per pair, but `i > j` may occur. Faster when only geometry matters.
+    /// Like [`CellList::for_each_half_pair`], for speed when only geometry matters: no
+    /// lattice shift, no orientation (`i > j` may occur) and no square root:
+    /// `f(i, j, vector, d²)` with `vector = r_j(image) - r_i`, once per pair with
+    /// `d² <= cutoff² (1 + 1e-14)`.
     #[inline]
-    pub fn for_each_half_pair_vector<F: FnMut(usize, usize, Vec3, f64)>(&self, mut f: F) {
-        self.visit_half::<_, false>(|i, j, _, v, d| f(i, j, v, d))
+    pub fn for_each_half_pair_d2<F: FnMut(usize, usize, Vec3, f64)>(&self, mut f: F) {
+        self.visit_half::<_, false>(|i, j, _, v, d2| f(i, j, v, d2))
+    }
+
+    /// Call `f(j, shift, vector, distance)` for every neighbour of atom `i` within the
+    /// cutoff (inclusive): the row `i` of the full list, with vectors computed exactly as
+    /// [`NeighborList::build_brute_force`] computes them.
+    #[inline]
+    pub fn for_each_neighbor<F: FnMut(usize, [i32; 3], Vec3, f64)>(&self, i: usize, mut f: F) {
+        let c = self.cutoff_a;
+        let c2 = c * c * (1.0 + 1e-14);
+        let [_, n1, n2] = self.nbins;
+        let [r0, r1, _] = self.reach;
+        let a = self.slot[i] as usize;
+        let bin = self.bin_of[i] as usize;
+        let (bx, by, bz) = (bin / (n1 * n2), (bin / n2) % n1, bin % n2);
+        let ws = &self.wrap_shift;
+        let atom = &self.atom;
+        let mut emit = |a: usize, b: usize, s: [i32; 3], v: Vec3, d2: f64| {
+            if a == b && s == [0; 3] {
+                return;
+            }
+            let d = d2.sqrt();
+            if d <= c {
+                let j = atom[b] as usize;
+                f(j, [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]], v, d);
+            }
+        };
+        let mut hits = [0u32; CHUNK];
+        let (tx, ty) = (&self.wrap_tables[0], &self.wrap_tables[1]);
+        for dx in -r0..=r0 {
+            let Some((cx, sx)) = tx[(bx as i32 + dx + r0) as usize] else {
+                continue;
+            };
+            for dy in -r1..=r1 {
+                let Some((cy, sy)) = ty[(by as i32 + dy + r1) as usize] else {
+                    continue;
+                };
+                let zr = self.z_reach[(dx + r0) as usize * (2 * r1 as usize + 1) + (dy + r1) as usize];
+                if zr < 0 {
+                    continue;
+                }
+                let row = (cx * n1 + cy) * n2;
+                self.z_runs(bz, -zr, zr, |cz, cz_end, sz| {
+                    let (s1, e1) = (self.bin_start[row + cz] as usize, self.bin_start[row + cz_end] as usize);
+                    let s = [sx, sy, sz];
+                    let t =
+                        if s == [0; 3] { [0.0; 3] } else { vec_mat(&[sx as f64, sy as f64, sz as f64], &self.cell) };
+                    scan(&self.pos, a, s1, e1, s, t, c2, &mut hits, &mut emit);
+                });
+            }
+        }
+    }
+
+    /// The unwrapped z bins `bz + dz_lo ..= bz + dz_hi` as runs of consecutive bins with
+    /// one image shift: `f(first bin, last bin + 1, shift)`.
+    #[inline(always)]
+    fn z_runs<G: FnMut(usize, usize, i32)>(&self, bz: usize, dz_lo: i32, dz_hi: i32, mut g: G) {
+        let n2 = self.nbins[2] as i32;
+        let mut u = bz as i32 + dz_lo;
+        let u_end = bz as i32 + dz_hi;
+        if self.periodic[2] {
+            while u <= u_end {
+                let sz = u.div_euclid(n2);
+                let v = ((sz + 1) * n2 - 1).min(u_end);
+                let cz = u.rem_euclid(n2);
+                g(cz as usize, (cz + v - u) as usize + 1, sz);
+                u = v + 1;
+            }
+        } else {
+            let lo = u.max(0);
+            let hi = u_end.min(n2 - 1);
+            if lo <= hi {
+                g(lo as usize, hi as usize + 1, 0);
+            }
+        }
     }
 
     #[inline(always)]
@@ -371,21 +477,21 @@ impl CellList {
         // A margin so that the final test is exactly `norm(v) <= cutoff`.
         let c2 = c * c * (1.0 + 1e-14);
         let [_, n1, n2] = self.nbins;
-        let [r0, r1, r2] = self.reach;
+        let [r0, r1, _] = self.reach;
         let cell = &self.cell;
         let atom = &self.atom;
         let pos = &self.pos;
         let ws = &self.wrap_shift;
-        // Called for candidates with d² <= c2 only.
+        // Called for candidates with d² <= c2 only. Without SHIFT: f(i, j, _, v, d²).
         let mut emit = |a: usize, b: usize, s: [i32; 3], v: Vec3, d2: f64| {
+            if !SHIFT {
+                f(atom[a] as usize, atom[b] as usize, [0; 3], v, d2);
+                return;
+            }
             let d = d2.sqrt();
             if d <= c {
                 let i = atom[a] as usize;
                 let j = atom[b] as usize;
-                if !SHIFT {
-                    f(i, j, [0; 3], v, d);
-                    return;
-                }
                 let shift = [s[0] + ws[j][0] - ws[i][0], s[1] + ws[j][1] - ws[i][1], s[2] + ws[j][2] - ws[i][2]];
                 if i <= j {
                     f(i, j, shift, v, d);
@@ -395,12 +501,7 @@ impl CellList {
             }
         };
         let mut hits = [0u32; CHUNK];
-        // Per axis: the (bin, shift) of every unwrapped bin coordinate the stencil can reach.
-        let table = |k: usize| -> Vec<Option<(usize, i32)>> {
-            let r = self.reach[k];
-            (-r..self.nbins[k] as i32 + r).map(|u| wrap_bin(u, self.nbins[k], self.periodic[k])).collect()
-        };
-        let (tx, ty) = (table(0), table(1));
+        let (tx, ty) = (&self.wrap_tables[0], &self.wrap_tables[1]);
         for &bin in &self.occupied {
             let bin = bin as usize;
             let bz = bin % n2;
@@ -422,37 +523,23 @@ impl CellList {
                     let Some((cy, sy)) = ty[(by as i32 + dy + r1) as usize] else {
                         continue;
                     };
+                    let zr = self.z_reach[(dx + r0) as usize * (2 * r1 as usize + 1) + (dy + r1) as usize];
+                    if zr < 0 {
+                        continue;
+                    }
                     let row = (cx * n1 + cy) * n2;
-                    let dz_lo = if dx == 0 && dy == 0 { 1 } else { -r2 };
-                    let mut u = bz as i32 + dz_lo;
-                    let u_end = bz as i32 + r2;
-                    while u <= u_end {
-                        // A run [u, v] of unwrapped z bins with the same image shift.
-                        let (cz, sz, v) = if self.periodic[2] {
-                            let sz = u.div_euclid(n2 as i32);
-                            let v = ((sz + 1) * n2 as i32 - 1).min(u_end);
-                            (u.rem_euclid(n2 as i32) as usize, sz, v)
-                        } else {
-                            let lo = u.max(0);
-                            let v = u_end.min(n2 as i32 - 1);
-                            if lo > v {
-                                break;
-                            }
-                            (lo as usize, 0, v)
-                        };
-                        let run = (v - u) as usize + 1;
-                        u = v + 1;
-                        let cz_end = if self.periodic[2] { cz + run } else { v as usize + 1 };
+                    let dz_lo = if dx == 0 && dy == 0 { 1 } else { -zr };
+                    self.z_runs(bz, dz_lo, zr, |cz, cz_end, sz| {
                         let (s1, e1) = (self.bin_start[row + cz] as usize, self.bin_start[row + cz_end] as usize);
                         if s1 == e1 {
-                            continue;
+                            return;
                         }
                         let s = [sx, sy, sz];
                         let t = if s == [0; 3] { [0.0; 3] } else { vec_mat(&[sx as f64, sy as f64, sz as f64], cell) };
                         for a in s0..e0 {
                             scan(pos, a, s1, e1, s, t, c2, &mut hits, &mut emit);
                         }
-                    }
+                    });
                 }
             }
         }
@@ -721,6 +808,26 @@ mod tests {
             (0..15).map(|_| [rng.uniform(-3.0, 3.0), rng.uniform(0.0, 4.0), rng.uniform(0.0, 4.0)]).collect();
         let s = Structure::new(cell, positions, vec![cu(); 15], [true, false, false]).unwrap();
         assert_same_as_brute_force(&s, 5.0, "wire");
+    }
+
+    #[test]
+    fn orthogonal_boxes_with_pruned_stencils_match_brute_force() {
+        // Box-shaped bins get a rounder (pruned) stencil: check it on boxes of all shapes,
+        // with cutoffs from a fraction of the box to several times it.
+        let mut rng = Rng(21);
+        let pbcs = [[true, true, true], [true, true, false], [false, true, false], [false, false, false]];
+        for case in 0..40 {
+            let sides = [rng.uniform(1.0, 14.0), rng.uniform(1.0, 14.0), rng.uniform(1.0, 14.0)];
+            let cell = [[sides[0], 0.0, 0.0], [0.0, sides[1], 0.0], [0.0, 0.0, sides[2]]];
+            let n = 1 + (rng.next_u64() % 200) as usize;
+            let positions = (0..n)
+                .map(|_| vec_mat(&[rng.uniform(-0.5, 1.5), rng.uniform(-0.5, 1.5), rng.uniform(-0.5, 1.5)], &cell))
+                .collect();
+            let pbc = pbcs[case % pbcs.len()];
+            let s = Structure::new(cell, positions, vec![cu(); n], pbc).unwrap();
+            let cutoff = rng.uniform(0.5, 9.0);
+            assert_same_as_brute_force(&s, cutoff, &format!("box {case} {sides:?} pbc {pbc:?} cutoff {cutoff:.2}"));
+        }
     }
 
     #[test]

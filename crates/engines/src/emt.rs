@@ -317,23 +317,29 @@ fn finish(
     sc.j.clear();
     sc.d.clear();
     sc.r.clear();
-    cells.for_each_half_pair_vector(|i, j, d, r| {
-        if r < rc_list {
+    // Pairs strictly inside rc_list (ASE: r < rc_list); distances come later, vectorised.
+    let rc_list2 = rc_list * rc_list;
+    cells.for_each_half_pair_d2(|i, j, d, d2| {
+        if d2 < rc_list2 {
             sc.i.push(i as u32);
             sc.j.push(j as u32);
             sc.d.push(d);
-            sc.r.push(r);
+            sc.r.push(d2);
         }
     });
     let np = sc.r.len();
-    for v in [&mut sc.s1_ij, &mut sc.s1_ji, &mut sc.e, &mut sc.q_ij, &mut sc.q_ji, &mut sc.g] {
-        v.clear();
+    for r in &mut sc.r {
+        *r = r.sqrt();
+    }
+    // Every entry is overwritten below; only the lengths matter.
+    for v in [&mut sc.s1_ij, &mut sc.e, &mut sc.q_ij, &mut sc.g] {
         v.resize(np, 0.0);
+    }
+    for v in [&mut sc.s1_ji, &mut sc.q_ji] {
+        v.resize(if m == 1 { 0 } else { np }, 0.0);
     }
     if m == 1 {
         run_uniform_pair_kernel(sc, &pairs_table[0], acut, rc);
-        sc.s1_ji.copy_from_slice(&sc.s1_ij);
-        sc.q_ji.copy_from_slice(&sc.q_ij);
     } else {
         for k in 0..np {
             let ka = kind[sc.i[k] as usize] as usize;
@@ -349,9 +355,11 @@ fn finish(
     }
     let mut sigma1 = vec![0.0f64; n];
     let mut pair_energy = 0.0;
+    // With one element, the terms are symmetric in i and j.
+    let (s1_ji, q_ji) = if m == 1 { (&sc.s1_ij, &sc.q_ij) } else { (&sc.s1_ji, &sc.q_ji) };
     for k in 0..np {
         sigma1[sc.i[k] as usize] += sc.s1_ij[k];
-        sigma1[sc.j[k] as usize] += sc.s1_ji[k];
+        sigma1[sc.j[k] as usize] += s1_ji[k];
         pair_energy += sc.e[k];
     }
 
@@ -384,7 +392,7 @@ fn finish(
     let mut virial = [0.0f64; 6];
     for k in 0..np {
         let (i, j) = (sc.i[k] as usize, sc.j[k] as usize);
-        let g = sc.g[k] + deds[i] * sc.q_ij[k] + deds[j] * sc.q_ji[k];
+        let g = sc.g[k] + deds[i] * sc.q_ij[k] + deds[j] * q_ji[k];
         add_pair_force(&mut forces, &mut virial, i, j, &sc.d[k], g);
     }
     let stress = if cell_has_rank_3(s) {
