@@ -1,0 +1,440 @@
+//! Integrators, thermostat and barostat, and the MD loop.
+//!
+//! * NVE: velocity Verlet.
+//! * NVT: Langevin dynamics in the BAOAB splitting of Leimkuhler & Matthews
+//!   (half kick, half drift, exact Ornstein-Uhlenbeck velocity update, half drift,
+//!   force evaluation, half kick): one force evaluation per step, and configurational
+//!   sampling that is exact for harmonic systems at any time step. (Not ASE's
+//!   `Langevin`, which is a different second-order splitting with the same friction
+//!   parameter.) With `fix_com` (the default) the centre-of-mass velocity is removed
+//!   after each O step; since the noise is isotropic in mass-weighted coordinates,
+//!   this is an orthogonal projection and the remaining 3N-3 degrees of freedom are
+//!   sampled exactly at T — the same 3N-3 used to report temperatures.
+//! * NPT: the same Langevin thermostat plus the stochastic cell rescaling barostat of
+//!   Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020). With ε = ln V,
+//!   `dε = -(β_T/τ_p)(P0 - P_int - kT/V) dt + sqrt(2 kT β_T / (V τ_p)) dW`,
+//!   positions and the cell are scaled by `exp(dε/3)` and velocities by `exp(-dε/3)`.
+//!   It is first order (no piston mass, no volume oscillations), so it relaxes solids
+//!   quickly and still gives the correct volume fluctuations. `P_int` includes the
+//!   kinetic term. The anisotropic variant here evolves the three Cartesian diagonal
+//!   strains independently, `dε_α = -(β_T/(3τ_p))(P0 - P_αα - kT/V) dt +
+//!   sqrt(2 kT β_T / (3 V τ_p)) dW_α`, which sums to the isotropic equation for ln V;
+//!   shear stresses are not controlled (the cell shape changes only along x, y, z).
+//!   The barostat acts at the start of each step, with the pressure of the current
+//!   (consistent) positions, velocities and stress; the scaled positions then get
+//!   fresh forces at the end of the step. Time discretisation: Euler-Maruyama.
+//!
+//! All randomness comes from a ChaCha8 generator seeded with `settings.seed` on the
+//! stream `state.step`, so the same seed and the same starting state give the same
+//! trajectory, and a run continued from step k does not replay the noise of step 0.
+
+use crate::forcefield::{Evaluation, ForceField};
+use crate::observers::{Control, Observer};
+use crate::state::{masses_amu, remove_com_velocity, MdState};
+use crate::units::{AMU_A2_PER_FS2_IN_EV, BOLTZMANN_EV_PER_K, EV_IN_AMU_A2_PER_FS2, EV_PER_A3_IN_GPA, GPA_IN_EV_PER_A3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+fn default_friction() -> f64 {
+    0.01
+}
+fn default_barostat_time() -> f64 {
+    200.0
+}
+fn default_compressibility() -> f64 {
+    // About 1/(100 GPa): the order of magnitude of metals and ceramics.
+    0.01
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Which ensemble to sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Ensemble {
+    /// Velocity Verlet.
+    Nve,
+    /// BAOAB Langevin. `friction_per_fs` is γ (1/fs): velocities decorrelate in ~1/γ.
+    Nvt {
+        temperature_k: f64,
+        #[serde(default = "default_friction")]
+        friction_per_fs: f64,
+    },
+    /// BAOAB Langevin + stochastic cell rescaling.
+    Npt {
+        temperature_k: f64,
+        #[serde(default = "default_friction")]
+        friction_per_fs: f64,
+        pressure_gpa: f64,
+        /// τ_p: relaxation time of the volume when `compressibility_per_gpa` is the
+        /// true isothermal compressibility.
+        #[serde(default = "default_barostat_time")]
+        barostat_time_fs: f64,
+        /// β_T, an estimate of the isothermal compressibility (1/GPa). Only the
+        /// relaxation speed depends on it, not the sampled distribution.
+        #[serde(default = "default_compressibility")]
+        compressibility_per_gpa: f64,
+        /// One scaling for the whole cell (true) or one per Cartesian axis (false).
+        #[serde(default = "default_true")]
+        isotropic: bool,
+    },
+}
+
+/// Settings of one MD run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MdSettings {
+    pub timestep_fs: f64,
+    /// Number of steps to integrate.
+    pub steps: u64,
+    pub ensemble: Ensemble,
+    #[serde(default)]
+    pub seed: u64,
+    /// Langevin (NVT/NPT): remove the centre-of-mass velocity after each stochastic
+    /// update, so the total momentum stays zero.
+    #[serde(default = "default_true")]
+    pub fix_com: bool,
+    /// Call the observers on the starting state (before the first step) too.
+    #[serde(default = "default_true")]
+    pub observe_initial: bool,
+}
+
+impl MdSettings {
+    pub fn new(timestep_fs: f64, steps: u64, ensemble: Ensemble, seed: u64) -> MdSettings {
+        MdSettings { timestep_fs, steps, ensemble, seed, fix_com: true, observe_initial: true }
+    }
+
+    pub fn validate(&self) -> Result<(), MdError> {
+        let bad = |m: String| Err(MdError::InvalidSettings(m));
+        if !(self.timestep_fs.is_finite() && self.timestep_fs > 0.0) {
+            return bad(format!("timestep_fs must be positive, got {}", self.timestep_fs));
+        }
+        match &self.ensemble {
+            Ensemble::Nve => {}
+            Ensemble::Nvt { temperature_k, friction_per_fs } => {
+                check_thermostat(*temperature_k, *friction_per_fs)?;
+            }
+            Ensemble::Npt {
+                temperature_k,
+                friction_per_fs,
+                pressure_gpa,
+                barostat_time_fs,
+                compressibility_per_gpa,
+                ..
+            } => {
+                check_thermostat(*temperature_k, *friction_per_fs)?;
+                if !pressure_gpa.is_finite() {
+                    return bad(format!("pressure_gpa must be finite, got {pressure_gpa}"));
+                }
+                if !(barostat_time_fs.is_finite() && *barostat_time_fs > 0.0) {
+                    return bad(format!("barostat_time_fs must be positive, got {barostat_time_fs}"));
+                }
+                if !(compressibility_per_gpa.is_finite() && *compressibility_per_gpa > 0.0) {
+                    return bad(format!("compressibility_per_gpa must be positive, got {compressibility_per_gpa}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_thermostat(t: f64, gamma: f64) -> Result<(), MdError> {
+    if !(t.is_finite() && t >= 0.0) {
+        return Err(MdError::InvalidSettings(format!("temperature_k must be >= 0, got {t}")));
+    }
+    if !(gamma.is_finite() && gamma >= 0.0) {
+        return Err(MdError::InvalidSettings(format!("friction_per_fs must be >= 0, got {gamma}")));
+    }
+    Ok(())
+}
+
+/// Why a run ended without error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// All requested steps were done.
+    Completed,
+    /// An observer asked to stop (e.g. the gamma watchdog), with its reason.
+    Observer(String),
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Completed => write!(f, "completed"),
+            StopReason::Observer(r) => write!(f, "stopped by observer: {r}"),
+        }
+    }
+}
+
+/// The result of [`run_md`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MdOutcome {
+    /// Steps integrated by this call.
+    pub steps_done: u64,
+    pub reason: StopReason,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MdError {
+    #[error("invalid MD settings: {0}")]
+    InvalidSettings(String),
+    #[error("invalid MD state: {0}")]
+    InvalidState(String),
+    #[error("force field failed at step {step}: {message}")]
+    ForceField { step: u64, message: String },
+    #[error("non-finite {what} at step {step} (the dynamics blew up; reduce the time step?)")]
+    NonFinite { step: u64, what: String },
+    #[error("NPT needs a stress from the force field, which gave none")]
+    MissingStress,
+    #[error("barostat unstable at step {step}: ln V changed by {dlnv:.3} in one step (increase barostat_time_fs or decrease compressibility_per_gpa)")]
+    BarostatUnstable { step: u64, dlnv: f64 },
+}
+
+/// Runs `settings.steps` steps of MD from `state` (which is advanced in place),
+/// calling every observer on the starting state (if `observe_initial`) and after every
+/// step. Stops early when an observer returns [`Control::Stop`]. Observers' `finish`
+/// is called at the end, also on error.
+pub fn run_md(
+    state: &mut MdState,
+    ff: &mut dyn ForceField,
+    settings: &MdSettings,
+    observers: &mut [&mut dyn Observer],
+) -> Result<MdOutcome, MdError> {
+    let result = run_inner(state, ff, settings, observers);
+    for o in observers.iter_mut() {
+        o.finish();
+    }
+    result
+}
+
+fn run_inner(
+    state: &mut MdState,
+    ff: &mut dyn ForceField,
+    settings: &MdSettings,
+    observers: &mut [&mut dyn Observer],
+) -> Result<MdOutcome, MdError> {
+    settings.validate()?;
+    let n = state.structure.len();
+    if state.velocities_a_per_fs.len() != n {
+        return Err(MdError::InvalidState(format!(
+            "{} atoms but {} velocities",
+            n,
+            state.velocities_a_per_fs.len()
+        )));
+    }
+    state.structure.validate().map_err(|e| MdError::InvalidState(e.to_string()))?;
+    if let Ensemble::Npt { .. } = settings.ensemble {
+        if state.structure.pbc != [true; 3] {
+            return Err(MdError::InvalidSettings("NPT needs a cell periodic in all three directions".into()));
+        }
+    }
+    let masses = masses_amu(&state.structure);
+    let inv_m: Vec<f64> = masses.iter().map(|m| EV_IN_AMU_A2_PER_FS2 / m).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    rng.set_stream(state.step);
+    let dt = settings.timestep_fs;
+
+    let mut eval = evaluate(ff, state)?;
+    if matches!(settings.ensemble, Ensemble::Npt { .. }) && eval.stress_ev_per_a3.is_none() {
+        return Err(MdError::MissingStress);
+    }
+    if settings.observe_initial {
+        if let Some(r) = notify(observers, state, &eval) {
+            return Ok(MdOutcome { steps_done: 0, reason: StopReason::Observer(r) });
+        }
+    }
+
+    for done in 0..settings.steps {
+        match &settings.ensemble {
+            Ensemble::Nve => {
+                kick(state, &eval, &inv_m, 0.5 * dt);
+                drift(state, dt);
+                eval = evaluate(ff, state)?;
+                kick(state, &eval, &inv_m, 0.5 * dt);
+            }
+            Ensemble::Nvt { temperature_k, friction_per_fs } => {
+                kick(state, &eval, &inv_m, 0.5 * dt);
+                drift(state, 0.5 * dt);
+                ornstein_uhlenbeck(state, &masses, *temperature_k, *friction_per_fs, dt, settings.fix_com, &mut rng);
+                drift(state, 0.5 * dt);
+                eval = evaluate(ff, state)?;
+                kick(state, &eval, &inv_m, 0.5 * dt);
+            }
+            Ensemble::Npt {
+                temperature_k,
+                friction_per_fs,
+                pressure_gpa,
+                barostat_time_fs,
+                compressibility_per_gpa,
+                isotropic,
+            } => {
+                let baro = Barostat {
+                    temperature_k: *temperature_k,
+                    pressure_ev_per_a3: pressure_gpa * GPA_IN_EV_PER_A3,
+                    tau_fs: *barostat_time_fs,
+                    beta_a3_per_ev: compressibility_per_gpa * EV_PER_A3_IN_GPA,
+                    isotropic: *isotropic,
+                };
+                baro.apply(state, &eval, dt, &mut rng)?;
+                kick(state, &eval, &inv_m, 0.5 * dt);
+                drift(state, 0.5 * dt);
+                ornstein_uhlenbeck(state, &masses, *temperature_k, *friction_per_fs, dt, settings.fix_com, &mut rng);
+                drift(state, 0.5 * dt);
+                eval = evaluate(ff, state)?;
+                if eval.stress_ev_per_a3.is_none() {
+                    return Err(MdError::MissingStress);
+                }
+                kick(state, &eval, &inv_m, 0.5 * dt);
+            }
+        }
+        state.step += 1;
+        state.time_fs += dt;
+        if let Some(i) = state.velocities_a_per_fs.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
+            return Err(MdError::NonFinite { step: state.step, what: format!("velocity of atom {i}") });
+        }
+        if let Some(r) = notify(observers, state, &eval) {
+            return Ok(MdOutcome { steps_done: done + 1, reason: StopReason::Observer(r) });
+        }
+    }
+    Ok(MdOutcome { steps_done: settings.steps, reason: StopReason::Completed })
+}
+
+/// Calls every observer (all of them, even after one asked to stop); the first stop
+/// reason, if any.
+fn notify(observers: &mut [&mut dyn Observer], state: &MdState, eval: &Evaluation) -> Option<String> {
+    let mut stop = None;
+    for o in observers.iter_mut() {
+        if let Control::Stop(r) = o.observe(state, eval) {
+            stop.get_or_insert(r);
+        }
+    }
+    stop
+}
+
+fn evaluate(ff: &mut dyn ForceField, state: &MdState) -> Result<Evaluation, MdError> {
+    let step = state.step;
+    let e = ff.evaluate(&state.structure).map_err(|message| MdError::ForceField { step, message })?;
+    let n = state.structure.len();
+    if e.forces_ev_per_a.len() != n {
+        return Err(MdError::ForceField {
+            step,
+            message: format!("{} forces for {} atoms", e.forces_ev_per_a.len(), n),
+        });
+    }
+    if !e.energy_ev.is_finite() {
+        return Err(MdError::NonFinite { step, what: "energy".into() });
+    }
+    if let Some(i) = e.forces_ev_per_a.iter().position(|f| f.iter().any(|x| !x.is_finite())) {
+        return Err(MdError::NonFinite { step, what: format!("force on atom {i}") });
+    }
+    if let Some(s) = &e.stress_ev_per_a3 {
+        if s.iter().any(|x| !x.is_finite()) {
+            return Err(MdError::NonFinite { step, what: "stress".into() });
+        }
+    }
+    if let Some(g) = &e.gamma {
+        if g.len() != n {
+            return Err(MdError::ForceField { step, message: format!("{} gamma values for {} atoms", g.len(), n) });
+        }
+    }
+    Ok(e)
+}
+
+/// v += h F/m.
+fn kick(state: &mut MdState, eval: &Evaluation, inv_m: &[f64], h: f64) {
+    for ((v, f), &im) in state.velocities_a_per_fs.iter_mut().zip(&eval.forces_ev_per_a).zip(inv_m) {
+        let c = h * im;
+        v[0] += c * f[0];
+        v[1] += c * f[1];
+        v[2] += c * f[2];
+    }
+}
+
+/// x += h v (never wrapped).
+fn drift(state: &mut MdState, h: f64) {
+    for (x, v) in state.structure.positions_a.iter_mut().zip(&state.velocities_a_per_fs) {
+        x[0] += h * v[0];
+        x[1] += h * v[1];
+        x[2] += h * v[2];
+    }
+}
+
+/// Exact Ornstein-Uhlenbeck update over `dt`: v = c1 v + sqrt(1-c1²) sqrt(kT/m) ξ.
+fn ornstein_uhlenbeck(
+    state: &mut MdState,
+    masses: &[f64],
+    temperature_k: f64,
+    gamma: f64,
+    dt: f64,
+    fix_com: bool,
+    rng: &mut ChaCha8Rng,
+) {
+    let c1 = (-gamma * dt).exp();
+    let c2 = (1.0 - c1 * c1).max(0.0).sqrt();
+    let kt = BOLTZMANN_EV_PER_K * temperature_k / AMU_A2_PER_FS2_IN_EV;
+    for (v, &m) in state.velocities_a_per_fs.iter_mut().zip(masses) {
+        let s = c2 * (kt / m).sqrt();
+        for x in v.iter_mut() {
+            let xi: f64 = rng.sample(StandardNormal);
+            *x = c1 * *x + s * xi;
+        }
+    }
+    if fix_com && masses.len() > 1 {
+        remove_com_velocity(masses, &mut state.velocities_a_per_fs);
+    }
+}
+
+struct Barostat {
+    temperature_k: f64,
+    pressure_ev_per_a3: f64,
+    tau_fs: f64,
+    beta_a3_per_ev: f64,
+    isotropic: bool,
+}
+
+impl Barostat {
+    /// One Euler-Maruyama step of stochastic cell rescaling.
+    fn apply(&self, state: &mut MdState, eval: &Evaluation, dt: f64, rng: &mut ChaCha8Rng) -> Result<(), MdError> {
+        let v = state.structure.volume_a3().abs();
+        let kt = BOLTZMANN_EV_PER_K * self.temperature_k;
+        let stress = state.total_stress_ev_per_a3(eval).ok_or(MdError::MissingStress)?;
+        let (p0, beta, tau) = (self.pressure_ev_per_a3, self.beta_a3_per_ev, self.tau_fs);
+        let mut deps = [0.0; 3];
+        if self.isotropic {
+            let p = -(stress[0] + stress[1] + stress[2]) / 3.0;
+            let xi: f64 = rng.sample(StandardNormal);
+            let d = -(beta / tau) * (p0 - p - kt / v) * dt + (2.0 * kt * beta * dt / (v * tau)).sqrt() * xi;
+            deps = [d / 3.0; 3];
+        } else {
+            for (a, de) in deps.iter_mut().enumerate() {
+                let p = -stress[a];
+                let xi: f64 = rng.sample(StandardNormal);
+                *de = -(beta / (3.0 * tau)) * (p0 - p - kt / v) * dt
+                    + (2.0 * kt * beta * dt / (3.0 * v * tau)).sqrt() * xi;
+            }
+        }
+        let dlnv = deps[0] + deps[1] + deps[2];
+        if !dlnv.is_finite() || deps.iter().any(|d| d.abs() > 0.05) {
+            return Err(MdError::BarostatUnstable { step: state.step, dlnv });
+        }
+        let mu = deps.map(f64::exp);
+        for row in state.structure.cell_a.iter_mut() {
+            for k in 0..3 {
+                row[k] *= mu[k];
+            }
+        }
+        for x in state.structure.positions_a.iter_mut() {
+            for k in 0..3 {
+                x[k] *= mu[k];
+            }
+        }
+        for u in state.velocities_a_per_fs.iter_mut() {
+            for k in 0..3 {
+                u[k] /= mu[k];
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Native molecular dynamics: pure computation.
+//!
+//! * [`run_md`] integrates an [`MdState`] with forces from any [`ForceField`]:
+//!   velocity Verlet (NVE), Langevin dynamics in the BAOAB splitting (NVT), and
+//!   BAOAB Langevin plus the stochastic cell rescaling barostat of Bernetti & Bussi
+//!   (J. Chem. Phys. 153, 114107 (2020)), isotropic or with a diagonal (per-axis) cell
+//!   (NPT).
+//! * [`Observer`]s see every step: [`ExtxyzTrajectory`], [`ThermoLog`],
+//!   [`GammaWatchdog`], [`MsdAccumulator`], [`FnObserver`]. Observers that write do so
+//!   through a `std::io::Write` sink handed to them; nothing here opens files.
+//!
+//! Units: Å, fs, eV, amu, K; stress in eV/Å³ with ASE's sign convention (Voigt
+//! `[xx, yy, zz, yz, xz, xy]`, `stress = (1/V) dE/dε`, so pressure = -trace/3).
+//! Positions are never wrapped into the cell by the integrator, so they are the
+//! unwrapped trajectory.
+
+pub mod forcefield;
+pub mod integrate;
+pub mod observers;
+pub mod state;
+pub mod units;
+
+pub use forcefield::{Evaluation, ForceField};
+pub use integrate::{run_md, Ensemble, MdError, MdOutcome, MdSettings, StopReason};
+pub use observers::{
+    Control, DiffusionEstimate, ExtxyzTrajectory, FnObserver, GammaStep, GammaWatchdog, MsdAccumulator,
+    MsdPoint, Observer, ThermoLog,
+};
+pub use state::{maxwell_boltzmann, MdState};
