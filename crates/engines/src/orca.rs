@@ -1,0 +1,1 @@
+//! ORCA (in progress)
