@@ -58,6 +58,7 @@ pub const CP2K_GPA_TO_EV_PER_A3: f64 = 1e9 / CP2K_AU_PA * CP2K_HA_PER_BOHR3_TO_E
 ///   converged` / `outer SCF loop FAILED` on the last SCF -> scf_not_converged (CP2K
 ///   exits 0 and prints energy and forces anyway: they are *not* reported);
 ///   `MAXIMUM NUMBER OF OPTIMIZATION STEPS REACHED` -> relax_not_converged.
+#[allow(clippy::collapsible_match, clippy::collapsible_if)]
 pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, ParseError> {
     let not_output = |reason: String| ParseError::NotAnOutput { engine: ENGINE, file: source.to_string(), reason };
     if let Some(reason) = not_text_reason(text) {

@@ -58,6 +58,7 @@ pub const QE_RY_KBAR: f64 = 10.0 * (QE_HARTREE_SI / (QE_BOHR_RADIUS_ANGS * 1e-10
 /// Energy, forces and stress are reported only for converged and relax_not_converged
 /// runs (the last SCF converged); otherwise they are None and `message` says why.
 /// Empty, binary or unrelated text is a [`ParseError::NotAnOutput`].
+#[allow(clippy::collapsible_match, clippy::collapsible_if)]
 pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseError> {
     let not_output = |reason: String| ParseError::NotAnOutput { engine: ENGINE, file: source.to_string(), reason };
     if let Some(reason) = not_text_reason(text) {
@@ -742,6 +743,10 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
     let stdout = std::fs::File::create(&out_path).map_err(|e| io(&out_path, e))?;
     let stderr = std::fs::File::create(&err_path).map_err(|e| io(&err_path, e))?;
 
+    // an XML data file left by an earlier attempt must not be read as this run's
+    for f in ["out/pw.save/data-file-schema.xml", "out/pw.xml"] {
+        let _ = std::fs::remove_file(job_dir.join(f));
+    }
     let mut words: Vec<String> = settings.command.split_whitespace().map(String::from).collect();
     if words.is_empty() {
         return Err(RunError::Settings("command is empty".into()));

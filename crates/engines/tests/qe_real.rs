@@ -6,9 +6,17 @@
 
 use autopipe_atoms::{Element, Structure};
 use autopipe_engines::output::{ParsedOutput, RunStatus};
-use autopipe_engines::qe::{label_params, remediate, run_pw, QeSettings};
+use autopipe_engines::qe::{label_params, parse_pw_xml_convergence, remediate, run_pw, QeSettings};
 use std::path::Path;
 use std::time::Instant;
+
+/// One DFT process at a time (the machine is small and shared): tests that run the
+/// program hold this lock.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn require(program: &str) {
     let found = std::env::var_os("PATH")
@@ -58,6 +66,7 @@ fn converged_energy(p: &ParsedOutput, what: &str) -> f64 {
 #[test]
 fn pw_single_point_forces_stress_and_remediation() {
     require("pw.x");
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let set = settings();
@@ -79,6 +88,8 @@ fn pw_single_point_forces_stress_and_remediation() {
         assert!(dir.join("base").join(file).is_file(), "{file}");
     }
     assert!(dir.join("base/out").is_dir(), "outdir inside the job directory");
+    let xml = std::fs::read_to_string(dir.join("base/out/pw.save/data-file-schema.xml")).unwrap();
+    assert_eq!(parse_pw_xml_convergence(&xml), Some(true));
 
     // --- forces = -dE/dx by central differences, h = 0.01 Å. With conv_thr 1e-11 Ry
     // the energy is converged far below its printed precision (1e-8 Ry = 1.4e-7 eV), so
@@ -98,7 +109,8 @@ fn pw_single_point_forces_stress_and_remediation() {
 
     // --- stress sign and units: ASE stress_xx = (1/V) dE/dε_xx. The energy at fixed
     // cutoff is not exactly the analytic stress's energy (the plane-wave set changes with
-    // the cell: Pulay stress), so this checks sign and magnitude only (20 %).
+    // the cell: Pulay stress, measured 4.5 % at 20 Ry), so this checks sign and
+    // magnitude (10 %).
     let eps = 0.003;
     let strained = |e: f64| {
         let mut s = si2([0.0; 3]);
@@ -116,7 +128,7 @@ fn pw_single_point_forces_stress_and_remediation() {
     let fd_sxx = (ep - em) / (2.0 * eps) / v;
     let sxx = labels.stress_ev_per_a3.unwrap()[0];
     eprintln!("stress xx: analytic {sxx:.6} eV/Å³, finite strain {fd_sxx:.6} eV/Å³");
-    assert!(fd_sxx.signum() == sxx.signum() && (fd_sxx - sxx).abs() < 0.2 * sxx.abs(), "{sxx} vs {fd_sxx}");
+    assert!(fd_sxx.signum() == sxx.signum() && (fd_sxx - sxx).abs() < 0.1 * sxx.abs(), "{sxx} vs {fd_sxx}");
 
     // --- SCF not converged (electron_maxstep too small): detected, no label
     let mut bad = set.clone();
@@ -125,6 +137,8 @@ fn pw_single_point_forces_stress_and_remediation() {
     assert_eq!(failed.status, RunStatus::ScfNotConverged, "{:?}", failed.message);
     assert!(failed.to_labels().is_none());
     assert!(failed.energy_ev.is_none());
+    let xml = std::fs::read_to_string(dir.join("maxstep3/out/pw.save/data-file-schema.xml")).unwrap();
+    assert_eq!(parse_pw_xml_convergence(&xml), Some(false));
 
     // --- remediation: only convergence knobs change; the repaired label agrees
     let (fixed, what) = remediate(&bad, 1).expect("the ladder has a first rung");
@@ -147,6 +161,7 @@ fn pw_single_point_forces_stress_and_remediation() {
 #[test]
 fn pw_missing_pseudopotential_is_a_crash_with_qe_message() {
     require("pw.x");
+    let _one = serial();
     let tmp = tempfile::tempdir().unwrap();
     let mut set = settings();
     set.pseudopotentials.insert("Si".into(), "Si.does-not-exist.UPF".into());
