@@ -5,6 +5,8 @@
 use autopipe_atoms::Element;
 use autopipe_build::{BulkRecipe, Lattice};
 use autopipe_engines::EngineSpec;
+use autopipe_potential::{SnapElement, SnapParams};
+use std::collections::BTreeMap;
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -54,6 +56,95 @@ struct RawConfig {
     oracle: toml::Value,
     #[serde(default)]
     execution: RawExecution,
+    #[serde(default)]
+    potential: RawPotential,
+    /// Passed to the fitter's own options (validated there).
+    #[serde(default)]
+    fit: Option<toml::Value>,
+    #[serde(default)]
+    explore: RawExplore,
+    #[serde(default, rename = "loop")]
+    loop_: RawLoop,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPotential {
+    twojmax: usize,
+    cutoff_a: f64,
+    rfac0: f64,
+    rmin0_a: f64,
+    quadratic: bool,
+    /// Relative radii per element (the pair cutoff is cutoff_a * (r_i + r_j)); 0.5 each by default.
+    radii: BTreeMap<String, f64>,
+    /// Neighbour weights per element; 1 each by default.
+    weights: BTreeMap<String, f64>,
+}
+
+impl Default for RawPotential {
+    fn default() -> Self {
+        RawPotential {
+            twojmax: 8,
+            cutoff_a: 4.7,
+            rfac0: 0.99363,
+            rmin0_a: 0.0,
+            quadratic: false,
+            radii: BTreeMap::new(),
+            weights: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawExplore {
+    temperatures_k: Vec<f64>,
+    pressures_gpa: Vec<f64>,
+    steps: u64,
+    timestep_fs: f64,
+    friction_per_fs: f64,
+    sample_every: u64,
+    gamma_select: f64,
+    gamma_break: f64,
+    max_frames_per_segment: usize,
+}
+
+impl Default for RawExplore {
+    fn default() -> Self {
+        let e = ExploreConfig::default();
+        RawExplore {
+            temperatures_k: e.temperatures_k,
+            pressures_gpa: e.pressures_gpa,
+            steps: e.steps,
+            timestep_fs: e.timestep_fs,
+            friction_per_fs: e.friction_per_fs,
+            sample_every: e.sample_every,
+            gamma_select: e.gamma_select,
+            gamma_break: e.gamma_break,
+            max_frames_per_segment: e.max_frames_per_segment,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLoop {
+    max_generations: u32,
+    per_generation: usize,
+    target_force_rmse_ev_per_a: Option<f64>,
+    target_energy_rmse_mev_per_atom: Option<f64>,
+}
+
+impl Default for RawLoop {
+    fn default() -> Self {
+        let l = LoopConfig::default();
+        RawLoop {
+            max_generations: l.max_generations,
+            per_generation: l.per_generation,
+            target_force_rmse_ev_per_a: l.target_force_rmse_ev_per_a,
+            target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +235,63 @@ impl Default for ExecutionConfig {
     }
 }
 
+/// Exploration: molecular dynamics with the current model, watching its extrapolation grade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExploreConfig {
+    /// One NVT segment per temperature (per pressure too, when pressures are given: NPT).
+    pub temperatures_k: Vec<f64>,
+    pub pressures_gpa: Vec<f64>,
+    pub steps: u64,
+    pub timestep_fs: f64,
+    pub friction_per_fs: f64,
+    /// Every how many steps a frame is a candidate.
+    pub sample_every: u64,
+    /// Frames with an atom above this grade become candidates.
+    pub gamma_select: f64,
+    /// A segment stops when any atom exceeds this grade (the model is extrapolating wildly).
+    pub gamma_break: f64,
+    pub max_frames_per_segment: usize,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> Self {
+        ExploreConfig {
+            temperatures_k: vec![300.0, 900.0, 1500.0],
+            pressures_gpa: vec![],
+            steps: 2000,
+            timestep_fs: 2.0,
+            friction_per_fs: 0.02,
+            sample_every: 10,
+            gamma_select: 2.0,
+            gamma_break: 10.0,
+            max_frames_per_segment: 50,
+        }
+    }
+}
+
+/// When the loop stops.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopConfig {
+    pub max_generations: u32,
+    /// At most this many new structures labelled per generation.
+    pub per_generation: usize,
+    /// Converged when exploration finds nothing above gamma_select and the test errors
+    /// are at most these.
+    pub target_force_rmse_ev_per_a: Option<f64>,
+    pub target_energy_rmse_mev_per_atom: Option<f64>,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            max_generations: 8,
+            per_generation: 20,
+            target_force_rmse_ev_per_a: Some(0.045),
+            target_energy_rmse_mev_per_atom: Some(2.0),
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -154,6 +302,11 @@ pub struct Config {
     pub generate: BulkRecipe,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
+    pub snap: SnapParams,
+    /// The `[fit]` table, handed to the fitter.
+    pub fit: toml::Value,
+    pub explore: ExploreConfig,
+    pub loop_: LoopConfig,
 }
 
 /// Read and validate a configuration file.
@@ -267,12 +420,88 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         max_infra_retries: x.max_infra_retries,
         failure_tolerance: x.failure_tolerance,
     };
+    let p = &raw.potential;
+    for (key, map) in [("radii", &p.radii), ("weights", &p.weights)] {
+        if let Some(bad) = map.keys().find(|k| !raw.system.elements.contains(k)) {
+            return Err(err(&["potential", key], format!("{bad} is not one of system.elements")));
+        }
+        if let Some((k, v)) = map.iter().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
+            return Err(err(&["potential", key], format!("{k} = {v} must be positive")));
+        }
+    }
+    let snap = SnapParams {
+        twojmax: p.twojmax,
+        rcutfac: p.cutoff_a,
+        rfac0: p.rfac0,
+        rmin0: p.rmin0_a,
+        switchflag: true,
+        bzeroflag: true,
+        quadraticflag: p.quadratic,
+        elements: elements
+            .iter()
+            .map(|e| SnapElement {
+                element: *e,
+                radius: p.radii.get(e.symbol()).copied().unwrap_or(0.5),
+                weight: p.weights.get(e.symbol()).copied().unwrap_or(1.0),
+            })
+            .collect(),
+    };
+    if !(2..=12).contains(&p.twojmax) {
+        return Err(err(&["potential", "twojmax"], format!("{} is outside 2 ..= 12", p.twojmax)));
+    }
+    if !(p.cutoff_a.is_finite() && p.cutoff_a > 1.0 && p.cutoff_a < 15.0) {
+        return Err(err(&["potential", "cutoff_a"], format!("{} Å is outside 1 .. 15 Å", p.cutoff_a)));
+    }
+    snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
+
+    let ex = &raw.explore;
+    if ex.temperatures_k.is_empty() || ex.temperatures_k.iter().any(|t| !(t.is_finite() && *t > 0.0 && *t < 1e5)) {
+        return Err(err(&["explore", "temperatures_k"], "needs one or more positive temperatures in K".into()));
+    }
+    if ex.pressures_gpa.iter().any(|p| !p.is_finite()) {
+        return Err(err(&["explore", "pressures_gpa"], "pressures must be finite numbers in GPa".into()));
+    }
+    if !(ex.timestep_fs.is_finite() && ex.timestep_fs > 0.0 && ex.timestep_fs <= 20.0) {
+        return Err(err(&["explore", "timestep_fs"], format!("{} fs is outside 0 .. 20 fs", ex.timestep_fs)));
+    }
+    if ex.steps == 0 || ex.sample_every == 0 {
+        return Err(err(&["explore", "steps"], "steps and sample_every must be at least 1".into()));
+    }
+    if !(ex.friction_per_fs.is_finite() && ex.friction_per_fs > 0.0) {
+        return Err(err(&["explore", "friction_per_fs"], "must be positive (1/fs)".into()));
+    }
+    if !(ex.gamma_select >= 1.0 && ex.gamma_break > ex.gamma_select) {
+        return Err(err(&["explore", "gamma_select"], "needs 1 <= gamma_select < gamma_break".into()));
+    }
+    let explore = ExploreConfig {
+        temperatures_k: ex.temperatures_k.clone(),
+        pressures_gpa: ex.pressures_gpa.clone(),
+        steps: ex.steps,
+        timestep_fs: ex.timestep_fs,
+        friction_per_fs: ex.friction_per_fs,
+        sample_every: ex.sample_every,
+        gamma_select: ex.gamma_select,
+        gamma_break: ex.gamma_break,
+        max_frames_per_segment: ex.max_frames_per_segment.max(1),
+    };
+    let l = &raw.loop_;
+    if l.per_generation == 0 {
+        return Err(err(&["loop", "per_generation"], "must be at least 1".into()));
+    }
+    let loop_ = LoopConfig {
+        max_generations: l.max_generations,
+        per_generation: l.per_generation,
+        target_force_rmse_ev_per_a: l.target_force_rmse_ev_per_a,
+        target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
+    };
+    let fit = raw.fit.clone().unwrap_or_else(|| toml::Value::Table(Default::default()));
+
     let name = raw
         .run
         .name
         .clone()
         .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()));
-    Ok(Config { file: file.to_path_buf(), name, seed, elements, generate, oracle, execution })
+    Ok(Config { file: file.to_path_buf(), name, seed, elements, generate, oracle, execution, snap, fit, explore, loop_ })
 }
 
 /// Experimental lattice constants (Å) for the elements EMT knows, in their ground-state
