@@ -408,6 +408,13 @@ fn read_abort_box<'a>(lines: &mut impl Iterator<Item = (usize, &'a str)>) -> Str
     }
 }
 
+/// Read and parse an output file (what `autopipe parse` does): I/O errors, binary and
+/// unrelated files are [`ParseError`]s naming the file.
+pub fn parse_cp2k_file(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::output::read_output_file(path)?;
+    parse_cp2k_output(&text, &path.display().to_string())
+}
+
 fn join_msg(a: Option<String>, b: String) -> String {
     match a {
         Some(a) => format!("{a}; {b}"),

@@ -289,6 +289,13 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
     Ok(out)
 }
 
+/// Read and parse an output file (what `autopipe parse` does): I/O errors, binary and
+/// unrelated files are [`ParseError`]s naming the file.
+pub fn parse_pw_file(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::output::read_output_file(path)?;
+    parse_pw_output(&text, &path.display().to_string())
+}
+
 fn join_msg(a: Option<String>, b: String) -> String {
     match a {
         Some(a) => format!("{a}; {b}"),

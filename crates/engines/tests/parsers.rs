@@ -280,3 +280,22 @@ fn appended_outputs_give_the_last_run() {
         assert_eq!(parse(&rev, "rev").unwrap().status, RunStatus::ScfNotConverged, "{engine}");
     }
 }
+
+#[test]
+fn file_helpers_name_the_file() {
+    let p = autopipe_engines::qe::parse_pw_file(&data("qe").join("si2.out")).unwrap();
+    assert_eq!(p.status, RunStatus::Converged);
+    let p = autopipe_engines::cp2k::parse_cp2k_file(&data("cp2k").join("si2.out")).unwrap();
+    assert_eq!(p.status, RunStatus::Converged);
+    let missing = data("qe").join("no-such-file.out");
+    let e = autopipe_engines::qe::parse_pw_file(&missing).unwrap_err().to_string();
+    assert!(e.contains("no-such-file.out"), "{e}");
+    // a binary file (the expected.json is text but not an output; an ELF-like file is binary)
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("a.out");
+    std::fs::write(&bin, [0x7fu8, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0xff, 0xfe]).unwrap();
+    let e = autopipe_engines::cp2k::parse_cp2k_file(&bin).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{} is not a CP2K output", bin.display())), "{e}");
+    let e = autopipe_engines::qe::parse_pw_file(&data("qe").join("expected.json")).unwrap_err().to_string();
+    assert!(e.contains("is not a Quantum ESPRESSO pw.x output"), "{e}");
+}
