@@ -45,7 +45,9 @@ pub const QE_RY_KBAR: f64 = 10.0 * (QE_HARTREE_SI / (QE_BOHR_RADIUS_ANGS * 1e-10
 
 /// Parse the text output (stdout) of `pw.x`.
 ///
-/// * energy: the last `!    total energy` line (Ry -> eV);
+/// * energy: the last `!    total energy` line (Ry -> eV); with smearing this is the
+///   free energy F = E - TS, whose derivatives the printed forces and stress are (as ASE
+///   reads it);
 /// * forces: the last `Forces acting on atoms` block (Ry/bohr -> eV/Å), only when it has
 ///   one line per atom and follows the last energy;
 /// * stress: the last `total   stress` block, read from its Ry/bohr³ columns (more digits
