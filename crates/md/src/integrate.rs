@@ -24,9 +24,10 @@
 //!   (consistent) positions, velocities and stress; the scaled positions then get
 //!   fresh forces at the end of the step. Time discretisation: Euler-Maruyama.
 //!
-//! All randomness comes from a ChaCha8 generator seeded with `settings.seed` on the
-//! stream `state.step`, so the same seed and the same starting state give the same
-//! trajectory, and a run continued from step k does not replay the noise of step 0.
+//! All randomness comes from a ChaCha8 generator seeded with `settings.seed`, with the
+//! step number as the stream for that step's noise, so the same seed and the same
+//! starting state give the same trajectory, and a run split into pieces (stopped and
+//! continued from its state) is bit-for-bit the run done in one go.
 
 use crate::forcefield::{Evaluation, ForceField};
 use crate::observers::{Control, Observer};
@@ -232,8 +233,7 @@ fn run_inner(
     }
     let masses = masses_amu(&state.structure);
     let inv_m: Vec<f64> = masses.iter().map(|m| EV_IN_AMU_A2_PER_FS2 / m).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    rng.set_stream(state.step);
+    let base_rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let dt = settings.timestep_fs;
 
     let mut eval = evaluate(ff, state)?;
@@ -247,6 +247,8 @@ fn run_inner(
     }
 
     for done in 0..settings.steps {
+        let mut rng = base_rng.clone();
+        rng.set_stream(state.step);
         match &settings.ensemble {
             Ensemble::Nve => {
                 kick(state, &eval, &inv_m, 0.5 * dt);
