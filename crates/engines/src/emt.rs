@@ -184,6 +184,9 @@ impl Emt {
 struct Scratch {
     i: Vec<u32>,
     j: Vec<u32>,
+    /// Pair classes `kind_i * m + kind_j` and `kind_j * m + kind_i` (several elements only).
+    c_ij: Vec<u32>,
+    c_ji: Vec<u32>,
     d: Vec<Vec3>,
     r: Vec<f64>,
     /// Contribution of j to the density sum of i, and of i to that of j.
@@ -263,6 +266,86 @@ fn run_uniform_pair_kernel(sc: &mut Scratch, p: &PairParams, acut: f64, rc: f64)
     uniform_pair_kernel(sc, p, acut, rc)
 }
 
+/// The pair constants as separate arrays, indexed by pair class, so that the mixed
+/// kernel's look-ups are plain gathers.
+struct PairTables {
+    a1: Vec<f64>,
+    k1: Vec<f64>,
+    a2: Vec<f64>,
+    k2: Vec<f64>,
+}
+
+/// The pair terms of every pair of a structure with several elements: the general
+/// formula, which for a pair of one element gives the same bits as the symmetric one.
+/// Works in blocks: the constants of a block's pairs are gathered first (scalar), then
+/// the terms are computed over contiguous arrays (vectorised).
+#[inline(always)]
+fn mixed_pair_kernel(sc: &mut Scratch, t: &PairTables, acut: f64, rc: f64) {
+    const BLOCK: usize = 128;
+    let np = sc.r.len();
+    let mut cst = [[0.0f64; BLOCK]; 8];
+    let mut start = 0;
+    while start < np {
+        let end = (start + BLOCK).min(np);
+        let len = end - start;
+        for k in 0..len {
+            let (ab, ba) = (sc.c_ij[start + k] as usize, sc.c_ji[start + k] as usize);
+            cst[0][k] = t.a1[ab];
+            cst[1][k] = t.k1[ab];
+            cst[2][k] = t.a2[ab];
+            cst[3][k] = t.k2[ab];
+            cst[4][k] = t.a1[ba];
+            cst[5][k] = t.k1[ba];
+            cst[6][k] = t.a2[ba];
+            cst[7][k] = t.k2[ba];
+        }
+        let r = &sc.r[start..end];
+        let (s1_ij, s1_ji, e) = (&mut sc.s1_ij[start..end], &mut sc.s1_ji[start..end], &mut sc.e[start..end]);
+        let (q_ij, q_ji, g) = (&mut sc.q_ij[start..end], &mut sc.q_ji[start..end], &mut sc.g[start..end]);
+        let [c0, c1, c2, c3, c4, c5, c6, c7] = &cst;
+        let (c0, c1, c2, c3) = (&c0[..len], &c1[..len], &c2[..len], &c3[..len]);
+        let (c4, c5, c6, c7) = (&c4[..len], &c5[..len], &c6[..len], &c7[..len]);
+        let (s1_ij, s1_ji, e) = (&mut s1_ij[..len], &mut s1_ji[..len], &mut e[..len]);
+        let (q_ij, q_ji, g) = (&mut q_ij[..len], &mut q_ji[..len], &mut g[..len]);
+        for k in 0..len {
+            let pab = PairParams { a1: c0[k], k1: c1[k], a2: c2[k], k2: c3[k] };
+            let pba = PairParams { a1: c4[k], k1: c5[k], a2: c6[k], k2: c7[k] };
+            let terms = pair_terms(r[k], &pab, &pba, false, acut, rc);
+            s1_ij[k] = terms[0];
+            s1_ji[k] = terms[1];
+            e[k] = terms[2];
+            q_ij[k] = terms[3];
+            q_ji[k] = terms[4];
+            g[k] = terms[5];
+        }
+        start = end;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mixed_pair_kernel_avx2(sc: &mut Scratch, t: &PairTables, acut: f64, rc: f64) {
+    mixed_pair_kernel(sc, t, acut, rc)
+}
+
+fn run_mixed_pair_kernel(sc: &mut Scratch, table: &[PairParams], acut: f64, rc: f64) {
+    let t = PairTables {
+        a1: table.iter().map(|p| p.a1).collect(),
+        k1: table.iter().map(|p| p.k1).collect(),
+        a2: table.iter().map(|p| p.a2).collect(),
+        k2: table.iter().map(|p| p.k2).collect(),
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { mixed_pair_kernel_avx2(sc, &t, acut, rc) };
+            return;
+        }
+    }
+    mixed_pair_kernel(sc, &t, acut, rc)
+}
+
 /// `e^x` for |x| < 700, to about 2 ulp, written so that it vectorises (Cody-Waite
 /// reduction by ln 2, a degree-13 Taylor polynomial on |r| <= ln2/2, and 2^k built in
 /// the exponent bits). Deterministic: plain IEEE multiplications and additions.
@@ -317,6 +400,8 @@ fn finish(
     sc.j.clear();
     sc.d.clear();
     sc.r.clear();
+    sc.c_ij.clear();
+    sc.c_ji.clear();
     // Pairs strictly inside rc_list (ASE: r < rc_list); distances come later, vectorised.
     let rc_list2 = rc_list * rc_list;
     cells.for_each_half_pair_d2(|i, j, d, d2| {
@@ -325,6 +410,11 @@ fn finish(
             sc.j.push(j as u32);
             sc.d.push(d);
             sc.r.push(d2);
+            if m > 1 {
+                let (ka, kb) = (kind[i] as u32, kind[j] as u32);
+                sc.c_ij.push(ka * m as u32 + kb);
+                sc.c_ji.push(kb * m as u32 + ka);
+            }
         }
     });
     let np = sc.r.len();
@@ -341,17 +431,7 @@ fn finish(
     if m == 1 {
         run_uniform_pair_kernel(sc, &pairs_table[0], acut, rc);
     } else {
-        for k in 0..np {
-            let ka = kind[sc.i[k] as usize] as usize;
-            let kb = kind[sc.j[k] as usize] as usize;
-            let t = pair_terms(sc.r[k], &pairs_table[ka * m + kb], &pairs_table[kb * m + ka], ka == kb, acut, rc);
-            sc.s1_ij[k] = t[0];
-            sc.s1_ji[k] = t[1];
-            sc.e[k] = t[2];
-            sc.q_ij[k] = t[3];
-            sc.q_ji[k] = t[4];
-            sc.g[k] = t[5];
-        }
+        run_mixed_pair_kernel(sc, pairs_table, acut, rc);
     }
     let mut sigma1 = vec![0.0f64; n];
     let mut pair_energy = 0.0;
