@@ -14,6 +14,7 @@ use autopipe_engines::EngineSpec;
 use autopipe_exec::{run_local, Launcher, LocalOptions, RunSummary};
 use autopipe_store::{CalcStatus, JobStore};
 use autopipe_workflow::examples::{example, EXAMPLES};
+use autopipe_workflow::labelling::RunError;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -248,26 +249,39 @@ fn run(config_path: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
         config_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     });
     eprintln!(
-        "autopipe run {}: {} structures of {} ({}), oracle {}, {} workers, in {}",
+        "autopipe run {}: {} ({}), oracle {}, SNAP 2J={}, {} workers, in {}",
         config.name,
-        config.generate.count,
         config.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-"),
         config.generate.lattice.name(),
         config.oracle.name(),
+        config.snap.twojmax,
         config.execution.workers,
         run_dir.display()
     );
-    let mut observer = progress::Progress::new();
-    let outcome = autopipe_workflow::run_generation_zero(&config, &run_dir, &launcher()?, &mut observer)?;
-    observer.finish();
-    eprintln!(
-        "{} new calculations ({} already known); {} labels written to {}",
-        outcome.import.added,
-        outcome.import.already_present,
-        outcome.labels,
-        outcome.labels_file.display()
-    );
-    Ok(summary_exit(&outcome.summary))
+    let mut progress = progress::Progress::new();
+    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut progress);
+    progress.finish();
+    match outcome {
+        Ok(o) => {
+            eprintln!(
+                "{} after generation {}: {} labels; model {}",
+                o.state.phase.as_str(),
+                o.state.generation,
+                o.labels,
+                o.model.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RunError::Stopped(message)) => {
+            eprintln!("{message}");
+            Ok(ExitCode::from(3))
+        }
+        Err(RunError::Interrupted) => {
+            eprintln!("interrupted; run the same command again to resume");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn summary_exit(s: &RunSummary) -> ExitCode {

@@ -1,6 +1,7 @@
 //! Progress of a batch: a bar on a terminal, plain log lines otherwise.
 
 use autopipe_exec::{ExecEvent, Observer};
+use autopipe_workflow::LoopReporter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -34,6 +35,7 @@ impl Observer for Progress {
         }
         match event {
             ExecEvent::Batch { total, .. } if std::io::stderr().is_terminal() => {
+                self.finish();
                 let bar = ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} labels  ({per_sec}, eta {eta}) {msg}")
@@ -48,5 +50,11 @@ impl Observer for Progress {
             }
             _ => {}
         }
+    }
+}
+
+impl LoopReporter for Progress {
+    fn say(&mut self, line: &str) {
+        self.println(line);
     }
 }

@@ -12,9 +12,9 @@ pub fn example(name: &str) -> Option<&'static str> {
     EXAMPLES.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t)
 }
 
-const CU_EMT: &str = r#"# MLIP-AutoPipe configuration: fcc copper, labelled by the built-in EMT oracle.
+const CU_EMT: &str = r#"# MLIP-AutoPipe configuration: learn fcc copper from the built-in EMT oracle, 300-1500 K.
 # Run it with `autopipe run cu-emt.toml`; run the same command again to resume.
-# Units are in the key names: _a = Ångström, _s = seconds.
+# Units are in the key names: _a = Ångström, _s = seconds, _fs = femtoseconds, _k = kelvin.
 
 [run]
 name = "cu-emt"
@@ -27,13 +27,40 @@ elements = ["Cu"]            # chemical symbols; several make a random alloy
 lattice = "fcc"              # sc | fcc | bcc | hcp | diamond
 lattice_constant_a = 3.61    # optional: experimental value of the first element by default
 supercell = [2, 2, 2]        # repetitions of the conventional cell (32 atoms for fcc)
-structures = 40              # how many candidates
+structures = 20              # how many candidates
 max_strain = 0.03            # each strain component uniform in [-max, max]
-rattle_a = 0.05              # Gaussian displacement per Cartesian component, Å
+rattle_a = 0.1               # Gaussian displacement per Cartesian component, Å
 vacancy_fraction = 0.2       # share of structures with one vacancy
 
 [oracle]                     # who computes the labels (energy, forces, stress)
-engine = "emt"               # emt (built in) | command (any program reading input.xyz, writing output.xyz)
+engine = "emt"               # emt (built in) | command | qe | cp2k
+
+[potential]                  # SNAP (LAMMPS conventions)
+twojmax = 8                  # 2J: 55 bispectrum components
+cutoff_a = 4.7               # radial cutoff, Å
+rfac0 = 0.99363
+quadratic = false
+
+[fit]                        # weighted, regularised least squares (QR)
+energy_weight = 1000.0       # per (eV/atom)^2
+force_weight = 1.0           # per (eV/Å)^2
+stress_weight = 4.0          # per (eV/atom of virial)^2
+test_fraction = 0.1          # held out, chosen by structure hash
+
+[explore]                    # MD with the current potential, watching gamma
+temperatures_k = [300, 900, 1500]
+steps = 1000
+timestep_fs = 2.0
+sample_every = 10            # steps between candidate frames
+gamma_select = 2.0           # frames above this are uncertain
+gamma_break = 10.0           # a segment stops above this
+max_frames_per_segment = 30
+
+[loop]
+max_generations = 7
+per_generation = 20          # new labels per generation at most
+target_force_rmse_ev_per_a = 0.045
+target_energy_rmse_mev_per_atom = 2.0
 
 [execution]
 backend = "local"            # a pool of processes on this machine

@@ -1,12 +1,11 @@
 //! Labelling: structures in, calculations in the job database, labels out.
 //! Shared by `autopipe jobs ...` and `autopipe run`.
 
-use crate::config::{Config, ExecutionConfig};
+use crate::config::ExecutionConfig;
 use autopipe_atoms::{Frame, InfoValue, Structure};
 use autopipe_engines::EngineSpec;
-use autopipe_exec::{run_local, ExecError, Launcher, LocalOptions, Observer, RunSummary};
-use autopipe_store::{ImportSummary, JobStore, Label, NewCalculation, StoreError};
-use std::path::Path;
+use autopipe_exec::{ExecError, LocalOptions};
+use autopipe_store::{Label, NewCalculation, StoreError};
 use std::time::Duration;
 
 /// Calculations of `structures` with `engine`; fails on the first structure the engine
@@ -61,15 +60,6 @@ pub fn label_frame(label: &Label) -> Frame {
     frame
 }
 
-/// What `autopipe run` did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunOutcome {
-    pub import: ImportSummary,
-    pub summary: RunSummary,
-    pub labels: usize,
-    pub labels_file: std::path::PathBuf,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -78,29 +68,10 @@ pub enum RunError {
     Exec(#[from] ExecError),
     #[error("{0}")]
     Input(String),
+    #[error("interrupted; run the same command again to resume")]
+    Interrupted,
+    #[error("{0}")]
+    Stopped(String),
     #[error("cannot write {path}: {message}")]
     Output { path: std::path::PathBuf, message: String },
-}
-
-/// Generation 0 of a run: generate the configured candidates, label them with the
-/// oracle through the job database, and write every label to `RUN/labels.xyz`.
-/// Idempotent: running it again after a crash resumes; finished labels are kept.
-pub fn run_generation_zero(
-    config: &Config,
-    run_dir: &Path,
-    launcher: &Launcher,
-    observer: &mut dyn Observer,
-) -> Result<RunOutcome, RunError> {
-    let mut store = JobStore::open_or_create(run_dir)?;
-    let structures = autopipe_build::generate_bulk(&config.generate);
-    let origin = format!("generated:{}", config.generate.lattice.name());
-    let calcs = new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {i}"))
-        .map_err(RunError::Input)?;
-    let import = store.import(&calcs)?;
-    let summary = run_local(&mut store, run_dir, &config.execution.local_options(), launcher, observer)?;
-    let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
-    let labels_file = run_dir.join("labels.xyz");
-    autopipe_atoms::extxyz::write_extxyz_file(&labels_file, &frames)
-        .map_err(|e| RunError::Output { path: labels_file.clone(), message: e.to_string() })?;
-    Ok(RunOutcome { import, summary, labels: frames.len(), labels_file })
 }

@@ -6,6 +6,8 @@ pub mod examples;
 
 pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
+pub mod learn;
 pub mod select;
 
-pub use labelling::{label_frame, new_calculations, run_generation_zero, RunError, RunOutcome};
+pub use labelling::{label_frame, new_calculations, RunError};
+pub use learn::{run_loop, LoopOutcome, LoopReporter};
