@@ -601,6 +601,7 @@ fn wrap_bin(u: i32, n: usize, periodic: bool) -> Option<(usize, i32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
     use crate::Element;
@@ -656,7 +657,7 @@ mod tests {
                 out.push((i, nb.j, nb.shift, nb.vector_a, nb.distance_a));
             }
         }
-        out.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        out.sort_by_key(|a| (a.0, a.1, a.2));
         out
     }
 

@@ -285,9 +285,9 @@ fn cases() -> Vec<Case> {
     // Light elements (not meant for serious use, but in ASE's table).
     for (k, extra) in [["O", "C"], ["N", "H"], ["O", "H"]].into_iter().enumerate() {
         let mut s = fcc("Ni", 3.52, [2, 2, 2]);
-        for m in 0..2 {
+        for sym in extra {
             let i = rng.below(s.len());
-            s.species[i] = el(extra[m]);
+            s.species[i] = el(sym);
         }
         // An interstitial in an octahedral site.
         s.positions_a.push([1.76, 0.0, 0.0]);
