@@ -236,7 +236,7 @@ fn run_inner(
     let base_rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let dt = settings.timestep_fs;
 
-    let mut eval = evaluate(ff, state)?;
+    let mut eval = evaluate(ff, state, state.step)?;
     if matches!(settings.ensemble, Ensemble::Npt { .. }) && eval.stress_ev_per_a3.is_none() {
         return Err(MdError::MissingStress);
     }
@@ -253,7 +253,7 @@ fn run_inner(
             Ensemble::Nve => {
                 kick(state, &eval, &inv_m, 0.5 * dt);
                 drift(state, dt);
-                eval = evaluate(ff, state)?;
+                eval = evaluate(ff, state, state.step + 1)?;
                 kick(state, &eval, &inv_m, 0.5 * dt);
             }
             Ensemble::Nvt { temperature_k, friction_per_fs } => {
@@ -261,7 +261,7 @@ fn run_inner(
                 drift(state, 0.5 * dt);
                 ornstein_uhlenbeck(state, &masses, *temperature_k, *friction_per_fs, dt, settings.fix_com, &mut rng);
                 drift(state, 0.5 * dt);
-                eval = evaluate(ff, state)?;
+                eval = evaluate(ff, state, state.step + 1)?;
                 kick(state, &eval, &inv_m, 0.5 * dt);
             }
             Ensemble::Npt {
@@ -284,7 +284,7 @@ fn run_inner(
                 drift(state, 0.5 * dt);
                 ornstein_uhlenbeck(state, &masses, *temperature_k, *friction_per_fs, dt, settings.fix_com, &mut rng);
                 drift(state, 0.5 * dt);
-                eval = evaluate(ff, state)?;
+                eval = evaluate(ff, state, state.step + 1)?;
                 if eval.stress_ev_per_a3.is_none() {
                     return Err(MdError::MissingStress);
                 }
@@ -315,8 +315,8 @@ fn notify(observers: &mut [&mut dyn Observer], state: &MdState, eval: &Evaluatio
     stop
 }
 
-fn evaluate(ff: &mut dyn ForceField, state: &MdState) -> Result<Evaluation, MdError> {
-    let step = state.step;
+/// Evaluates the current structure, which is that of step `step`.
+fn evaluate(ff: &mut dyn ForceField, state: &MdState, step: u64) -> Result<Evaluation, MdError> {
     let e = ff.evaluate(&state.structure).map_err(|message| MdError::ForceField { step, message })?;
     let n = state.structure.len();
     if e.forces_ev_per_a.len() != n {

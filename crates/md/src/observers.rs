@@ -25,6 +25,7 @@ pub trait Observer {
     fn finish(&mut self) {}
 }
 
+#[allow(unknown_lints, clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87
 fn due(step: u64, every: u64) -> bool {
     step % every.max(1) == 0
 }
@@ -269,9 +270,10 @@ impl Observer for GammaWatchdog {
             ));
         }
         if max > self.select {
-            let far = self
-                .last_collected_step
-                .map_or(true, |last| state.step >= last + self.min_separation_steps);
+            let far = match self.last_collected_step {
+                None => true,
+                Some(last) => state.step >= last + self.min_separation_steps,
+            };
             if far {
                 self.collected.push(Self::frame(state, g, max));
                 self.last_collected_step = Some(state.step);
@@ -306,6 +308,15 @@ pub struct DiffusionEstimate {
     pub points: usize,
 }
 
+/// The state MSDs are measured from.
+#[derive(Clone, Debug)]
+struct MsdReference {
+    step: u64,
+    time_fs: f64,
+    positions_a: Vec<[f64; 3]>,
+    com_a: [f64; 3],
+}
+
 /// Mean squared displacement per element vs time, from the unwrapped positions (the
 /// integrator never wraps), relative to the first observed state; optionally with the
 /// centre-of-mass drift removed. Samples every `every` steps.
@@ -313,7 +324,7 @@ pub struct DiffusionEstimate {
 pub struct MsdAccumulator {
     every: u64,
     subtract_com: bool,
-    reference: Option<(u64, f64, Vec<[f64; 3]>, [f64; 3])>,
+    reference: Option<MsdReference>,
     elements: Vec<Element>,
     series: Vec<MsdPoint>,
 }
@@ -406,11 +417,16 @@ impl Observer for MsdAccumulator {
                 }
             }
             self.elements = elements;
-            self.reference =
-                Some((state.step, state.time_fs, state.structure.positions_a.clone(), Self::com(state)));
+            self.reference = Some(MsdReference {
+                step: state.step,
+                time_fs: state.time_fs,
+                positions_a: state.structure.positions_a.clone(),
+                com_a: Self::com(state),
+            });
         }
-        let (step0, t0, x0, c0) = self.reference.as_ref().expect("set above");
-        if (state.step - step0) % self.every != 0 {
+        let r = self.reference.as_ref().expect("set above");
+        let (step0, t0, x0, c0) = (r.step, r.time_fs, &r.positions_a, &r.com_a);
+        if !due(state.step - step0, self.every) {
             return Control::Continue;
         }
         if state.structure.len() != x0.len() {

@@ -144,3 +144,27 @@ fn anisotropic_npt_relaxes_a_tetragonal_strain_and_isotropic_keeps_the_shape() {
     assert!((iso.volume.last().unwrap() / iso.volume[0] - 1.0).abs() > 1e-3, "the volume did not move");
 }
 
+
+#[test]
+fn npt_split_run_is_bit_for_bit_the_single_run() {
+    let s = cu_fcc(3.62, 2);
+    let v = maxwell_boltzmann(&s, 300.0, &mut rng_from_seed(8));
+    let ens = Ensemble::Npt {
+        temperature_k: 300.0,
+        friction_per_fs: 0.02,
+        pressure_gpa: 1.0,
+        barostat_time_fs: 100.0,
+        compressibility_per_gpa: 0.0075,
+        isotropic: false,
+    };
+    let mut one = MdState::new(s.clone(), v.clone());
+    run_md(&mut one, &mut EmtFf::new(), &MdSettings::new(2.0, 50, ens.clone(), 4), &mut []).unwrap();
+    let mut two = MdState::new(s.clone(), v.clone());
+    run_md(&mut two, &mut EmtFf::new(), &MdSettings::new(2.0, 20, ens.clone(), 4), &mut []).unwrap();
+    run_md(&mut two, &mut EmtFf::new(), &MdSettings::new(2.0, 30, ens.clone(), 4), &mut []).unwrap();
+    assert_eq!(one, two);
+    assert_ne!(one.structure.cell_a, s.cell_a);
+    let mut other = MdState::new(s.clone(), v.clone());
+    run_md(&mut other, &mut EmtFf::new(), &MdSettings::new(2.0, 50, ens, 5), &mut []).unwrap();
+    assert_ne!(one.structure.cell_a, other.structure.cell_a);
+}
