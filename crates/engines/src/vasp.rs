@@ -1,1 +1,825 @@
-//! VASP (in progress)
+//! VASP: settings, input writers (POSCAR, INCAR, KPOINTS, POTCAR assembly) and output
+//! parsers (`vasprun.xml`, `OUTCAR`).
+//!
+//! Everything here is pure: text in, values out. The only file access, reading POTCARs,
+//! is injected into [`assemble_potcar`] as a closure.
+//!
+//! Units: VASP prints eV, eV/Å and the stress in kbar. Stress sign: VASP's stress tensor
+//! (vasprun `<varray name="stress">`, OUTCAR `in kB`) is positive for a compressed cell
+//! (positive pressure), while ASE's stress is positive for a cell under tension. ASE's
+//! readers (`ase.io.vasp.read_vasp_xml`: `stress *= -0.1 * GPa`, Voigt order
+//! `[0, 4, 8, 5, 2, 1]`; the OUTCAR `in kB` parser likewise negates) therefore use
+//! `ASE stress = -VASP stress × 0.1 GPa`, which is what we do here.
+
+use crate::output::{fortran_f64, max_force, not_text_reason, voigt, ParseError, ParsedOutput, RunError, RunStatus};
+use autopipe_atoms::structure::{cross, dot, norm};
+use autopipe_atoms::units::KBAR_IN_EV_PER_A3;
+use autopipe_atoms::{Element, Structure};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+// ---------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------
+
+/// Settings of a VASP calculation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaspSettings {
+    /// Plane-wave cutoff (eV).
+    pub encut: Option<f64>,
+    /// SCF convergence (eV).
+    pub ediff: Option<f64>,
+    pub ismear: Option<i32>,
+    /// Smearing width (eV).
+    pub sigma: Option<f64>,
+    /// Maximum number of electronic steps.
+    pub nelm: Option<u32>,
+    pub ibrion: Option<i32>,
+    pub nsw: Option<u32>,
+    pub isif: Option<u32>,
+    /// Any other INCAR tags (name -> value: numbers, booleans, strings).
+    /// A tag may not be set both here and in a typed field.
+    pub incar: BTreeMap<String, serde_json::Value>,
+    /// k-point spacing in 1/Å *including* 2π (ASE's / VASP's KSPACING convention):
+    /// `N_i = max(1, ceil(|b_i| / kspacing))` with |b_i| = 2π/d_i. Ignored when
+    /// `kpoints` is given.
+    pub kspacing_per_a: Option<f64>,
+    /// An explicit mesh.
+    pub kpoints: Option<[u32; 3]>,
+    /// Γ-centred mesh (`Gamma`) instead of `Monkhorst-Pack`.
+    pub gamma_centered: bool,
+    /// Directory holding one sub-directory per POTCAR (`<dir>/<name>/POTCAR`).
+    pub potcar_dir: String,
+    /// Element symbol -> POTCAR name (e.g. `Cu` -> `Cu_pv`); default: the symbol.
+    pub potcars: BTreeMap<String, String>,
+    /// POSCAR coordinates: direct (fractional) when true, Cartesian otherwise.
+    pub poscar_direct: bool,
+    /// The user's VASP command, e.g. `mpirun -np 4 vasp_std`.
+    pub command: String,
+}
+
+impl Default for VaspSettings {
+    fn default() -> Self {
+        VaspSettings {
+            encut: Some(520.0),
+            ediff: Some(1e-6),
+            ismear: Some(0),
+            sigma: Some(0.05),
+            nelm: Some(100),
+            ibrion: Some(-1),
+            nsw: Some(0),
+            isif: Some(2),
+            incar: BTreeMap::new(),
+            kspacing_per_a: Some(0.25),
+            kpoints: None,
+            gamma_centered: true,
+            potcar_dir: String::new(),
+            potcars: BTreeMap::new(),
+            poscar_direct: true,
+            command: "vasp_std".into(),
+        }
+    }
+}
+
+/// Species in order of first appearance: the POSCAR/POTCAR order.
+pub fn species_order(structure: &Structure) -> Vec<Element> {
+    let mut v = Vec::new();
+    for &e in &structure.species {
+        if !v.contains(&e) {
+            v.push(e);
+        }
+    }
+    v
+}
+
+/// The atom order of the POSCAR written by [`write_poscar`]: atoms grouped by species
+/// (in order of first appearance), stable within a species. `order[k]` is the index in
+/// the structure of the k-th POSCAR atom; VASP's forces come back in this order.
+pub fn poscar_atom_order(structure: &Structure) -> Vec<usize> {
+    let mut order = Vec::with_capacity(structure.len());
+    for e in species_order(structure) {
+        order.extend((0..structure.len()).filter(|&i| structure.species[i] == e));
+    }
+    order
+}
+
+fn fmt_f(x: f64) -> String {
+    format!("{x:.16}")
+}
+
+/// POSCAR in VASP 5 format (element line and counts), scale factor 1, lattice rows in
+/// Å, `Direct` or `Cartesian` positions with 16 decimals, atoms grouped by species
+/// (see [`poscar_atom_order`]).
+pub fn write_poscar(structure: &Structure, direct: bool) -> Result<String, RunError> {
+    structure.validate().map_err(|e| RunError::Settings(format!("structure: {e}")))?;
+    if structure.is_empty() {
+        return Err(RunError::Settings("structure has no atoms".into()));
+    }
+    if structure.volume_a3().abs() < 1e-6 {
+        return Err(RunError::Settings("VASP needs a cell with a non-zero volume".into()));
+    }
+    let order = poscar_atom_order(structure);
+    let species = species_order(structure);
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", structure.formula());
+    let _ = writeln!(o, "1.0");
+    for row in &structure.cell_a {
+        let _ = writeln!(o, "  {} {} {}", fmt_f(row[0]), fmt_f(row[1]), fmt_f(row[2]));
+    }
+    let _ = writeln!(o, "  {}", species.iter().map(|e| e.symbol()).collect::<Vec<_>>().join(" "));
+    let counts: Vec<String> =
+        species.iter().map(|e| structure.species.iter().filter(|s| *s == e).count().to_string()).collect();
+    let _ = writeln!(o, "  {}", counts.join(" "));
+    let frac = if direct { Some(structure.fractional_positions()) } else { None };
+    let _ = writeln!(o, "{}", if direct { "Direct" } else { "Cartesian" });
+    for &i in &order {
+        let p = match &frac {
+            Some(f) => f[i],
+            None => structure.positions_a[i],
+        };
+        let _ = writeln!(o, "  {} {} {}", fmt_f(p[0]), fmt_f(p[1]), fmt_f(p[2]));
+    }
+    Ok(o)
+}
+
+/// A minimal POSCAR reader (VASP 5 with an element line; scale factor > 0; `Selective
+/// dynamics` accepted; Direct or Cartesian), for round trips and tests. The structure is
+/// periodic in all three directions.
+pub fn parse_poscar(text: &str) -> Result<Structure, String> {
+    let mut lines = text.lines();
+    let _comment = lines.next().ok_or("empty POSCAR")?;
+    let scale: f64 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(fortran_f64)
+        .ok_or("line 2: no scale factor")?;
+    if scale <= 0.0 {
+        return Err("negative (volume) scale factors are not supported".into());
+    }
+    let mut cell = [[0.0; 3]; 3];
+    for (k, row) in cell.iter_mut().enumerate() {
+        let l = lines.next().ok_or("the lattice is incomplete")?;
+        let v = crate::output::floats::<3>(l.split_whitespace()).ok_or(format!("line {}: bad lattice vector", k + 3))?;
+        *row = v.map(|x| x * scale);
+    }
+    let symbols: Vec<Element> = lines
+        .next()
+        .ok_or("no element line")?
+        .split_whitespace()
+        .map(|s| Element::from_symbol(s.split(['/', '_']).next().unwrap_or(s)).ok_or(format!("unknown element {s:?}")))
+        .collect::<Result<_, _>>()?;
+    let counts: Vec<usize> = lines
+        .next()
+        .ok_or("no counts line")?
+        .split_whitespace()
+        .map(|s| s.parse().map_err(|_| format!("bad count {s:?}")))
+        .collect::<Result<_, _>>()?;
+    if counts.len() != symbols.len() {
+        return Err("element and count lines differ in length".into());
+    }
+    let mut mode = lines.next().ok_or("no coordinate mode line")?.trim().to_string();
+    if mode.starts_with(['S', 's']) {
+        mode = lines.next().ok_or("no coordinate mode line")?.trim().to_string();
+    }
+    let direct = mode.starts_with(['D', 'd']);
+    let n: usize = counts.iter().sum();
+    let mut species = Vec::with_capacity(n);
+    for (e, &c) in symbols.iter().zip(&counts) {
+        species.extend(std::iter::repeat(*e).take(c));
+    }
+    let mut positions = Vec::with_capacity(n);
+    for k in 0..n {
+        let l = lines.next().ok_or(format!("only {k} of {n} positions"))?;
+        let p = crate::output::floats::<3>(l.split_whitespace()).ok_or(format!("position {} unreadable", k + 1))?;
+        positions.push(if direct {
+            autopipe_atoms::structure::vec_mat(&p, &cell)
+        } else {
+            p.map(|x| x * scale)
+        });
+    }
+    Structure::new(cell, positions, species, [true; 3]).map_err(|e| e.to_string())
+}
+
+fn incar_value(v: &serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::Bool(b) => Ok(if *b { ".TRUE.".into() } else { ".FALSE.".into() }),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) if !s.contains('\n') && !s.contains('#') && !s.contains('!') => Ok(s.clone()),
+        serde_json::Value::Array(a) => a.iter().map(incar_value).collect::<Result<Vec<_>, _>>().map(|v| v.join(" ")),
+        other => Err(format!("{other} is not a valid INCAR value")),
+    }
+}
+
+/// INCAR: the typed tags (when set) and then the `incar` map, one `TAG = value` per
+/// line, sorted within each part. Setting a tag both ways is an error.
+pub fn write_incar(settings: &VaspSettings) -> Result<String, RunError> {
+    let s = settings;
+    let mut typed: Vec<(&str, String)> = Vec::new();
+    let f = |x: f64| format!("{x}");
+    if let Some(v) = s.encut {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(RunError::Settings(format!("encut must be > 0, got {v}")));
+        }
+        typed.push(("ENCUT", f(v)));
+    }
+    if let Some(v) = s.ediff {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(RunError::Settings(format!("ediff must be > 0, got {v}")));
+        }
+        typed.push(("EDIFF", format!("{v:e}").replace('e', "E")));
+    }
+    if let Some(v) = s.ismear {
+        typed.push(("ISMEAR", v.to_string()));
+    }
+    if let Some(v) = s.sigma {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(RunError::Settings(format!("sigma must be > 0, got {v}")));
+        }
+        typed.push(("SIGMA", f(v)));
+    }
+    if let Some(v) = s.nelm {
+        if v == 0 {
+            return Err(RunError::Settings("nelm must be >= 1".into()));
+        }
+        typed.push(("NELM", v.to_string()));
+    }
+    if let Some(v) = s.ibrion {
+        typed.push(("IBRION", v.to_string()));
+    }
+    if let Some(v) = s.nsw {
+        typed.push(("NSW", v.to_string()));
+    }
+    if let Some(v) = s.isif {
+        typed.push(("ISIF", v.to_string()));
+    }
+    let mut o = String::new();
+    for (k, v) in &typed {
+        let _ = writeln!(o, "{k} = {v}");
+    }
+    for (k, v) in &s.incar {
+        let up = k.to_ascii_uppercase();
+        if up.is_empty() || !up.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(RunError::Settings(format!("{k:?} is not an INCAR tag")));
+        }
+        if typed.iter().any(|(t, _)| *t == up) {
+            return Err(RunError::Settings(format!("INCAR tag {up} is set both as a typed setting and in `incar`")));
+        }
+        if up == "KSPACING" && (s.kpoints.is_some() || s.kspacing_per_a.is_some()) {
+            return Err(RunError::Settings("KSPACING in `incar` conflicts with the KPOINTS file we write".into()));
+        }
+        let v = incar_value(v).map_err(|e| RunError::Settings(format!("INCAR tag {up}: {e}")))?;
+        let _ = writeln!(o, "{up} = {v}");
+    }
+    Ok(o)
+}
+
+/// k-point mesh from a spacing in 1/Å including 2π; 1 along non-periodic directions.
+pub fn kmesh_from_spacing(structure: &Structure, kspacing_per_a: f64) -> [u32; 3] {
+    let c = &structure.cell_a;
+    let vol = dot(&c[0], &cross(&c[1], &c[2])).abs();
+    let mut mesh = [1u32; 3];
+    for i in 0..3 {
+        if !structure.pbc[i] || vol < 1e-12 {
+            continue;
+        }
+        let b = cross(&c[(i + 1) % 3], &c[(i + 2) % 3]);
+        let bnorm = 2.0 * std::f64::consts::PI * norm(&b) / vol;
+        mesh[i] = ((bnorm / kspacing_per_a - 1e-9).ceil() as u32).max(1);
+    }
+    mesh
+}
+
+/// KPOINTS: an automatic `Gamma` or `Monkhorst-Pack` mesh, from `kpoints` or from
+/// `kspacing_per_a`.
+pub fn write_kpoints(structure: &Structure, settings: &VaspSettings) -> Result<String, RunError> {
+    let mesh = match (settings.kpoints, settings.kspacing_per_a) {
+        (Some(k), _) => {
+            if k.contains(&0) {
+                return Err(RunError::Settings(format!("kpoints must be >= 1, got {k:?}")));
+            }
+            k
+        }
+        (None, Some(sp)) if sp.is_finite() && sp > 0.0 => kmesh_from_spacing(structure, sp),
+        (None, Some(sp)) => return Err(RunError::Settings(format!("kspacing_per_a must be > 0, got {sp}"))),
+        (None, None) => return Err(RunError::Settings("either kpoints or kspacing_per_a is needed".into())),
+    };
+    let kind = if settings.gamma_centered { "Gamma" } else { "Monkhorst-Pack" };
+    Ok(format!("Automatic mesh\n0\n{kind}\n{} {} {}\n0 0 0\n", mesh[0], mesh[1], mesh[2]))
+}
+
+/// POTCAR: the POTCARs of the species in POSCAR order (first appearance), each read by
+/// `read` from `<potcar_dir>/<name>/POTCAR` (name from `potcars`, default the symbol),
+/// concatenated.
+pub fn assemble_potcar(
+    structure: &Structure,
+    settings: &VaspSettings,
+    read: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<String, RunError> {
+    if settings.potcar_dir.is_empty() {
+        return Err(RunError::Settings("potcar_dir is not set".into()));
+    }
+    let mut out = String::new();
+    for e in species_order(structure) {
+        let name = settings.potcars.get(e.symbol()).map(String::as_str).unwrap_or(e.symbol());
+        if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
+            return Err(RunError::Settings(format!("invalid POTCAR name {name:?} for {e}")));
+        }
+        let path = Path::new(&settings.potcar_dir).join(name).join("POTCAR");
+        let text = read(&path).map_err(|err| RunError::Io { path: path.display().to_string(), error: err.to_string() })?;
+        if text.trim().is_empty() {
+            return Err(RunError::Io { path: path.display().to_string(), error: "empty POTCAR".into() });
+        }
+        out.push_str(&text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// The label-defining settings (no NELM, command or POTCAR directory).
+pub fn label_params(settings: &VaspSettings) -> serde_json::Value {
+    let s = settings;
+    let kpoints = match s.kpoints {
+        Some(k) => serde_json::json!({ "mesh": k, "gamma": s.gamma_centered }),
+        None => serde_json::json!({ "kspacing_per_a": s.kspacing_per_a, "gamma": s.gamma_centered }),
+    };
+    serde_json::json!({
+        "engine": "vasp",
+        "encut": s.encut, "ediff": s.ediff, "ismear": s.ismear, "sigma": s.sigma,
+        "ibrion": s.ibrion, "nsw": s.nsw, "isif": s.isif,
+        "incar": s.incar, "kpoints": kpoints, "potcars": s.potcars,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// vasprun.xml
+// ---------------------------------------------------------------------------------
+
+const VASPRUN: &str = "VASP vasprun.xml";
+const OUTCAR: &str = "VASP OUTCAR";
+
+/// The value of `<i ... name="TAG">value</i>` (first occurrence in `xml`).
+fn xml_param(xml: &str, tag: &str) -> Option<String> {
+    let needle = format!("name=\"{tag}\"");
+    let mut from = 0;
+    while let Some(k) = xml[from..].find(&needle) {
+        let at = from + k;
+        from = at + needle.len();
+        // must be inside an <i ...> tag
+        let open = xml[..at].rfind('<')?;
+        if !xml[open..].starts_with("<i") {
+            continue;
+        }
+        let gt = at + xml[at..].find('>')?;
+        let end = gt + xml[gt..].find("</i>")?;
+        return Some(xml[gt + 1..end].trim().to_string());
+    }
+    None
+}
+
+/// The numbers of the `<v>` rows of `<varray name="NAME">` inside `block`.
+fn xml_varray(block: &str, name: &str) -> Option<Result<Vec<[f64; 3]>, String>> {
+    let start = block.find(&format!("<varray name=\"{name}\""))?;
+    let body_start = start + block[start..].find('>')? + 1;
+    let Some(end) = block[body_start..].find("</varray>") else {
+        return Some(Err(format!("<varray name=\"{name}\"> is not closed")));
+    };
+    let body = &block[body_start..body_start + end];
+    let mut rows = Vec::new();
+    for (k, piece) in body.split("<v").skip(1).enumerate() {
+        let Some(gt) = piece.find('>') else { return Some(Err(format!("{name}: bad row {}", k + 1))) };
+        let Some(close) = piece.find("</v>") else { return Some(Err(format!("{name}: row {} not closed", k + 1))) };
+        if close < gt {
+            return Some(Err(format!("{name}: bad row {}", k + 1)));
+        }
+        match crate::output::floats::<3>(piece[gt + 1..close].split_whitespace()) {
+            Some(v) => rows.push(v),
+            None => return Some(Err(format!("{name}: row {} is not three numbers", k + 1))),
+        }
+    }
+    Some(Ok(rows))
+}
+
+/// `e_fr_energy` inside an `<energy>` block.
+fn energy_in(block: &str) -> Option<f64> {
+    xml_param(block, "e_fr_energy").and_then(|v| fortran_f64(&v))
+}
+
+struct IonicStep {
+    scsteps: usize,
+    /// e_fr_energy of the last two electronic steps.
+    last_sc_energies: Vec<f64>,
+    energy: Option<f64>,
+    forces: Option<Result<Vec<[f64; 3]>, String>>,
+    stress: Option<Result<Vec<[f64; 3]>, String>>,
+}
+
+fn parse_calculation(block: &str) -> IonicStep {
+    let scsteps = block.matches("<scstep>").count();
+    let mut sc_energies = Vec::new();
+    for piece in block.split("<scstep>").skip(1) {
+        let piece = piece.split("</scstep>").next().unwrap_or(piece);
+        if let Some(e) = energy_in(piece) {
+            sc_energies.push(e);
+        }
+    }
+    let last_sc_energies = sc_energies[sc_energies.len().saturating_sub(2)..].to_vec();
+    // the ionic step's own <energy> follows the last </scstep>
+    let tail = match block.rfind("</scstep>") {
+        Some(i) => &block[i..],
+        None => block,
+    };
+    let energy = tail.find("<energy>").and_then(|i| energy_in(&tail[i..]));
+    IonicStep { scsteps, last_sc_energies, energy, forces: xml_varray(tail, "forces"), stress: xml_varray(tail, "stress") }
+}
+
+/// Parse `vasprun.xml`.
+///
+/// * the last complete `<calculation>` (ionic step): `e_fr_energy` of its own
+///   `<energy>` block (the free energy, OUTCAR's TOTEN) as `energy_ev`,
+///   `<varray name="forces">` (eV/Å), `<varray name="stress">` (kbar -> eV/Å³, ASE sign),
+///   the number of its `<scstep>`s as `scf_steps`;
+/// * the number of ionic steps goes into `message`;
+/// * status: no `</modeling>` -> truncated (values of the last complete ionic step are
+///   still reported); NELM electronic steps with the last energy change above EDIFF ->
+///   scf_not_converged; NSW ionic steps in a relaxation (IBRION 1, 2, 3) ->
+///   relax_not_converged; otherwise converged.
+pub fn parse_vasprun(xml: &str, source: &str) -> Result<ParsedOutput, ParseError> {
+    let not_output = |reason: String| ParseError::NotAnOutput { engine: VASPRUN, file: source.to_string(), reason };
+    if let Some(reason) = not_text_reason(xml) {
+        return Err(not_output(reason));
+    }
+    if !xml.contains("<modeling>") && !xml.contains("<calculation>") {
+        return Err(not_output("no <modeling> root element and no <calculation>".into()));
+    }
+    let complete = xml.contains("</modeling>");
+    // parameters: the full <parameters> section (with VASP's defaults) when present
+    let params = xml.find("<parameters>").map(|i| &xml[i..]).unwrap_or(xml);
+    let int = |t: &str| xml_param(params, t).or_else(|| xml_param(xml, t)).and_then(|v| v.parse::<i64>().ok());
+    let nelm = int("NELM");
+    let nsw = int("NSW");
+    let ibrion = int("IBRION");
+    let ediff = xml_param(params, "EDIFF").or_else(|| xml_param(xml, "EDIFF")).and_then(|v| fortran_f64(&v));
+
+    let mut steps: Vec<IonicStep> = Vec::new();
+    let mut incomplete_tail = false;
+    let mut from = 0;
+    while let Some(k) = xml[from..].find("<calculation>") {
+        let start = from + k;
+        match xml[start..].find("</calculation>") {
+            Some(e) => {
+                let end = start + e;
+                steps.push(parse_calculation(&xml[start..end]));
+                from = end;
+            }
+            None => {
+                incomplete_tail = true;
+                break;
+            }
+        }
+    }
+    let n_ionic = steps.len();
+    let last = steps.last();
+    let mut notes: Vec<String> = vec![format!("{n_ionic} complete ionic step(s)")];
+    let scf_steps = last.map(|s| s.scsteps as u32);
+
+    let scf_failed = last.is_some_and(|s| {
+        let at_limit = nelm.is_some_and(|n| s.scsteps as i64 >= n);
+        let de = match s.last_sc_energies.as_slice() {
+            [a, b] => Some((b - a).abs()),
+            _ => None,
+        };
+        at_limit && matches!((de, ediff), (Some(d), Some(e)) if d > e)
+    });
+    let relaxing = matches!(ibrion, Some(1..=3)) && nsw.is_some_and(|n| n > 0);
+    let (status, why) = if !complete {
+        let m = if incomplete_tail { "; the last ionic step is incomplete" } else { "" };
+        (RunStatus::Truncated, format!("vasprun.xml has no </modeling> (killed, or still running){m}"))
+    } else if last.is_none() {
+        (RunStatus::Crashed, "vasprun.xml is complete but holds no ionic step".to_string())
+    } else if scf_failed {
+        (
+            RunStatus::ScfNotConverged,
+            format!("the last SCF stopped at NELM = {} electronic steps above EDIFF", nelm.unwrap_or(0)),
+        )
+    } else if relaxing && nsw.is_some_and(|n| n_ionic as i64 >= n) {
+        (RunStatus::RelaxNotConverged, format!("the relaxation reached NSW = {} ionic steps", nsw.unwrap_or(0)))
+    } else {
+        (RunStatus::Converged, String::new())
+    };
+    if !why.is_empty() {
+        notes.insert(0, why);
+    }
+
+    let mut out = ParsedOutput {
+        energy_ev: None,
+        forces_ev_per_a: None,
+        stress_ev_per_a3: None,
+        max_force_ev_per_a: None,
+        scf_steps,
+        wall_time_s: None,
+        status,
+        message: None,
+    };
+    let usable = matches!(status, RunStatus::Converged | RunStatus::RelaxNotConverged | RunStatus::Truncated);
+    if let (true, Some(s)) = (usable, last) {
+        out.energy_ev = s.energy;
+        match &s.forces {
+            Some(Ok(f)) if !f.is_empty() => {
+                out.max_force_ev_per_a = Some(max_force(f));
+                out.forces_ev_per_a = Some(f.clone());
+            }
+            Some(Ok(_)) => notes.push("empty forces array".into()),
+            Some(Err(e)) => notes.push(e.clone()),
+            None => {}
+        }
+        match &s.stress {
+            Some(Ok(m)) if m.len() == 3 => {
+                out.stress_ev_per_a3 = Some(voigt(&[m[0], m[1], m[2]], -KBAR_IN_EV_PER_A3));
+            }
+            Some(Ok(_)) => notes.push("stress array without 3 rows".into()),
+            Some(Err(e)) => notes.push(e.clone()),
+            None => {}
+        }
+        if s.energy.is_none() {
+            notes.push("no e_fr_energy in the last ionic step".into());
+        }
+    }
+    out.message = Some(notes.join("; "));
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------
+// OUTCAR
+// ---------------------------------------------------------------------------------
+
+/// `   NSW    =      0    number of steps for IOM` -> 0.
+fn outcar_param(text: &str, tag: &str) -> Option<f64> {
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(tag) {
+            let rest = rest.trim_start();
+            if let Some(v) = rest.strip_prefix('=') {
+                let tok = v.split(|c: char| c.is_whitespace() || c == ';').find(|s| !s.is_empty())?;
+                return fortran_f64(tok);
+            }
+        }
+    }
+    None
+}
+
+/// Parse `OUTCAR`.
+///
+/// * energy: the last `free  energy   TOTEN  =` (eV);
+/// * forces: the last `TOTAL-FORCE (eV/Angst)` block (columns 4-6);
+/// * stress: the last `in kB` line (XX YY ZZ XY YZ ZX, kbar -> eV/Å³, ASE sign);
+/// * scf_steps: electronic steps of the last ionic step (`Iteration  n(  m)`);
+/// * wall time: `Elapsed time (sec):`;
+/// * status: no `General timing and accounting` -> truncated; the last SCF loop
+///   `aborting loop EDIFF was not reached (unconverged)`, or NELM steps -> scf_not_converged;
+///   a relaxation (IBRION 1-3) with NSW ionic steps and no `reached required accuracy`
+///   -> relax_not_converged.
+pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError> {
+    let not_output = |reason: String| ParseError::NotAnOutput { engine: OUTCAR, file: source.to_string(), reason };
+    if let Some(reason) = not_text_reason(text) {
+        return Err(not_output(reason));
+    }
+    let head_ok = text.lines().take(50).any(|l| l.trim_start().starts_with("vasp."));
+    let has_toten = text.contains("free  energy   TOTEN");
+    if !head_ok && !has_toten && !text.contains("POTCAR:") {
+        return Err(not_output("no `vasp.` version header, no POTCAR lines and no TOTEN".into()));
+    }
+    let nelm = outcar_param(text, "NELM").map(|v| v as i64);
+    let nsw = outcar_param(text, "NSW").map(|v| v as i64);
+    let ibrion = outcar_param(text, "IBRION").map(|v| v as i64);
+    let nions = outcar_param(text, "NIONS").map(|v| v as usize).or_else(|| {
+        text.lines().find(|l| l.contains("NIONS =")).and_then(|l| l.split("NIONS =").nth(1)?.split_whitespace().next()?.parse().ok())
+    });
+
+    let mut energy: Option<f64> = None;
+    let mut forces: Option<Result<Vec<[f64; 3]>, String>> = None;
+    let mut stress_kb: Option<[f64; 6]> = None;
+    let mut ionic = 0u32;
+    let mut scf_in_step: Option<u32> = None;
+    let mut last_loop_unconverged = false;
+    let mut reached_accuracy = false;
+    let mut timing = false;
+    let mut wall: Option<f64> = None;
+    let mut bad: Vec<String> = Vec::new();
+
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim();
+        i += 1;
+        if t.is_empty() {
+            continue;
+        }
+        if t.starts_with("free  energy   TOTEN") {
+            match t.split('=').nth(1).and_then(|v| v.split_whitespace().next()).and_then(fortran_f64) {
+                Some(e) => energy = Some(e),
+                None => bad.push(format!("line {i}: unreadable TOTEN")),
+            }
+        } else if t.contains("Iteration") && t.starts_with("---") {
+            // ----- Iteration    1(  12)  -----
+            if let Some(inner) = t.split('(').nth(1).and_then(|r| r.split(')').next()) {
+                if let Ok(m) = inner.trim().parse::<u32>() {
+                    let outer = t.split("Iteration").nth(1).and_then(|r| r.split('(').next()).and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(o) = outer {
+                        ionic = ionic.max(o);
+                    }
+                    scf_in_step = Some(m);
+                }
+            }
+        } else if t.starts_with("POSITION") && t.contains("TOTAL-FORCE") {
+            // a dashed line, then one row per ion, then a dashed line
+            let mut rows = Vec::new();
+            let mut problem = None;
+            if i < lines.len() && lines[i].trim().starts_with("---") {
+                i += 1;
+            }
+            while i < lines.len() {
+                let l = lines[i].trim();
+                if l.starts_with("---") || l.is_empty() {
+                    break;
+                }
+                let toks: Vec<&str> = l.split_whitespace().collect();
+                match (toks.len() >= 6).then(|| crate::output::floats::<3>(toks[3..6].iter())).flatten() {
+                    Some(v) => rows.push(v),
+                    None => problem = Some(format!("line {}: unreadable force row", i + 1)),
+                }
+                i += 1;
+            }
+            if problem.is_none() {
+                if let Some(n) = nions {
+                    if rows.len() != n {
+                        problem = Some(format!("force block has {} of {n} ions", rows.len()));
+                    }
+                }
+            }
+            forces = Some(match problem {
+                Some(p) => Err(p),
+                None if rows.is_empty() => Err("empty TOTAL-FORCE block".into()),
+                None => Ok(rows),
+            });
+        } else if t.starts_with("in kB") {
+            let toks: Vec<&str> = t.split_whitespace().skip(2).collect();
+            match (toks.len() == 6).then(|| crate::output::floats::<6>(toks.iter())).flatten() {
+                Some(v) => stress_kb = Some(v),
+                None => bad.push(format!("line {i}: unreadable `in kB` stress")),
+            }
+        } else if t.contains("aborting loop") {
+            last_loop_unconverged = t.contains("not reached") || t.contains("unconverged");
+        } else if t.starts_with("reached required accuracy") {
+            reached_accuracy = true;
+        } else if t.starts_with("General timing and accounting") {
+            timing = true;
+        } else if let Some(rest) = t.strip_prefix("Elapsed time (sec):") {
+            wall = rest.split_whitespace().next().and_then(fortran_f64);
+        }
+    }
+
+    let scf_failed = last_loop_unconverged
+        || matches!((scf_in_step, nelm), (Some(s), Some(n)) if i64::from(s) >= n && !text.contains("aborting loop because EDIFF is reached"));
+    let relaxing = matches!(ibrion, Some(1..=3)) && nsw.is_some_and(|n| n > 0);
+    let (status, why) = if !timing {
+        (RunStatus::Truncated, "OUTCAR has no `General timing and accounting` section (killed, or still running)".to_string())
+    } else if scf_failed {
+        (RunStatus::ScfNotConverged, format!("the last SCF did not reach EDIFF (NELM = {})", nelm.unwrap_or(0)))
+    } else if relaxing && !reached_accuracy && nsw.is_some_and(|n| i64::from(ionic) >= n) {
+        (RunStatus::RelaxNotConverged, format!("the relaxation reached NSW = {} ionic steps", nsw.unwrap_or(0)))
+    } else {
+        (RunStatus::Converged, String::new())
+    };
+    let mut notes: Vec<String> = Vec::new();
+    if !why.is_empty() {
+        notes.push(why);
+    }
+    notes.push(format!("{ionic} ionic step(s)"));
+    let mut out = ParsedOutput {
+        energy_ev: None,
+        forces_ev_per_a: None,
+        stress_ev_per_a3: None,
+        max_force_ev_per_a: None,
+        scf_steps: scf_in_step,
+        wall_time_s: wall,
+        status,
+        message: None,
+    };
+    if matches!(status, RunStatus::Converged | RunStatus::RelaxNotConverged) {
+        out.energy_ev = energy;
+        match forces {
+            Some(Ok(f)) => {
+                out.max_force_ev_per_a = Some(max_force(&f));
+                out.forces_ev_per_a = Some(f);
+            }
+            Some(Err(e)) => notes.push(e),
+            None => {}
+        }
+        // OUTCAR order XX YY ZZ XY YZ ZX -> Voigt xx yy zz yz xz xy, ASE sign
+        out.stress_ev_per_a3 = stress_kb.map(|s| [s[0], s[1], s[2], s[4], s[5], s[3]].map(|x| -x * KBAR_IN_EV_PER_A3));
+        if energy.is_none() {
+            notes.push("no `free  energy   TOTEN` line".into());
+        }
+    }
+    notes.extend(bad);
+    out.message = Some(notes.join("; "));
+    Ok(out)
+}
+
+/// Read and parse a `vasprun.xml` (plain or gzip-compressed).
+pub fn read_vasprun(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::orca::read_maybe_gz(path)?;
+    parse_vasprun(&text, &path.display().to_string())
+}
+
+/// Read and parse an `OUTCAR` (plain or gzip-compressed).
+pub fn read_outcar(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::orca::read_maybe_gz(path)?;
+    parse_outcar(&text, &path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nacl() -> Structure {
+        let na = Element::from_symbol("Na").unwrap();
+        let cl = Element::from_symbol("Cl").unwrap();
+        Structure::new(
+            [[0.0, 2.82, 2.82], [2.82, 0.0, 2.82], [2.82, 2.82, 0.0]],
+            vec![[0.0; 3], [2.82, 2.82, 2.82]],
+            vec![na, cl],
+            [true; 3],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn poscar_round_trip_both_modes() {
+        for direct in [true, false] {
+            let text = write_poscar(&nacl(), direct).unwrap();
+            let back = parse_poscar(&text).unwrap();
+            assert_eq!(back.species, nacl().species);
+            for (a, b) in back.positions_a.iter().zip(&nacl().positions_a) {
+                for k in 0..3 {
+                    assert!((a[k] - b[k]).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_order() {
+        let mut s = nacl();
+        s.positions_a.push([1.0, 1.0, 1.0]);
+        s.species.push(Element::from_symbol("Na").unwrap());
+        assert_eq!(poscar_atom_order(&s), vec![0, 2, 1]);
+        assert!(write_poscar(&s, true).unwrap().contains("  Na Cl\n  2 1\n"));
+    }
+
+    #[test]
+    fn incar_conflicts_and_values() {
+        let mut s = VaspSettings::default();
+        s.incar.insert("LREAL".into(), serde_json::json!(false));
+        s.incar.insert("magmom".into(), serde_json::json!([1.0, 1.0]));
+        let t = write_incar(&s).unwrap();
+        assert!(t.contains("LREAL = .FALSE.\n") && t.contains("MAGMOM = 1.0 1.0\n") && t.contains("EDIFF = 1E-6\n"), "{t}");
+        s.incar.insert("ENCUT".into(), serde_json::json!(400));
+        assert!(write_incar(&s).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for round in 0..300 {
+            let n = (round * 41) % 3000;
+            let bytes: Vec<u8> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_vasprun(&text, "random");
+            let _ = parse_outcar(&text, "random");
+            let _ = parse_poscar(&text);
+            let printable: String = bytes.iter().map(|b| (b'0' + b % 64) as char).collect();
+            let xml = format!(
+                "<modeling><calculation><scstep>{printable}</scstep><varray name=\"forces\" ><v>{printable}</v></varray><energy><i name=\"e_fr_energy\">{printable}</i></energy></calculation></modeling>"
+            );
+            let _ = parse_vasprun(&xml, "mixed");
+            let _ = parse_vasprun(&xml[..xml.len() * (round % 7 + 1) / 8], "mixed");
+            let outcar = format!(
+                "vasp.6\nNIONS = 2\nPOSITION  TOTAL-FORCE\n---\n{printable}\n in kB {printable}\nfree  energy   TOTEN  = {printable}\n ---- Iteration 1( {printable})\n"
+            );
+            let _ = parse_outcar(&outcar, "mixed");
+        }
+    }
+}
