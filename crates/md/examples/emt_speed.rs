@@ -22,6 +22,13 @@ fn main() {
     let atoms = s.len();
     let v = maxwell_boltzmann(&s, 300.0, &mut rng_from_seed(1));
     let mut ff = EmtFf(Emt::new());
+    // The force field alone, for the MD overhead.
+    let t = Instant::now();
+    for _ in 0..steps {
+        ff.evaluate(&s).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!("EMT alone: {atoms} atoms, {steps} evaluations in {secs:.3} s: {:.0} atom-evaluations/s", atoms as f64 * steps as f64 / secs);
     for (name, ens) in [
         ("NVE", Ensemble::Nve),
         ("NVT", Ensemble::Nvt { temperature_k: 300.0, friction_per_fs: 0.01 }),
