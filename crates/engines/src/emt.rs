@@ -855,4 +855,24 @@ mod tests {
         }
         assert!(worst < 1e-15, "relative error {worst:e}");
     }
+
+    /// Speed of energy + forces + stress for a 500-atom fcc Cu cell, including the
+    /// neighbour search. Run with
+    /// `cargo test --release -p autopipe-engines --lib emt_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn emt_speed_cu_fcc_500() {
+        let mut rng = Rng(8);
+        let s = fcc(3.61, [5, 5, 5], &["Cu"], &mut rng, 0.05);
+        let emt = Emt::new();
+        let mut best = f64::INFINITY;
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                std::hint::black_box(emt.calculate(&s).unwrap());
+            }
+            best = best.min(t.elapsed().as_secs_f64() / 5.0);
+        }
+        eprintln!("EMT, 500-atom fcc Cu: {:.0} us per call, {:.0} atoms/s", best * 1e6, 500.0 / best);
+    }
 }
