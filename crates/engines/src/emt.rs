@@ -13,8 +13,17 @@
 //!   `[xx, yy, zz, yz, xz, xy]` in eV/Å³, given whenever the cell has rank 3 (ASE
 //!   checks the cell's rank, not `pbc`), `None` otherwise.
 //!
-//! Pure computation: one pass over a half neighbour list from a cell list gathers the
-//! density sums and the pair term, a second pass adds the embedding forces.
+//! Pure computation, in four steps: the pairs strictly inside `rc_list` come once each
+//! from a cell list ([`CellList::for_each_half_pair_d2`]); the pair terms (density
+//! contributions, pair energy and their derivatives) are computed over arrays by a
+//! vectorised kernel; each atom's embedding energy and its derivative follow from its
+//! density sum; a last pass over the pairs adds up forces and virial.
+//!
+//! The exponentials in the pair terms use a polynomial `exp` (within 1e-15 relative of
+//! libm's) built from plain IEEE operations, no FMA: results are the same bits on every
+//! x86-64 machine, with or without AVX2. Agreement with ASE is ~1e-13 eV/atom.
+//! Per-pair arrays are kept in a thread-local scratch between calls (a few MB for
+//! thousands of atoms), so repeated calls hardly allocate.
 
 #![allow(clippy::needless_range_loop)] // index loops over parallel arrays read best
 
@@ -25,7 +34,7 @@ use autopipe_atoms::{Element, Structure, StructureError};
 
 /// The Bohr radius in Å exactly as `ase.units.Bohr` computes it from CODATA 2014
 /// constants (`4 pi eps0 hbar^2 / (m_e e^2)`), which differs from the rounded CODATA 2014
-/// value (`autopipe_atoms::units::codata2014::BOHR_A`) in the 11th digit.
+/// value (`autopipe_atoms::units::codata2014::BOHR_A`) by 2e-10 relative.
 pub const ASE_BOHR_A: f64 = 0.529_177_210_563_841_1;
 
 /// `(16 pi / 3)^(1/3) / sqrt(2)`, with ASE's historical rounding.
