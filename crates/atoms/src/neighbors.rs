@@ -1,5 +1,18 @@
 //! Periodic neighbour lists for any triclinic cell, including cells smaller than the
-//! cutoff (an atom may then see several images of the same neighbour, and itself).
+//! cutoff (an atom may then see several images of the same neighbour, and itself),
+//! mixed periodic and open directions, and positions outside the cell.
+//!
+//! * [`NeighborList::build`]: the full list (each pair as i->j and j->i), from a cell
+//!   list in O(N); [`NeighborList::rebuild`] reuses the memory of an existing list;
+//!   [`NeighborList::build_half`]: each pair once.
+//! * [`CellList`]: the binning itself, for code that wants the pairs without storing
+//!   them: [`CellList::for_each_neighbor`] (one row of the full list),
+//!   [`CellList::for_each_half_pair`] (each pair once, oriented `i <= j`) and
+//!   [`CellList::for_each_half_pair_d2`] (each pair once, fastest).
+//! * [`NeighborList::build_brute_force`]: the O(N²) reference the tests compare with.
+//!
+//! Vectors of the full list are computed exactly as the brute force computes them
+//! (`wrapped_j + shift·cell - wrapped_i`), so the two agree to the last bit.
 
 use crate::structure::{cross, det3, inverse3, norm, vec_mat, Mat3, Structure, Vec3};
 
@@ -287,10 +300,10 @@ impl CellList {
                 // cutoff / thickness bins; the margin covers rounding in the binning.
                 let x = cutoff_a * nbins[k] as f64 / extent[k];
                 let r = (x * (1.0 + 1e-10) + 1e-9).ceil();
-                reach[k] = if r.is_finite() { r.min(1e6) as i32 } else { 0 };
+                reach[k] = if r.is_finite() { r.clamp(0.0, 1e6) as i32 } else { 0 };
             }
             if !periodic[k] {
-                reach[k] = reach[k].min(nbins[k] as i32 - 1);
+                reach[k] = reach[k].min(nbins[k] as i32 - 1).max(0);
             }
         }
         // Per stencil row (dx, dy): how far along z it reaches, or -1 when the whole row is
@@ -877,5 +890,22 @@ mod tests {
         let nl = NeighborList::build(&s, 5.0);
         assert_eq!(nl.len(), 0);
         assert_eq!(nl.total_pairs(), 0);
+    }
+
+    #[test]
+    fn degenerate_cutoffs() {
+        // Zero and negative cutoffs find nothing (a zero cutoff: only coincident atoms).
+        let s = Structure::new(
+            [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+            vec![[0.0; 3], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
+            vec![cu(); 3],
+            [true; 3],
+        )
+        .unwrap();
+        for cutoff in [0.0, -1.0, 1e-9] {
+            assert_same_as_brute_force(&s, cutoff, &format!("cutoff {cutoff}"));
+        }
+        assert_eq!(NeighborList::build(&s, 0.0).total_pairs(), 2);
+        assert_eq!(NeighborList::build(&s, -1.0).total_pairs(), 0);
     }
 }
