@@ -231,6 +231,11 @@ fn n_threads(t: usize) -> usize {
 struct FrameRows {
     rows: Vec<f64>,
     rhs: Vec<f64>,
+    has_e: bool,
+    n_f: usize,
+    has_s: bool,
+    n_atoms: usize,
+    volume: f64,
     /// (element block, [1, B_lin]) of every atom
     envs: Vec<(usize, Vec<f64>)>,
 }
@@ -321,7 +326,16 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
     } else {
         Vec::new()
     };
-    Ok(FrameRows { rows, rhs, envs })
+    Ok(FrameRows {
+        rows,
+        rhs,
+        has_e: energy.is_some(),
+        n_f: forces.map_or(0, |f| 3 * f.len()),
+        has_s: stress.is_some(),
+        n_atoms: s.len(),
+        volume: s.volume_a3().abs(),
+        envs,
+    })
 }
 
 /// Fits a SNAP model to labelled frames (energy, forces, optional stress).
@@ -389,6 +403,13 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     let mut qr = StreamingQr::new(ntot);
     let mut cand: Vec<Vec<Vec<f64>>> = vec![Vec::new(); ne];
     let mut cand_origin: Vec<Vec<EnvOrigin>> = vec![Vec::new(); ne];
+    // Keep the rows for the training metrics when they are small enough (saves evaluating
+    // every training frame again); otherwise the metrics come from `evaluate`.
+    let keep_rows = opts.energy_weight > 0.0
+        && opts.force_weight > 0.0
+        && opts.stress_weight > 0.0
+        && (n_e + n_f + n_s).saturating_mul(ntot) <= MAX_KEPT_ROW_VALUES;
+    let mut kept: Vec<FrameRows> = Vec::new();
     for batch in train.chunks(opts.batch_frames.max(1) * threads) {
         let results = par_map(batch, threads, |&k| frame_rows(&snap, &frames[k], &w, opts.active_set));
         for (&k, r) in batch.iter().zip(results) {
@@ -397,9 +418,13 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
                 return Err(ModelError::Fit(format!("frame {k}: non-finite descriptors")));
             }
             qr.add_rows(&r.rows, &r.rhs);
-            for (atom, (e, x)) in r.envs.into_iter().enumerate() {
+            let mut r = r;
+            for (atom, (e, x)) in std::mem::take(&mut r.envs).into_iter().enumerate() {
                 cand[e].push(x);
                 cand_origin[e].push(EnvOrigin { frame: k, atom });
+            }
+            if keep_rows {
+                kept.push(r);
             }
         }
     }
@@ -458,10 +483,15 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     }
     drop(cand);
 
-    let train_frames: Vec<Frame> = train.iter().map(|&k| frames[k].clone()).collect();
-    let test_frames: Vec<Frame> = test.iter().map(|&k| frames[k].clone()).collect();
     let eval_opts = EvalOptions { use_free_energy: opts.use_free_energy, threads: opts.threads };
-    let train_m = evaluate_errors_with(&model, &train_frames, &eval_opts)?;
+    let train_m = if keep_rows {
+        metrics_from_rows(&kept, &beta_flat, &w, &model, frames, &train)
+    } else {
+        let train_frames: Vec<Frame> = train.iter().map(|&k| frames[k].clone()).collect();
+        evaluate_errors_with(&model, &train_frames, &eval_opts)?
+    };
+    drop(kept);
+    let test_frames: Vec<Frame> = test.iter().map(|&k| frames[k].clone()).collect();
     let test_m = evaluate_errors_with(&model, &test_frames, &eval_opts)?;
     Ok(FitReport {
         model,
@@ -480,6 +510,46 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
         weighted_rss_lower_bound: qr.rss,
         warnings,
     })
+}
+
+/// Largest number of design-matrix values kept in memory for the training metrics.
+const MAX_KEPT_ROW_VALUES: usize = 32 << 20;
+
+/// Training metrics from the kept (weighted) rows: prediction = row · β.
+fn metrics_from_rows(kept: &[FrameRows], beta: &[f64], w: &RowWeights, model: &SnapModel, frames: &[Frame], train: &[usize]) -> ErrorMetrics {
+    let n = beta.len();
+    let (mut ae, mut af, mut as_) = (Acc::default(), Acc::default(), Acc::default());
+    for r in kept {
+        let mut row = 0;
+        let resid = |row: &mut usize| {
+            let p: f64 = r.rows[*row * n..(*row + 1) * n].iter().zip(beta).map(|(a, b)| a * b).sum();
+            let d = p - r.rhs[*row];
+            *row += 1;
+            d
+        };
+        if r.has_e {
+            ae.add(resid(&mut row) / w.e);
+        }
+        for _ in 0..r.n_f {
+            af.add(resid(&mut row) / w.f);
+        }
+        if r.has_s {
+            for _ in 0..6 {
+                // Δ(W/N) -> Δσ = -Δ(W/N) N / V
+                as_.add(-resid(&mut row) / w.s * r.n_atoms as f64 / r.volume);
+            }
+        }
+    }
+    ErrorMetrics {
+        n_frames: train.len(),
+        n_atoms: train.iter().map(|&k| frames[k].len()).sum(),
+        energy_ev_per_atom: ae.stat(1.0),
+        forces_ev_per_a: af.stat(1.0),
+        stress_ev_per_a3: as_.stat(1.0),
+        stress_gpa: as_.stat(EV_PER_A3_IN_GPA),
+        max_gamma: (!model.active_sets.is_empty())
+            .then(|| model.active_sets.iter().map(|a| a.max_training_gamma).fold(0.0, f64::max)),
+    }
 }
 
 /// Options of [`evaluate_errors_with`].

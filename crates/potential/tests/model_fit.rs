@@ -309,3 +309,83 @@ fn ill_conditioned_data_gives_no_nan() {
     assert_eq!(rep.skipped_frames, vec![1]);
     assert!(finite_model(&rep.model));
 }
+
+/// Timing of a realistic fit: 300 labelled 32-atom Cu cells with forces and stress at
+/// 2J = 8. Run with `cargo test --release -p autopipe-potential --test model_fit -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn fit_timing_300_cells_2j8() {
+    let truth = random_model(params(8, false), 31);
+    let t0 = std::time::Instant::now();
+    let mut frames = dataset(&truth, 300, 12);
+    // a little label noise, as real data have
+    let mut rng = Rng(4);
+    for f in frames.iter_mut() {
+        *f.energy_ev.as_mut().unwrap() += 0.002 * 32.0 * rng.next();
+        for x in f.forces_ev_per_a.as_mut().unwrap().iter_mut().flatten() {
+            *x += 0.05 * rng.next();
+        }
+    }
+    let t_label = t0.elapsed();
+    for threads in [1, 2] {
+        let t1 = std::time::Instant::now();
+        let rep = fit(&frames, truth.params.clone(), &FitOptions { threads, ..FitOptions::default() }).unwrap();
+        let dt = t1.elapsed();
+        println!(
+            "fit of 300 x 32-atom Cu cells, 2J=8, {threads} thread(s): {:.2} s (labelling {:.2} s); {} train / {} test frames; \
+             rank {}/{}; train RMSE E {:.2e} eV/atom F {:.3} eV/Å S {:.3} GPa; test RMSE E {:.2e} F {:.3} S {:.3}; \
+             active set swaps {}, max training gamma {:.3e}",
+            dt.as_secs_f64(),
+            t_label.as_secs_f64(),
+            rep.train_frames.len(),
+            rep.test_frames.len(),
+            rep.rank,
+            rep.n_coefficients,
+            rep.train.energy_ev_per_atom.unwrap().rmse,
+            rep.train.forces_ev_per_a.unwrap().rmse,
+            rep.train.stress_gpa.unwrap().rmse,
+            rep.test.energy_ev_per_atom.unwrap().rmse,
+            rep.test.forces_ev_per_a.unwrap().rmse,
+            rep.test.stress_gpa.unwrap().rmse,
+            rep.model.active_sets[0].n_swaps,
+            rep.model.active_sets[0].max_training_gamma,
+        );
+        let t2 = std::time::Instant::now();
+        evaluate_errors(&rep.model, &frames).unwrap();
+        let with_gamma = t2.elapsed().as_secs_f64();
+        let mut plain = rep.model.clone();
+        plain.active_sets.clear();
+        let t3 = std::time::Instant::now();
+        evaluate_errors(&plain, &frames).unwrap();
+        println!("  evaluate_errors on the 300 frames: {with_gamma:.2} s with gamma, {:.2} s without", t3.elapsed().as_secs_f64());
+    }
+}
+
+#[test]
+fn training_metrics_from_rows_equal_those_of_evaluate() {
+    let truth = random_model(params(4, false), 12);
+    let mut frames = dataset(&truth, 10, 9);
+    let mut rng = Rng(2);
+    for f in frames.iter_mut() {
+        *f.energy_ev.as_mut().unwrap() += 0.05 * rng.next();
+        for x in f.forces_ev_per_a.as_mut().unwrap().iter_mut().flatten() {
+            *x += 0.05 * rng.next();
+        }
+        for x in f.stress_ev_per_a3.as_mut().unwrap().iter_mut() {
+            *x += 0.001 * rng.next();
+        }
+    }
+    let rep = fit(&frames, truth.params.clone(), &FitOptions { test_fraction: 0.0, ..FitOptions::default() }).unwrap();
+    let direct = evaluate_errors(&rep.model, &frames).unwrap();
+    for (a, b) in [
+        (rep.train.energy_ev_per_atom, direct.energy_ev_per_atom),
+        (rep.train.forces_ev_per_a, direct.forces_ev_per_a),
+        (rep.train.stress_gpa, direct.stress_gpa),
+    ] {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.n, b.n);
+        assert!((a.rmse - b.rmse).abs() < 1e-9 * b.rmse && (a.mae - b.mae).abs() < 1e-9 * b.mae, "{a:?} vs {b:?}");
+        assert!(a.rmse > 0.0);
+    }
+    assert!((rep.train.max_gamma.unwrap() - direct.max_gamma.unwrap()).abs() < 1e-9);
+}
