@@ -683,10 +683,9 @@ mod tests {
         assert_eq!(a.len(), b.len(), "{what}: {} pairs with cell list, {} by brute force", a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((x.0, x.1, x.2), (y.0, y.1, y.2), "{what}: different pairs");
-            for k in 0..3 {
-                assert!((x.3[k] - y.3[k]).abs() < 1e-9, "{what}: vectors differ {:?} {:?}", x, y);
-            }
-            assert!((x.4 - y.4).abs() < 1e-9, "{what}");
+            // Same arithmetic as the brute force: the same bits.
+            assert_eq!(x.3, y.3, "{what}: vectors differ");
+            assert_eq!(x.4, y.4, "{what}: distances differ");
             // The vector is the stored positions plus the shift.
             let t = vec_mat(&[x.2[0] as f64, x.2[1] as f64, x.2[2] as f64], &s.cell_a);
             for k in 0..3 {
