@@ -15,6 +15,7 @@ use autopipe_exec::{run_local, Launcher, LocalOptions, RunSummary};
 use autopipe_store::{CalcStatus, JobStore};
 use autopipe_workflow::examples::{example, EXAMPLES};
 use autopipe_workflow::labelling::RunError;
+use autopipe_workflow::models;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +47,32 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Where the learning loop stands (generation, phase, labels, errors, gamma).
+    Status {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the potential for LAMMPS (`pair_style snap`).
+    Export {
+        /// Output directory for .snapcoeff, .snapparam and the pair_coeff lines.
+        #[arg(long)]
+        lammps: PathBuf,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// A generation's model instead of the latest.
+        #[arg(long)]
+        generation: Option<i64>,
+        /// A model file instead of a run directory's.
+        #[arg(long, conflicts_with_all = ["generation"])]
+        model: Option<PathBuf>,
+    },
+    /// Fit or evaluate a potential outside the loop.
+    #[command(subcommand)]
+    Potential(PotentialCommand),
+    /// Molecular dynamics with a potential (or EMT), writing a labelled trajectory.
+    Md(MdArgs),
     /// The job manager: import structures, label them, watch, export.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -68,6 +95,78 @@ enum Command {
     /// Run one job directory (started by the executor; not for people).
     #[command(hide = true)]
     JobExec { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum PotentialCommand {
+    /// Errors of a model against the labels of an extended XYZ file, `name value unit` lines.
+    Eval {
+        file: PathBuf,
+        /// The model (default: the latest of the run directory --dir).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Fit a SNAP potential to the labels of an extended XYZ file.
+    Fit {
+        file: PathBuf,
+        /// Output model (JSON).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Take [potential] and [fit] from this configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        twojmax: usize,
+        #[arg(long, default_value_t = 4.7)]
+        cutoff_a: f64,
+        #[arg(long, default_value_t = 0.1)]
+        test_fraction: f64,
+    },
+}
+
+#[derive(Args)]
+struct MdArgs {
+    /// Drive the dynamics with EMT (frames then carry EMT labels).
+    #[arg(long, conflicts_with = "model")]
+    emt: bool,
+    /// Drive the dynamics with this SNAP model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Start from the last frame of this extended XYZ file instead of a lattice.
+    #[arg(long)]
+    structure: Option<PathBuf>,
+    #[arg(long, default_value = "fcc")]
+    lattice: String,
+    #[arg(long, value_delimiter = ',', default_value = "Cu")]
+    elements: Vec<String>,
+    #[arg(long, default_value_t = 3.61)]
+    lattice_constant_a: f64,
+    #[arg(long, num_args = 3, default_values_t = [3, 3, 3])]
+    supercell: Vec<usize>,
+    #[arg(long, default_value_t = 300.0)]
+    temperature_k: f64,
+    /// NPT at this pressure (default: NVT).
+    #[arg(long)]
+    pressure_gpa: Option<f64>,
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    #[arg(long, default_value_t = 2.0)]
+    timestep_fs: f64,
+    #[arg(long, default_value_t = 0.02)]
+    friction_per_fs: f64,
+    /// Write a frame every this many steps.
+    #[arg(long, default_value_t = 50)]
+    every: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Trajectory (extended XYZ).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Thermo log.
+    #[arg(long)]
+    thermo: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +293,20 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Init { example: name, list } => init(name, list),
         Command::Run { config, dir } => run(&config, dir),
         Command::Jobs(j) => jobs(j),
+        Command::Status { dir, json } => loop_status(&dir, json),
+        Command::Export { lammps, dir, generation, model } => {
+            let path = match model {
+                Some(p) => p,
+                None => models::run_model_path(&dir, generation)?,
+            };
+            let model = models::read_model(&path)?;
+            for f in models::export_lammps(&model, &lammps)? {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Potential(p) => potential(p),
+        Command::Md(args) => md(args),
         Command::Build(b) => build(b),
         Command::Bench { quick } => bench::run(quick).map(|_| ExitCode::SUCCESS),
         Command::Parse { engine, file } => parse(&engine, &file),
@@ -202,6 +315,139 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
+    let store = JobStore::open_existing(dir)?;
+    let status = models::loop_status(&store)?;
+    if json {
+        println!("{status}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (status["generation"].as_i64(), status["phase"].as_str()) {
+        (Some(g), Some(phase)) => println!(
+            "generation {g}, phase {phase}{}; {} labels, {} engine executions",
+            status["message"].as_str().map(|m| format!(" ({m})")).unwrap_or_default(),
+            status["labels"],
+            status["executions"]
+        ),
+        _ => println!("no learning loop in {} ({} labels from `autopipe jobs`)", dir.display(), status["labels"]),
+    }
+    if let Some(model) = status["model"].as_str() {
+        println!("model: {}", dir.join(model).display());
+    }
+    let gens = status["generations"].as_array().cloned().unwrap_or_default();
+    if !gens.is_empty() {
+        println!("{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}", "gen", "candidates", "selected", "labelled", "failed", "test F (eV/Å)", "test E (meV/at)", "max γ", "uncertain");
+        let num = |v: &serde_json::Value, scale: f64| v.as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or_else(|| "-".into());
+        for g in gens {
+            println!(
+                "{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}",
+                g["generation"].to_string(),
+                g["n_candidates"].to_string(),
+                g["n_selected"].to_string(),
+                g["n_labelled"].to_string(),
+                g["n_failed"].to_string(),
+                num(&g["test_force_rmse_ev_per_a"], 1.0),
+                num(&g["test_energy_rmse_ev_per_atom"], 1e3),
+                num(&g["gamma"]["max"], 1.0),
+                g["gamma"]["n_uncertain"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
+    println!("{prefix}frames {} frames", m.n_frames);
+    if let Some(s) = m.energy_ev_per_atom {
+        println!("{prefix}energy_rmse {:.6} meV/atom", s.rmse * 1e3);
+        println!("{prefix}energy_mae {:.6} meV/atom", s.mae * 1e3);
+    }
+    if let Some(s) = m.forces_ev_per_a {
+        println!("{prefix}force_rmse {:.6} eV/Å", s.rmse);
+        println!("{prefix}force_mae {:.6} eV/Å", s.mae);
+    }
+    if let Some(s) = m.stress_gpa {
+        println!("{prefix}stress_rmse {:.6} GPa", s.rmse);
+    }
+    if let Some(g) = m.max_gamma {
+        println!("{prefix}max_gamma {g:.6} 1");
+    }
+}
+
+fn potential(command: PotentialCommand) -> Result<ExitCode> {
+    match command {
+        PotentialCommand::Eval { file, model, dir } => {
+            let path = match model {
+                Some(p) => p,
+                None => models::run_model_path(&dir, None)?,
+            };
+            let model = models::read_model(&path)?;
+            let frames = read_extxyz_file(&file)?;
+            let metrics = autopipe_potential::evaluate_errors(&model, &frames)?;
+            print_metrics("", &metrics);
+            Ok(ExitCode::SUCCESS)
+        }
+        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction } => {
+            let frames = read_extxyz_file(&file)?;
+            let (params, mut opts) = match config {
+                Some(c) => {
+                    let c = autopipe_workflow::load_config(&c)?;
+                    let opts: autopipe_potential::FitOptions =
+                        c.fit.clone().try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("[fit]: {}", e.message()))?;
+                    (c.snap, opts)
+                }
+                None => (models::default_snap_params(&frames, twojmax, cutoff_a), Default::default()),
+            };
+            opts.test_fraction = test_fraction;
+            let report = autopipe_potential::fit(&frames, params, &opts)?;
+            std::fs::write(&out, serde_json::to_vec(&report.model)?).with_context(|| format!("cannot write {}", out.display()))?;
+            print_metrics("train_", &report.train);
+            print_metrics("test_", &report.test);
+            eprintln!("model written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn md(a: MdArgs) -> Result<ExitCode> {
+    let driver = match (&a.model, a.emt) {
+        (Some(p), false) => models::MdDriver::Model(models::read_model(p)?),
+        (None, true) => models::MdDriver::Emt,
+        _ => bail!("give --emt or --model MODEL"),
+    };
+    let structure = match &a.structure {
+        Some(p) => read_extxyz_file(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
+        None => {
+            let lattice = Lattice::parse(&a.lattice).with_context(|| format!("unknown lattice {:?}", a.lattice))?;
+            let elements = a.elements.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
+            let recipe = BulkRecipe {
+                lattice,
+                elements,
+                lattice_constant_a: a.lattice_constant_a,
+                supercell: [a.supercell[0], a.supercell[1], a.supercell[2]],
+                count: 1,
+                max_strain: 0.0,
+                rattle_a: 0.0,
+                vacancy_fraction: 0.0,
+                seed: a.seed,
+            };
+            autopipe_build::generate_bulk(&recipe).remove(0)
+        }
+    };
+    let run = models::MdRun {
+        temperature_k: a.temperature_k,
+        pressure_gpa: a.pressure_gpa,
+        steps: a.steps,
+        timestep_fs: a.timestep_fs,
+        every: a.every.max(1),
+        seed: a.seed,
+        friction_per_fs: a.friction_per_fs,
+    };
+    let steps = models::run_md_to_files(&driver, structure, &run, &a.out, a.thermo.as_deref())?;
+    eprintln!("{steps} steps; trajectory in {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse(engine: &str, file: &Path) -> Result<ExitCode> {

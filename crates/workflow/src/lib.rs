@@ -7,6 +7,7 @@ pub mod examples;
 pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
 pub mod learn;
+pub mod models;
 pub mod select;
 
 pub use labelling::{label_frame, new_calculations, RunError};

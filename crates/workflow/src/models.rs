@@ -1,0 +1,174 @@
+//! Working with potentials outside the loop: the loop's status, LAMMPS export, fits and
+//! evaluations from extended XYZ files, and MD with a model or with EMT.
+
+use crate::labelling::RunError;
+use crate::learn::{load_model, ModelForceField};
+use autopipe_atoms::{Element, Frame, Structure};
+use autopipe_engines::emt::Emt;
+use autopipe_md::{maxwell_boltzmann, run_md, Ensemble, Evaluation, ExtxyzTrajectory, ForceField, MdSettings, MdState, ThermoLog};
+use autopipe_potential::{pair_coeff_snippet, to_snapcoeff, to_snapparam, SnapElement, SnapModel, SnapParams};
+use autopipe_store::JobStore;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// `autopipe status --json`: where the loop stands.
+pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
+    let state = store.loop_state()?;
+    let counts = store.counts()?;
+    let generations: Vec<serde_json::Value> = store
+        .generations()?
+        .into_iter()
+        .map(|g| {
+            let metric = |set: &str, key: &str| g.metrics.as_ref().and_then(|m| m[set][key]["rmse"].as_f64());
+            json!({
+                "generation": g.generation,
+                "n_candidates": g.n_candidates,
+                "n_selected": g.n_selected,
+                "n_labelled": g.n_labelled,
+                "n_failed": g.n_failed,
+                "core_hours": g.core_hours,
+                "train_force_rmse_ev_per_a": metric("train", "forces_ev_per_a"),
+                "test_force_rmse_ev_per_a": metric("test", "forces_ev_per_a"),
+                "train_energy_rmse_ev_per_atom": metric("train", "energy_ev_per_atom"),
+                "test_energy_rmse_ev_per_atom": metric("test", "energy_ev_per_atom"),
+                "test_stress_rmse_gpa": metric("test", "stress_gpa"),
+                "metrics": g.metrics,
+                "gamma": g.gamma,
+                "started_at_s": g.started_at_s,
+                "finished_at_s": g.finished_at_s,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "generation": state.as_ref().map(|s| s.generation),
+        "phase": state.as_ref().map(|s| s.phase.as_str()),
+        "message": state.as_ref().and_then(|s| s.message.clone()),
+        "converged": state.as_ref().map(|s| s.phase == autopipe_store::Phase::Converged).unwrap_or(false),
+        "labels": counts.done,
+        "counts": counts,
+        "executions": store.executions()?,
+        "model": store.model(None)?.map(|m| m.path),
+        "generations": generations,
+    }))
+}
+
+/// The model of a run directory (latest generation, or the given one).
+pub fn run_model_path(run_dir: &Path, generation: Option<i64>) -> Result<PathBuf, RunError> {
+    let store = JobStore::open_existing(run_dir)?;
+    let record = store.model(generation)?.ok_or_else(|| {
+        RunError::Input(format!("{}: no fitted model yet{}", run_dir.display(), generation.map(|g| format!(" for generation {g}")).unwrap_or_default()))
+    })?;
+    Ok(run_dir.join(record.path))
+}
+
+/// Write `ELEMENTS.snapcoeff`, `ELEMENTS.snapparam`, `pair_coeff.lammps` (the lines for
+/// a LAMMPS input) and the model JSON into `out_dir`. Returns the files written.
+pub fn export_lammps(model: &SnapModel, out_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
+    let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
+    std::fs::create_dir_all(out_dir).map_err(|e| out(out_dir, e))?;
+    let stem: String = model.params.elements.iter().map(|e| e.element.symbol()).collect();
+    let coeff = format!("{stem}.snapcoeff");
+    let param = format!("{stem}.snapparam");
+    let files = [
+        (coeff.clone(), to_snapcoeff(model)),
+        (param.clone(), to_snapparam(model)),
+        ("pair_coeff.lammps".to_string(), pair_coeff_snippet(model, &coeff, &param)),
+        (format!("{stem}.model.json"), serde_json::to_string_pretty(model).expect("models serialise")),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = out_dir.join(name);
+        std::fs::write(&path, text).map_err(|e| out(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// SNAP parameters for the elements of `frames` (in order of first appearance).
+pub fn default_snap_params(frames: &[Frame], twojmax: usize, cutoff_a: f64) -> SnapParams {
+    let mut elements: Vec<Element> = Vec::new();
+    for f in frames {
+        for e in &f.structure.species {
+            if !elements.contains(e) {
+                elements.push(*e);
+            }
+        }
+    }
+    SnapParams {
+        twojmax,
+        rcutfac: cutoff_a,
+        rfac0: 0.99363,
+        rmin0: 0.0,
+        switchflag: true,
+        bzeroflag: true,
+        quadraticflag: false,
+        elements: elements.into_iter().map(|element| SnapElement { element, radius: 0.5, weight: 1.0 }).collect(),
+    }
+}
+
+pub fn read_model(path: &Path) -> Result<SnapModel, RunError> {
+    load_model(path)
+}
+
+/// EMT as an MD force field.
+pub struct EmtForceField(pub Emt);
+
+impl ForceField for EmtForceField {
+    fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
+        let l = self.0.calculate(s).map_err(|e| e.to_string())?;
+        Ok(Evaluation { energy_ev: l.energy_ev, forces_ev_per_a: l.forces_ev_per_a, stress_ev_per_a3: l.stress_ev_per_a3, gamma: None })
+    }
+}
+
+/// What drives an MD run of `autopipe md`.
+pub enum MdDriver {
+    Emt,
+    Model(SnapModel),
+}
+
+/// Options of `autopipe md`.
+pub struct MdRun {
+    pub temperature_k: f64,
+    pub pressure_gpa: Option<f64>,
+    pub steps: u64,
+    pub timestep_fs: f64,
+    pub every: u64,
+    pub seed: u64,
+    pub friction_per_fs: f64,
+}
+
+/// MD from `structure`, writing an extended XYZ trajectory (energy, forces, stress of
+/// the driver: labelled frames when the driver is EMT) and a thermo log.
+pub fn run_md_to_files(driver: &MdDriver, structure: Structure, run: &MdRun, trajectory: &Path, thermo: Option<&Path>) -> Result<u64, RunError> {
+    let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
+    let traj_file = std::fs::File::create(trajectory).map_err(|e| out(trajectory, e))?;
+    let mut traj = ExtxyzTrajectory::new(std::io::BufWriter::new(traj_file), run.every);
+    let thermo_sink: Box<dyn std::io::Write> = match thermo {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| out(p, e))?)),
+        None => Box::new(std::io::sink()),
+    };
+    let mut log = ThermoLog::new(thermo_sink, run.every);
+    let velocities = maxwell_boltzmann(&structure, run.temperature_k, &mut autopipe_build::rng_from_seed(run.seed));
+    let mut state = MdState::new(structure, velocities);
+    let ensemble = match run.pressure_gpa {
+        None => Ensemble::Nvt { temperature_k: run.temperature_k, friction_per_fs: run.friction_per_fs },
+        Some(pressure_gpa) => Ensemble::Npt {
+            temperature_k: run.temperature_k,
+            friction_per_fs: run.friction_per_fs,
+            pressure_gpa,
+            barostat_time_fs: 500.0,
+            compressibility_per_gpa: 0.01,
+            isotropic: true,
+        },
+    };
+    let settings = MdSettings::new(run.timestep_fs, run.steps, ensemble, run.seed);
+    let outcome = match driver {
+        MdDriver::Emt => run_md(&mut state, &mut EmtForceField(Emt::new()), &settings, &mut [&mut traj, &mut log]),
+        MdDriver::Model(model) => {
+            let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
+            run_md(&mut state, &mut ModelForceField { evaluator }, &settings, &mut [&mut traj, &mut log])
+        }
+    };
+    let outcome = outcome.map_err(|e| RunError::Input(format!("MD: {e}")))?;
+    Ok(outcome.steps_done)
+}
