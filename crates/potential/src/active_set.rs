@@ -117,6 +117,39 @@ impl ActiveSet {
             return Err(format!("no training environments of {element}"));
         }
         let n = rows[0].len();
+        Self::select_inner(element, rows, origin, opts, m, n)
+    }
+
+    /// An active set for an element without any training environment: every environment
+    /// of it gets `γ = f64::MAX` (maximally uncertain).
+    pub fn empty(element: Element, n_dim: usize) -> ActiveSet {
+        ActiveSet {
+            element,
+            n_dim,
+            rank: 0,
+            rank_deficient: true,
+            center: vec![0.0; n_dim],
+            scale: vec![1.0; n_dim],
+            basis: Vec::new(),
+            inverse: Vec::new(),
+            rows: Vec::new(),
+            origin: Vec::new(),
+            residual_tol: 1.0,
+            max_training_gamma: 0.0,
+            n_candidates: 0,
+            n_swaps: 0,
+            note: Some(format!("no training environment of {element}: gamma is f64::MAX for every {element} atom")),
+        }
+    }
+
+    fn select_inner(
+        element: Element,
+        rows: &[Vec<f64>],
+        origin: &[EnvOrigin],
+        opts: &MaxVolOptions,
+        m: usize,
+        n: usize,
+    ) -> Result<ActiveSet, String> {
         if rows.iter().any(|r| r.len() != n || r.iter().any(|x| !x.is_finite())) {
             return Err(format!("{element}: descriptor rows of unequal length or not finite"));
         }
@@ -228,10 +261,14 @@ impl ActiveSet {
         Ok(set)
     }
 
-    /// γ of a raw row `[1, B...]`.
+    /// γ of a raw row `[1, B...]` (`f64::MAX` when the set is empty or the numbers
+    /// overflow; never NaN).
     pub fn gamma_row(&self, x: &[f64]) -> f64 {
         let n = self.n_dim;
         let r = self.rank;
+        if r == 0 {
+            return f64::MAX;
+        }
         let mut xs = vec![0.0; n];
         scaled(x, &self.center, &self.scale, &mut xs);
         let (y, resid) = if self.basis.is_empty() {
@@ -255,10 +292,12 @@ impl ActiveSet {
             let c: f64 = (0..r).map(|k| y[k] * self.inverse[k * r + j]).sum();
             g = g.max(c.abs());
         }
-        if !g.is_finite() {
-            return f64::INFINITY;
+        let g = g.max(resid / self.residual_tol);
+        if g.is_finite() {
+            g
+        } else {
+            f64::MAX
         }
-        g.max(resid / self.residual_tol)
     }
 
     /// γ of an environment given by its linear bispectrum components (without the 1).

@@ -468,12 +468,11 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
         let mut sets = Vec::with_capacity(ne);
         for e in 0..ne {
             let el = params.elements[e].element;
-            if cand[e].is_empty() {
-                warnings.push(format!("no training environment of {el}: no active set, gamma is not available"));
-                sets.clear();
-                break;
-            }
-            let set = ActiveSet::select(el, &cand[e], &cand_origin[e], &opts.maxvol).map_err(ModelError::Fit)?;
+            let set = if cand[e].is_empty() {
+                ActiveSet::empty(el, 1 + params.n_linear())
+            } else {
+                ActiveSet::select(el, &cand[e], &cand_origin[e], &opts.maxvol).map_err(ModelError::Fit)?
+            };
             if let Some(n) = &set.note {
                 warnings.push(n.clone());
             }

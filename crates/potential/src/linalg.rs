@@ -259,7 +259,7 @@ pub fn lstsq_pivoted(a: ColMat, b: &[f64], rtol: f64) -> LstsqSolution {
         x[f.perm[k]] = z[k];
     }
     let d = f.diag_abs();
-    let condition_estimate = if rank == 0 { f64::INFINITY } else { d[0] / d[rank - 1] };
+    let condition_estimate = if rank == 0 { f64::MAX } else { d[0] / d[rank - 1] };
     LstsqSolution { x, rank, condition_estimate }
 }
 

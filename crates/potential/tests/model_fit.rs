@@ -389,3 +389,24 @@ fn training_metrics_from_rows_equal_those_of_evaluate() {
     }
     assert!((rep.train.max_gamma.unwrap() - direct.max_gamma.unwrap()).abs() < 1e-9);
 }
+
+#[test]
+fn an_element_without_training_data_is_maximally_uncertain() {
+    let truth = random_model(params(4, false), 12);
+    let frames = dataset(&truth, 4, 9);
+    let mut p = params(4, false);
+    p.elements.push(SnapElement { element: Element::from_symbol("Ni").unwrap(), radius: 0.47, weight: 0.9 });
+    let rep = fit(&frames, p, &FitOptions { test_fraction: 0.0, ..FitOptions::default() }).unwrap();
+    assert!(finite_model(&rep.model));
+    assert!(rep.model.beta[1].iter().all(|&x| x == 0.0), "Ni coefficients must stay zero");
+    assert!(rep.warnings.iter().any(|w| w.contains("no training environment of Ni")), "{:?}", rep.warnings);
+    let mut s = frames[0].structure.clone();
+    s.species[3] = Element::from_symbol("Ni").unwrap();
+    let g = rep.model.evaluate(&s).unwrap().gamma.unwrap();
+    assert_eq!(g[3], f64::MAX);
+    assert!(g[0] < 2.0);
+    // reports survive JSON
+    let json = serde_json::to_string(&rep).unwrap();
+    let back: autopipe_potential::FitReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, rep);
+}
