@@ -275,11 +275,12 @@ pub fn parse_orca_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
                 Some(e) => energy_eh = Some(e),
                 None => bad.push(format!("line {i}: unreadable FINAL SINGLE POINT ENERGY")),
             }
-        } else if let Some(rest) = t.strip_prefix("SCF CONVERGED AFTER") {
-            scf_steps = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+        } else if let Some(k) = t.find("SCF CONVERGED AFTER") {
+            // printed inside a box: `*           SCF CONVERGED AFTER   3 CYCLES          *`
+            scf_steps = t[k + 19..].split_whitespace().next().and_then(|s| s.parse().ok());
             scf_not_converged = false;
-        } else if let Some(rest) = t.strip_prefix("SCF NOT CONVERGED AFTER") {
-            scf_steps = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+        } else if let Some(k) = t.find("SCF NOT CONVERGED AFTER") {
+            scf_steps = t[k + 23..].split_whitespace().next().and_then(|s| s.parse().ok());
             scf_not_converged = true;
         } else if t.contains("wavefunction IS NOT CONVERGED") {
             scf_not_converged = true;
@@ -423,7 +424,7 @@ fn read_gradient_block(lines: &[&str], start: usize) -> (Vec<[f64; 3]>, Option<S
 /// `0 days 0 hours 0 minutes 52 seconds 153 msec` -> 52.153.
 fn parse_run_time(s: &str) -> Option<f64> {
     let toks: Vec<&str> = s.split_whitespace().collect();
-    if toks.len() < 2 || toks.len() % 2 != 0 {
+    if toks.len() < 2 || toks.len() & 1 == 1 {
         return None;
     }
     let mut total = 0.0;

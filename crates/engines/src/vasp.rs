@@ -106,12 +106,14 @@ pub fn poscar_atom_order(structure: &Structure) -> Vec<usize> {
     order
 }
 
+/// Shortest text that reads back to the same f64 (never exponent notation).
 fn fmt_f(x: f64) -> String {
-    format!("{x:.16}")
+    let x = if x == 0.0 { 0.0 } else { x }; // no "-0"
+    format!("{x}")
 }
 
 /// POSCAR in VASP 5 format (element line and counts), scale factor 1, lattice rows in
-/// Å, `Direct` or `Cartesian` positions with 16 decimals, atoms grouped by species
+/// Å, `Direct` or `Cartesian` positions written exactly (shortest round-trip decimals), atoms grouped by species
 /// (see [`poscar_atom_order`]).
 pub fn write_poscar(structure: &Structure, direct: bool) -> Result<String, RunError> {
     structure.validate().map_err(|e| RunError::Settings(format!("structure: {e}")))?;
@@ -188,7 +190,7 @@ pub fn parse_poscar(text: &str) -> Result<Structure, String> {
     let n: usize = counts.iter().sum();
     let mut species = Vec::with_capacity(n);
     for (e, &c) in symbols.iter().zip(&counts) {
-        species.extend(std::iter::repeat(*e).take(c));
+        species.resize(species.len() + c, *e);
     }
     let mut positions = Vec::with_capacity(n);
     for k in 0..n {
@@ -433,14 +435,17 @@ fn parse_calculation(block: &str) -> IonicStep {
         Some(i) => &block[i..],
         None => block,
     };
-    let energy = tail.find("<energy>").and_then(|i| energy_in(&tail[i..]));
+    // The last electronic step's e_fr_energy is OUTCAR's `free  energy   TOTEN` (without
+    // the PSTRESS·V term, which the ionic step's own <energy> block includes; ASE reads it
+    // the same way); fall back to the ionic step's <energy> block.
+    let energy = sc_energies.last().copied().or_else(|| tail.find("<energy>").and_then(|i| energy_in(&tail[i..])));
     IonicStep { scsteps, last_sc_energies, energy, forces: xml_varray(tail, "forces"), stress: xml_varray(tail, "stress") }
 }
 
 /// Parse `vasprun.xml`.
 ///
-/// * the last complete `<calculation>` (ionic step): `e_fr_energy` of its own
-///   `<energy>` block (the free energy, OUTCAR's TOTEN) as `energy_ev`,
+/// * the last complete `<calculation>` (ionic step): `e_fr_energy` of its last
+///   `<scstep>` (the free energy, OUTCAR's TOTEN, without PSTRESS·V) as `energy_ev`,
 ///   `<varray name="forces">` (eV/Å), `<varray name="stress">` (kbar -> eV/Å³, ASE sign),
 ///   the number of its `<scstep>`s as `scf_steps`;
 /// * the number of ionic steps goes into `message`;
