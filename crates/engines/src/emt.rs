@@ -199,7 +199,8 @@ struct Scratch {
     c_ij: Vec<u32>,
     c_ji: Vec<u32>,
     d: Vec<Vec3>,
-    r: Vec<f64>,
+    /// Squared distance.
+    d2: Vec<f64>,
     /// Contribution of j to the density sum of i, and of i to that of j.
     s1_ij: Vec<f64>,
     s1_ji: Vec<f64>,
@@ -246,10 +247,10 @@ fn pair_terms(r: f64, pab: &PairParams, pba: &PairParams, same: bool, acut: f64,
 /// that the compiler vectorises.
 #[inline(always)]
 fn uniform_pair_kernel(sc: &mut Scratch, p: &PairParams, acut: f64, rc: f64) {
-    let np = sc.r.len();
-    let (r, s1, e, q, g) = (&sc.r[..np], &mut sc.s1_ij[..np], &mut sc.e[..np], &mut sc.q_ij[..np], &mut sc.g[..np]);
+    let np = sc.d2.len();
+    let (d2, s1, e, q, g) = (&sc.d2[..np], &mut sc.s1_ij[..np], &mut sc.e[..np], &mut sc.q_ij[..np], &mut sc.g[..np]);
     for k in 0..np {
-        let t = pair_terms(r[k], p, p, true, acut, rc);
+        let t = pair_terms(d2[k].sqrt(), p, p, true, acut, rc);
         s1[k] = t[0];
         e[k] = t[2];
         q[k] = t[3];
@@ -293,7 +294,7 @@ struct PairTables {
 #[inline(always)]
 fn mixed_pair_kernel(sc: &mut Scratch, t: &PairTables, acut: f64, rc: f64) {
     const BLOCK: usize = 128;
-    let np = sc.r.len();
+    let np = sc.d2.len();
     let mut cst = [[0.0f64; BLOCK]; 8];
     let mut start = 0;
     while start < np {
@@ -310,7 +311,7 @@ fn mixed_pair_kernel(sc: &mut Scratch, t: &PairTables, acut: f64, rc: f64) {
             cst[6][k] = t.a2[ba];
             cst[7][k] = t.k2[ba];
         }
-        let r = &sc.r[start..end];
+        let d2 = &sc.d2[start..end];
         let (s1_ij, s1_ji, e) = (&mut sc.s1_ij[start..end], &mut sc.s1_ji[start..end], &mut sc.e[start..end]);
         let (q_ij, q_ji, g) = (&mut sc.q_ij[start..end], &mut sc.q_ji[start..end], &mut sc.g[start..end]);
         let [c0, c1, c2, c3, c4, c5, c6, c7] = &cst;
@@ -321,7 +322,7 @@ fn mixed_pair_kernel(sc: &mut Scratch, t: &PairTables, acut: f64, rc: f64) {
         for k in 0..len {
             let pab = PairParams { a1: c0[k], k1: c1[k], a2: c2[k], k2: c3[k] };
             let pba = PairParams { a1: c4[k], k1: c5[k], a2: c6[k], k2: c7[k] };
-            let terms = pair_terms(r[k], &pab, &pba, false, acut, rc);
+            let terms = pair_terms(d2[k].sqrt(), &pab, &pba, false, acut, rc);
             s1_ij[k] = terms[0];
             s1_ji[k] = terms[1];
             e[k] = terms[2];
@@ -413,17 +414,17 @@ fn finish(
     sc.i.clear();
     sc.j.clear();
     sc.d.clear();
-    sc.r.clear();
+    sc.d2.clear();
     sc.c_ij.clear();
     sc.c_ji.clear();
-    // Pairs strictly inside rc_list (ASE: r < rc_list); distances come later, vectorised.
+    // Pairs strictly inside rc_list (ASE: r < rc_list); the kernels take the square roots.
     let rc_list2 = rc_list * rc_list;
     cells.for_each_half_pair_d2(|i, j, d, d2| {
         if d2 < rc_list2 {
             sc.i.push(i as u32);
             sc.j.push(j as u32);
             sc.d.push(d);
-            sc.r.push(d2);
+            sc.d2.push(d2);
             if m > 1 {
                 let (ka, kb) = (kind[i] as u32, kind[j] as u32);
                 sc.c_ij.push(ka * m as u32 + kb);
@@ -431,10 +432,7 @@ fn finish(
             }
         }
     });
-    let np = sc.r.len();
-    for r in &mut sc.r {
-        *r = r.sqrt();
-    }
+    let np = sc.d2.len();
     // Every entry is overwritten below; only the lengths matter.
     for v in [&mut sc.s1_ij, &mut sc.e, &mut sc.q_ij, &mut sc.g] {
         v.resize(np, 0.0);
