@@ -131,7 +131,8 @@ impl Emt {
     }
 
     fn cutoff(&self, present_table_indices: &[usize]) -> Cutoff {
-        let s0_max_bohr = if self.asap_cutoff {
+        // (ASAP style with no known atom at all: fall back to the whole table.)
+        let s0_max_bohr = if self.asap_cutoff && !present_table_indices.is_empty() {
             present_table_indices.iter().map(|&t| PARAMETERS[t].1[1]).fold(f64::NEG_INFINITY, f64::max)
         } else {
             PARAMETERS.iter().map(|p| p.1[1]).fold(f64::NEG_INFINITY, f64::max)
