@@ -87,7 +87,7 @@ enum Command {
     },
     /// What a parser reads from a real engine output, as one JSON object.
     Parse {
-        /// qe (pw.x) or cp2k.
+        /// qe (pw.x), cp2k, orca (text or .gz) or vasp (vasprun.xml or OUTCAR).
         #[arg(long)]
         engine: String,
         file: PathBuf,
@@ -451,13 +451,22 @@ fn md(a: MdArgs) -> Result<ExitCode> {
 }
 
 fn parse(engine: &str, file: &Path) -> Result<ExitCode> {
-    use autopipe_engines::{cp2k, output::read_output_file, qe};
-    let text = read_output_file(file)?;
+    use autopipe_engines::{cp2k, orca, output::read_output_file, qe, vasp};
     let source = file.display().to_string();
     let parsed = match engine {
-        "qe" | "pw" | "pw.x" => qe::parse_pw_output(&text, &source)?,
-        "cp2k" => cp2k::parse_cp2k_output(&text, &source)?,
-        other => bail!("unknown engine {other:?} for parse; this version reads: qe, cp2k"),
+        "qe" | "pw" | "pw.x" => qe::parse_pw_output(&read_output_file(file)?, &source)?,
+        "cp2k" => cp2k::parse_cp2k_output(&read_output_file(file)?, &source)?,
+        "orca" => orca::read_orca_output(file)?,
+        // vasprun.xml or OUTCAR, told apart by their content.
+        "vasp" => {
+            let text = read_output_file(file)?;
+            if text.trim_start().starts_with("<?xml") || text.contains("<modeling>") {
+                vasp::parse_vasprun(&text, &source)?
+            } else {
+                vasp::parse_outcar(&text, &source)?
+            }
+        }
+        other => bail!("unknown engine {other:?} for parse; this version reads: qe, cp2k, orca, vasp"),
     };
     println!("{}", serde_json::to_string(&parsed)?);
     Ok(ExitCode::SUCCESS)
