@@ -71,6 +71,12 @@ enum Command {
     /// Fit or evaluate a potential outside the loop.
     #[command(subcommand)]
     Potential(PotentialCommand),
+    /// Label the frames of an extended XYZ file with the built-in EMT (energy, forces, stress).
+    Label {
+        file: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Molecular dynamics with a potential (or EMT), writing a labelled trajectory.
     Md(MdArgs),
     /// The job manager: import structures, label them, watch, export.
@@ -307,6 +313,18 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Potential(p) => potential(p),
         Command::Md(args) => md(args),
+        Command::Label { file, out } => {
+            let emt = autopipe_engines::emt::Emt::new();
+            let mut frames = read_extxyz_file(&file)?;
+            for (i, f) in frames.iter_mut().enumerate() {
+                let l = emt.calculate(&f.structure).with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
+                f.energy_ev = Some(l.energy_ev);
+                f.forces_ev_per_a = Some(l.forces_ev_per_a);
+                f.stress_ev_per_a3 = l.stress_ev_per_a3;
+            }
+            write_extxyz_file(&out, &frames)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(b) => build(b),
         Command::Bench { quick } => bench::run(quick).map(|_| ExitCode::SUCCESS),
         Command::Parse { engine, file } => parse(&engine, &file),
