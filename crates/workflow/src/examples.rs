@@ -85,9 +85,9 @@ elements = ["Si"]
 lattice = "diamond"
 lattice_constant_a = 5.43
 supercell = [1, 1, 1]        # the 8-atom conventional cell
-structures = 6
+structures = 8
 max_strain = 0.02
-rattle_a = 0.03
+rattle_a = 0.05
 
 [oracle]
 engine = "qe"
@@ -104,6 +104,25 @@ electron_maxstep = 100
 diagonalization = "david"
 command = "pw.x"
 mpi_ranks = 1
+
+[potential]
+twojmax = 6                  # small data: 31 components
+cutoff_a = 4.5
+
+[explore]
+temperatures_k = [300, 1000]
+steps = 500
+timestep_fs = 2.0
+sample_every = 10
+gamma_select = 2.0
+gamma_break = 10.0
+max_frames_per_segment = 20
+
+[loop]
+max_generations = 4
+per_generation = 4           # DFT labels are expensive: few, well chosen
+target_force_rmse_ev_per_a = 0.1
+target_energy_rmse_mev_per_atom = 5.0
 
 [execution]
 workers = 2
@@ -127,9 +146,9 @@ elements = ["Si"]
 lattice = "diamond"
 lattice_constant_a = 5.43
 supercell = [1, 1, 1]
-structures = 6
+structures = 8
 max_strain = 0.02
-rattle_a = 0.03
+rattle_a = 0.05
 
 [oracle]
 engine = "cp2k"
@@ -146,6 +165,25 @@ mixing_method = "BROYDEN_MIXING"
 mixing_alpha = 0.4
 max_scf = 100
 command = "cp2k.psmp"
+
+[potential]
+twojmax = 6                  # small data: 31 components
+cutoff_a = 4.5
+
+[explore]
+temperatures_k = [300, 1000]
+steps = 500
+timestep_fs = 2.0
+sample_every = 10
+gamma_select = 2.0
+gamma_break = 10.0
+max_frames_per_segment = 20
+
+[loop]
+max_generations = 4
+per_generation = 4           # DFT labels are expensive: few, well chosen
+target_force_rmse_ev_per_a = 0.1
+target_energy_rmse_mev_per_atom = 5.0
 
 [execution]
 workers = 2

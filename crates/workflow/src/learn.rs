@@ -295,7 +295,11 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
         (Some(target), Some(v)) => v * 1e3 <= target,
         (Some(_), None) => false,
     };
-    if n_uncertain == 0 && force_ok && energy_ok {
+    // Converged only when the dynamics themselves stayed inside the trusted domain (an
+    // uncertain frame already labelled, e.g. held out for testing, is not a new
+    // candidate but still means the model extrapolates there).
+    let explored_in_domain = segs.iter().all(|s| s.max_gamma.is_some_and(|g| g <= e.gamma_select));
+    if n_uncertain == 0 && explored_in_domain && force_ok && energy_ok {
         let message = "exploration found nothing above gamma_select and the test errors meet the targets";
         reporter.say(&format!("generation {g}: converged: {message}"));
         store.conclude(g, Phase::Converged, &gamma_stats, message)?;
