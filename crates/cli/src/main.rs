@@ -463,7 +463,16 @@ fn md(a: MdArgs) -> Result<ExitCode> {
         seed: a.seed,
         friction_per_fs: a.friction_per_fs,
     };
-    let steps = models::run_md_to_files(&driver, structure, &run, &a.out, a.thermo.as_deref())?;
+    let bar = progress::md_bar(a.steps);
+    let steps = models::run_md_to_files(&driver, structure, &run, &a.out, a.thermo.as_deref(), &mut |step, t| {
+        if let Some(bar) = &bar {
+            bar.set_position(step);
+            bar.set_message(format!("T = {t:.0} K"));
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     eprintln!("{steps} steps; trajectory in {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -58,3 +58,15 @@ impl LoopReporter for Progress {
         self.println(line);
     }
 }
+
+/// A bar for an MD run of `steps` steps, on a terminal only.
+pub fn md_bar(steps: u64) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    })
+}

@@ -5,7 +5,7 @@ use crate::labelling::RunError;
 use crate::learn::{load_model, ModelForceField};
 use autopipe_atoms::{Element, Frame, Structure};
 use autopipe_engines::emt::Emt;
-use autopipe_md::{maxwell_boltzmann, run_md, Ensemble, Evaluation, ExtxyzTrajectory, ForceField, MdSettings, MdState, ThermoLog};
+use autopipe_md::{maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ExtxyzTrajectory, FnObserver, ForceField, MdSettings, MdState, ThermoLog};
 use autopipe_potential::{pair_coeff_snippet, to_snapcoeff, to_snapparam, SnapElement, SnapModel, SnapParams};
 use autopipe_store::JobStore;
 use serde_json::json;
@@ -139,7 +139,14 @@ pub struct MdRun {
 
 /// MD from `structure`, writing an extended XYZ trajectory (energy, forces, stress of
 /// the driver: labelled frames when the driver is EMT) and a thermo log.
-pub fn run_md_to_files(driver: &MdDriver, structure: Structure, run: &MdRun, trajectory: &Path, thermo: Option<&Path>) -> Result<u64, RunError> {
+pub fn run_md_to_files(
+    driver: &MdDriver,
+    structure: Structure,
+    run: &MdRun,
+    trajectory: &Path,
+    thermo: Option<&Path>,
+    progress: &mut dyn FnMut(u64, f64),
+) -> Result<u64, RunError> {
     let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
     let traj_file = std::fs::File::create(trajectory).map_err(|e| out(trajectory, e))?;
     let mut traj = ExtxyzTrajectory::new(std::io::BufWriter::new(traj_file), run.every);
@@ -162,11 +169,15 @@ pub fn run_md_to_files(driver: &MdDriver, structure: Structure, run: &MdRun, tra
         },
     };
     let settings = MdSettings::new(run.timestep_fs, run.steps, ensemble, run.seed);
+    let mut bar = FnObserver::new(10, |s: &MdState, _: &Evaluation| {
+        progress(s.step, s.temperature_k());
+        Control::Continue
+    });
     let outcome = match driver {
-        MdDriver::Emt => run_md(&mut state, &mut EmtForceField(Emt::new()), &settings, &mut [&mut traj, &mut log]),
+        MdDriver::Emt => run_md(&mut state, &mut EmtForceField(Emt::new()), &settings, &mut [&mut traj, &mut log, &mut bar]),
         MdDriver::Model(model) => {
             let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
-            run_md(&mut state, &mut ModelForceField { evaluator }, &settings, &mut [&mut traj, &mut log])
+            run_md(&mut state, &mut ModelForceField { evaluator }, &settings, &mut [&mut traj, &mut log, &mut bar])
         }
     };
     let outcome = outcome.map_err(|e| RunError::Input(format!("MD: {e}")))?;
