@@ -19,16 +19,23 @@ fn cu_emt() -> String {
 }
 
 #[test]
-fn the_example_config_validates_and_runs() {
+fn the_example_config_validates_runs_and_resumes_without_recomputing() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("cu.toml");
-    std::fs::write(&path, cu_emt()).unwrap();
+    // The example, made small: 6 structures, short MD, one generation.
+    let text = cu_emt()
+        .replace("structures = 20 ", "structures = 6 ")
+        .replace("steps = 1000", "steps = 100")
+        .replace("max_generations = 7", "max_generations = 1");
+    std::fs::write(&path, text).unwrap();
     let out = ok(&["run", path.to_str().unwrap()]);
-    assert!(stderr(&out).contains("40 labels written"), "{}", stderr(&out));
-    // Running again resumes: nothing new to compute.
+    assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
+    let first = status_json(tmp.path());
+    assert_eq!(first["executions"], 6);
+    // Running again: the loop is over, nothing is computed again.
     let out = ok(&["run", path.to_str().unwrap()]);
-    assert!(stderr(&out).contains("0 new calculations (40 already known)"), "{}", stderr(&out));
-    assert_eq!(status_json(tmp.path())["executions"], 40);
+    assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
+    assert_eq!(status_json(tmp.path())["executions"], 6);
 }
 
 #[test]
