@@ -39,9 +39,16 @@ impl Phase {
     }
 
     pub fn parse(s: &str) -> Option<Phase> {
-        [Phase::Label, Phase::Fit, Phase::Explore, Phase::Select, Phase::Converged, Phase::Finished]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            Phase::Label,
+            Phase::Fit,
+            Phase::Explore,
+            Phase::Select,
+            Phase::Converged,
+            Phase::Finished,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
@@ -102,9 +109,17 @@ impl JobStore {
     pub fn loop_state(&self) -> Result<Option<LoopState>> {
         let row = self
             .conn
-            .query_row("SELECT generation, phase, message FROM loop_state WHERE id = 1", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
-            })
+            .query_row(
+                "SELECT generation, phase, message FROM loop_state WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
             .optional()
             .map_err(self.sq())?;
         Ok(row.map(|(generation, phase, message)| LoopState {
@@ -120,8 +135,16 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let exists: bool = tx.query_row("SELECT count(*) FROM loop_state", [], |r| r.get::<_, i64>(0)).map_err(sq)? > 0;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
+        let exists: bool = tx
+            .query_row("SELECT count(*) FROM loop_state", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sq)?
+            > 0;
         if !exists {
             let summary = import_in(&tx, generation_zero).map_err(sq)?;
             exec(
@@ -132,13 +155,22 @@ impl JobStore {
             .map_err(sq)?;
             exec(&tx, "INSERT INTO loop_state (id, generation, phase, updated_at) VALUES (1, 0, 'label', ?1)", params![now])
                 .map_err(sq)?;
-            exec(&tx, "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', 'generation 0: label')", params![now])
-                .map_err(sq)?;
+            exec(
+                &tx,
+                "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', 'generation 0: label')",
+                params![now],
+            )
+            .map_err(sq)?;
         }
         tx.commit().map_err(sq)
     }
 
-    fn set_phase_in(tx: &rusqlite::Connection, generation: i64, phase: Phase, message: Option<&str>) -> rusqlite::Result<()> {
+    fn set_phase_in(
+        tx: &rusqlite::Connection,
+        generation: i64,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> rusqlite::Result<()> {
         let now = now_s();
         exec(
             tx,
@@ -148,19 +180,38 @@ impl JobStore {
         exec(
             tx,
             "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', ?2)",
-            params![now, format!("generation {generation}: {}{}", phase.as_str(), message.map(|m| format!(" ({m})")).unwrap_or_default())],
+            params![
+                now,
+                format!(
+                    "generation {generation}: {}{}",
+                    phase.as_str(),
+                    message.map(|m| format!(" ({m})")).unwrap_or_default()
+                )
+            ],
         )?;
         if phase.is_final() {
-            exec(tx, "UPDATE generations SET finished_at = ?2 WHERE generation = ?1", params![generation, now])?;
+            exec(
+                tx,
+                "UPDATE generations SET finished_at = ?2 WHERE generation = ?1",
+                params![generation, now],
+            )?;
         }
         Ok(())
     }
 
     /// Move to `phase` (for transitions that carry no results of their own).
-    pub fn set_phase(&mut self, generation: i64, phase: Phase, message: Option<&str>) -> Result<()> {
+    pub fn set_phase(
+        &mut self,
+        generation: i64,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
         Self::set_phase_in(&tx, generation, phase, message).map_err(sq)?;
         tx.commit().map_err(sq)
     }
@@ -169,7 +220,10 @@ impl JobStore {
     pub fn finish_labelling(&mut self, generation: i64) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
         exec(
             &tx,
             "UPDATE generations SET
@@ -191,7 +245,10 @@ impl JobStore {
     pub fn record_model(&mut self, record: &ModelRecord) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
         let metrics = record.metrics.to_string();
         exec(
             &tx,
@@ -200,8 +257,12 @@ impl JobStore {
             params![record.generation, record.path, record.n_train, record.n_test, metrics, now_s()],
         )
         .map_err(sq)?;
-        exec(&tx, "UPDATE generations SET metrics_json = ?2 WHERE generation = ?1", params![record.generation, metrics])
-            .map_err(sq)?;
+        exec(
+            &tx,
+            "UPDATE generations SET metrics_json = ?2 WHERE generation = ?1",
+            params![record.generation, metrics],
+        )
+        .map_err(sq)?;
         Self::set_phase_in(&tx, record.generation, Phase::Explore, None).map_err(sq)?;
         tx.commit().map_err(sq)
     }
@@ -227,9 +288,11 @@ impl JobStore {
     /// Whether an MD segment of `generation` was already explored and recorded.
     pub fn segment_done(&self, generation: i64, name: &str) -> Result<bool> {
         self.conn
-            .query_row("SELECT count(*) FROM md_segments WHERE generation = ?1 AND name = ?2", params![generation, name], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM md_segments WHERE generation = ?1 AND name = ?2",
+                params![generation, name],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n > 0)
             .map_err(self.sq())
     }
@@ -237,11 +300,18 @@ impl JobStore {
     /// An MD segment finished: its record and the uncertain frames it found (as
     /// candidates of the next generation, scored by their extrapolation grade), in one
     /// transaction. Returns how many new candidates were added.
-    pub fn record_segment(&mut self, segment: &SegmentRecord, candidates: &[(Structure, f64)]) -> Result<usize> {
+    pub fn record_segment(
+        &mut self,
+        segment: &SegmentRecord,
+        candidates: &[(Structure, f64)],
+    ) -> Result<usize> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
         let mut added = 0;
         for (s, score) in candidates {
             let atoms = serde_json::to_string(s).expect("structures serialise");
@@ -308,7 +378,8 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sq())
     }
 
     /// Candidates of `generation` not yet selected or rejected: (structure id, atoms, score).
@@ -321,13 +392,21 @@ impl JobStore {
             )
             .map_err(self.sq())?;
         let rows = st
-            .query_map([generation], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))
+            .query_map([generation], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, f64>(2)?,
+                ))
+            })
             .map_err(self.sq())?;
         let mut out = Vec::new();
         for row in rows {
             let (id, atoms, score) = row.map_err(self.sq())?;
-            let s = serde_json::from_str(&atoms)
-                .map_err(|e| StoreError::BadRow { id, message: format!("structure atoms: {e}") })?;
+            let s = serde_json::from_str(&atoms).map_err(|e| StoreError::BadRow {
+                id,
+                message: format!("structure atoms: {e}"),
+            })?;
             out.push((id, s, score));
         }
         Ok(out)
@@ -346,16 +425,28 @@ impl JobStore {
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let next = generation + 1;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sq)?;
         let calcs: Vec<NewCalculation> = selected.iter().map(|(_, c)| c.clone()).collect();
         import_in(&tx, &calcs).map_err(sq)?;
         for (id, _) in selected {
-            exec(&tx, "UPDATE structures SET status = 'selected' WHERE id = ?1", params![id]).map_err(sq)?;
+            exec(
+                &tx,
+                "UPDATE structures SET status = 'selected' WHERE id = ?1",
+                params![id],
+            )
+            .map_err(sq)?;
         }
         exec(&tx, "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'", params![next])
             .map_err(sq)?;
         let n_candidates: i64 = tx
-            .query_row("SELECT count(*) FROM structures WHERE generation = ?1 AND origin LIKE 'md:%'", params![next], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM structures WHERE generation = ?1 AND origin LIKE 'md:%'",
+                params![next],
+                |r| r.get(0),
+            )
             .map_err(sq)?;
         exec(
             &tx,
@@ -374,12 +465,25 @@ impl JobStore {
     }
 
     /// Record the exploration statistics of the last generation and end the loop.
-    pub fn conclude(&mut self, generation: i64, phase: Phase, gamma_stats: &serde_json::Value, message: &str) -> Result<()> {
+    pub fn conclude(
+        &mut self,
+        generation: i64,
+        phase: Phase,
+        gamma_stats: &serde_json::Value,
+        message: &str,
+    ) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        exec(&tx, "UPDATE generations SET gamma_json = ?2 WHERE generation = ?1", params![generation, gamma_stats.to_string()])
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sq)?;
+        exec(
+            &tx,
+            "UPDATE generations SET gamma_json = ?2 WHERE generation = ?1",
+            params![generation, gamma_stats.to_string()],
+        )
+        .map_err(sq)?;
         Self::set_phase_in(&tx, generation, phase, Some(message)).map_err(sq)?;
         tx.commit().map_err(sq)
     }
@@ -409,6 +513,7 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.sq())
     }
 }
