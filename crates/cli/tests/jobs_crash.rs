@@ -50,6 +50,7 @@ fn kill_9_mid_run_then_resume_labels_everything_exactly_once() {
     assert_eq!(count(&s, "done"), N, "{}\n{}", s["counts"], stderr(&out));
     assert_eq!(count(&s, "failed") + count(&s, "timeout") + count(&s, "pending") + count(&s, "running"), 0);
     let executions = s["executions"].as_u64().unwrap();
+    eprintln!("{N} labels after two kills: {executions} engine executions");
     // Each kill can cost at most what was in flight.
     assert!(executions <= N + 2 * WORKERS, "{executions} executions for {N} labels");
     let done: HashSet<u64> = s["done_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();

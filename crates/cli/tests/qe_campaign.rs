@@ -67,6 +67,7 @@ fn qe_campaign_survives_kill_9_without_repeating_labels() {
     let s = status_json(dir);
     assert_eq!(count(&s, "done"), N, "{s}");
     let executions = s["executions"].as_u64().unwrap();
+    eprintln!("{N} pw.x labels after a kill: {executions} executions");
     assert!(executions <= N + 2, "{executions} executions for {N} labels");
 
     // The labels are DFT numbers: Si2 near equilibrium is about -15.8 Ry per cell
