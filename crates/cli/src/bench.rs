@@ -218,11 +218,8 @@ fn emt_labelled_cu(count: usize, seed: u64) -> Result<Vec<autopipe_atoms::Frame>
     autopipe_build::generate_bulk(&recipe)
         .into_iter()
         .map(|s| {
-            let l = emt.calculate(&s)?;
             let mut f = autopipe_atoms::Frame::from_structure(s);
-            f.energy_ev = Some(l.energy_ev);
-            f.forces_ev_per_a = Some(l.forces_ev_per_a);
-            f.stress_ev_per_a3 = l.stress_ev_per_a3;
+            autopipe_workflow::models::label_with_emt(&emt, &mut f)?;
             Ok(f)
         })
         .collect()

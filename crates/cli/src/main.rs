@@ -317,10 +317,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let emt = autopipe_engines::emt::Emt::new();
             let mut frames = read_extxyz_file(&file)?;
             for (i, f) in frames.iter_mut().enumerate() {
-                let l = emt.calculate(&f.structure).with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
-                f.energy_ev = Some(l.energy_ev);
-                f.forces_ev_per_a = Some(l.forces_ev_per_a);
-                f.stress_ev_per_a3 = l.stress_ev_per_a3;
+                models::label_with_emt(&emt, f).with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
             }
             write_extxyz_file(&out, &frames)?;
             Ok(ExitCode::SUCCESS)

@@ -227,7 +227,7 @@ impl Pool<'_> {
             match read_result(&job_dir).filter(|r| r.calculation_id == flight.calculation_id) {
                 // A result of this attempt, or finished labels of an earlier attempt.
                 Some(r) if r.attempt == flight.attempt || matches!(r.outcome, EngineOutcome::Labels { .. }) => {
-                    self.harvest(&claimed, &job_dir, r, false)?;
+                    self.harvest(&claimed, r)?;
                     harvested += 1;
                 }
                 _ => {
@@ -349,7 +349,7 @@ impl Pool<'_> {
         }
         let result = read_result(job_dir).filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt);
         match (result, status) {
-            (Some(r), _) => self.harvest(claimed, job_dir, r, true),
+            (Some(r), _) => self.harvest(claimed, r),
             (None, Some(s)) if s.signal().is_some() => {
                 let message = format!("the job process was killed by signal {}", s.signal().unwrap_or(0));
                 self.fail(claimed, FailureKind::Killed, &message)
@@ -365,13 +365,7 @@ impl Pool<'_> {
         }
     }
 
-    fn harvest(
-        &mut self,
-        claimed: &Claimed,
-        _job_dir: &Path,
-        result: crate::job::JobResult,
-        _own: bool,
-    ) -> Result<(), ExecError> {
+    fn harvest(&mut self, claimed: &Claimed, result: crate::job::JobResult) -> Result<(), ExecError> {
         match result.outcome {
             EngineOutcome::Labels { labels, scf_steps } => {
                 let calc = CalcResult {

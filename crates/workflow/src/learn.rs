@@ -45,13 +45,11 @@ pub fn load_model(path: &Path) -> Result<SnapModel, RunError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let out = |e: std::io::Error| RunError::Output { path: path.to_path_buf(), message: e.to_string() };
+    let out = |message: String| RunError::Output { path: path.to_path_buf(), message };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(out)?;
+        std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(out)?;
-    std::fs::rename(&tmp, path).map_err(out)
+    autopipe_exec::job::write_atomic(path, bytes).map_err(|e| out(e.to_string()))
 }
 
 /// A SNAP model as a force field for MD.

@@ -110,6 +110,15 @@ pub fn read_model(path: &Path) -> Result<SnapModel, RunError> {
     load_model(path)
 }
 
+/// Put EMT's energy, forces and stress on a frame.
+pub fn label_with_emt(emt: &Emt, frame: &mut Frame) -> Result<(), autopipe_engines::emt::EmtError> {
+    let l = emt.calculate(&frame.structure)?;
+    frame.energy_ev = Some(l.energy_ev);
+    frame.forces_ev_per_a = Some(l.forces_ev_per_a);
+    frame.stress_ev_per_a3 = l.stress_ev_per_a3;
+    Ok(())
+}
+
 /// EMT as an MD force field.
 pub struct EmtForceField(pub Emt);
 
