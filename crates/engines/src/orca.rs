@@ -8,7 +8,9 @@
 //! itself and ASE (CODATA 2014) differ in the 8th significant digit.
 //! Forces are minus the gradient.
 
-use crate::output::{floats, fortran_f64, max_force, not_text_reason, ParseError, ParsedOutput, RunError, RunStatus};
+use crate::output::{
+    describe_exit, floats, fortran_f64, max_force, not_text_reason, tail_lines, ParseError, ParsedOutput, RunError, RunStatus,
+};
 use autopipe_atoms::units::{BOHR_A, HARTREE_EV};
 use autopipe_atoms::{Element, Structure};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,10 @@ use std::path::Path;
 
 const ENGINE: &str = "ORCA";
 
+/// Eh -> eV as used for ORCA's energies (CODATA 2018).
+pub const ORCA_HARTREE_TO_EV: f64 = HARTREE_EV;
+/// bohr -> Å as used for ORCA's `.engrad` coordinates (CODATA 2018).
+pub const ORCA_BOHR_TO_A: f64 = BOHR_A;
 /// Eh/bohr -> eV/Å.
 pub const HARTREE_PER_BOHR_TO_EV_PER_A: f64 = HARTREE_EV / BOHR_A;
 
@@ -206,9 +212,27 @@ pub fn write_orca_input(structure: &Structure, settings: &OrcaSettings) -> Resul
     Ok(o)
 }
 
-/// The label-defining settings (no cores, memory, SCF iteration limit or command).
+/// Simple-input keywords that are SCF convergence knobs (and that [`remediate`] may add
+/// or swap): they never define a label, so [`label_params`] leaves them out.
+pub const SCF_KNOB_KEYWORDS: &[&str] = &[
+    "SlowConv", "VerySlowConv", "KDIIS", "SOSCF", "NoSOSCF", "DIIS", "NoDIIS", "TRAH", "NoTRAH", "AutoTRAH",
+    "NoAutoStart", "MORead",
+];
+
+/// Keywords that change how ORCA runs or prints, not what it computes: the knobs of
+/// [`SCF_KNOB_KEYWORDS`], `PALn` (cores) and the print levels.
+fn is_non_label_keyword(k: &str) -> bool {
+    let l = k.to_ascii_lowercase();
+    SCF_KNOB_KEYWORDS.iter().any(|w| w.eq_ignore_ascii_case(k))
+        || (l.starts_with("pal") && l.len() > 3 && l[3..].bytes().all(|b| b.is_ascii_digit()))
+        || matches!(l.as_str(), "miniprint" | "smallprint" | "normalprint" | "largeprint" | "printbasis" | "printmos")
+}
+
+/// The label-defining settings (no cores, memory, SCF iteration limit, command, SCF
+/// convergence-knob keywords, `PALn` or print-level keywords).
 pub fn label_params(settings: &OrcaSettings) -> serde_json::Value {
     let s = settings;
+    let extra_keywords: Vec<&String> = s.extra_keywords.iter().filter(|k| !is_non_label_keyword(k)).collect();
     serde_json::json!({
         "engine": "orca",
         "charge": s.charge,
@@ -217,8 +241,213 @@ pub fn label_params(settings: &OrcaSettings) -> serde_json::Value {
         "basis": s.basis,
         "element_basis": s.element_basis,
         "optimize": s.optimize,
-        "extra_keywords": s.extra_keywords,
+        "extra_keywords": extra_keywords,
     })
+}
+
+fn has_keyword(s: &OrcaSettings, k: &str) -> bool {
+    s.extra_keywords.iter().any(|w| w.eq_ignore_ascii_case(k))
+}
+
+/// The remediation ladder for a physics failure (SCF not converged). `failed_attempt`
+/// is the number of the attempt that just failed (1 = the first run; 0 is read as 1),
+/// `settings` the settings it used. Only SCF convergence knobs change (`%scf MaxIter`
+/// and the keywords of [`SCF_KNOB_KEYWORDS`]); functional, basis, charge, multiplicity
+/// and every other label-defining setting stay:
+///
+/// 1. MaxIter -> at least 2× (and >= 300), `SlowConv` (more damping);
+/// 2. `SlowConv` -> `VerySlowConv`, MaxIter -> >= 500;
+/// 3. `KDIIS` and `SOSCF` (another DIIS and a second-order converger), MaxIter -> >= 1000.
+///
+/// A rung that would change nothing is skipped; None when the ladder is exhausted.
+pub fn remediate(settings: &OrcaSettings, failed_attempt: u32) -> Option<(OrcaSettings, String)> {
+    let mut rung = failed_attempt.max(1);
+    // ORCA's own default MaxIter is 125
+    let max_iter = settings.scf_max_iter.unwrap_or(125);
+    loop {
+        let mut s = settings.clone();
+        let mut added: Vec<&str> = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        match rung {
+            1 => {
+                s.scf_max_iter = Some(max_iter.saturating_mul(2).max(300));
+                if !has_keyword(&s, "SlowConv") && !has_keyword(&s, "VerySlowConv") {
+                    added.push("SlowConv");
+                }
+            }
+            2 => {
+                s.scf_max_iter = Some(max_iter.max(500));
+                if !has_keyword(&s, "VerySlowConv") {
+                    removed.extend(s.extra_keywords.iter().filter(|w| w.eq_ignore_ascii_case("SlowConv")).cloned());
+                    added.push("VerySlowConv");
+                }
+            }
+            3 => {
+                s.scf_max_iter = Some(max_iter.max(1000));
+                for k in ["KDIIS", "SOSCF"] {
+                    if !has_keyword(&s, k) {
+                        added.push(k);
+                    }
+                }
+                // SOSCF would be switched off again by NoSOSCF
+                removed.extend(s.extra_keywords.iter().filter(|w| w.eq_ignore_ascii_case("NoSOSCF")).cloned());
+            }
+            _ => return None,
+        }
+        s.extra_keywords.retain(|w| !removed.contains(w));
+        s.extra_keywords.extend(added.iter().map(|k| k.to_string()));
+        let mut what = Vec::new();
+        if s.scf_max_iter != settings.scf_max_iter {
+            what.push(format!("SCF MaxIter {max_iter} -> {}", s.scf_max_iter.unwrap_or(0)));
+        }
+        if !removed.is_empty() {
+            what.push(format!("keywords removed: {}", removed.join(" ")));
+        }
+        if !added.is_empty() {
+            what.push(format!("keywords added: {}", added.join(" ")));
+        }
+        if !what.is_empty() {
+            debug_assert_eq!(label_params(settings), label_params(&s));
+            return Some((s, what.join(", ")));
+        }
+        rung += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Runner (I/O)
+// ---------------------------------------------------------------------------------
+
+const ORCA_HINT: &str = " (ORCA is not installed by autopipe: download it from the ORCA forum \
+(orcaforum.kofo.mpg.de, free for academic use) and set the ORCA command in [oracle] to the full \
+path of the `orca` executable, which ORCA needs for parallel runs)";
+
+/// The program to start: `command` itself when it holds a `/`, else its full path found
+/// on `PATH` (ORCA restarts itself through this path for parallel runs).
+fn resolve_program(command: &str) -> Option<std::path::PathBuf> {
+    if command.contains('/') {
+        return Some(std::path::PathBuf::from(command));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(command)).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Run ORCA on one molecule in `job_dir`: writes `orca.inp`, runs
+/// `<settings.command> orca.inp` there (the command is the path of the `orca`
+/// executable, not a shell line; a bare name is resolved to its full path on `PATH`,
+/// which ORCA needs for parallel runs), stdout to `orca.out`, stderr to `orca.err`,
+/// waits, and parses `orca.out`. For a single point (`engrad`, no `optimize`), the forces
+/// come from `orca.engrad` when it is present (more digits than the printed gradient).
+/// The atom order is the structure's. It never kills ORCA: time limits belong to the
+/// caller's executor (which kills the process group).
+///
+/// A missing ORCA is a `RunError::Spawn` saying how to install and configure it; an ORCA
+/// that dies before writing a recognisable output gives a `crashed` result with the exit
+/// status and the end of `orca.err`.
+pub fn run_orca(job_dir: &Path, structure: &Structure, settings: &OrcaSettings) -> Result<ParsedOutput, RunError> {
+    let input = write_orca_input(structure, settings)?;
+    let command = settings.command.trim();
+    if command.is_empty() {
+        return Err(RunError::Settings(format!("the ORCA command is empty{ORCA_HINT}")));
+    }
+    let program = resolve_program(command).ok_or_else(|| RunError::Spawn {
+        command: command.to_string(),
+        error: "not found on PATH".into(),
+        hint: ORCA_HINT,
+    })?;
+    let io = |p: &Path, e: std::io::Error| RunError::Io { path: p.display().to_string(), error: e.to_string() };
+    std::fs::create_dir_all(job_dir).map_err(|e| io(job_dir, e))?;
+    let in_path = job_dir.join("orca.inp");
+    std::fs::write(&in_path, &input).map_err(|e| io(&in_path, e))?;
+    let engrad_path = job_dir.join("orca.engrad");
+    // gradients of an earlier attempt must not be read as this run's
+    let _ = std::fs::remove_file(&engrad_path);
+    let out_path = job_dir.join("orca.out");
+    let err_path = job_dir.join("orca.err");
+    let stdout = std::fs::File::create(&out_path).map_err(|e| io(&out_path, e))?;
+    let stderr = std::fs::File::create(&err_path).map_err(|e| io(&err_path, e))?;
+    let status = std::process::Command::new(&program)
+        .arg("orca.inp")
+        .current_dir(job_dir)
+        .env("OMP_NUM_THREADS", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .map_err(|e| RunError::Spawn {
+            command: format!("{} orca.inp", program.display()),
+            error: e.to_string(),
+            hint: ORCA_HINT,
+        })?;
+
+    let text = crate::output::read_output_file(&out_path)?;
+    let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let mut p = match parse_orca_output(&text, &out_path.display().to_string()) {
+        Ok(p) => p,
+        Err(ParseError::NotAnOutput { .. }) if !status.success() => {
+            return Ok(ParsedOutput {
+                energy_ev: None,
+                forces_ev_per_a: None,
+                stress_ev_per_a3: None,
+                max_force_ev_per_a: None,
+                scf_steps: None,
+                wall_time_s: None,
+                status: RunStatus::Crashed,
+                message: Some(format!(
+                    "ORCA {} before writing an output; stderr: {}",
+                    describe_exit(&status),
+                    tail_lines(&err_text, 5)
+                )),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
+        p.status = RunStatus::Crashed;
+    }
+    if !status.success() && p.status == RunStatus::Converged {
+        p.status = RunStatus::Crashed;
+        p.message = Some(format!(
+            "ORCA {} although the output looks complete; stderr: {}",
+            describe_exit(&status),
+            tail_lines(&err_text, 5)
+        ));
+    } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
+        p.message = Some(join_msg(p.message.take(), format!("ORCA {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))));
+    }
+    // a single point's forces from orca.engrad (12 decimals instead of 9)
+    if p.status == RunStatus::Converged && settings.engrad && !settings.optimize && engrad_path.exists() {
+        let g = std::fs::read_to_string(&engrad_path)
+            .map_err(|e| ParseError::Io { file: engrad_path.display().to_string(), error: e.to_string() })
+            .and_then(|t| parse_engrad_from(&t, &engrad_path.display().to_string()));
+        match g {
+            Ok(g) if g.natoms == structure.len() => {
+                p.max_force_ev_per_a = Some(max_force(&g.forces_ev_per_a));
+                p.forces_ev_per_a = Some(g.forces_ev_per_a);
+                if p.energy_ev.is_none() {
+                    p.energy_ev = Some(g.energy_ev);
+                }
+            }
+            Ok(g) => {
+                p.message = Some(join_msg(p.message.take(), format!("orca.engrad has {} atoms, the structure {}: ignored", g.natoms, structure.len())))
+            }
+            Err(e) => p.message = Some(join_msg(p.message.take(), format!("orca.engrad ignored: {e}"))),
+        }
+    }
+    if let Some(f) = &p.forces_ev_per_a {
+        if f.len() != structure.len() {
+            p.message = Some(join_msg(
+                p.message.take(),
+                format!("ORCA printed {} gradients for {} atoms: forces dropped", f.len(), structure.len()),
+            ));
+            p.forces_ev_per_a = None;
+            p.max_force_ev_per_a = None;
+        }
+    }
+    Ok(p)
 }
 
 // ---------------------------------------------------------------------------------

@@ -11,9 +11,15 @@
 //! `[0, 4, 8, 5, 2, 1]`; the OUTCAR `in kB` parser likewise negates) therefore use
 //! `ASE stress = -VASP stress × 0.1 GPa`, which is what we do here.
 
-use crate::output::{fortran_f64, max_force, not_text_reason, voigt, ParseError, ParsedOutput, RunError, RunStatus};
+use crate::output::{
+    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
+};
 use autopipe_atoms::structure::{cross, dot, norm};
 use autopipe_atoms::units::KBAR_IN_EV_PER_A3;
+
+/// kbar (VASP's stress unit) -> eV/Å³: 1 kbar = 1e8 Pa and 1 eV/Å³ = e·1e30 Pa, with the
+/// exact SI elementary charge (CODATA 2018), i.e. 1/1602.176634.
+pub const VASP_KBAR_TO_EV_PER_A3: f64 = KBAR_IN_EV_PER_A3;
 use autopipe_atoms::{Element, Structure};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -342,9 +348,31 @@ pub fn assemble_potcar(
     Ok(out)
 }
 
-/// The label-defining settings (no NELM, command or POTCAR directory).
+/// INCAR tags that are convergence knobs (electronic minimiser, mixing, step limits) or
+/// run options (parallelisation, which files are written): they never define a label,
+/// so [`label_params`] leaves them out of the `incar` map and [`remediate`] may change
+/// the knobs among them.
+pub const NON_LABEL_INCAR_TAGS: &[&str] = &[
+    "ALGO", "IALGO", "NELM", "NELMIN", "NELMDL", "AMIX", "BMIX", "AMIX_MAG", "BMIX_MAG", "AMIN", "IMIX", "MAXMIX",
+    "INIMIX", "MIXPRE", "WC", "TIME", "NCORE", "NPAR", "KPAR", "NSIM", "LPLANE", "LWAVE", "LCHARG", "LVTOT",
+    "LVHAR", "LORBIT", "NWRITE",
+];
+
+fn is_non_label_tag(tag: &str) -> bool {
+    NON_LABEL_INCAR_TAGS.iter().any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// The label-defining settings: everything except NELM, the convergence knobs and run
+/// options of [`NON_LABEL_INCAR_TAGS`] in `incar`, the command, the POTCAR directory
+/// and the POSCAR coordinate mode.
 pub fn label_params(settings: &VaspSettings) -> serde_json::Value {
     let s = settings;
+    let incar: BTreeMap<String, &serde_json::Value> = s
+        .incar
+        .iter()
+        .filter(|(k, _)| !is_non_label_tag(k))
+        .map(|(k, v)| (k.to_ascii_uppercase(), v))
+        .collect();
     let kpoints = match s.kpoints {
         Some(k) => serde_json::json!({ "mesh": k, "gamma": s.gamma_centered }),
         None => serde_json::json!({ "kspacing_per_a": s.kspacing_per_a, "gamma": s.gamma_centered }),
@@ -353,8 +381,307 @@ pub fn label_params(settings: &VaspSettings) -> serde_json::Value {
         "engine": "vasp",
         "encut": s.encut, "ediff": s.ediff, "ismear": s.ismear, "sigma": s.sigma,
         "ibrion": s.ibrion, "nsw": s.nsw, "isif": s.isif,
-        "incar": s.incar, "kpoints": kpoints, "potcars": s.potcars,
+        "incar": incar, "kpoints": kpoints, "potcars": s.potcars,
     })
+}
+
+// ---------------------------------------------------------------------------------
+// Remediation ladder
+// ---------------------------------------------------------------------------------
+
+/// The key of `tag` in the `incar` map (case-insensitive), if set there.
+fn incar_key(s: &VaspSettings, tag: &str) -> Option<String> {
+    s.incar.keys().find(|k| k.eq_ignore_ascii_case(tag)).cloned()
+}
+
+fn incar_f64(s: &VaspSettings, tag: &str) -> Option<f64> {
+    let v = &s.incar[&incar_key(s, tag)?];
+    v.as_f64().or_else(|| v.as_str().and_then(fortran_f64))
+}
+
+/// Set `tag` in the `incar` map, keeping the user's spelling of the key.
+fn set_incar(s: &mut VaspSettings, tag: &str, v: serde_json::Value) {
+    let k = incar_key(s, tag).unwrap_or_else(|| tag.to_string());
+    s.incar.insert(k, v);
+}
+
+/// NELM in effect: the typed field, else an `incar` NELM, else VASP's default 60.
+fn nelm_of(s: &VaspSettings) -> u32 {
+    s.nelm.or_else(|| incar_f64(s, "NELM").map(|v| v.max(1.0) as u32)).unwrap_or(60)
+}
+
+fn set_nelm(s: &mut VaspSettings, n: u32) {
+    if s.nelm.is_none() && incar_key(s, "NELM").is_some() {
+        set_incar(s, "NELM", serde_json::json!(n));
+    } else {
+        s.nelm = Some(n);
+    }
+}
+
+/// ALGO in effect, upper case (VASP's default `Normal`).
+fn algo_of(s: &VaspSettings) -> String {
+    incar_key(s, "ALGO")
+        .and_then(|k| s.incar[&k].as_str().map(str::to_string))
+        .unwrap_or_else(|| "Normal".into())
+        .to_ascii_uppercase()
+}
+
+/// The remediation ladder for a physics failure (SCF not converged). `failed_attempt`
+/// is the number of the attempt that just failed (1 = the first run; 0 is read as 1),
+/// `settings` the settings it used. Only convergence knobs change (NELM, and ALGO,
+/// AMIX, BMIX in `incar`); ENCUT, EDIFF, the functional, k-points, smearing and every
+/// other label-defining setting stay:
+///
+/// 1. NELM -> at least 2× (and >= 200); ALGO VeryFast/Fast -> Normal;
+/// 2. ALGO -> All (conjugate-gradient all-band), NELM -> >= 300;
+/// 3. AMIX -> at most 0.1, BMIX -> at most 0.01 (VASP's defaults 0.4 and 1.0), NELM -> >= 400.
+///
+/// A rung that would change nothing is skipped; None when the ladder is exhausted.
+pub fn remediate(settings: &VaspSettings, failed_attempt: u32) -> Option<(VaspSettings, String)> {
+    let mut rung = failed_attempt.max(1);
+    loop {
+        let mut s = settings.clone();
+        let nelm = nelm_of(settings);
+        match rung {
+            1 => {
+                set_nelm(&mut s, nelm.saturating_mul(2).max(200));
+                if matches!(algo_of(settings).as_str(), "FAST" | "VERYFAST" | "VERY_FAST" | "VERYF" | "F" | "V") {
+                    set_incar(&mut s, "ALGO", serde_json::json!("Normal"));
+                }
+            }
+            2 => {
+                set_nelm(&mut s, nelm.max(300));
+                if !matches!(algo_of(settings).as_str(), "ALL" | "A") {
+                    set_incar(&mut s, "ALGO", serde_json::json!("All"));
+                }
+            }
+            3 => {
+                set_nelm(&mut s, nelm.max(400));
+                if incar_f64(settings, "AMIX").unwrap_or(0.4) > 0.1 {
+                    set_incar(&mut s, "AMIX", serde_json::json!(0.1));
+                }
+                if incar_f64(settings, "BMIX").unwrap_or(1.0) > 0.01 {
+                    set_incar(&mut s, "BMIX", serde_json::json!(0.01));
+                }
+            }
+            _ => return None,
+        }
+        let what = describe_changes(settings, &s);
+        if !what.is_empty() {
+            debug_assert_eq!(label_params(settings), label_params(&s));
+            return Some((s, what));
+        }
+        rung += 1;
+    }
+}
+
+fn describe_changes(a: &VaspSettings, b: &VaspSettings) -> String {
+    let mut v = Vec::new();
+    if nelm_of(a) != nelm_of(b) {
+        v.push(format!("NELM {} -> {}", nelm_of(a), nelm_of(b)));
+    }
+    for tag in ["ALGO", "AMIX", "BMIX"] {
+        let (x, y) = (incar_key(a, tag).map(|k| &a.incar[&k]), incar_key(b, tag).map(|k| &b.incar[&k]));
+        if x != y {
+            let show = |v: Option<&serde_json::Value>| match v {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "default".into(),
+            };
+            v.push(format!("{tag} {} -> {}", show(x), show(y)));
+        }
+    }
+    v.join(", ")
+}
+
+// ---------------------------------------------------------------------------------
+// Runner (I/O)
+// ---------------------------------------------------------------------------------
+
+/// VASP's forces (in POSCAR order, see [`poscar_atom_order`]) in the structure's atom
+/// order: `out[order[k]] = forces[k]`. None when the counts differ or `order` is not a
+/// permutation.
+pub fn forces_to_structure_order(order: &[usize], forces: &[[f64; 3]]) -> Option<Vec<[f64; 3]>> {
+    if order.len() != forces.len() {
+        return None;
+    }
+    let mut out: Vec<Option<[f64; 3]>> = vec![None; forces.len()];
+    for (k, &i) in order.iter().enumerate() {
+        let slot = out.get_mut(i)?;
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(forces[k]);
+    }
+    out.into_iter().collect()
+}
+
+const VASP_HINT: &str = " (VASP is licensed software and is not installed by autopipe: set the VASP \
+command in [oracle] to your own binary, e.g. \"mpirun -np 4 vasp_std\" or a full path)";
+
+/// Run VASP on one structure in `job_dir`: writes `POSCAR` (atoms grouped by species),
+/// `INCAR`, `KPOINTS` and `POTCAR` (each POTCAR read by `potcar`, see
+/// [`assemble_potcar`]), runs `sh -c "<settings.command>"` there (stdout to `vasp.out`,
+/// stderr to `vasp.err`), waits, and parses `vasprun.xml`, falling back to `OUTCAR`
+/// when vasprun.xml is missing, unreadable or truncated. The forces are returned in the
+/// structure's atom order (mapped back from POSCAR order). It never kills VASP: time
+/// limits belong to the caller's executor (which kills the process group).
+///
+/// A command that the shell cannot find or execute (exit code 127 or 126 without any
+/// output) is a `RunError::Spawn` saying how to configure VASP. A VASP that dies before
+/// writing a recognisable output gives a `crashed` result with the exit status and the
+/// end of `vasp.err`/`vasp.out`.
+pub fn run_vasp(
+    job_dir: &Path,
+    structure: &Structure,
+    settings: &VaspSettings,
+    potcar: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<ParsedOutput, RunError> {
+    if settings.command.trim().is_empty() {
+        return Err(RunError::Settings(format!("the VASP command is empty{VASP_HINT}")));
+    }
+    let poscar = write_poscar(structure, settings.poscar_direct)?;
+    let incar = write_incar(settings)?;
+    let kpoints = write_kpoints(structure, settings)?;
+    let potcar = assemble_potcar(structure, settings, potcar)?;
+    let io = |p: &Path, e: std::io::Error| RunError::Io { path: p.display().to_string(), error: e.to_string() };
+    std::fs::create_dir_all(job_dir).map_err(|e| io(job_dir, e))?;
+    for (name, text) in [("POSCAR", &poscar), ("INCAR", &incar), ("KPOINTS", &kpoints), ("POTCAR", &potcar)] {
+        let p = job_dir.join(name);
+        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+    }
+    // outputs of an earlier attempt must not be read as this run's
+    for f in ["vasprun.xml", "OUTCAR", "OSZICAR", "CONTCAR"] {
+        let _ = std::fs::remove_file(job_dir.join(f));
+    }
+    let out_path = job_dir.join("vasp.out");
+    let err_path = job_dir.join("vasp.err");
+    let stdout = std::fs::File::create(&out_path).map_err(|e| io(&out_path, e))?;
+    let stderr = std::fs::File::create(&err_path).map_err(|e| io(&err_path, e))?;
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&settings.command)
+        .current_dir(job_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .map_err(|e| RunError::Spawn { command: format!("sh -c {:?}", settings.command), error: e.to_string(), hint: VASP_HINT })?;
+
+    let vasprun_path = job_dir.join("vasprun.xml");
+    let outcar_path = job_dir.join("OUTCAR");
+    let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let out_text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr_tail = || {
+        let t = tail_lines(&err_text, 5);
+        if t.is_empty() {
+            format!("stdout: {}", tail_lines(&out_text, 5))
+        } else {
+            format!("stderr: {t}")
+        }
+    };
+    if matches!(status.code(), Some(126 | 127)) && !vasprun_path.exists() && !outcar_path.exists() {
+        return Err(RunError::Spawn {
+            command: settings.command.clone(),
+            error: format!("the shell could not run it ({}; {})", describe_exit(&status), stderr_tail()),
+            hint: VASP_HINT,
+        });
+    }
+
+    let vasprun = vasprun_path.exists().then(|| read_vasprun(&vasprun_path));
+    let outcar = outcar_path.exists().then(|| read_outcar(&outcar_path));
+    let vasprun_ok = matches!(&vasprun, Some(Ok(p)) if p.status != RunStatus::Truncated);
+    let parsed: Option<Result<ParsedOutput, ParseError>> = if vasprun_ok {
+        let mut p = vasprun.and_then(Result::ok).expect("checked");
+        // vasprun.xml has no wall time; OUTCAR does
+        if let Some(Ok(o)) = &outcar {
+            p.wall_time_s = p.wall_time_s.or(o.wall_time_s);
+        }
+        Some(Ok(p))
+    } else {
+        match (vasprun, outcar) {
+            (v, Some(Ok(o))) if o.status != RunStatus::Truncated || !matches!(v, Some(Ok(_))) => {
+                let mut o = o;
+                let why = match &v {
+                    None => "vasprun.xml is missing".to_string(),
+                    Some(Ok(_)) => "vasprun.xml is truncated".to_string(),
+                    Some(Err(e)) => format!("vasprun.xml is unreadable ({e})"),
+                };
+                o.message = Some(join_msg(Some(format!("read from OUTCAR: {why}")), o.message.take().unwrap_or_default()));
+                Some(Ok(o))
+            }
+            (Some(Ok(v)), _) => Some(Ok(v)),
+            (Some(Err(e)), _) => Some(Err(e)),
+            (None, Some(o)) => Some(o),
+            (None, None) => None,
+        }
+    };
+    let crashed = |why: String| ParsedOutput {
+        energy_ev: None,
+        forces_ev_per_a: None,
+        stress_ev_per_a3: None,
+        max_force_ev_per_a: None,
+        scf_steps: None,
+        wall_time_s: None,
+        status: RunStatus::Crashed,
+        message: Some(why),
+    };
+    let mut p = match parsed {
+        Some(Ok(p)) => p,
+        Some(Err(ParseError::NotAnOutput { .. })) | None if !status.success() => {
+            return Ok(crashed(format!(
+                "VASP ({}) {} before writing vasprun.xml or OUTCAR; {}",
+                settings.command,
+                describe_exit(&status),
+                stderr_tail()
+            )))
+        }
+        None => {
+            return Ok(crashed(format!(
+                "`{}` exited successfully but wrote neither vasprun.xml nor OUTCAR in {}; {}",
+                settings.command,
+                job_dir.display(),
+                stderr_tail()
+            )))
+        }
+        Some(Err(e)) => return Err(e.into()),
+    };
+    if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
+        p.status = RunStatus::Crashed;
+    }
+    if !status.success() && p.status == RunStatus::Converged {
+        p.status = RunStatus::Crashed;
+        p.message = Some(format!("VASP {} although the output looks complete; {}", describe_exit(&status), stderr_tail()));
+    } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
+        p.message = Some(join_msg(p.message.take(), format!("VASP {}; {}", describe_exit(&status), stderr_tail())));
+    }
+    // VASP's atom order (POSCAR order) -> ours
+    if let Some(f) = p.forces_ev_per_a.take() {
+        match forces_to_structure_order(&poscar_atom_order(structure), &f) {
+            Some(mapped) => p.forces_ev_per_a = Some(mapped),
+            None => {
+                p.max_force_ev_per_a = None;
+                p.message = Some(join_msg(
+                    p.message.take(),
+                    format!("VASP returned {} forces for {} atoms: forces dropped", f.len(), structure.len()),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// [`run_vasp`] reading the POTCARs from disk (`<potcar_dir>/<name>/POTCAR`).
+pub fn run_vasp_with_potcar_dir(job_dir: &Path, structure: &Structure, settings: &VaspSettings) -> Result<ParsedOutput, RunError> {
+    run_vasp(job_dir, structure, settings, |p| std::fs::read_to_string(p))
+}
+
+fn join_msg(a: Option<String>, b: String) -> String {
+    match a {
+        Some(a) if b.is_empty() => a,
+        Some(a) if !a.is_empty() => format!("{a}; {b}"),
+        _ => b,
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -544,7 +871,7 @@ pub fn parse_vasprun(xml: &str, source: &str) -> Result<ParsedOutput, ParseError
         }
         match &s.stress {
             Some(Ok(m)) if m.len() == 3 => {
-                out.stress_ev_per_a3 = Some(voigt(&[m[0], m[1], m[2]], -KBAR_IN_EV_PER_A3));
+                out.stress_ev_per_a3 = Some(voigt(&[m[0], m[1], m[2]], -VASP_KBAR_TO_EV_PER_A3));
             }
             Some(Ok(_)) => notes.push("stress array without 3 rows".into()),
             Some(Err(e)) => notes.push(e.clone()),
@@ -726,7 +1053,7 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
             None => {}
         }
         // OUTCAR order XX YY ZZ XY YZ ZX -> Voigt xx yy zz yz xz xy, ASE sign
-        out.stress_ev_per_a3 = stress_kb.map(|s| [s[0], s[1], s[2], s[4], s[5], s[3]].map(|x| -x * KBAR_IN_EV_PER_A3));
+        out.stress_ev_per_a3 = stress_kb.map(|s| [s[0], s[1], s[2], s[4], s[5], s[3]].map(|x| -x * VASP_KBAR_TO_EV_PER_A3));
         if energy.is_none() {
             notes.push("no `free  energy   TOTEN` line".into());
         }
