@@ -791,6 +791,62 @@ mod tests {
     }
 
     #[test]
+    fn label_params_ignore_knobs_and_run_options() {
+        let a = OrcaSettings { extra_keywords: vec!["TightSCF".into(), "D3BJ".into()], ..Default::default() };
+        let mut b = a.clone();
+        b.scf_max_iter = Some(999);
+        b.cores = 16;
+        b.maxcore_mb = 8000;
+        b.command = "/opt/orca/orca".into();
+        b.extra_keywords.extend(["slowconv", "KDIIS", "SOSCF", "PAL8", "MiniPrint"].map(String::from));
+        assert_eq!(label_params(&a), label_params(&b));
+        for change in [
+            |s: &mut OrcaSettings| s.functional = "B3LYP".into(),
+            |s: &mut OrcaSettings| s.basis = "def2-SVP".into(),
+            |s: &mut OrcaSettings| s.charge = 1,
+            |s: &mut OrcaSettings| s.multiplicity = 3,
+            |s: &mut OrcaSettings| s.extra_keywords.retain(|k| k != "TightSCF"),
+            |s: &mut OrcaSettings| s.extra_keywords.push("RIJCOSX".into()),
+        ] {
+            let mut c = a.clone();
+            change(&mut c);
+            assert_ne!(label_params(&a), label_params(&c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ladder_changes_only_knobs_and_ends() {
+        let start = OrcaSettings { extra_keywords: vec!["TightSCF".into()], ..Default::default() };
+        let mut cur = start.clone();
+        let mut steps = Vec::new();
+        for attempt in 1.. {
+            assert!(attempt < 10);
+            match remediate(&cur, attempt) {
+                Some((next, what)) => {
+                    assert_eq!(label_params(&next), label_params(&start));
+                    assert!(write_orca_input(&water(), &next).is_ok());
+                    steps.push(what);
+                    cur = next;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert!(steps[0].contains("MaxIter 125 -> 300") && steps[0].contains("SlowConv"), "{steps:?}");
+        assert!(steps[1].contains("removed: SlowConv") && steps[1].contains("added: VerySlowConv"), "{steps:?}");
+        assert_eq!(cur.extra_keywords, ["TightSCF", "VerySlowConv", "KDIIS", "SOSCF"]);
+        assert_eq!(cur.scf_max_iter, Some(1000));
+        let inp = write_orca_input(&water(), &cur).unwrap();
+        assert!(inp.starts_with("! PBE0 def2-TZVP EnGrad TightSCF VerySlowConv KDIIS SOSCF\n"), "{inp}");
+        assert!(inp.contains("%scf MaxIter 1000 end"));
+        // already VerySlowConv: rung 2 has only MaxIter to change
+        let v = OrcaSettings { extra_keywords: vec!["VerySlowConv".into()], scf_max_iter: Some(600), ..Default::default() };
+        let (_, what) = remediate(&v, 2).unwrap();
+        assert!(what.contains("KDIIS"), "{what}");
+        assert!(remediate(&cur, 3).is_none());
+    }
+
+    #[test]
     fn settings_defaults_and_unknown_fields() {
         let s: OrcaSettings = serde_json::from_str("{}").unwrap();
         assert_eq!(s, OrcaSettings::default());

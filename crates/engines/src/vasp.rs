@@ -1126,6 +1126,106 @@ mod tests {
     }
 
     #[test]
+    fn forces_mapped_back_to_structure_order() {
+        // Cu Au Cu Au: POSCAR order Cu0 Cu2 Au1 Au3
+        let cu = Element::from_symbol("Cu").unwrap();
+        let au = Element::from_symbol("Au").unwrap();
+        let s = Structure::new(
+            [[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]],
+            vec![[0.0; 3], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]],
+            vec![cu, au, cu, au],
+            [true; 3],
+        )
+        .unwrap();
+        let order = poscar_atom_order(&s);
+        assert_eq!(order, vec![0, 2, 1, 3]);
+        let vasp = [[0.0, 0.0, 0.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0], [3.0, 3.0, 3.0]];
+        let ours = forces_to_structure_order(&order, &vasp).unwrap();
+        for (i, f) in ours.iter().enumerate() {
+            assert_eq!(f[0], i as f64);
+        }
+        assert!(forces_to_structure_order(&order, &vasp[..3]).is_none());
+        assert!(forces_to_structure_order(&[0, 0, 1, 2], &vasp).is_none());
+        assert!(forces_to_structure_order(&[0, 1, 2, 9], &vasp).is_none());
+    }
+
+    #[test]
+    fn label_params_ignore_knobs_and_run_options() {
+        let a = VaspSettings::default();
+        let mut b = a.clone();
+        b.nelm = Some(999);
+        b.command = "mpirun -np 64 /opt/vasp/vasp_std".into();
+        b.potcar_dir = "/elsewhere".into();
+        for (k, v) in [("algo", "All"), ("AMIX", "0.1"), ("BMIX", "0.01"), ("NCORE", "4"), ("KPAR", "2"), ("LWAVE", "F")] {
+            b.incar.insert(k.into(), serde_json::json!(v));
+        }
+        assert_eq!(label_params(&a), label_params(&b));
+        for change in [
+            |s: &mut VaspSettings| s.encut = Some(400.0),
+            |s: &mut VaspSettings| s.sigma = Some(0.1),
+            |s: &mut VaspSettings| s.ismear = Some(1),
+            |s: &mut VaspSettings| s.kspacing_per_a = Some(0.2),
+            |s: &mut VaspSettings| s.kpoints = Some([2, 2, 2]),
+            |s: &mut VaspSettings| {
+                s.incar.insert("GGA".into(), serde_json::json!("PS"));
+            },
+            |s: &mut VaspSettings| {
+                s.potcars.insert("Cu".into(), "Cu_pv".into());
+            },
+        ] {
+            let mut c = a.clone();
+            change(&mut c);
+            assert_ne!(label_params(&a), label_params(&c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ladder_changes_only_knobs_and_ends() {
+        let mut start = VaspSettings::default();
+        start.incar.insert("ALGO".into(), serde_json::json!("Fast"));
+        start.incar.insert("GGA".into(), serde_json::json!("PE"));
+        let mut cur = start.clone();
+        let mut steps = Vec::new();
+        for attempt in 1.. {
+            assert!(attempt < 10);
+            match remediate(&cur, attempt) {
+                Some((next, what)) => {
+                    assert!(!what.is_empty());
+                    assert_eq!(label_params(&next), label_params(&start));
+                    assert_eq!((next.encut, next.ediff, next.ismear, next.sigma), (start.encut, start.ediff, start.ismear, start.sigma));
+                    assert_eq!((next.kpoints, next.kspacing_per_a, &next.command), (start.kpoints, start.kspacing_per_a, &start.command));
+                    assert!(write_incar(&next).is_ok(), "{what}");
+                    steps.push(what);
+                    cur = next;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert!(steps[0].contains("NELM 100 -> 200") && steps[0].contains("ALGO Fast -> Normal"), "{steps:?}");
+        assert!(steps[1].contains("ALGO Normal -> All"), "{steps:?}");
+        assert_eq!(cur.incar["ALGO"], "All");
+        assert_eq!(cur.incar["AMIX"], 0.1);
+        assert_eq!(cur.incar["BMIX"], 0.01);
+        assert_eq!(cur.nelm, Some(400));
+        let t = write_incar(&cur).unwrap();
+        assert!(t.contains("ALGO = All\n") && t.contains("NELM = 400\n") && t.contains("ENCUT = 520\n"), "{t}");
+        // a user's NELM in `incar` (lower case) is raised there, not duplicated
+        let mut u = VaspSettings { nelm: None, ..VaspSettings::default() };
+        u.incar.insert("nelm".into(), serde_json::json!(80));
+        let (v, what) = remediate(&u, 1).unwrap();
+        assert_eq!(v.incar["nelm"], 200);
+        assert!(v.nelm.is_none() && write_incar(&v).is_ok(), "{what}");
+        // a rung with nothing left to change is skipped: ALGO All and NELM 500 already
+        let mut w = VaspSettings { nelm: Some(500), ..VaspSettings::default() };
+        w.incar.insert("ALGO".into(), serde_json::json!("All"));
+        let (x, what) = remediate(&w, 1).unwrap();
+        assert!(what.contains("NELM 500 -> 1000"), "{what}");
+        let (_, what) = remediate(&x, 2).unwrap();
+        assert!(what.contains("AMIX") && !what.contains("ALGO"), "{what}");
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         for round in 0..300 {
