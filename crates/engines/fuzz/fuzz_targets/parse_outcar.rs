@@ -1,0 +1,22 @@
+#![no_main]
+//! `cargo +nightly fuzz run parse_outcar` (from crates/engines): the OUTCAR parser (and
+//! the POSCAR reader) must never panic, a result that claims convergence must come from
+//! a finished run (`General timing and accounting`), and labels must carry finite numbers.
+
+use autopipe_engines::output::{bytes_to_text, RunStatus};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = bytes_to_text(data);
+    if let Ok(p) = autopipe_engines::vasp::parse_outcar(&text, "fuzz") {
+        if p.status == RunStatus::Converged {
+            assert!(text.contains("General timing and accounting"));
+        }
+        if let Some(l) = p.to_labels() {
+            assert!(l.energy_ev.is_finite());
+            assert!(l.forces_ev_per_a.iter().flatten().all(|x| x.is_finite()));
+            assert!(l.stress_ev_per_a3.iter().flatten().all(|x| x.is_finite()));
+        }
+    }
+    let _ = autopipe_engines::vasp::parse_poscar(&text);
+});
