@@ -38,7 +38,7 @@ fn rel(a: f64, b: f64, tol: f64) {
 mod codata2018 {
     pub const BOHR_A: f64 = 0.529_177_210_903;
     pub const HARTREE_EV: f64 = 27.211_386_245_988;
-    pub const HARTREE_J: f64 = 4.359_744_722_2071e-18;
+    pub const HARTREE_J: f64 = 4.359_744_722_207_1e-18;
     pub const RYDBERG_EV: f64 = 13.605_693_122_994;
     pub const E_C: f64 = 1.602_176_634e-19;
     pub const BOLTZMANN_EV_PER_K: f64 = 8.617_333_262e-5;
