@@ -200,3 +200,26 @@ fn failures_below_tolerance_finish_the_batch_and_are_reported() {
     let table = stdout(&ok(&["jobs", "status", "--dir", dir.to_str().unwrap()]));
     assert!(table.contains("#2") && table.contains("#5") && table.contains("exited with code 1"), "{table}");
 }
+
+#[test]
+fn ctrl_c_stops_running_jobs_and_puts_them_back_to_pending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    import_command(dir, 3, "sleep 30");
+    let mut child = autopipe().args(["jobs", "run", "--dir", dir.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&status_json(dir), "running") < 2 {
+        assert!(Instant::now() < deadline, "the jobs never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: SIGINT to the orchestrator this test started, as Ctrl-C would send.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10), "Ctrl-C must not wait for the jobs");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = status_json(dir);
+    assert_eq!(count(&s, "pending"), 3, "{s}");
+    assert_eq!(count(&s, "running"), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Interrupted: 2 running jobs were stopped"));
+}

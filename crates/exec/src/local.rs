@@ -137,6 +137,16 @@ fn install_signal_handlers() {
     }
 }
 
+/// Outside a batch, Ctrl-C stops the program at once again (every other phase of a run
+/// is durable as it stands).
+fn restore_signal_handlers() {
+    // SAFETY: restoring the default dispositions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}
+
 /// The job directory of a calculation, relative to the run directory.
 pub fn job_dir_rel(id: i64) -> String {
     format!("jobs/{:03}/{:06}", id / 1000, id)
@@ -168,6 +178,18 @@ pub fn run_local(
 ) -> Result<RunSummary, ExecError> {
     install_signal_handlers();
     INTERRUPTED.store(false, Ordering::SeqCst);
+    let result = run_pool(store, run_dir, opts, launcher, observer);
+    restore_signal_handlers();
+    result
+}
+
+fn run_pool(
+    store: &mut JobStore,
+    run_dir: &Path,
+    opts: &LocalOptions,
+    launcher: &Launcher,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, ExecError> {
     let mut pool = Pool { store, run_dir, opts, observer, summary: RunSummary::default() };
     let mut slots = pool.reconcile()?;
     let workers = opts.workers.max(1);
