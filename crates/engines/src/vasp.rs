@@ -426,6 +426,29 @@ fn algo_of(s: &VaspSettings) -> String {
         .to_ascii_uppercase()
 }
 
+enum AlgoFamily {
+    /// VeryFast, Fast (RMM-DIIS)
+    Fast,
+    /// Normal (blocked Davidson, VASP's default)
+    Normal,
+    /// All, Damped, Exact, None, GW algorithms ...: left alone
+    Other,
+}
+
+/// What kind of ALGO is in effect (VASP reads ALGO by its first letter(s)).
+fn algo_family(s: &VaspSettings) -> AlgoFamily {
+    let a = algo_of(s);
+    if a.starts_with("NONE") || a.starts_with("NOTHING") {
+        AlgoFamily::Other
+    } else if a.starts_with('N') {
+        AlgoFamily::Normal
+    } else if a.starts_with('F') || a.starts_with('V') {
+        AlgoFamily::Fast
+    } else {
+        AlgoFamily::Other
+    }
+}
+
 /// The remediation ladder for a physics failure (SCF not converged). `failed_attempt`
 /// is the number of the attempt that just failed (1 = the first run; 0 is read as 1),
 /// `settings` the settings it used. Only convergence knobs change (NELM, and ALGO,
@@ -433,7 +456,8 @@ fn algo_of(s: &VaspSettings) -> String {
 /// other label-defining setting stay:
 ///
 /// 1. NELM -> at least 2× (and >= 200); ALGO VeryFast/Fast -> Normal;
-/// 2. ALGO -> All (conjugate-gradient all-band), NELM -> >= 300;
+/// 2. ALGO Normal/Fast/VeryFast -> All (all bands at once, conjugate gradient; other
+///    ALGOs such as Damped or Exact are left alone), NELM -> >= 300;
 /// 3. AMIX -> at most 0.1, BMIX -> at most 0.01 (VASP's defaults 0.4 and 1.0), NELM -> >= 400.
 ///
 /// A rung that would change nothing is skipped; None when the ladder is exhausted.
@@ -445,13 +469,13 @@ pub fn remediate(settings: &VaspSettings, failed_attempt: u32) -> Option<(VaspSe
         match rung {
             1 => {
                 set_nelm(&mut s, nelm.saturating_mul(2).max(200));
-                if matches!(algo_of(settings).as_str(), "FAST" | "VERYFAST" | "VERY_FAST" | "VERYF" | "F" | "V") {
+                if matches!(algo_family(settings), AlgoFamily::Fast) {
                     set_incar(&mut s, "ALGO", serde_json::json!("Normal"));
                 }
             }
             2 => {
                 set_nelm(&mut s, nelm.max(300));
-                if !matches!(algo_of(settings).as_str(), "ALL" | "A") {
+                if matches!(algo_family(settings), AlgoFamily::Fast | AlgoFamily::Normal) {
                     set_incar(&mut s, "ALGO", serde_json::json!("All"));
                 }
             }
@@ -1223,6 +1247,11 @@ mod tests {
         assert!(what.contains("NELM 500 -> 1000"), "{what}");
         let (_, what) = remediate(&x, 2).unwrap();
         assert!(what.contains("AMIX") && !what.contains("ALGO"), "{what}");
+        // ALGO Damped (hybrid functionals) is not switched to All
+        let mut d = VaspSettings::default();
+        d.incar.insert("ALGO".into(), serde_json::json!("Damped"));
+        let (e, _) = remediate(&d, 2).unwrap();
+        assert_eq!(e.incar["ALGO"], "Damped");
     }
 
     #[test]
