@@ -7,6 +7,8 @@
 
 use crate::cp2k::{self, Cp2kSettings};
 use crate::emt::Emt;
+use crate::orca::{self, OrcaSettings};
+use crate::vasp::{self, VaspSettings};
 use crate::output::{ParsedOutput, RunError};
 use crate::qe::{self, QeSettings};
 use crate::Labels;
@@ -37,6 +39,12 @@ pub enum EngineSpec {
     Qe(QeSettings),
     /// CP2K `cp2k.psmp` (settings: see `cp2k::Cp2kSettings`).
     Cp2k(Cp2kSettings),
+    /// ORCA, molecules only (settings: see `orca::OrcaSettings`; `command` is the full
+    /// path of the user's `orca`).
+    Orca(OrcaSettings),
+    /// VASP with the user's licence and binary (settings: see `vasp::VaspSettings`;
+    /// POTCARs assembled from `potcar_dir`).
+    Vasp(VaspSettings),
 }
 
 /// What one run of an engine gave.
@@ -61,6 +69,8 @@ impl EngineSpec {
             EngineSpec::Command { .. } => "command",
             EngineSpec::Qe(_) => "qe",
             EngineSpec::Cp2k(_) => "cp2k",
+            EngineSpec::Orca(_) => "orca",
+            EngineSpec::Vasp(_) => "vasp",
         }
     }
 
@@ -73,6 +83,8 @@ impl EngineSpec {
             }
             EngineSpec::Qe(s) => qe::label_params(s),
             EngineSpec::Cp2k(s) => cp2k::label_params(s),
+            EngineSpec::Orca(s) => orca::label_params(s),
+            EngineSpec::Vasp(s) => vasp::label_params(s),
         }
     }
 
@@ -98,6 +110,14 @@ impl EngineSpec {
                     None => Ok(()),
                 }
             }
+            EngineSpec::Orca(_) if structure.pbc.iter().any(|&p| p) => {
+                Err("ORCA computes molecules: the structure must not be periodic".into())
+            }
+            EngineSpec::Orca(_) => Ok(()),
+            EngineSpec::Vasp(s) => match structure.species.iter().find(|e| !s.potcars.contains_key(e.symbol())) {
+                Some(e) => Err(format!("no POTCAR for {e} in [oracle] potcars")),
+                None => Ok(()),
+            },
         }
     }
 
@@ -109,6 +129,8 @@ impl EngineSpec {
             EngineSpec::Emt | EngineSpec::Command { .. } => None,
             EngineSpec::Qe(s) => qe::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Qe(s), c)),
             EngineSpec::Cp2k(s) => cp2k::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Cp2k(s), c)),
+            EngineSpec::Orca(s) => orca::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Orca(s), c)),
+            EngineSpec::Vasp(s) => vasp::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Vasp(s), c)),
         }
     }
 
@@ -122,6 +144,8 @@ impl EngineSpec {
             EngineSpec::Command { command, .. } => run_command(command, job_dir, structure),
             EngineSpec::Qe(s) => dft_outcome(qe::run_pw(job_dir, structure, s)),
             EngineSpec::Cp2k(s) => dft_outcome(cp2k::run_cp2k(job_dir, structure, s)),
+            EngineSpec::Orca(s) => dft_outcome(orca::run_orca(job_dir, structure, s)),
+            EngineSpec::Vasp(s) => dft_outcome(vasp::run_vasp_with_potcar_dir(job_dir, structure, s)),
         }
     }
 }

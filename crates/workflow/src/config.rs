@@ -386,7 +386,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let oracle: EngineSpec = raw.oracle.clone().try_into().map_err(|e: toml::de::Error| {
         let mut message = e.message().to_string();
         if message.contains("missing field `engine`") {
-            message = "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\")".into();
+            message = "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into();
         }
         err(&["oracle"], message)
     })?;
