@@ -63,13 +63,7 @@ pub enum ExtxyzErrorKind {
 pub enum ExtxyzError {
     /// A parse error. `frame` is 0-based, `line` is 1-based.
     #[error("{file}:{line}: frame {frame} (0-based): {message}")]
-    Parse {
-        file: String,
-        frame: usize,
-        line: usize,
-        kind: ExtxyzErrorKind,
-        message: String,
-    },
+    Parse { file: String, frame: usize, line: usize, kind: ExtxyzErrorKind, message: String },
     #[error("{path}: {err}")]
     Io {
         path: PathBuf,
@@ -97,10 +91,7 @@ impl ExtxyzError {
 
 /// Reads a file (the only reader that does I/O).
 pub fn read_extxyz_file(path: &Path) -> Result<Vec<Frame>, ExtxyzError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ExtxyzError::Io {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|err| ExtxyzError::Io { path: path.to_path_buf(), err })?;
     read_extxyz(&text, &path.display().to_string())
 }
 
@@ -134,18 +125,12 @@ pub fn read_extxyz(text: &str, source: &str) -> Result<Vec<Frame>, ExtxyzError> 
             break;
         }
         let natoms: usize = count_line.trim().parse().map_err(|_| {
-            let hint = if frame_index > 0 {
-                " (the previous frame may have more atom lines than its count says)"
-            } else {
-                ""
-            };
+            let hint =
+                if frame_index > 0 { " (the previous frame may have more atom lines than its count says)" } else { "" };
             err(
                 i,
                 ExtxyzErrorKind::AtomCount,
-                format!(
-                    "expected the number of atoms, got {:?}{hint}",
-                    count_line.trim()
-                ),
+                format!("expected the number of atoms, got {:?}{hint}", count_line.trim()),
             )
         })?;
         if i + 1 >= lines.len() {
@@ -159,11 +144,7 @@ pub fn read_extxyz(text: &str, source: &str) -> Result<Vec<Frame>, ExtxyzError> 
         let available = lines.len() - (i + 2);
         if available < natoms {
             // Count only the non-blank tail lines as atom lines for the message.
-            let got = lines[i + 2..]
-                .iter()
-                .filter(|l| !l.trim().is_empty())
-                .count()
-                .min(available);
+            let got = lines[i + 2..].iter().filter(|l| !l.trim().is_empty()).count().min(available);
             return Err(err(
                 lines.len().saturating_sub(1).max(i + 1),
                 ExtxyzErrorKind::Truncated,
@@ -279,10 +260,7 @@ fn split_key_values(line: &str) -> Result<Vec<(String, String)>, String> {
     let mut cur_delimiter: Option<char> = None;
     let mut escaped = false;
     fn last(pairs: &mut [Vec<String>]) -> &mut String {
-        pairs
-            .last_mut()
-            .and_then(|p| p.last_mut())
-            .expect("non-empty")
+        pairs.last_mut().and_then(|p| p.last_mut()).expect("non-empty")
     }
     for ch in line.trim().chars() {
         if escaped {
@@ -310,10 +288,7 @@ fn split_key_values(line: &str) -> Result<Vec<(String, String)>, String> {
             }
             pairs.push(vec![String::new()]);
         } else if ch == '=' {
-            if pairs
-                .last()
-                .is_some_and(|p| p.len() == 1 && p[0].is_empty())
-            {
+            if pairs.last().is_some_and(|p| p.len() == 1 && p[0].is_empty()) {
                 pairs.pop();
             }
             match pairs.last_mut() {
@@ -365,19 +340,12 @@ fn valid_underscores(token: &str) -> bool {
     let b = token.as_bytes();
     token.contains('_')
         && b.iter().enumerate().all(|(k, &c)| {
-            c != b'_'
-                || (k > 0
-                    && k + 1 < b.len()
-                    && b[k - 1].is_ascii_digit()
-                    && b[k + 1].is_ascii_digit())
+            c != b'_' || (k > 0 && k + 1 < b.len() && b[k - 1].is_ascii_digit() && b[k + 1].is_ascii_digit())
         })
 }
 
 fn split_value_parts(value: &str) -> Vec<&str> {
-    value
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|s| !s.is_empty())
-        .collect()
+    value.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).collect()
 }
 
 /// Converts a raw value string like ASE does (ints, floats, arrays, bools, `_JSON`).
@@ -386,47 +354,22 @@ fn convert_value(key: &str, raw: String) -> Result<Value, String> {
         return Ok(Value::Str(raw));
     }
     let parts = split_value_parts(&raw);
-    if let Some(ints) = parts
-        .iter()
-        .map(|p| parse_i64(p))
-        .collect::<Option<Vec<i64>>>()
-    {
-        return Ok(if ints.len() == 1 {
-            Value::Int(ints[0])
-        } else {
-            Value::IntArray(ints)
-        });
+    if let Some(ints) = parts.iter().map(|p| parse_i64(p)).collect::<Option<Vec<i64>>>() {
+        return Ok(if ints.len() == 1 { Value::Int(ints[0]) } else { Value::IntArray(ints) });
     }
-    if let Some(floats) = parts
-        .iter()
-        .map(|p| parse_f64(p))
-        .collect::<Option<Vec<f64>>>()
-    {
-        return Ok(if floats.len() == 1 {
-            Value::Float(floats[0])
-        } else {
-            Value::FloatArray(floats)
-        });
+    if let Some(floats) = parts.iter().map(|p| parse_f64(p)).collect::<Option<Vec<f64>>>() {
+        return Ok(if floats.len() == 1 { Value::Float(floats[0]) } else { Value::FloatArray(floats) });
     }
     let to_bool = |s: &str| match s {
         "T" | "true" | "True" | "TRUE" => Some(true),
         "F" | "false" | "False" | "FALSE" => Some(false),
         _ => None,
     };
-    if let Some(bools) = parts
-        .iter()
-        .map(|p| to_bool(p))
-        .collect::<Option<Vec<bool>>>()
-    {
-        return Ok(if bools.len() == 1 {
-            Value::Bool(bools[0])
-        } else {
-            Value::BoolArray(bools)
-        });
+    if let Some(bools) = parts.iter().map(|p| to_bool(p)).collect::<Option<Vec<bool>>>() {
+        return Ok(if bools.len() == 1 { Value::Bool(bools[0]) } else { Value::BoolArray(bools) });
     }
     if let Some(json_text) = raw.strip_prefix("_JSON ") {
-        let json =
-            parse_json(json_text).map_err(|e| format!("invalid _JSON value for {key}: {e}"))?;
+        let json = parse_json(json_text).map_err(|e| format!("invalid _JSON value for {key}: {e}"))?;
         return Ok(Value::Json(json));
     }
     Ok(Value::Str(raw))
@@ -434,11 +377,7 @@ fn convert_value(key: &str, raw: String) -> Result<Value, String> {
 
 /// Parses one frame. `comment_line0` is the 0-based index of the comment line; atom lines
 /// follow it.
-fn parse_frame(
-    comment: &str,
-    atom_lines: &[&str],
-    comment_line0: usize,
-) -> Result<Frame, LocalError> {
+fn parse_frame(comment: &str, atom_lines: &[&str], comment_line0: usize) -> Result<Frame, LocalError> {
     use ExtxyzErrorKind as K;
     let cerr = |kind: ExtxyzErrorKind, message: String| (comment_line0, kind, message);
 
@@ -462,18 +401,8 @@ fn parse_frame(
         None => [[0.0; 3]; 3],
         Some(v) => match v.numbers() {
             Some(n) if n.len() == 9 => [[n[0], n[1], n[2]], [n[3], n[4], n[5]], [n[6], n[7], n[8]]],
-            Some(n) => {
-                return Err(cerr(
-                    K::BadLattice,
-                    format!("Lattice has {} numbers, expected 9", n.len()),
-                ))
-            }
-            None => {
-                return Err(cerr(
-                    K::BadLattice,
-                    format!("Lattice must be 9 numbers, got {}", v.describe()),
-                ))
-            }
+            Some(n) => return Err(cerr(K::BadLattice, format!("Lattice has {} numbers, expected 9", n.len()))),
+            None => return Err(cerr(K::BadLattice, format!("Lattice must be 9 numbers, got {}", v.describe()))),
         },
     };
     let pbc = match take("pbc") {
@@ -483,23 +412,14 @@ fn parse_frame(
         Some(Value::BoolArray(v)) if v.len() == 3 => [v[0], v[1], v[2]],
         Some(Value::IntArray(v)) if v.len() == 3 => [v[0] != 0, v[1] != 0, v[2] != 0],
         Some(other) => {
-            return Err(cerr(
-                K::BadInfo,
-                format!(
-                    "pbc must be 3 booleans like \"T T F\", got {}",
-                    other.describe()
-                ),
-            ))
+            return Err(cerr(K::BadInfo, format!("pbc must be 3 booleans like \"T T F\", got {}", other.describe())))
         }
     };
     let properties = match take("Properties") {
         None => "species:S:1:pos:R:3".to_string(),
         Some(Value::Str(s)) => s,
         Some(other) => {
-            return Err(cerr(
-                K::BadProperties,
-                format!("Properties must be a string, got {}", other.describe()),
-            ))
+            return Err(cerr(K::BadProperties, format!("Properties must be a string, got {}", other.describe())))
         }
     };
     let columns = parse_properties(&properties).map_err(|m| cerr(K::BadProperties, m))?;
@@ -514,24 +434,15 @@ fn parse_frame(
         if format!("{}:{}:{}", c.name, c.ptype, c.cols) != want {
             return Err(cerr(
                 K::BadProperties,
-                format!(
-                    "column {} is {}:{}:{}, expected {want}",
-                    c.name, c.name, c.ptype, c.cols
-                ),
+                format!("column {} is {}:{}:{}, expected {want}", c.name, c.name, c.ptype, c.cols),
             ));
         }
     }
     if !columns.iter().any(|c| c.name == "species" || c.name == "Z") {
-        return Err(cerr(
-            K::BadProperties,
-            format!("Properties has no species:S:1 (or Z:I:1) column: {properties}"),
-        ));
+        return Err(cerr(K::BadProperties, format!("Properties has no species:S:1 (or Z:I:1) column: {properties}")));
     }
     if !columns.iter().any(|c| c.name == "pos") {
-        return Err(cerr(
-            K::BadProperties,
-            format!("Properties has no pos:R:3 column: {properties}"),
-        ));
+        return Err(cerr(K::BadProperties, format!("Properties has no pos:R:3 column: {properties}")));
     }
 
     let scalar = |name: &str, v: Option<Value>| -> Result<Option<f64>, LocalError> {
@@ -539,10 +450,7 @@ fn parse_frame(
             None => Ok(None),
             Some(Value::Int(x)) => Ok(Some(x as f64)),
             Some(Value::Float(x)) => Ok(Some(x)),
-            Some(other) => Err(cerr(
-                K::BadNumber,
-                format!("{name} must be one number, got {}", other.describe()),
-            )),
+            Some(other) => Err(cerr(K::BadNumber, format!("{name} must be one number, got {}", other.describe()))),
         }
     };
     let energy_ev = scalar("energy", take("energy"))?;
@@ -556,27 +464,16 @@ fn parse_frame(
             Some(f) => {
                 return Err(cerr(
                     K::BadNumber,
-                    format!(
-                        "stress has {} numbers, expected 9 (3x3) or 6 (Voigt)",
-                        f.len()
-                    ),
+                    format!("stress has {} numbers, expected 9 (3x3) or 6 (Voigt)", f.len()),
                 ))
             }
-            None => {
-                return Err(cerr(
-                    K::BadNumber,
-                    format!("stress must be 9 numbers, got {}", v.describe()),
-                ))
-            }
+            None => return Err(cerr(K::BadNumber, format!("stress must be 9 numbers, got {}", v.describe()))),
         },
     };
     let mut info = BTreeMap::new();
     for (key, value) in pairs {
         if key == "virial" && !matches!(value.numbers(), Some(n) if n.len() == 9) {
-            return Err(cerr(
-                K::BadInfo,
-                format!("virial must be 9 numbers, got {}", value.describe()),
-            ));
+            return Err(cerr(K::BadInfo, format!("virial must be 9 numbers, got {}", value.describe())));
         }
         info.insert(key, value.into_info());
     }
@@ -584,10 +481,7 @@ fn parse_frame(
     // Atom lines.
     let total_cols: usize = columns.iter().map(|c| c.cols).sum();
     let natoms = atom_lines.len();
-    let mut raw_columns: Vec<Vec<&str>> = columns
-        .iter()
-        .map(|c| Vec::with_capacity(natoms * c.cols))
-        .collect();
+    let mut raw_columns: Vec<Vec<&str>> = columns.iter().map(|c| Vec::with_capacity(natoms * c.cols)).collect();
     for (a, line) in atom_lines.iter().enumerate() {
         let line0 = comment_line0 + 1 + a;
         let tokens: Vec<&str> = line.split_whitespace().collect();
@@ -644,12 +538,7 @@ fn parse_frame(
             (
                 line_of(k, c.cols),
                 K::BadNumber,
-                format!(
-                    "atom {}: cannot parse {:?} as {what} for {}",
-                    k / c.cols,
-                    raw[k],
-                    c.name
-                ),
+                format!("atom {}: cannot parse {:?} as {what} for {}", k / c.cols, raw[k], c.name),
             )
         };
         match (c.name.as_str(), c.ptype, c.cols) {
@@ -658,11 +547,7 @@ fn parse_frame(
                 for (k, s) in raw.iter().enumerate() {
                     let cap = capitalize(s);
                     let e = Element::from_symbol(&cap).ok_or_else(|| {
-                        (
-                            line_of(k, 1),
-                            K::UnknownElement,
-                            format!("atom {k}: unknown element '{s}'"),
-                        )
+                        (line_of(k, 1), K::UnknownElement, format!("atom {k}: unknown element '{s}'"))
                     })?;
                     v.push(e);
                 }
@@ -672,16 +557,9 @@ fn parse_frame(
                 let mut v = Vec::with_capacity(natoms);
                 for (k, s) in raw.iter().enumerate() {
                     let z = parse_i64(s).ok_or_else(|| bad(k, "an integer"))?;
-                    let e = u8::try_from(z)
-                        .ok()
-                        .and_then(Element::from_z)
-                        .ok_or_else(|| {
-                            (
-                                line_of(k, 1),
-                                K::UnknownElement,
-                                format!("atom {k}: unknown element with Z = {z}"),
-                            )
-                        })?;
+                    let e = u8::try_from(z).ok().and_then(Element::from_z).ok_or_else(|| {
+                        (line_of(k, 1), K::UnknownElement, format!("atom {k}: unknown element with Z = {z}"))
+                    })?;
                     v.push(e);
                 }
                 numbers = Some(v);
@@ -691,8 +569,7 @@ fn parse_frame(
                 for k in 0..natoms {
                     let mut p = [0.0; 3];
                     for d in 0..3 {
-                        p[d] =
-                            parse_f64(raw[3 * k + d]).ok_or_else(|| bad(3 * k + d, "a float"))?;
+                        p[d] = parse_f64(raw[3 * k + d]).ok_or_else(|| bad(3 * k + d, "a float"))?;
                     }
                     v.push(p);
                 }
@@ -732,10 +609,7 @@ fn parse_frame(
                             })
                             .collect::<Result<_, _>>()?,
                     },
-                    _ => ArrayValue::Str {
-                        columns: cols,
-                        values: raw.iter().map(|s| s.to_string()).collect(),
-                    },
+                    _ => ArrayValue::Str { columns: cols, values: raw.iter().map(|s| s.to_string()).collect() },
                 };
                 arrays.insert(c.name.clone(), value);
             }
@@ -750,19 +624,10 @@ fn parse_frame(
             ))
         }
     };
-    let positions = positions.ok_or_else(|| {
-        cerr(
-            K::BadProperties,
-            format!("Properties has no pos:R:3 column: {properties}"),
-        )
-    })?;
+    let positions =
+        positions.ok_or_else(|| cerr(K::BadProperties, format!("Properties has no pos:R:3 column: {properties}")))?;
     Ok(Frame {
-        structure: Structure {
-            cell_a: cell,
-            positions_a: positions,
-            species,
-            pbc,
-        },
+        structure: Structure { cell_a: cell, positions_a: positions, species, pbc },
         energy_ev,
         free_energy_ev,
         forces_ev_per_a: forces,
@@ -776,10 +641,7 @@ fn parse_frame(
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(first) => first
-            .to_uppercase()
-            .chain(chars.flat_map(|c| c.to_lowercase()))
-            .collect(),
+        Some(first) => first.to_uppercase().chain(chars.flat_map(|c| c.to_lowercase())).collect(),
         None => String::new(),
     }
 }
@@ -821,28 +683,16 @@ fn parse_properties(s: &str) -> Result<Vec<Column>, String> {
         }
         let ptype = match ptype {
             "R" | "I" | "S" | "L" => ptype.chars().next().unwrap_or('S'),
-            _ => {
-                return Err(format!(
-                    "Properties: unknown type {ptype:?} for {name} (expected R, I, S or L)"
-                ))
-            }
+            _ => return Err(format!("Properties: unknown type {ptype:?} for {name} (expected R, I, S or L)")),
         };
         let cols: usize = match cols.trim().parse() {
             Ok(n) if n > 0 => n,
-            _ => {
-                return Err(format!(
-                    "Properties: column count {cols:?} for {name} is not a positive integer"
-                ))
-            }
+            _ => return Err(format!("Properties: column count {cols:?} for {name} is not a positive integer")),
         };
         if out.iter().any(|c| c.name == name) {
             return Err(format!("Properties: {name} appears twice"));
         }
-        out.push(Column {
-            name: name.to_string(),
-            ptype,
-            cols,
-        });
+        out.push(Column { name: name.to_string(), ptype, cols });
     }
     Ok(out)
 }
@@ -865,11 +715,7 @@ enum Json {
 
 fn parse_json(text: &str) -> Result<Json, String> {
     let chars: Vec<char> = text.chars().collect();
-    let mut p = JsonParser {
-        c: &chars,
-        k: 0,
-        depth: 0,
-    };
+    let mut p = JsonParser { c: &chars, k: 0, depth: 0 };
     let v = p.value()?;
     p.ws();
     if p.k != chars.len() {
@@ -971,9 +817,7 @@ impl JsonParser<'_> {
             Some(_) if self.eat("-Infinity") => Ok(Json::Float(f64::NEG_INFINITY)),
             Some(_) => {
                 let start = self.k;
-                while self.k < self.c.len()
-                    && matches!(self.c[self.k], '0'..='9' | '-' | '+' | '.' | 'e' | 'E')
-                {
+                while self.k < self.c.len() && matches!(self.c[self.k], '0'..='9' | '-' | '+' | '.' | 'e' | 'E') {
                     self.k += 1;
                 }
                 let s: String = self.c[start..self.k].iter().collect();
@@ -985,9 +829,7 @@ impl JsonParser<'_> {
                         return Ok(Json::Int(i));
                     }
                 }
-                s.parse::<f64>()
-                    .map(Json::Float)
-                    .map_err(|_| format!("bad JSON number {s:?}"))
+                s.parse::<f64>().map(Json::Float).map_err(|_| format!("bad JSON number {s:?}"))
             }
         };
         self.depth -= 1;
@@ -1048,20 +890,11 @@ fn json_to_info(j: Json) -> InfoValue {
         Json::Int(i) => InfoValue::Int(i),
         Json::Float(x) => InfoValue::Float(x),
         Json::Str(s) => InfoValue::Str(s),
-        Json::Array(items)
-            if items
-                .iter()
-                .all(|x| matches!(x, Json::Bool(_) | Json::Int(_) | Json::Float(_))) =>
-        {
+        Json::Array(items) if items.iter().all(|x| matches!(x, Json::Bool(_) | Json::Int(_) | Json::Float(_))) => {
             if items.is_empty() {
                 InfoValue::FloatArray(vec![])
             } else if items.iter().all(|x| matches!(x, Json::Bool(_))) {
-                InfoValue::BoolArray(
-                    items
-                        .iter()
-                        .map(|x| matches!(x, Json::Bool(true)))
-                        .collect(),
-                )
+                InfoValue::BoolArray(items.iter().map(|x| matches!(x, Json::Bool(true))).collect())
             } else if items.iter().all(|x| !matches!(x, Json::Float(_))) {
                 InfoValue::IntArray(
                     items
@@ -1097,9 +930,7 @@ fn json_to_serde(j: Json) -> serde_json::Value {
         Json::Null => V::Null,
         Json::Bool(b) => V::Bool(b),
         Json::Int(i) => V::from(i),
-        Json::Float(x) => serde_json::Number::from_f64(x)
-            .map(V::Number)
-            .unwrap_or(V::Null),
+        Json::Float(x) => serde_json::Number::from_f64(x).map(V::Number).unwrap_or(V::Null),
         Json::Str(s) => V::String(s),
         Json::Array(a) => V::Array(a.into_iter().map(json_to_serde).collect()),
         Json::Object(o) => V::Object(o.into_iter().map(|(k, v)| (k, json_to_serde(v))).collect()),
@@ -1117,22 +948,14 @@ pub fn write_extxyz_file(path: &Path, frames: &[Frame]) -> Result<(), ExtxyzErro
         check_frame(f).map_err(|message| ExtxyzError::InvalidFrame { frame: k, message })?;
     }
     let text = write_extxyz(frames);
-    let io = |err| ExtxyzError::Io {
-        path: path.to_path_buf(),
-        err,
-    };
+    let io = |err| ExtxyzError::Io { path: path.to_path_buf(), err };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out.xyz".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out.xyz".into());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
     let result = (|| {
         use std::io::Write;
@@ -1162,11 +985,7 @@ pub fn write_extxyz(frames: &[Frame]) -> String {
 pub fn check_frame(frame: &Frame) -> Result<(), String> {
     let n = frame.structure.len();
     if frame.structure.species.len() != n {
-        return Err(format!(
-            "{} positions but {} species",
-            n,
-            frame.structure.species.len()
-        ));
+        return Err(format!("{} positions but {} species", n, frame.structure.species.len()));
     }
     if let Some(f) = &frame.forces_ev_per_a {
         if f.len() != n {
@@ -1179,20 +998,11 @@ pub fn check_frame(frame: &Frame) -> Result<(), String> {
             return Err(format!("array name {name:?} contains ':' or whitespace"));
         }
         if a.columns() == 0 || a.n_values() != n * a.columns() {
-            return Err(format!(
-                "array {name}: {} values for {n} atoms x {} columns",
-                a.n_values(),
-                a.columns()
-            ));
+            return Err(format!("array {name}: {} values for {n} atoms x {} columns", a.n_values(), a.columns()));
         }
         if let ArrayValue::Str { values, .. } = a {
-            if let Some(s) = values
-                .iter()
-                .find(|s| s.is_empty() || s.chars().any(char::is_whitespace))
-            {
-                return Err(format!(
-                    "array {name}: string {s:?} is empty or contains whitespace"
-                ));
+            if let Some(s) = values.iter().find(|s| s.is_empty() || s.chars().any(char::is_whitespace)) {
+                return Err(format!("array {name}: string {s:?} is empty or contains whitespace"));
             }
         }
     }
@@ -1209,9 +1019,7 @@ pub fn check_frame(frame: &Frame) -> Result<(), String> {
 
 fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.contains(['\n', '\r', '=']) {
-        return Err(format!(
-            "key {key:?} is empty or contains '=' or a line break"
-        ));
+        return Err(format!("key {key:?} is empty or contains '=' or a line break"));
     }
     Ok(())
 }
@@ -1222,13 +1030,7 @@ fn check_key(key: &str) -> Result<(), String> {
 pub fn write_frame(out: &mut String, frame: &Frame) {
     let s = &frame.structure;
     let n = s.len();
-    assert_eq!(
-        s.species.len(),
-        n,
-        "extxyz: {} positions but {} species",
-        n,
-        s.species.len()
-    );
+    assert_eq!(s.species.len(), n, "extxyz: {} positions but {} species", n, s.species.len());
     let forces = frame.forces_ev_per_a.as_ref().inspect(|f| {
         assert_eq!(f.len(), n, "extxyz: {n} atoms but {} forces", f.len());
     });
@@ -1236,8 +1038,7 @@ pub fn write_frame(out: &mut String, frame: &Frame) {
         .arrays
         .iter()
         .filter(|(k, _)| {
-            !(matches!(k.as_str(), "species" | "pos" | "Z")
-                || (k.as_str() == "forces" && forces.is_some()))
+            !(matches!(k.as_str(), "species" | "pos" | "Z") || (k.as_str() == "forces" && forces.is_some()))
         })
         .inspect(|(k, a)| {
             assert!(
@@ -1260,13 +1061,7 @@ pub fn write_frame(out: &mut String, frame: &Frame) {
         header.push_str(":forces:R:3");
     }
     for (name, a) in &arrays {
-        let _ = write!(
-            header,
-            ":{}:{}:{}",
-            sanitize_word(name),
-            a.type_letter(),
-            a.columns()
-        );
+        let _ = write!(header, ":{}:{}:{}", sanitize_word(name), a.type_letter(), a.columns());
     }
     if let Some(e) = frame.energy_ev {
         let _ = write!(header, " energy={}", py_repr(e));
@@ -1296,21 +1091,10 @@ pub fn write_frame(out: &mut String, frame: &Frame) {
             InfoValue::Str(v) if key.to_lowercase() == "uid" => escape(v),
             _ => info_to_string(value),
         };
-        let _ = write!(
-            header,
-            " {}={}",
-            escape(&key.replace(['\n', '\r', '='], "_")),
-            text
-        );
+        let _ = write!(header, " {}={}", escape(&key.replace(['\n', '\r', '='], "_")), text);
     }
     let tf = |b: bool| if b { "T" } else { "F" };
-    let _ = writeln!(
-        header,
-        " pbc=\"{} {} {}\"",
-        tf(s.pbc[0]),
-        tf(s.pbc[1]),
-        tf(s.pbc[2])
-    );
+    let _ = writeln!(header, " pbc=\"{} {} {}\"", tf(s.pbc[0]), tf(s.pbc[1]), tf(s.pbc[2]));
     out.push_str(&header);
 
     for a in 0..n {
@@ -1342,16 +1126,12 @@ fn sanitize_word(s: &str) -> String {
     if s.is_empty() {
         return "_".into();
     }
-    s.chars()
-        .map(|c| if c.is_whitespace() { '_' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect()
 }
 
 /// Quotes a key or value when ASE's tokenizer would otherwise split or mangle it.
 fn escape(s: &str) -> String {
-    let needs = s.is_empty()
-        || s.chars()
-            .any(|c| c.is_whitespace() || "\"'{}[]\\=".contains(c));
+    let needs = s.is_empty() || s.chars().any(|c| c.is_whitespace() || "\"'{}[]\\=".contains(c));
     if !needs {
         return s.to_string();
     }
@@ -1380,29 +1160,13 @@ fn info_to_string(v: &InfoValue) -> String {
         InfoValue::Float(x) => py_repr(*x),
         InfoValue::Str(s) => str_to_string(s),
         // One-element and empty arrays go through _JSON: ASE would read "1.5" back as a scalar.
-        InfoValue::IntArray(v) if v.len() < 2 => {
-            json_list(v.iter().map(|x| x.to_string()).collect())
-        }
-        InfoValue::FloatArray(v) if v.len() < 2 => {
-            json_list(v.iter().map(|&x| json_float(x)).collect())
-        }
-        InfoValue::BoolArray(v) if v.len() < 2 => {
-            json_list(v.iter().map(|&b| b.to_string()).collect())
-        }
-        InfoValue::IntArray(v) => escape(
-            &v.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        InfoValue::FloatArray(v) => {
-            escape(&v.iter().map(|&x| py_repr(x)).collect::<Vec<_>>().join(" "))
-        }
+        InfoValue::IntArray(v) if v.len() < 2 => json_list(v.iter().map(|x| x.to_string()).collect()),
+        InfoValue::FloatArray(v) if v.len() < 2 => json_list(v.iter().map(|&x| json_float(x)).collect()),
+        InfoValue::BoolArray(v) if v.len() < 2 => json_list(v.iter().map(|&b| b.to_string()).collect()),
+        InfoValue::IntArray(v) => escape(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")),
+        InfoValue::FloatArray(v) => escape(&v.iter().map(|&x| py_repr(x)).collect::<Vec<_>>().join(" ")),
         InfoValue::BoolArray(v) => escape(&v.iter().map(|&b| tf(b)).collect::<Vec<_>>().join(" ")),
-        InfoValue::Json(j) => escape(&format!(
-            "_JSON {}",
-            serde_json::to_string(j).unwrap_or_else(|_| "null".into())
-        )),
+        InfoValue::Json(j) => escape(&format!("_JSON {}", serde_json::to_string(j).unwrap_or_else(|_| "null".into()))),
     }
 }
 
@@ -1467,13 +1231,7 @@ mod tests {
                 let s = e.to_string();
                 assert!(s.starts_with("t.xyz:"), "{s}");
                 match e {
-                    ExtxyzError::Parse {
-                        kind,
-                        frame,
-                        line,
-                        message,
-                        ..
-                    } => (kind, frame, line, message),
+                    ExtxyzError::Parse { kind, frame, line, message, .. } => (kind, frame, line, message),
                     _ => unreachable!(),
                 }
             }
@@ -1486,10 +1244,7 @@ mod tests {
         let f = read_extxyz(SI2, "t.xyz").unwrap();
         assert_eq!(f.len(), 1);
         let s = &f[0].structure;
-        assert_eq!(
-            s.cell_a,
-            [[5.43, 0.0, 0.0], [0.0, 5.43, 0.0], [0.0, 0.0, 5.43]]
-        );
+        assert_eq!(s.cell_a, [[5.43, 0.0, 0.0], [0.0, 5.43, 0.0], [0.0, 0.0, 5.43]]);
         assert_eq!(s.pbc, [true; 3]);
         assert_eq!(s.positions_a[1], [1.3575; 3]);
         assert_eq!(s.species[0].symbol(), "Si");
@@ -1500,14 +1255,8 @@ mod tests {
     fn triclinic_lattice_rows_are_vectors() {
         let t = "1\nLattice=\"1 2 3 4 5 6 7 8 10\"\nH 0 0 0\n";
         let f = read_extxyz(t, "t").unwrap();
-        assert_eq!(
-            f[0].structure.cell_a,
-            [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 10.0]]
-        );
-        assert_eq!(
-            f[0].structure.pbc, [true; 3],
-            "pbc defaults to T when Lattice is present"
-        );
+        assert_eq!(f[0].structure.cell_a, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 10.0]]);
+        assert_eq!(f[0].structure.pbc, [true; 3], "pbc defaults to T when Lattice is present");
     }
 
     #[test]
@@ -1516,11 +1265,7 @@ mod tests {
         let f = read_extxyz(t, "t").unwrap();
         assert_eq!(f[0].structure.pbc, [false; 3]);
         assert_eq!(f[0].structure.cell_a, [[0.0; 3]; 3]);
-        assert_eq!(
-            f[0].structure.species[1].symbol(),
-            "H",
-            "species are capitalised like ASE"
-        );
+        assert_eq!(f[0].structure.species[1].symbol(), "H", "species are capitalised like ASE");
         // ASE turns a plain comment into True-valued keys.
         assert_eq!(f[0].info.get("molecule"), Some(&InfoValue::Bool(true)));
         assert_eq!(f[0].info.get("water-ish"), Some(&InfoValue::Bool(true)));
@@ -1541,10 +1286,7 @@ mod tests {
         assert_eq!(f.stress_ev_per_a3, Some([1.0, 2.0, 3.0, 14.0, 15.0, 16.0]));
         // 6 numbers: Voigt as is.
         let t6 = t.replace("\"1 6 5 16 2 4 15 14 3\"", "\"1 2 3 4 5 6\"");
-        assert_eq!(
-            read_extxyz(&t6, "t").unwrap()[0].stress_ev_per_a3,
-            Some([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-        );
+        assert_eq!(read_extxyz(&t6, "t").unwrap()[0].stress_ev_per_a3, Some([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
         assert!(f.info.is_empty(), "{:?}", f.info);
     }
 
@@ -1566,11 +1308,7 @@ mod tests {
         assert_eq!(i["j"], Bool(true));
         assert_eq!(i["k"], Int(7));
         assert_eq!(i["l"], IntArray(vec![1, 2, 3]));
-        assert_eq!(
-            i["m"],
-            Str("1.0D+00".into()),
-            "Python's float() rejects Fortran D exponents"
-        );
+        assert_eq!(i["m"], Str("1.0D+00".into()), "Python's float() rejects Fortran D exponents");
         assert_eq!(i["uid"], Str("123".into()));
         assert_eq!(i["n"], Json(serde_json::json!([[1, 2], [3, 4]])));
         assert_eq!(i["o"], Json(serde_json::json!({"x": "y z"})));
@@ -1579,16 +1317,8 @@ mod tests {
         assert_eq!(i["r"], Float(1e20));
         assert_eq!(i["s"], Str("x=y".into()));
         assert_eq!(i["t"], Float(1e-3));
-        assert_eq!(
-            i["u"],
-            Str("y=1".into()),
-            "ASE: an empty value swallows the next token"
-        );
-        assert_eq!(
-            i["z"],
-            IntArray(vec![]),
-            "ASE: empty value at the end -> empty int array"
-        );
+        assert_eq!(i["u"], Str("y=1".into()), "ASE: an empty value swallows the next token");
+        assert_eq!(i["z"], IntArray(vec![]), "ASE: empty value at the end -> empty int array");
         match i["v"] {
             Float(x) => assert!(x == 0.0 && x.is_sign_negative()),
             ref o => panic!("{o:?}"),
@@ -1602,34 +1332,10 @@ mod tests {
         let f = &read_extxyz(t, "t").unwrap()[0];
         assert_eq!(f.structure.positions_a[0], [1e-3, 100.0, -0.0]);
         assert!(f.structure.positions_a[0][2].is_sign_negative());
-        assert_eq!(
-            f.arrays["q"],
-            ArrayValue::Real {
-                columns: 1,
-                values: vec![0.5]
-            }
-        );
-        assert_eq!(
-            f.arrays["n"],
-            ArrayValue::Int {
-                columns: 2,
-                values: vec![-7, 8]
-            }
-        );
-        assert_eq!(
-            f.arrays["ok"],
-            ArrayValue::Bool {
-                columns: 1,
-                values: vec![true]
-            }
-        );
-        assert_eq!(
-            f.arrays["tag"],
-            ArrayValue::Str {
-                columns: 1,
-                values: vec!["x".into()]
-            }
-        );
+        assert_eq!(f.arrays["q"], ArrayValue::Real { columns: 1, values: vec![0.5] });
+        assert_eq!(f.arrays["n"], ArrayValue::Int { columns: 2, values: vec![-7, 8] });
+        assert_eq!(f.arrays["ok"], ArrayValue::Bool { columns: 1, values: vec![true] });
+        assert_eq!(f.arrays["tag"], ArrayValue::Str { columns: 1, values: vec!["x".into()] });
         // lone \r line endings too
         let f = read_extxyz(&SI2.replace('\n', "\r"), "t").unwrap();
         assert_eq!(f.len(), 1);
@@ -1658,16 +1364,10 @@ mod tests {
         let (kind, frame, _line, msg) = parse_err(&format!("{SI2}{cut}"));
         assert_eq!(kind, ExtxyzErrorKind::Truncated);
         assert_eq!(frame, 1);
-        assert!(
-            msg.contains("file ends after 1 of 2 atom lines (truncated?)"),
-            "{msg}"
-        );
+        assert!(msg.contains("file ends after 1 of 2 atom lines (truncated?)"), "{msg}");
         let (kind, frame, line, msg) = parse_err(&format!("{SI2}{cut}\n\n"));
         assert_eq!((kind, frame, line), (ExtxyzErrorKind::Truncated, 1, 8));
-        assert!(
-            msg.contains("file ends after 1 of 2 atom lines (truncated?)"),
-            "{msg}"
-        );
+        assert!(msg.contains("file ends after 1 of 2 atom lines (truncated?)"), "{msg}");
         let (kind, _, line, _) = parse_err("3\n");
         assert_eq!((kind, line), (ExtxyzErrorKind::Truncated, 1));
     }
@@ -1680,8 +1380,7 @@ mod tests {
         let (kind, frame, line, msg) = parse_err(&text);
         assert_eq!((kind, frame, line), (ExtxyzErrorKind::BadAtomLine, 0, 5));
         assert!(
-            msg.contains("expected 1 string for species, got 1")
-                || msg.contains("next frame's atom count"),
+            msg.contains("expected 1 string for species, got 1") || msg.contains("next frame's atom count"),
             "{msg}"
         );
         // count says 1 but 2 atom lines: the extra line is read as the next count.
@@ -1721,10 +1420,7 @@ mod tests {
 
     #[test]
     fn error_bad_lattice() {
-        let text = SI2.replace(
-            "5.43 0.0 0.0 0.0 5.43 0.0 0.0 0.0 5.43",
-            "5.43 0.0 0.0 0.0 5.43 0.0 0.0 0.0",
-        );
+        let text = SI2.replace("5.43 0.0 0.0 0.0 5.43 0.0 0.0 0.0 5.43", "5.43 0.0 0.0 0.0 5.43 0.0 0.0 0.0");
         let (kind, frame, line, msg) = parse_err(&text);
         assert_eq!((kind, frame, line), (ExtxyzErrorKind::BadLattice, 0, 2));
         assert!(msg.contains("Lattice has 8 numbers"), "{msg}");
@@ -1755,11 +1451,7 @@ mod tests {
         ] {
             let text = format!("1\nProperties={props}\nH 0 0 0 0 0 0\n");
             let (kind, _, line, msg) = parse_err(&text);
-            assert_eq!(
-                (kind, line),
-                (ExtxyzErrorKind::BadProperties, 2),
-                "{props}: {msg}"
-            );
+            assert_eq!((kind, line), (ExtxyzErrorKind::BadProperties, 2), "{props}: {msg}");
         }
     }
 
@@ -1787,9 +1479,7 @@ mod tests {
             .unwrap(),
         );
         frame.energy_ev = Some(-3.25);
-        frame
-            .info
-            .insert("s".into(), InfoValue::Str("a \"b\" {c}".into()));
+        frame.info.insert("s".into(), InfoValue::Str("a \"b\" {c}".into()));
         let text = write_extxyz(&[frame.clone(), frame]);
         for end in 0..text.len() {
             if text.is_char_boundary(end) {
@@ -1847,34 +1537,11 @@ mod tests {
         ] {
             f.info.insert(k.into(), v);
         }
-        f.arrays.insert(
-            "q".into(),
-            ArrayValue::Real {
-                columns: 1,
-                values: vec![0.5, -0.5],
-            },
-        );
-        f.arrays.insert(
-            "tags".into(),
-            ArrayValue::Int {
-                columns: 2,
-                values: vec![1, 2, 3, 4],
-            },
-        );
-        f.arrays.insert(
-            "fix".into(),
-            ArrayValue::Bool {
-                columns: 3,
-                values: vec![true, false, true, false, true, false],
-            },
-        );
-        f.arrays.insert(
-            "label".into(),
-            ArrayValue::Str {
-                columns: 1,
-                values: vec!["a".into(), "b".into()],
-            },
-        );
+        f.arrays.insert("q".into(), ArrayValue::Real { columns: 1, values: vec![0.5, -0.5] });
+        f.arrays.insert("tags".into(), ArrayValue::Int { columns: 2, values: vec![1, 2, 3, 4] });
+        f.arrays
+            .insert("fix".into(), ArrayValue::Bool { columns: 3, values: vec![true, false, true, false, true, false] });
+        f.arrays.insert("label".into(), ArrayValue::Str { columns: 1, values: vec!["a".into(), "b".into()] });
         let mut mol = Frame::from_structure(Structure {
             cell_a: [[0.0; 3]; 3],
             positions_a: vec![[0.0, 0.0, 0.0]],
@@ -1906,10 +1573,7 @@ mod tests {
         let frames = read_extxyz(SI2, "t").unwrap();
         write_extxyz_file(&path, &frames).unwrap();
         assert_eq!(read_extxyz_file(&path).unwrap(), frames);
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
         assert_eq!(leftovers.len(), 1);
         let e = read_extxyz_file(&dir.join("missing.xyz")).unwrap_err();
         assert!(e.to_string().contains("missing.xyz"));
@@ -1918,10 +1582,7 @@ mod tests {
         assert!(e.contains("a.xyz:2: frame 0"), "{e}");
         let mut bad = frames[0].clone();
         bad.forces_ev_per_a = Some(vec![]);
-        assert!(matches!(
-            write_extxyz_file(&path, &[bad]),
-            Err(ExtxyzError::InvalidFrame { .. })
-        ));
+        assert!(matches!(write_extxyz_file(&path, &[bad]), Err(ExtxyzError::InvalidFrame { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -60,21 +60,13 @@ pub struct Frame {
 
 impl Default for Structure {
     fn default() -> Self {
-        Structure {
-            cell_a: [[0.0; 3]; 3],
-            positions_a: vec![],
-            species: vec![],
-            pbc: [false; 3],
-        }
+        Structure { cell_a: [[0.0; 3]; 3], positions_a: vec![], species: vec![], pbc: [false; 3] }
     }
 }
 
 impl Frame {
     pub fn from_structure(structure: Structure) -> Frame {
-        Frame {
-            structure,
-            ..Default::default()
-        }
+        Frame { structure, ..Default::default() }
     }
 
     /// Number of atoms.

@@ -11,5 +11,5 @@ pub mod units;
 
 pub use elements::Element;
 pub use frame::{Frame, InfoValue};
-pub use neighbors::{NeighborList, Neighbor};
+pub use neighbors::{Neighbor, NeighborList};
 pub use structure::{Structure, StructureError};

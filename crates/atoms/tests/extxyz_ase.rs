@@ -21,9 +21,7 @@ fn python() -> String {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("extxyz_ase.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("extxyz_ase.py")
 }
 
 fn require_ase() {
@@ -63,11 +61,8 @@ fn run_ase(mode: &str, xyz: &Path, json: &Path) -> Value {
 // ---------------------------------------------------------------------------------------
 
 fn num(v: &Value, ctx: &str) -> f64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("{ctx}: expected a repr string, got {v}"));
-    s.parse::<f64>()
-        .unwrap_or_else(|_| panic!("{ctx}: cannot parse {s:?}"))
+    let s = v.as_str().unwrap_or_else(|| panic!("{ctx}: expected a repr string, got {v}"));
+    s.parse::<f64>().unwrap_or_else(|_| panic!("{ctx}: cannot parse {s:?}"))
 }
 
 fn same(a: f64, b: f64) -> bool {
@@ -85,9 +80,7 @@ fn check_f(ours: f64, ase: &Value, ctx: &str) {
 }
 
 fn check_fs(ours: &[f64], ase: &Value, ctx: &str) {
-    let a = ase
-        .as_array()
-        .unwrap_or_else(|| panic!("{ctx}: expected a list, got {ase}"));
+    let a = ase.as_array().unwrap_or_else(|| panic!("{ctx}: expected a list, got {ase}"));
     assert_eq!(ours.len(), a.len(), "{ctx}: length");
     for (k, (x, y)) in ours.iter().zip(a).enumerate() {
         check_f(*x, y, &format!("{ctx}[{k}]"));
@@ -115,12 +108,7 @@ fn check_info(key: &str, ours: &InfoValue, ase: &Value, ctx: &str) {
         InfoValue::Str(s) => assert_eq!((ty, v.as_str()), ("str", Some(s.as_str())), "{ctx}"),
         InfoValue::IntArray(a) => {
             assert_eq!(ty, "int_array", "{ctx}: ASE has {ase}");
-            let theirs: Vec<i64> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect();
+            let theirs: Vec<i64> = v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
             assert_eq!(a, &theirs, "{ctx}");
         }
         InfoValue::FloatArray(a) => {
@@ -129,12 +117,7 @@ fn check_info(key: &str, ours: &InfoValue, ase: &Value, ctx: &str) {
         }
         InfoValue::BoolArray(a) => {
             assert_eq!(ty, "bool_array", "{ctx}: ASE has {ase}");
-            let theirs: Vec<bool> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_bool().unwrap())
-                .collect();
+            let theirs: Vec<bool> = v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect();
             assert_eq!(a, &theirs, "{ctx}");
         }
         InfoValue::Json(j) => assert_eq!((ty, v), ("json", j), "{ctx}"),
@@ -143,49 +126,22 @@ fn check_info(key: &str, ours: &InfoValue, ase: &Value, ctx: &str) {
 
 fn check_array(name: &str, ours: &ArrayValue, ase: &Value, ctx: &str) {
     let ctx = format!("{ctx} arrays[{name:?}]");
-    assert_eq!(
-        ase["type"].as_str(),
-        Some(ours.type_letter().to_string().as_str()),
-        "{ctx}: ASE has {ase}"
-    );
-    assert_eq!(
-        ase["columns"].as_u64(),
-        Some(ours.columns() as u64),
-        "{ctx}: columns"
-    );
+    assert_eq!(ase["type"].as_str(), Some(ours.type_letter().to_string().as_str()), "{ctx}: ASE has {ase}");
+    assert_eq!(ase["columns"].as_u64(), Some(ours.columns() as u64), "{ctx}: columns");
     let v = &ase["values"];
     match ours {
         ArrayValue::Real { values, .. } => check_fs(values, v, &ctx),
         ArrayValue::Int { values, .. } => {
-            let theirs: Vec<i64> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect();
+            let theirs: Vec<i64> = v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
             assert_eq!(values, &theirs, "{ctx}");
         }
         ArrayValue::Bool { values, .. } => {
-            let theirs: Vec<bool> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_bool().unwrap())
-                .collect();
+            let theirs: Vec<bool> = v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect();
             assert_eq!(values, &theirs, "{ctx}");
         }
         ArrayValue::Str { values, .. } => {
-            let theirs: Vec<&str> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_str().unwrap())
-                .collect();
-            assert_eq!(
-                values.iter().map(String::as_str).collect::<Vec<_>>(),
-                theirs,
-                "{ctx}"
-            );
+            let theirs: Vec<&str> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+            assert_eq!(values.iter().map(String::as_str).collect::<Vec<_>>(), theirs, "{ctx}");
         }
     }
 }
@@ -193,53 +149,27 @@ fn check_array(name: &str, ours: &ArrayValue, ase: &Value, ctx: &str) {
 fn check_frame(ours: &Frame, ase: &Value, ctx: &str) {
     let s = &ours.structure;
     let symbols: Vec<&str> = s.species.iter().map(|e| e.symbol()).collect();
-    let theirs: Vec<&str> = ase["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let theirs: Vec<&str> = ase["symbols"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     assert_eq!(symbols, theirs, "{ctx}: symbols");
-    assert_eq!(
-        ase["positions"].as_array().unwrap().len(),
-        s.len(),
-        "{ctx}: natoms"
-    );
+    assert_eq!(ase["positions"].as_array().unwrap().len(), s.len(), "{ctx}: natoms");
     for (a, p) in s.positions_a.iter().enumerate() {
         check_fs(p, &ase["positions"][a], &format!("{ctx} positions[{a}]"));
     }
     for (r, row) in s.cell_a.iter().enumerate() {
         check_fs(row, &ase["cell"][r], &format!("{ctx} cell[{r}]"));
     }
-    let pbc: Vec<bool> = ase["pbc"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_bool().unwrap())
-        .collect();
+    let pbc: Vec<bool> = ase["pbc"].as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect();
     assert_eq!(s.pbc.to_vec(), pbc, "{ctx}: pbc");
     check_opt_f(ours.energy_ev, &ase["energy"], &format!("{ctx} energy"));
-    check_opt_f(
-        ours.free_energy_ev,
-        &ase["free_energy"],
-        &format!("{ctx} free_energy"),
-    );
+    check_opt_f(ours.free_energy_ev, &ase["free_energy"], &format!("{ctx} free_energy"));
     match &ours.stress_ev_per_a3 {
-        None => assert!(
-            ase["stress"].is_null(),
-            "{ctx}: ASE has stress {}",
-            ase["stress"]
-        ),
+        None => assert!(ase["stress"].is_null(), "{ctx}: ASE has stress {}", ase["stress"]),
         Some(v) => check_fs(v, &ase["stress"], &format!("{ctx} stress")),
     }
     match &ours.forces_ev_per_a {
         None => assert!(ase["forces"].is_null(), "{ctx}: ASE has forces"),
         Some(f) => {
-            assert_eq!(
-                ase["forces"].as_array().map(|a| a.len()),
-                Some(f.len()),
-                "{ctx}: forces length"
-            );
+            assert_eq!(ase["forces"].as_array().map(|a| a.len()), Some(f.len()), "{ctx}: forces length");
             for (a, v) in f.iter().enumerate() {
                 check_fs(v, &ase["forces"][a], &format!("{ctx} forces[{a}]"));
             }
@@ -248,22 +178,14 @@ fn check_frame(ours: &Frame, ase: &Value, ctx: &str) {
     let ase_info = ase["info"].as_object().unwrap();
     let mut keys: Vec<&String> = ase_info.keys().collect();
     keys.sort();
-    assert_eq!(
-        ours.info.keys().collect::<Vec<_>>(),
-        keys,
-        "{ctx}: info keys"
-    );
+    assert_eq!(ours.info.keys().collect::<Vec<_>>(), keys, "{ctx}: info keys");
     for (k, v) in &ours.info {
         check_info(k, v, &ase_info[k], ctx);
     }
     let ase_arrays = ase["arrays"].as_object().unwrap();
     let mut keys: Vec<&String> = ase_arrays.keys().collect();
     keys.sort();
-    assert_eq!(
-        ours.arrays.keys().collect::<Vec<_>>(),
-        keys,
-        "{ctx}: array names"
-    );
+    assert_eq!(ours.arrays.keys().collect::<Vec<_>>(), keys, "{ctx}: array names");
     for (k, v) in &ours.arrays {
         check_array(k, v, &ase_arrays[k], ctx);
     }
@@ -304,19 +226,11 @@ fn our_frames() -> Vec<Frame> {
     });
     f.energy_ev = Some(-14.123_456_789_012_344);
     f.free_energy_ev = Some(-14.2 - 1e-10);
-    f.forces_ev_per_a = Some(vec![
-        [0.1, -0.2, 0.3],
-        [1e-17, -1e-9, third],
-        [0.0, -0.0, 1e5],
-        [-7.25, 6.5e-5, 123.456],
-    ]);
+    f.forces_ev_per_a = Some(vec![[0.1, -0.2, 0.3], [1e-17, -1e-9, third], [0.0, -0.0, 1e5], [-7.25, 6.5e-5, 123.456]]);
     f.stress_ev_per_a3 = Some([0.011, -0.022, 0.033, 1.5e-5, -2.5e-4, third * 1e-3]);
     for (k, v) in [
         ("config_type", Str("bulk_fcc".into())),
-        (
-            "note",
-            Str("two words, \"quoted\" {braces} [brackets] back\\slash = equal".into()),
-        ),
+        ("note", Str("two words, \"quoted\" {braces} [brackets] back\\slash = equal".into())),
         ("looks_bool", Str("T".into())),
         ("looks_int", Str("42".into())),
         ("looks_floats", Str("1.5 2.5".into())),
@@ -338,65 +252,26 @@ fn our_frames() -> Vec<Frame> {
         ("one_float", FloatArray(vec![2.5])),
         ("flags", BoolArray(vec![true, false, true])),
         ("one_flag", BoolArray(vec![false])),
-        (
-            "nested",
-            Json(serde_json::json!({"a": 1, "b": [1, 2], "c": "x y"})),
-        ),
+        ("nested", Json(serde_json::json!({"a": 1, "b": [1, 2], "c": "x y"}))),
         ("names", Json(serde_json::json!(["x", "y"]))),
         ("matrix", Json(serde_json::json!([[1, 2], [3, 4]]))),
         ("my key", Int(5)),
     ] {
         f.info.insert(k.into(), v);
     }
-    f.arrays.insert(
-        "q".into(),
-        ArrayValue::Real {
-            columns: 1,
-            values: vec![0.5, -0.5, third, 1e-30],
-        },
-    );
+    f.arrays.insert("q".into(), ArrayValue::Real { columns: 1, values: vec![0.5, -0.5, third, 1e-30] });
     f.arrays.insert(
         "vel".into(),
-        ArrayValue::Real {
-            columns: 3,
-            values: (0..12).map(|k| k as f64 * 0.1 - third).collect(),
-        },
+        ArrayValue::Real { columns: 3, values: (0..12).map(|k| k as f64 * 0.1 - third).collect() },
     );
-    f.arrays.insert(
-        "ids".into(),
-        ArrayValue::Int {
-            columns: 2,
-            values: vec![1, -2, 3, 4, 5, 6, 7, 2_000_000_000],
-        },
-    );
-    f.arrays.insert(
-        "fixed".into(),
-        ArrayValue::Bool {
-            columns: 1,
-            values: vec![true, false, false, true],
-        },
-    );
-    f.arrays.insert(
-        "fix3".into(),
-        ArrayValue::Bool {
-            columns: 3,
-            values: (0..12).map(|k| k % 3 == 0).collect(),
-        },
-    );
+    f.arrays.insert("ids".into(), ArrayValue::Int { columns: 2, values: vec![1, -2, 3, 4, 5, 6, 7, 2_000_000_000] });
+    f.arrays.insert("fixed".into(), ArrayValue::Bool { columns: 1, values: vec![true, false, false, true] });
+    f.arrays.insert("fix3".into(), ArrayValue::Bool { columns: 3, values: (0..12).map(|k| k % 3 == 0).collect() });
     f.arrays.insert(
         "label".into(),
-        ArrayValue::Str {
-            columns: 1,
-            values: vec!["a".into(), "bb".into(), "T".into(), "1".into()],
-        },
+        ArrayValue::Str { columns: 1, values: vec!["a".into(), "bb".into(), "T".into(), "1".into()] },
     );
-    f.arrays.insert(
-        "move_mask".into(),
-        ArrayValue::Bool {
-            columns: 1,
-            values: vec![false, true, true, true],
-        },
-    );
+    f.arrays.insert("move_mask".into(), ArrayValue::Bool { columns: 1, values: vec![false, true, true, true] });
     frames.push(f);
 
     // 2. triclinic, forces and stress but no energy.
@@ -412,11 +287,7 @@ fn our_frames() -> Vec<Frame> {
 
     // 3. slab, pbc T T F, energy only.
     let mut f = Frame::from_structure(Structure {
-        cell_a: [
-            [2.86, 0.0, 0.0],
-            [1.43, 2.476_832_654_251_8, 0.0],
-            [0.0, 0.0, 22.0],
-        ],
+        cell_a: [[2.86, 0.0, 0.0], [1.43, 2.476_832_654_251_8, 0.0], [0.0, 0.0, 22.0]],
         positions_a: vec![[0.0, 0.0, 7.5], [1.43, 0.825_610_884_750_6, 9.835_2]],
         species: vec![el("Al"), el("Al")],
         pbc: [true, true, false],
@@ -428,11 +299,7 @@ fn our_frames() -> Vec<Frame> {
     // 4. a molecule: no cell, no pbc, no labels.
     frames.push(Frame::from_structure(Structure {
         cell_a: [[0.0; 3]; 3],
-        positions_a: vec![
-            [0.0, 0.0, 0.119_262],
-            [0.0, 0.763_239, -0.477_047],
-            [0.0, -0.763_239, -0.477_047],
-        ],
+        positions_a: vec![[0.0, 0.0, 0.119_262], [0.0, 0.763_239, -0.477_047], [0.0, -0.763_239, -0.477_047]],
         species: vec![el("O"), el("H"), el("H")],
         pbc: [false; 3],
     }));
@@ -446,19 +313,9 @@ fn our_frames() -> Vec<Frame> {
         pbc: [false; 3],
     });
     f.energy_ev = Some(-1.0);
-    f.info
-        .insert("dipole".into(), FloatArray(vec![0.0, 0.01, -0.02]));
-    f.info.insert(
-        "virial".into(),
-        FloatArray(vec![1.0, 0.5, 0.25, 0.5, 2.0, 0.125, 0.25, 0.125, 3.0]),
-    );
-    f.arrays.insert(
-        "charge".into(),
-        ArrayValue::Real {
-            columns: 1,
-            values: vec![-0.4, 0.4],
-        },
-    );
+    f.info.insert("dipole".into(), FloatArray(vec![0.0, 0.01, -0.02]));
+    f.info.insert("virial".into(), FloatArray(vec![1.0, 0.5, 0.25, 0.5, 2.0, 0.125, 0.25, 0.125, 3.0]));
+    f.arrays.insert("charge".into(), ArrayValue::Real { columns: 1, values: vec![-0.4, 0.4] });
     frames.push(f);
 
     // 6. a periodic cell with zero atoms.
@@ -500,10 +357,7 @@ fn we_read_what_ase_writes() {
     assert!(f0.energy_ev.is_some() && f0.free_energy_ev.is_some());
     assert!(f0.forces_ev_per_a.is_some() && f0.stress_ev_per_a3.is_some());
     // ASE was given Voigt [0.011, -0.022, 0.033, 1.5e-5, -2.5e-4, 7e-3] and writes 3x3.
-    assert_eq!(
-        f0.stress_ev_per_a3,
-        Some([0.011, -0.022, 0.033, 1.5e-5, -2.5e-4, 7e-3])
-    );
+    assert_eq!(f0.stress_ev_per_a3, Some([0.011, -0.022, 0.033, 1.5e-5, -2.5e-4, 7e-3]));
     assert_eq!(frames[3].structure.pbc, [false; 3]);
     assert!(frames[3].energy_ev.is_none());
     assert_eq!(frames[2].structure.pbc, [true, true, false]);
@@ -516,10 +370,7 @@ fn we_read_what_ase_writes() {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("data")
-        .join("extxyz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("data").join("extxyz")
 }
 
 /// Hand-written files with the quirks ASE accepts (plain XYZ comment, lower/upper-case
@@ -549,58 +400,20 @@ fn fixtures_read_like_ase() {
 fn broken_fixtures_fail_with_located_errors() {
     use autopipe_atoms::extxyz::{ExtxyzError, ExtxyzErrorKind as K};
     let cases = [
-        (
-            "bad_count.xyz",
-            K::AtomCount,
-            0,
-            1,
-            "expected the number of atoms",
-        ),
-        (
-            "bad_element.xyz",
-            K::UnknownElement,
-            0,
-            3,
-            "unknown element 'Xx'",
-        ),
-        (
-            "bad_lattice.xyz",
-            K::BadLattice,
-            0,
-            2,
-            "Lattice has 8 numbers",
-        ),
+        ("bad_count.xyz", K::AtomCount, 0, 1, "expected the number of atoms"),
+        ("bad_element.xyz", K::UnknownElement, 0, 3, "unknown element 'Xx'"),
+        ("bad_lattice.xyz", K::BadLattice, 0, 2, "Lattice has 8 numbers"),
         ("bad_number.xyz", K::BadNumber, 0, 3, "\"abc\""),
-        (
-            "bad_short_line.xyz",
-            K::BadAtomLine,
-            0,
-            4,
-            "expected 3 floats for pos, got 2",
-        ),
-        (
-            "bad_truncated.xyz",
-            K::Truncated,
-            0,
-            4,
-            "file ends after 2 of 3 atom lines (truncated?)",
-        ),
+        ("bad_short_line.xyz", K::BadAtomLine, 0, 4, "expected 3 floats for pos, got 2"),
+        ("bad_truncated.xyz", K::Truncated, 0, 4, "file ends after 2 of 3 atom lines (truncated?)"),
     ];
     for (name, kind, frame, line, needle) in cases {
         let path = fixtures().join(name);
         let err = read_extxyz_file(&path).expect_err(name);
         let text = err.to_string();
-        assert!(
-            text.contains(name) && text.contains(needle),
-            "{name}: {text}"
-        );
+        assert!(text.contains(name) && text.contains(needle), "{name}: {text}");
         match err {
-            ExtxyzError::Parse {
-                kind: k,
-                frame: f,
-                line: l,
-                ..
-            } => {
+            ExtxyzError::Parse { kind: k, frame: f, line: l, .. } => {
                 assert_eq!((k, f, l), (kind, frame, line), "{name}: {text}")
             }
             other => panic!("{name}: {other}"),

@@ -145,7 +145,8 @@ fn local_pool(short_jobs: usize, long_jobs: usize) -> Result<()> {
 fn calibrate_busy_loop() -> Result<u64> {
     let time = |n: u64| -> Result<f64> {
         let start = Instant::now();
-        let status = Command::new("sh").arg("-c").arg(format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done")).status()?;
+        let status =
+            Command::new("sh").arg("-c").arg(format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done")).status()?;
         anyhow::ensure!(status.success(), "sh busy loop failed");
         Ok(start.elapsed().as_secs_f64())
     };
@@ -312,7 +313,11 @@ fn snap_figures(quick: bool) -> Result<()> {
         let start = Instant::now();
         fit(&frames, params.clone(), &opts)?;
         let label = if n == 300 { "fit_s".to_string() } else { format!("fit_s_{n}_cells") };
-        figure(&format!("{label}_{threads}_thread{}", if threads > 1 { "s" } else { "" }), start.elapsed().as_secs_f64(), "s");
+        figure(
+            &format!("{label}_{threads}_thread{}", if threads > 1 { "s" } else { "" }),
+            start.elapsed().as_secs_f64(),
+            "s",
+        );
     }
     Ok(())
 }

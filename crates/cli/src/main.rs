@@ -22,7 +22,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "autopipe", version, about = "MLIP-AutoPipe: machine-learning interatomic potentials with no human in the loop")]
+#[command(
+    name = "autopipe",
+    version,
+    about = "MLIP-AutoPipe: machine-learning interatomic potentials with no human in the loop"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -353,8 +357,21 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
     }
     let gens = status["generations"].as_array().cloned().unwrap_or_default();
     if !gens.is_empty() {
-        println!("{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}", "gen", "candidates", "selected", "labelled", "failed", "test F (eV/Å)", "test E (meV/at)", "max γ", "uncertain");
-        let num = |v: &serde_json::Value, scale: f64| v.as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}",
+            "gen",
+            "candidates",
+            "selected",
+            "labelled",
+            "failed",
+            "test F (eV/Å)",
+            "test E (meV/at)",
+            "max γ",
+            "uncertain"
+        );
+        let num = |v: &serde_json::Value, scale: f64| {
+            v.as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or_else(|| "-".into())
+        };
         for g in gens {
             println!(
                 "{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}",
@@ -409,15 +426,19 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             let (params, mut opts) = match config {
                 Some(c) => {
                     let c = autopipe_workflow::load_config(&c)?;
-                    let opts: autopipe_potential::FitOptions =
-                        c.fit.clone().try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("[fit]: {}", e.message()))?;
+                    let opts: autopipe_potential::FitOptions = c
+                        .fit
+                        .clone()
+                        .try_into()
+                        .map_err(|e: toml::de::Error| anyhow::anyhow!("[fit]: {}", e.message()))?;
                     (c.snap, opts)
                 }
                 None => (models::default_snap_params(&frames, twojmax, cutoff_a), Default::default()),
             };
             opts.test_fraction = test_fraction;
             let report = autopipe_potential::fit(&frames, params, &opts)?;
-            std::fs::write(&out, serde_json::to_vec(&report.model)?).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, serde_json::to_vec(&report.model)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             print_metrics("train_", &report.train);
             print_metrics("test_", &report.test);
             eprintln!("model written to {}", out.display());
@@ -436,7 +457,8 @@ fn md(a: MdArgs) -> Result<ExitCode> {
         Some(p) => read_extxyz_file(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
         None => {
             let lattice = Lattice::parse(&a.lattice).with_context(|| format!("unknown lattice {:?}", a.lattice))?;
-            let elements = a.elements.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
+            let elements =
+                a.elements.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
             let recipe = BulkRecipe {
                 lattice,
                 elements,
@@ -525,7 +547,11 @@ pub fn launcher() -> Result<Launcher> {
 fn run(config_path: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
     let run_dir = dir.unwrap_or_else(|| {
-        config_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     });
     eprintln!(
         "autopipe run {}: {} ({}), oracle {}, SNAP 2J={}, {} workers, in {}",
@@ -610,7 +636,12 @@ fn jobs(command: JobsCommand) -> Result<ExitCode> {
             .map_err(anyhow::Error::msg)?;
             let mut store = JobStore::open_or_create(&dir)?;
             let s = store.import(&calcs)?;
-            println!("{} calculations added, {} already present, in {}", s.added, s.already_present, store.path().display());
+            println!(
+                "{} calculations added, {} already present, in {}",
+                s.added,
+                s.already_present,
+                store.path().display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Run { dir, exec } => {
@@ -760,10 +791,8 @@ fn build(command: BuildCommand) -> Result<ExitCode> {
                 vacancy_fraction,
                 seed,
             };
-            let frames: Vec<_> = autopipe_build::generate_bulk(&recipe)
-                .into_iter()
-                .map(autopipe_atoms::Frame::from_structure)
-                .collect();
+            let frames: Vec<_> =
+                autopipe_build::generate_bulk(&recipe).into_iter().map(autopipe_atoms::Frame::from_structure).collect();
             write_extxyz_file(&out, &frames)?;
             println!("{} structures written to {}", frames.len(), out.display());
             Ok(ExitCode::SUCCESS)

@@ -38,8 +38,10 @@ impl Observer for Progress {
                 self.finish();
                 let bar = ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} labels  ({per_sec}, eta {eta}) {msg}")
-                        .expect("a valid template"),
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} labels  ({per_sec}, eta {eta}) {msg}",
+                    )
+                    .expect("a valid template"),
                 );
                 self.bar = Some(bar);
             }
@@ -64,8 +66,10 @@ pub fn md_bar(steps: u64) -> Option<ProgressBar> {
     std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("a valid template"),
         );
         bar
     })

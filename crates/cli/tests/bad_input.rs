@@ -63,7 +63,10 @@ fn missing_required_field_is_named() {
     assert!(err.contains("missing.toml:") && err.contains("oracle") && err.contains("engine"), "{err}");
     let text: String = cu_emt().lines().filter(|l| !l.starts_with("elements")).map(|l| format!("{l}\n")).collect();
     let (err, _t) = config_error("missing2.toml", &text);
-    assert!(err.contains("missing2.toml:") && err.contains("system.elements") && err.contains("missing field"), "{err}");
+    assert!(
+        err.contains("missing2.toml:") && err.contains("system.elements") && err.contains("missing field"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -108,13 +111,18 @@ fn malformed_structure_files_are_refused_and_the_database_is_unchanged() {
 
     // Malformed: a bad number on a known line.
     let bad = dir.join("bad.xyz");
-    std::fs::write(&bad, "1\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nCu 0 zero 0\n").unwrap();
+    std::fs::write(
+        &bad,
+        "1\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nCu 0 zero 0\n",
+    )
+    .unwrap();
     let err = stderr(&run(&["jobs", "import", bad.to_str().unwrap(), "--dir", d]));
     assert!(err.contains("bad.xyz:3") && err.contains("frame 0"), "{err}");
 
     // An element EMT cannot compute is refused before anything is written.
     let fe = dir.join("fe.xyz");
-    std::fs::write(&fe, "1\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nFe 0 0 0\n").unwrap();
+    std::fs::write(&fe, "1\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nFe 0 0 0\n")
+        .unwrap();
     let err = stderr(&run(&["jobs", "import", fe.to_str().unwrap(), "--dir", d]));
     assert!(err.contains("fe.xyz: frame 1") && err.contains("EMT has no parameters for Fe"), "{err}");
 
@@ -137,7 +145,11 @@ fn a_corrupted_database_is_reported_and_left_as_it_was() {
         *b = (i as u8).wrapping_mul(37);
     }
     std::fs::write(dir.join("autopipe.db"), &bytes).unwrap();
-    for args in [vec!["jobs", "status", "--dir", d], vec!["jobs", "run", "--dir", d], vec!["jobs", "import", good.to_str().unwrap(), "--dir", d]] {
+    for args in [
+        vec!["jobs", "status", "--dir", d],
+        vec!["jobs", "run", "--dir", d],
+        vec!["jobs", "import", good.to_str().unwrap(), "--dir", d],
+    ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);

@@ -8,11 +8,18 @@ use std::path::Path;
 use std::time::Instant;
 
 fn have(program: &str) -> bool {
-    std::process::Command::new("sh").args(["-c", &format!("command -v {program}")]).output().map(|o| o.status.success()).unwrap_or(false)
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn two_generations(example: &str, program: &str) {
-    assert!(have(program), "{program} not found: apt-get install quantum-espresso cp2k cp2k-data (the README's test command does)");
+    assert!(
+        have(program),
+        "{program} not found: apt-get install quantum-espresso cp2k cp2k-data (the README's test command does)"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let config = dir.join(format!("{example}.toml"));
@@ -22,14 +29,17 @@ fn two_generations(example: &str, program: &str) {
     let start = Instant::now();
     let out = ok(&["run", config.to_str().unwrap()]);
     let wall_s = start.elapsed().as_secs_f64();
-    let status: serde_json::Value = serde_json::from_slice(&ok(&["status", "--dir", dir.to_str().unwrap(), "--json"]).stdout).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(&["status", "--dir", dir.to_str().unwrap(), "--json"]).stdout).unwrap();
     let gens = status["generations"].as_array().unwrap();
     assert_eq!(gens.len(), 2, "two generations: {status}\n{}", stderr(&out));
     assert!(matches!(status["phase"].as_str(), Some("finished" | "converged")), "{status}");
     for g in gens {
         assert!(g["n_labelled"].as_u64().unwrap() > 0, "every generation labelled something: {g}");
         assert_eq!(g["n_failed"], 0);
-        assert!(g["test_force_rmse_ev_per_a"].is_number() || g["metrics"]["train"]["forces_ev_per_a"]["rmse"].is_number());
+        assert!(
+            g["test_force_rmse_ev_per_a"].is_number() || g["metrics"]["train"]["forces_ev_per_a"]["rmse"].is_number()
+        );
     }
     // Labels are DFT numbers: no net force on a periodic cell.
     let labels = dir.join("labels.xyz");
@@ -71,7 +81,9 @@ fn attempts(dir: &Path, id: i64) -> Vec<serde_json::Value> {
 fn qe_non_convergence_is_repaired_by_the_ladder_through_the_executor() {
     assert!(have("pw.x"), "pw.x not found: apt-get install quantum-espresso");
     let tmp = tempfile::tempdir().unwrap();
-    let si = stdout(&ok(&["init", "--example", "si-qe"])).replace("kspacing_per_a = 0.5 ", "kpoints = [2, 2, 2] ").replace("ecutwfc_ry = 25.0", "ecutwfc_ry = 20.0");
+    let si = stdout(&ok(&["init", "--example", "si-qe"]))
+        .replace("kspacing_per_a = 0.5 ", "kpoints = [2, 2, 2] ")
+        .replace("ecutwfc_ry = 25.0", "ecutwfc_ry = 20.0");
     let cell = tmp.path().join("si2.xyz");
     std::fs::write(
         &cell,
@@ -79,7 +91,9 @@ fn qe_non_convergence_is_repaired_by_the_ladder_through_the_executor() {
     )
     .unwrap();
     let mut energies = Vec::new();
-    for (name, text) in [("direct", si.clone()), ("repaired", si.replace("electron_maxstep = 100", "electron_maxstep = 3"))] {
+    for (name, text) in
+        [("direct", si.clone()), ("repaired", si.replace("electron_maxstep = 100", "electron_maxstep = 3"))]
+    {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("si.toml");
@@ -94,7 +108,10 @@ fn qe_non_convergence_is_repaired_by_the_ladder_through_the_executor() {
             assert_eq!(a[0]["outcome"], "physics", "{a:?}");
             let changes = a[0]["changes"].as_str().unwrap();
             assert!(changes.contains("electron_maxstep"), "{changes}");
-            assert!(!changes.contains("ecutwfc") && !changes.contains("kpoints"), "label-defining settings never change: {changes}");
+            assert!(
+                !changes.contains("ecutwfc") && !changes.contains("kpoints"),
+                "label-defining settings never change: {changes}"
+            );
             assert_eq!(a.last().unwrap()["outcome"], "done");
             assert!(stderr(&out).contains("Retrying calculation 1 (attempt 2 of 3)"), "{}", stderr(&out));
             let table = stdout(&ok(&["jobs", "status", "--dir", d, "--id", "1"]));

@@ -18,8 +18,24 @@ fn kill_9_mid_run_then_resume_labels_everything_exactly_once() {
     let xyz = dir.join("cells.xyz");
     // 2,000 distinct fcc Cu cells of 4 atoms, labelled by EMT.
     ok(&[
-        "build", "bulk", "--lattice", "fcc", "--elements", "Cu", "--lattice-constant-a", "3.61", "--supercell", "1",
-        "1", "1", "--count", &N.to_string(), "--rattle-a", "0.1", "--out", xyz.to_str().unwrap(),
+        "build",
+        "bulk",
+        "--lattice",
+        "fcc",
+        "--elements",
+        "Cu",
+        "--lattice-constant-a",
+        "3.61",
+        "--supercell",
+        "1",
+        "1",
+        "1",
+        "--count",
+        &N.to_string(),
+        "--rattle-a",
+        "0.1",
+        "--out",
+        xyz.to_str().unwrap(),
     ]);
     let out = ok(&["jobs", "import", xyz.to_str().unwrap(), "--dir", d, "--engine", "emt"]);
     assert!(stdout(&out).contains("2000 calculations added"), "{}", stdout(&out));
@@ -29,7 +45,8 @@ fn kill_9_mid_run_then_resume_labels_everything_exactly_once() {
 
     // Two kills at different stages of the campaign.
     for target in [300, 1200] {
-        let mut child = autopipe().args(["jobs", "run", "--dir", d, "--workers", &WORKERS.to_string()]).spawn().unwrap();
+        let mut child =
+            autopipe().args(["jobs", "run", "--dir", d, "--workers", &WORKERS.to_string()]).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             assert!(Instant::now() < deadline, "the campaign made no progress");
@@ -63,5 +80,7 @@ fn kill_9_mid_run_then_resume_labels_everything_exactly_once() {
     assert_eq!(frames.len() as u64, N);
     let ids: HashSet<_> = frames.iter().map(|f| format!("{:?}", f.info.get("calculation_id"))).collect();
     assert_eq!(ids.len() as u64, N);
-    assert!(frames.iter().all(|f| f.energy_ev.is_some() && f.forces_ev_per_a.is_some() && f.stress_ev_per_a3.is_some()));
+    assert!(frames
+        .iter()
+        .all(|f| f.energy_ev.is_some() && f.forces_ev_per_a.is_some() && f.stress_ev_per_a3.is_some()));
 }

@@ -10,7 +10,17 @@ use std::time::{Duration, Instant};
 fn import_command(dir: &Path, n: usize, command: &str) {
     let xyz = dir.join("cells.xyz");
     one_atom_cells(&xyz, n);
-    ok(&["jobs", "import", xyz.to_str().unwrap(), "--dir", dir.to_str().unwrap(), "--engine", "command", "--command", command]);
+    ok(&[
+        "jobs",
+        "import",
+        xyz.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "--engine",
+        "command",
+        "--command",
+        command,
+    ]);
 }
 
 fn attempts(dir: &Path, id: i64) -> Vec<serde_json::Value> {
@@ -206,7 +216,11 @@ fn ctrl_c_stops_running_jobs_and_puts_them_back_to_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     import_command(dir, 3, "sleep 30");
-    let mut child = autopipe().args(["jobs", "run", "--dir", dir.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = autopipe()
+        .args(["jobs", "run", "--dir", dir.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while count(&status_json(dir), "running") < 2 {
         assert!(Instant::now() < deadline, "the jobs never started");

@@ -25,12 +25,34 @@ fn eval(model: &Path, frames: &Path) -> BTreeMap<String, f64> {
 }
 
 /// EMT molecular dynamics of fcc Cu: labelled frames (EMT energy, forces, stress).
-fn emt_md(dir: &Path, name: &str, supercell: usize, temperature_k: u32, steps: u32, every: u32, seed: u32) -> std::path::PathBuf {
+fn emt_md(
+    dir: &Path,
+    name: &str,
+    supercell: usize,
+    temperature_k: u32,
+    steps: u32,
+    every: u32,
+    seed: u32,
+) -> std::path::PathBuf {
     let out = dir.join(name);
     let n = supercell.to_string();
     ok(&[
-        "md", "--emt", "--supercell", &n, &n, &n, "--temperature-k", &temperature_k.to_string(), "--steps", &steps.to_string(),
-        "--every", &every.to_string(), "--seed", &seed.to_string(), "--out", out.to_str().unwrap(),
+        "md",
+        "--emt",
+        "--supercell",
+        &n,
+        &n,
+        &n,
+        "--temperature-k",
+        &temperature_k.to_string(),
+        "--steps",
+        &steps.to_string(),
+        "--every",
+        &every.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     out
 }
@@ -65,7 +87,8 @@ fn cu_emt_converges_generalises_and_beats_random_labels() {
     }
 
     // Independent data: EMT MD of 108-atom cells it never saw, at 300, 900 and 1500 K.
-    let reference: Vec<_> = [300, 900, 1500].iter().map(|&t| emt_md(dir, &format!("ref{t}.xyz"), 3, t, 2000, 100, 1000 + t)).collect();
+    let reference: Vec<_> =
+        [300, 900, 1500].iter().map(|&t| emt_md(dir, &format!("ref{t}.xyz"), 3, t, 2000, 100, 1000 + t)).collect();
     let reference = concat(dir, "reference.xyz", &reference);
     let final_model = dir.join(status["model"].as_str().unwrap());
     let m = eval(&final_model, &reference);
@@ -76,7 +99,8 @@ fn cu_emt_converges_generalises_and_beats_random_labels() {
 
     // The same budget spent on labels chosen at random from EMT MD of the same 32-atom
     // cells (after the same generation 0), fitted the same way.
-    let pool: Vec<_> = [300, 900, 1500].iter().map(|&t| emt_md(dir, &format!("pool{t}.xyz"), 2, t, 4000, 20, 7 + t)).collect();
+    let pool: Vec<_> =
+        [300, 900, 1500].iter().map(|&t| emt_md(dir, &format!("pool{t}.xyz"), 2, t, 4000, 20, 7 + t)).collect();
     let pool = read_extxyz_file(&concat(dir, "pool.xyz", &pool)).unwrap();
     let all = dir.join("labels.xyz");
     ok(&["jobs", "export", "--dir", d, all.to_str().unwrap()]);
@@ -98,7 +122,17 @@ fn cu_emt_converges_generalises_and_beats_random_labels() {
             let file = dir.join(format!("random-{k}-{seed}.xyz"));
             write_extxyz_file(&file, &frames).unwrap();
             let model = dir.join(format!("random-{k}-{seed}.json"));
-            ok(&["potential", "fit", file.to_str().unwrap(), "--config", config.to_str().unwrap(), "--out", model.to_str().unwrap(), "--test-fraction", "0"]);
+            ok(&[
+                "potential",
+                "fit",
+                file.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                model.to_str().unwrap(),
+                "--test-fraction",
+                "0",
+            ]);
             random.push(eval(&model, &reference)["force_rmse"]);
         }
         let random_mean = random.iter().sum::<f64>() / random.len() as f64;

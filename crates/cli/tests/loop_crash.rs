@@ -14,7 +14,10 @@ fn config(dir: &Path) -> std::path::PathBuf {
     let exe = env!("CARGO_BIN_EXE_autopipe");
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 8 ")
-        .replace("engine = \"emt\" ", &format!("engine = \"command\"\ncommand = \"sleep 0.2; '{exe}' label input.xyz -o output.xyz\" "))
+        .replace(
+            "engine = \"emt\" ",
+            &format!("engine = \"command\"\ncommand = \"sleep 0.2; '{exe}' label input.xyz -o output.xyz\" "),
+        )
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [900, 1500]")
         .replace("steps = 1000", "steps = 300")
         .replace("max_generations = 7", "max_generations = 3")
@@ -49,7 +52,8 @@ fn kill_9_in_each_phase_then_resume_ends_like_an_uninterrupted_run() {
     let dir = tmp.path();
     let cfg = config(dir);
     for phase in ["label", "fit", "explore"] {
-        let mut child = autopipe().args(["run", cfg.to_str().unwrap()]).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child =
+            autopipe().args(["run", cfg.to_str().unwrap()]).stderr(std::process::Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             assert!(Instant::now() < deadline, "never saw phase {phase}");
@@ -57,7 +61,8 @@ fn kill_9_in_each_phase_then_resume_ends_like_an_uninterrupted_run() {
             if dir.join("autopipe.db").exists() {
                 let s = status(dir);
                 // Labelling is caught with some labels done and some not, to kill it mid-batch.
-                let mid_batch = phase != "label" || (s["counts"]["done"].as_u64() > Some(0) && s["counts"]["pending"].as_u64() > Some(0));
+                let mid_batch = phase != "label"
+                    || (s["counts"]["done"].as_u64() > Some(0) && s["counts"]["pending"].as_u64() > Some(0));
                 if s["phase"] == phase && mid_batch {
                     break;
                 }
@@ -73,6 +78,9 @@ fn kill_9_in_each_phase_then_resume_ends_like_an_uninterrupted_run() {
     assert_eq!(got["labels"], want_labels, "a resumed run must end with the same labels");
     assert_eq!(got["generation"], want["generation"]);
     let executions = got["executions"].as_u64().unwrap();
-    assert!(executions <= want_labels + 2, "{executions} executions for {want_labels} labels (2 workers, one kill while labelling)");
+    assert!(
+        executions <= want_labels + 2,
+        "{executions} executions for {want_labels} labels (2 workers, one kill while labelling)"
+    );
     assert_eq!(final_model(dir), final_model(reference.path()), "the same data must give the same final model");
 }

@@ -34,7 +34,11 @@ fn si2_cells(n: usize) -> Vec<Frame> {
 #[test]
 fn qe_campaign_survives_kill_9_without_repeating_labels() {
     assert!(
-        std::process::Command::new("sh").args(["-c", "command -v pw.x"]).output().map(|o| o.status.success()).unwrap_or(false),
+        std::process::Command::new("sh")
+            .args(["-c", "command -v pw.x"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false),
         "pw.x not found: apt-get install quantum-espresso (the README's test command does)"
     );
     let tmp = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@
 //! | stress | ` STRESS TENSOR [GPa]` with `X`/`Y`/`Z` rows | `STRESS\| Analytical stress tensor [GPa]` | same (or `[bar]`) |
 
 use crate::output::{
-    describe_exit, last_run, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
+    describe_exit, fortran_f64, last_run, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
     RunError, RunStatus,
 };
 use autopipe_atoms::Structure;
@@ -164,7 +164,8 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
                 }
             }
             b'S' => {
-                if t.starts_with("STRESS| Analytical stress tensor") || t.starts_with("STRESS| Numerical stress tensor") {
+                if t.starts_with("STRESS| Analytical stress tensor") || t.starts_with("STRESS| Numerical stress tensor")
+                {
                     let factor = stress_unit_factor(t);
                     let mut m = [[0.0; 3]; 3];
                     let mut got = [false; 3];
@@ -300,18 +301,28 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
     }
 
     if !saw_program && n_energies == 0 {
-        return Err(not_output("no CP2K banner (`PROGRAM STARTED AT`, `CP2K|`) and no `ENERGY| Total FORCE_EVAL` line".into()));
+        return Err(not_output(
+            "no CP2K banner (`PROGRAM STARTED AT`, `CP2K|`) and no `ENERGY| Total FORCE_EVAL` line".into(),
+        ));
     }
 
     let (status, mut message) = if let Some(a) = abort {
         (RunStatus::Crashed, Some(a))
     } else if out_of_time {
-        (RunStatus::OutOfTime, Some("CP2K stopped at its time limit (WALLTIME: exceeded requested execution time)".into()))
+        (
+            RunStatus::OutOfTime,
+            Some("CP2K stopped at its time limit (WALLTIME: exceeded requested execution time)".into()),
+        )
     } else if !ended {
         (RunStatus::Truncated, Some("the output stops before `PROGRAM ENDED AT` (killed, or still running)".into()))
     } else if last_scf_converged == Some(false) {
         let n = scf_steps.map(|n| format!(" after {n} steps")).unwrap_or_default();
-        (RunStatus::ScfNotConverged, Some(format!("SCF run NOT converged{n} (CP2K exits 0 and still prints energy and forces; they are discarded)")))
+        (
+            RunStatus::ScfNotConverged,
+            Some(format!(
+                "SCF run NOT converged{n} (CP2K exits 0 and still prints energy and forces; they are discarded)"
+            )),
+        )
     } else if let Some(m) = relax_failed {
         (RunStatus::RelaxNotConverged, Some(m))
     } else {
@@ -520,7 +531,13 @@ fn keyword_ok(v: &str) -> bool {
 }
 
 fn check_settings(s: &Cp2kSettings) -> Result<(), String> {
-    let pos = |name: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name} must be > 0, got {v}")) };
+    let pos = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{name} must be > 0, got {v}"))
+        }
+    };
     pos("cutoff_ry", s.cutoff_ry)?;
     pos("rel_cutoff_ry", s.rel_cutoff_ry)?;
     pos("eps_scf", s.eps_scf)?;
@@ -602,7 +619,12 @@ pub fn write_cp2k_input(structure: &Structure, settings: &Cp2kSettings) -> Resul
     if let Some(m) = s.multiplicity {
         let _ = writeln!(o, "    MULTIPLICITY {m}");
     }
-    let _ = writeln!(o, "    &MGRID\n      CUTOFF {}\n      REL_CUTOFF {}\n    &END MGRID", f(s.cutoff_ry), f(s.rel_cutoff_ry));
+    let _ = writeln!(
+        o,
+        "    &MGRID\n      CUTOFF {}\n      REL_CUTOFF {}\n    &END MGRID",
+        f(s.cutoff_ry),
+        f(s.rel_cutoff_ry)
+    );
     if !periodic {
         let _ = writeln!(o, "    &POISSON\n      PERIODIC NONE\n      POISSON_SOLVER MT\n    &END POISSON");
     }
@@ -611,7 +633,11 @@ pub fn write_cp2k_input(structure: &Structure, settings: &Cp2kSettings) -> Resul
         None => crate::qe::kmesh_from_spacing(structure, s.kspacing_per_a.unwrap_or(0.25)),
     };
     if periodic && mesh != [1, 1, 1] {
-        let _ = writeln!(o, "    &KPOINTS\n      SCHEME MONKHORST-PACK {} {} {}\n    &END KPOINTS", mesh[0], mesh[1], mesh[2]);
+        let _ = writeln!(
+            o,
+            "    &KPOINTS\n      SCHEME MONKHORST-PACK {} {} {}\n    &END KPOINTS",
+            mesh[0], mesh[1], mesh[2]
+        );
     }
     let _ = writeln!(o, "    &SCF");
     let _ = writeln!(o, "      EPS_SCF {:e}", s.eps_scf);
@@ -626,15 +652,26 @@ pub fn write_cp2k_input(structure: &Structure, settings: &Cp2kSettings) -> Resul
             let _ = writeln!(o, "      ADDED_MOS {added}");
         }
         let _ = writeln!(o, "      &DIAGONALIZATION\n        ALGORITHM STANDARD\n      &END DIAGONALIZATION");
-        let _ = writeln!(o, "      &MIXING\n        METHOD {}\n        ALPHA {}\n      &END MIXING", s.mixing_method, f(s.mixing_alpha));
+        let _ = writeln!(
+            o,
+            "      &MIXING\n        METHOD {}\n        ALPHA {}\n      &END MIXING",
+            s.mixing_method,
+            f(s.mixing_alpha)
+        );
         if let Some(t) = s.smearing_temperature_k {
-            let _ = writeln!(o, "      &SMEAR ON\n        METHOD FERMI_DIRAC\n        ELECTRONIC_TEMPERATURE [K] {}\n      &END SMEAR", f(t));
+            let _ = writeln!(
+                o,
+                "      &SMEAR ON\n        METHOD FERMI_DIRAC\n        ELECTRONIC_TEMPERATURE [K] {}\n      &END SMEAR",
+                f(t)
+            );
         }
     } else {
-        let _ = writeln!(o, "      &OT\n        MINIMIZER DIIS\n        PRECONDITIONER FULL_SINGLE_INVERSE\n      &END OT");
+        let _ =
+            writeln!(o, "      &OT\n        MINIMIZER DIIS\n        PRECONDITIONER FULL_SINGLE_INVERSE\n      &END OT");
     }
     if let Some(n) = s.outer_scf {
-        let _ = writeln!(o, "      &OUTER_SCF\n        MAX_SCF {n}\n        EPS_SCF {:e}\n      &END OUTER_SCF", s.eps_scf);
+        let _ =
+            writeln!(o, "      &OUTER_SCF\n        MAX_SCF {n}\n        EPS_SCF {:e}\n      &END OUTER_SCF", s.eps_scf);
     }
     let _ = writeln!(o, "    &END SCF");
     let _ = writeln!(o, "    &XC\n      &XC_FUNCTIONAL {}\n      &END XC_FUNCTIONAL\n    &END XC", s.xc_functional);
@@ -656,8 +693,14 @@ pub fn write_cp2k_input(structure: &Structure, settings: &Cp2kSettings) -> Resul
         }
         seen.push(e);
         let sym = e.symbol();
-        let basis = s.basis_sets.get(sym).ok_or_else(|| RunError::Settings(format!("no basis set for {sym} in settings.basis_sets")))?;
-        let pot = s.potentials.get(sym).ok_or_else(|| RunError::Settings(format!("no potential for {sym} in settings.potentials")))?;
+        let basis = s
+            .basis_sets
+            .get(sym)
+            .ok_or_else(|| RunError::Settings(format!("no basis set for {sym} in settings.basis_sets")))?;
+        let pot = s
+            .potentials
+            .get(sym)
+            .ok_or_else(|| RunError::Settings(format!("no potential for {sym} in settings.potentials")))?;
         let _ = writeln!(o, "    &KIND {sym}\n      BASIS_SET {basis}\n      POTENTIAL {pot}\n    &END KIND");
     }
     let _ = writeln!(o, "  &END SUBSYS");
@@ -808,9 +851,16 @@ pub fn run_cp2k(job_dir: &Path, structure: &Structure, settings: &Cp2kSettings) 
             }
             if !status.success() && p.status == RunStatus::Converged {
                 p.status = RunStatus::Crashed;
-                p.message = Some(format!("cp2k {} although the output looks complete; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)));
+                p.message = Some(format!(
+                    "cp2k {} although the output looks complete; stderr: {}",
+                    describe_exit(&status),
+                    tail_lines(&err_text, 5)
+                ));
             } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-                p.message = Some(join_msg(p.message.take(), format!("cp2k {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))));
+                p.message = Some(join_msg(
+                    p.message.take(),
+                    format!("cp2k {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
+                ));
             }
             Ok(p)
         }
@@ -822,7 +872,11 @@ pub fn run_cp2k(job_dir: &Path, structure: &Structure, settings: &Cp2kSettings) 
             scf_steps: None,
             wall_time_s: None,
             status: RunStatus::Crashed,
-            message: Some(format!("cp2k {} before writing an output; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))),
+            message: Some(format!(
+                "cp2k {} before writing an output; stderr: {}",
+                describe_exit(&status),
+                tail_lines(&err_text, 5)
+            )),
         }),
         Err(e) => Err(e.into()),
     }

@@ -15,9 +15,6 @@ pub struct Labels {
 impl Labels {
     /// Largest per-atom force norm, eV/Å.
     pub fn max_force_ev_per_a(&self) -> f64 {
-        self.forces_ev_per_a
-            .iter()
-            .map(|f| (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt())
-            .fold(0.0, f64::max)
+        self.forces_ev_per_a.iter().map(|f| (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt()).fold(0.0, f64::max)
     }
 }

@@ -9,7 +9,8 @@
 //! Forces are minus the gradient.
 
 use crate::output::{
-    describe_exit, floats, fortran_f64, max_force, not_text_reason, tail_lines, ParseError, ParsedOutput, RunError, RunStatus,
+    describe_exit, floats, fortran_f64, max_force, not_text_reason, tail_lines, ParseError, ParsedOutput, RunError,
+    RunStatus,
 };
 use autopipe_atoms::units::{BOHR_A, HARTREE_EV};
 use autopipe_atoms::{Element, Structure};
@@ -215,8 +216,18 @@ pub fn write_orca_input(structure: &Structure, settings: &OrcaSettings) -> Resul
 /// Simple-input keywords that are SCF convergence knobs (and that [`remediate`] may add
 /// or swap): they never define a label, so [`label_params`] leaves them out.
 pub const SCF_KNOB_KEYWORDS: &[&str] = &[
-    "SlowConv", "VerySlowConv", "KDIIS", "SOSCF", "NoSOSCF", "DIIS", "NoDIIS", "TRAH", "NoTRAH", "AutoTRAH",
-    "NoAutoStart", "MORead",
+    "SlowConv",
+    "VerySlowConv",
+    "KDIIS",
+    "SOSCF",
+    "NoSOSCF",
+    "DIIS",
+    "NoDIIS",
+    "TRAH",
+    "NoTRAH",
+    "AutoTRAH",
+    "NoAutoStart",
+    "MORead",
 ];
 
 /// Keywords that change how ORCA runs or prints, not what it computes: the knobs of
@@ -416,7 +427,10 @@ pub fn run_orca(job_dir: &Path, structure: &Structure, settings: &OrcaSettings) 
             tail_lines(&err_text, 5)
         ));
     } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-        p.message = Some(join_msg(p.message.take(), format!("ORCA {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))));
+        p.message = Some(join_msg(
+            p.message.take(),
+            format!("ORCA {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
+        ));
     }
     // a single point's forces from orca.engrad (12 decimals instead of 9)
     if p.status == RunStatus::Converged && settings.engrad && !settings.optimize && engrad_path.exists() {
@@ -432,7 +446,10 @@ pub fn run_orca(job_dir: &Path, structure: &Structure, settings: &OrcaSettings) 
                 }
             }
             Ok(g) => {
-                p.message = Some(join_msg(p.message.take(), format!("orca.engrad has {} atoms, the structure {}: ignored", g.natoms, structure.len())))
+                p.message = Some(join_msg(
+                    p.message.take(),
+                    format!("orca.engrad has {} atoms, the structure {}: ignored", g.natoms, structure.len()),
+                ))
             }
             Err(e) => p.message = Some(join_msg(p.message.take(), format!("orca.engrad ignored: {e}"))),
         }
@@ -562,7 +579,10 @@ pub fn parse_orca_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
     } else if aborting {
         (RunStatus::Crashed, Some("ORCA is aborting the run".into()))
     } else if !terminated {
-        (RunStatus::Truncated, Some("the output stops before `ORCA TERMINATED NORMALLY` (killed, or still running)".into()))
+        (
+            RunStatus::Truncated,
+            Some("the output stops before `ORCA TERMINATED NORMALLY` (killed, or still running)".into()),
+        )
     } else if let Some(m) = opt_failed {
         (RunStatus::RelaxNotConverged, Some(m))
     } else if opt_cycles.is_some() && !opt_converged {
@@ -697,16 +717,19 @@ pub fn parse_engrad_from(text: &str, source: &str) -> Result<OrcaEngrad, ParseEr
     if let Some(reason) = not_text_reason(text) {
         return Err(err(reason));
     }
-    let mut toks = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).flat_map(str::split_whitespace);
+    let mut toks =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).flat_map(str::split_whitespace);
     let natoms: usize = toks
         .next()
         .and_then(|s| s.parse().ok())
         .filter(|&n| n > 0 && n < 10_000_000)
         .ok_or_else(|| err("the first value is not a number of atoms".into()))?;
-    let energy_eh = toks.next().and_then(fortran_f64).ok_or_else(|| err("no energy after the number of atoms".into()))?;
+    let energy_eh =
+        toks.next().and_then(fortran_f64).ok_or_else(|| err("no energy after the number of atoms".into()))?;
     let mut forces = Vec::with_capacity(natoms.min(100_000));
     for a in 0..natoms {
-        let v = floats::<3>(toks.by_ref().take(3)).ok_or_else(|| err(format!("gradient of atom {} is missing or unreadable", a + 1)))?;
+        let v = floats::<3>(toks.by_ref().take(3))
+            .ok_or_else(|| err(format!("gradient of atom {} is missing or unreadable", a + 1)))?;
         forces.push(v.map(|x| -x * HARTREE_PER_BOHR_TO_EV_PER_A));
     }
     let mut atomic_numbers = Vec::new();
@@ -840,7 +863,8 @@ mod tests {
         assert!(inp.starts_with("! PBE0 def2-TZVP EnGrad TightSCF VerySlowConv KDIIS SOSCF\n"), "{inp}");
         assert!(inp.contains("%scf MaxIter 1000 end"));
         // already VerySlowConv: rung 2 has only MaxIter to change
-        let v = OrcaSettings { extra_keywords: vec!["VerySlowConv".into()], scf_max_iter: Some(600), ..Default::default() };
+        let v =
+            OrcaSettings { extra_keywords: vec!["VerySlowConv".into()], scf_max_iter: Some(600), ..Default::default() };
         let (_, what) = remediate(&v, 2).unwrap();
         assert!(what.contains("KDIIS"), "{what}");
         assert!(remediate(&cur, 3).is_none());
@@ -871,7 +895,9 @@ mod tests {
             let _ = parse_engrad(&text);
             // printable noise with ORCA markers mixed in
             let printable: String = bytes.iter().map(|b| (b'0' + b % 64) as char).collect();
-            let mixed = format!("CARTESIAN GRADIENT\n{printable}\nFINAL SINGLE POINT ENERGY {printable}\nTOTAL RUN TIME: {printable}\n");
+            let mixed = format!(
+                "CARTESIAN GRADIENT\n{printable}\nFINAL SINGLE POINT ENERGY {printable}\nTOTAL RUN TIME: {printable}\n"
+            );
             let _ = parse_orca_output(&mixed, "mixed");
             let _ = parse_engrad(&format!("3\n{printable}"));
         }

@@ -90,10 +90,8 @@ pub(crate) fn not_text_reason(text: &str) -> Option<String> {
         return Some("the file is empty".into());
     }
     let head = &text.as_bytes()[..text.len().min(65536)];
-    let bad = head
-        .iter()
-        .filter(|&&b| b == 0 || (b < 0x20 && b != b'\n' && b != b'\r' && b != b'\t' && b != 0x0c))
-        .count();
+    let bad =
+        head.iter().filter(|&&b| b == 0 || (b < 0x20 && b != b'\n' && b != b'\r' && b != b'\t' && b != 0x0c)).count();
     if bad > 0 {
         return Some(format!("it contains {bad} binary control bytes in its first {} bytes", head.len()));
     }
@@ -160,8 +158,8 @@ pub(crate) fn voigt(m: &[[f64; 3]; 3], factor: f64) -> [f64; 6] {
 
 /// Read a file for a parser: I/O errors and non-text are `ParseError`s naming the file.
 pub fn read_output_file(path: &std::path::Path) -> Result<String, ParseError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ParseError::Io { file: path.display().to_string(), error: e.to_string() })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| ParseError::Io { file: path.display().to_string(), error: e.to_string() })?;
     Ok(bytes_to_text(&bytes).into_owned())
 }
 

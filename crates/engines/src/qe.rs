@@ -9,7 +9,7 @@
 //! (`Modules/constants.f90`), which in QE 6.7 are the CODATA 2018 values.
 
 use crate::output::{
-    describe_exit, last_run, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
+    describe_exit, fortran_f64, last_run, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
     RunError, RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
@@ -37,7 +37,9 @@ pub const QE_RY_PER_BOHR_TO_EV_PER_A: f64 = QE_RYTOEV / QE_BOHR_RADIUS_ANGS;
 pub const QE_RY_PER_BOHR3_TO_EV_PER_A3: f64 =
     QE_RYTOEV / (QE_BOHR_RADIUS_ANGS * QE_BOHR_RADIUS_ANGS * QE_BOHR_RADIUS_ANGS);
 /// QE's `RY_KBAR` (kbar per Ry/bohr³) = 10 * AU_GPA / 2 with AU_GPA = HARTREE_SI / BOHR_RADIUS_SI³ / 1e9.
-pub const QE_RY_KBAR: f64 = 10.0 * (QE_HARTREE_SI / (QE_BOHR_RADIUS_ANGS * 1e-10 * QE_BOHR_RADIUS_ANGS * 1e-10 * QE_BOHR_RADIUS_ANGS * 1e-10) / 1e9) / 2.0;
+pub const QE_RY_KBAR: f64 = 10.0
+    * (QE_HARTREE_SI / (QE_BOHR_RADIUS_ANGS * 1e-10 * QE_BOHR_RADIUS_ANGS * 1e-10 * QE_BOHR_RADIUS_ANGS * 1e-10) / 1e9)
+    / 2.0;
 
 // ---------------------------------------------------------------------------------
 // Output parser
@@ -274,8 +276,7 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
         if let Some(p) = forces_problem {
             message = Some(join_msg(message, p));
         } else if let Some(f) = forces {
-            let f: Vec<[f64; 3]> =
-                f.iter().map(|v| v.map(|x| x * QE_RY_PER_BOHR_TO_EV_PER_A)).collect();
+            let f: Vec<[f64; 3]> = f.iter().map(|v| v.map(|x| x * QE_RY_PER_BOHR_TO_EV_PER_A)).collect();
             out.max_force_ev_per_a = Some(max_force(&f));
             out.forces_ev_per_a = Some(f);
         }
@@ -500,7 +501,13 @@ pub fn kmesh_from_spacing(structure: &Structure, kspacing_per_a: f64) -> [u32; 3
 }
 
 fn check_settings(s: &QeSettings) -> Result<(), String> {
-    let pos = |name: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name} must be > 0, got {v}")) };
+    let pos = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{name} must be > 0, got {v}"))
+        }
+    };
     pos("ecutwfc_ry", s.ecutwfc_ry)?;
     if let Some(r) = s.ecutrho_ry {
         pos("ecutrho_ry", r)?;
@@ -532,7 +539,8 @@ fn check_settings(s: &QeSettings) -> Result<(), String> {
     if !matches!(s.nspin, 1 | 2) {
         return Err(format!("nspin must be 1 or 2, got {}", s.nspin));
     }
-    for (k, v) in [("smearing", &s.smearing), ("diagonalization", &s.diagonalization), ("mixing_mode", &s.mixing_mode)] {
+    for (k, v) in [("smearing", &s.smearing), ("diagonalization", &s.diagonalization), ("mixing_mode", &s.mixing_mode)]
+    {
         if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("{k} {v:?} is not a valid pw.x keyword"));
         }
@@ -807,9 +815,16 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
             if !status.success() && p.status == RunStatus::Converged {
                 // pw.x reported success in its output but the process failed: do not trust it
                 p.status = RunStatus::Crashed;
-                p.message = Some(format!("pw.x {} although the output looks complete; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)));
+                p.message = Some(format!(
+                    "pw.x {} although the output looks complete; stderr: {}",
+                    describe_exit(&status),
+                    tail_lines(&err_text, 5)
+                ));
             } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-                p.message = Some(join_msg(p.message.take(), format!("pw.x {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))));
+                p.message = Some(join_msg(
+                    p.message.take(),
+                    format!("pw.x {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
+                ));
             }
             Ok(p)
         }
@@ -821,7 +836,11 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
             scf_steps: None,
             wall_time_s: None,
             status: RunStatus::Crashed,
-            message: Some(format!("pw.x {} before writing an output; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5))),
+            message: Some(format!(
+                "pw.x {} before writing an output; stderr: {}",
+                describe_exit(&status),
+                tail_lines(&err_text, 5)
+            )),
         }),
         Err(e) => Err(e.into()),
     }
@@ -880,7 +899,9 @@ mod tests {
     #[test]
     fn input_has_the_required_cards() {
         let mut s = QeSettings::default();
-        assert!(matches!(write_pw_input(&si2(), &s), Err(RunError::Settings(m)) if m.contains("pseudopotential for Si")));
+        assert!(
+            matches!(write_pw_input(&si2(), &s), Err(RunError::Settings(m)) if m.contains("pseudopotential for Si"))
+        );
         s.pseudopotentials.insert("Si".into(), "Si.pbe-rrkj.UPF".into());
         s.kpoints = Some([4, 4, 4]);
         let inp = write_pw_input(&si2(), &s).unwrap();
@@ -929,10 +950,7 @@ mod tests {
         assert_eq!(parse_qe_duration("1h23m"), Some(3600.0 + 23.0 * 60.0));
         assert_eq!(parse_qe_duration("2d 3h 4m"), Some(2.0 * 86400.0 + 3.0 * 3600.0 + 240.0));
         assert_eq!(parse_qe_duration("abc"), None);
-        assert_eq!(
-            qe_wall_time("PWSCF        :      1.20s CPU      1.25s WALL"),
-            Some(1.25)
-        );
+        assert_eq!(qe_wall_time("PWSCF        :      1.20s CPU      1.25s WALL"), Some(1.25));
     }
 
     #[test]

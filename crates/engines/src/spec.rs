@@ -8,9 +8,9 @@
 use crate::cp2k::{self, Cp2kSettings};
 use crate::emt::Emt;
 use crate::orca::{self, OrcaSettings};
-use crate::vasp::{self, VaspSettings};
 use crate::output::{ParsedOutput, RunError};
 use crate::qe::{self, QeSettings};
+use crate::vasp::{self, VaspSettings};
 use crate::Labels;
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_atoms::{Frame, InfoValue, Structure};
@@ -92,14 +92,18 @@ impl EngineSpec {
     pub fn check_structure(&self, structure: &Structure) -> Result<(), String> {
         match self {
             EngineSpec::Emt => match structure.species.iter().find(|e| !Emt::supports(**e)) {
-                Some(e) => Err(format!("EMT has no parameters for {e} (it knows Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O)")),
+                Some(e) => {
+                    Err(format!("EMT has no parameters for {e} (it knows Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O)"))
+                }
                 None => Ok(()),
             },
             EngineSpec::Command { .. } => Ok(()),
-            EngineSpec::Qe(s) => match structure.species.iter().find(|e| !s.pseudopotentials.contains_key(e.symbol())) {
-                Some(e) => Err(format!("no pseudopotential for {e} in [oracle] pseudopotentials")),
-                None => Ok(()),
-            },
+            EngineSpec::Qe(s) => {
+                match structure.species.iter().find(|e| !s.pseudopotentials.contains_key(e.symbol())) {
+                    Some(e) => Err(format!("no pseudopotential for {e} in [oracle] pseudopotentials")),
+                    None => Ok(()),
+                }
+            }
             EngineSpec::Cp2k(s) => {
                 match structure
                     .species
@@ -159,7 +163,8 @@ fn dft_outcome(run: Result<ParsedOutput, RunError>) -> EngineOutcome {
         Err(e) => return EngineOutcome::Error { message: e.to_string() },
     };
     let what = || {
-        let status = serde_json::to_value(parsed.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let status =
+            serde_json::to_value(parsed.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         match &parsed.message {
             Some(m) => format!("{status}: {m}"),
             None => status,

@@ -12,7 +12,8 @@
 //! `ASE stress = -VASP stress × 0.1 GPa`, which is what we do here.
 
 use crate::output::{
-    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
+    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput, RunError,
+    RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
 use autopipe_atoms::units::KBAR_IN_EV_PER_A3;
@@ -170,7 +171,8 @@ pub fn parse_poscar(text: &str) -> Result<Structure, String> {
     let mut cell = [[0.0; 3]; 3];
     for (k, row) in cell.iter_mut().enumerate() {
         let l = lines.next().ok_or("the lattice is incomplete")?;
-        let v = crate::output::floats::<3>(l.split_whitespace()).ok_or(format!("line {}: bad lattice vector", k + 3))?;
+        let v =
+            crate::output::floats::<3>(l.split_whitespace()).ok_or(format!("line {}: bad lattice vector", k + 3))?;
         *row = v.map(|x| x * scale);
     }
     let symbols: Vec<Element> = lines
@@ -202,11 +204,7 @@ pub fn parse_poscar(text: &str) -> Result<Structure, String> {
     for k in 0..n {
         let l = lines.next().ok_or(format!("only {k} of {n} positions"))?;
         let p = crate::output::floats::<3>(l.split_whitespace()).ok_or(format!("position {} unreadable", k + 1))?;
-        positions.push(if direct {
-            autopipe_atoms::structure::vec_mat(&p, &cell)
-        } else {
-            p.map(|x| x * scale)
-        });
+        positions.push(if direct { autopipe_atoms::structure::vec_mat(&p, &cell) } else { p.map(|x| x * scale) });
     }
     Structure::new(cell, positions, species, [true; 3]).map_err(|e| e.to_string())
 }
@@ -336,7 +334,8 @@ pub fn assemble_potcar(
             return Err(RunError::Settings(format!("invalid POTCAR name {name:?} for {e}")));
         }
         let path = Path::new(&settings.potcar_dir).join(name).join("POTCAR");
-        let text = read(&path).map_err(|err| RunError::Io { path: path.display().to_string(), error: err.to_string() })?;
+        let text =
+            read(&path).map_err(|err| RunError::Io { path: path.display().to_string(), error: err.to_string() })?;
         if text.trim().is_empty() {
             return Err(RunError::Io { path: path.display().to_string(), error: "empty POTCAR".into() });
         }
@@ -354,8 +353,8 @@ pub fn assemble_potcar(
 /// the knobs among them.
 pub const NON_LABEL_INCAR_TAGS: &[&str] = &[
     "ALGO", "IALGO", "NELM", "NELMIN", "NELMDL", "AMIX", "BMIX", "AMIX_MAG", "BMIX_MAG", "AMIN", "IMIX", "MAXMIX",
-    "INIMIX", "MIXPRE", "WC", "TIME", "NCORE", "NPAR", "KPAR", "NSIM", "LPLANE", "LWAVE", "LCHARG", "LVTOT",
-    "LVHAR", "LORBIT", "NWRITE",
+    "INIMIX", "MIXPRE", "WC", "TIME", "NCORE", "NPAR", "KPAR", "NSIM", "LPLANE", "LWAVE", "LCHARG", "LVTOT", "LVHAR",
+    "LORBIT", "NWRITE",
 ];
 
 fn is_non_label_tag(tag: &str) -> bool {
@@ -367,12 +366,8 @@ fn is_non_label_tag(tag: &str) -> bool {
 /// and the POSCAR coordinate mode.
 pub fn label_params(settings: &VaspSettings) -> serde_json::Value {
     let s = settings;
-    let incar: BTreeMap<String, &serde_json::Value> = s
-        .incar
-        .iter()
-        .filter(|(k, _)| !is_non_label_tag(k))
-        .map(|(k, v)| (k.to_ascii_uppercase(), v))
-        .collect();
+    let incar: BTreeMap<String, &serde_json::Value> =
+        s.incar.iter().filter(|(k, _)| !is_non_label_tag(k)).map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
     let kpoints = match s.kpoints {
         Some(k) => serde_json::json!({ "mesh": k, "gamma": s.gamma_centered }),
         None => serde_json::json!({ "kspacing_per_a": s.kspacing_per_a, "gamma": s.gamma_centered }),
@@ -590,7 +585,11 @@ pub fn run_vasp(
         .stdout(stdout)
         .stderr(stderr)
         .status()
-        .map_err(|e| RunError::Spawn { command: format!("sh -c {:?}", settings.command), error: e.to_string(), hint: VASP_HINT })?;
+        .map_err(|e| RunError::Spawn {
+            command: format!("sh -c {:?}", settings.command),
+            error: e.to_string(),
+            hint: VASP_HINT,
+        })?;
 
     let vasprun_path = job_dir.join("vasprun.xml");
     let outcar_path = job_dir.join("OUTCAR");
@@ -631,7 +630,8 @@ pub fn run_vasp(
                     Some(Ok(_)) => "vasprun.xml is truncated".to_string(),
                     Some(Err(e)) => format!("vasprun.xml is unreadable ({e})"),
                 };
-                o.message = Some(join_msg(Some(format!("read from OUTCAR: {why}")), o.message.take().unwrap_or_default()));
+                o.message =
+                    Some(join_msg(Some(format!("read from OUTCAR: {why}")), o.message.take().unwrap_or_default()));
                 Some(Ok(o))
             }
             (Some(Ok(v)), _) => Some(Ok(v)),
@@ -675,7 +675,8 @@ pub fn run_vasp(
     }
     if !status.success() && p.status == RunStatus::Converged {
         p.status = RunStatus::Crashed;
-        p.message = Some(format!("VASP {} although the output looks complete; {}", describe_exit(&status), stderr_tail()));
+        p.message =
+            Some(format!("VASP {} although the output looks complete; {}", describe_exit(&status), stderr_tail()));
     } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
         p.message = Some(join_msg(p.message.take(), format!("VASP {}; {}", describe_exit(&status), stderr_tail())));
     }
@@ -696,7 +697,11 @@ pub fn run_vasp(
 }
 
 /// [`run_vasp`] reading the POTCARs from disk (`<potcar_dir>/<name>/POTCAR`).
-pub fn run_vasp_with_potcar_dir(job_dir: &Path, structure: &Structure, settings: &VaspSettings) -> Result<ParsedOutput, RunError> {
+pub fn run_vasp_with_potcar_dir(
+    job_dir: &Path,
+    structure: &Structure,
+    settings: &VaspSettings,
+) -> Result<ParsedOutput, RunError> {
     run_vasp(job_dir, structure, settings, |p| std::fs::read_to_string(p))
 }
 
@@ -790,7 +795,13 @@ fn parse_calculation(block: &str) -> IonicStep {
     // the PSTRESS·V term, which the ionic step's own <energy> block includes; ASE reads it
     // the same way); fall back to the ionic step's <energy> block.
     let energy = sc_energies.last().copied().or_else(|| tail.find("<energy>").and_then(|i| energy_in(&tail[i..])));
-    IonicStep { scsteps, last_sc_energies, energy, forces: xml_varray(tail, "forces"), stress: xml_varray(tail, "stress") }
+    IonicStep {
+        scsteps,
+        last_sc_energies,
+        energy,
+        forces: xml_varray(tail, "forces"),
+        stress: xml_varray(tail, "stress"),
+    }
 }
 
 /// Parse `vasprun.xml`.
@@ -953,7 +964,9 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
     let nsw = outcar_param(text, "NSW").map(|v| v as i64);
     let ibrion = outcar_param(text, "IBRION").map(|v| v as i64);
     let nions = outcar_param(text, "NIONS").map(|v| v as usize).or_else(|| {
-        text.lines().find(|l| l.contains("NIONS =")).and_then(|l| l.split("NIONS =").nth(1)?.split_whitespace().next()?.parse().ok())
+        text.lines()
+            .find(|l| l.contains("NIONS ="))
+            .and_then(|l| l.split("NIONS =").nth(1)?.split_whitespace().next()?.parse().ok())
     });
 
     let mut energy: Option<f64> = None;
@@ -984,7 +997,11 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
             // ----- Iteration    1(  12)  -----
             if let Some(inner) = t.split('(').nth(1).and_then(|r| r.split(')').next()) {
                 if let Ok(m) = inner.trim().parse::<u32>() {
-                    let outer = t.split("Iteration").nth(1).and_then(|r| r.split('(').next()).and_then(|s| s.trim().parse::<u32>().ok());
+                    let outer = t
+                        .split("Iteration")
+                        .nth(1)
+                        .and_then(|r| r.split('(').next())
+                        .and_then(|s| s.trim().parse::<u32>().ok());
                     if let Some(o) = outer {
                         ionic = ionic.max(o);
                     }
@@ -1043,7 +1060,10 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
         || matches!((scf_in_step, nelm), (Some(s), Some(n)) if i64::from(s) >= n && !text.contains("aborting loop because EDIFF is reached"));
     let relaxing = matches!(ibrion, Some(1..=3)) && nsw.is_some_and(|n| n > 0);
     let (status, why) = if !timing {
-        (RunStatus::Truncated, "OUTCAR has no `General timing and accounting` section (killed, or still running)".to_string())
+        (
+            RunStatus::Truncated,
+            "OUTCAR has no `General timing and accounting` section (killed, or still running)".to_string(),
+        )
     } else if scf_failed {
         (RunStatus::ScfNotConverged, format!("the last SCF did not reach EDIFF (NELM = {})", nelm.unwrap_or(0)))
     } else if relaxing && !reached_accuracy && nsw.is_some_and(|n| i64::from(ionic) >= n) {
@@ -1077,7 +1097,8 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
             None => {}
         }
         // OUTCAR order XX YY ZZ XY YZ ZX -> Voigt xx yy zz yz xz xy, ASE sign
-        out.stress_ev_per_a3 = stress_kb.map(|s| [s[0], s[1], s[2], s[4], s[5], s[3]].map(|x| -x * VASP_KBAR_TO_EV_PER_A3));
+        out.stress_ev_per_a3 =
+            stress_kb.map(|s| [s[0], s[1], s[2], s[4], s[5], s[3]].map(|x| -x * VASP_KBAR_TO_EV_PER_A3));
         if energy.is_none() {
             notes.push("no `free  energy   TOTEN` line".into());
         }
@@ -1144,7 +1165,10 @@ mod tests {
         s.incar.insert("LREAL".into(), serde_json::json!(false));
         s.incar.insert("magmom".into(), serde_json::json!([1.0, 1.0]));
         let t = write_incar(&s).unwrap();
-        assert!(t.contains("LREAL = .FALSE.\n") && t.contains("MAGMOM = 1.0 1.0\n") && t.contains("EDIFF = 1E-6\n"), "{t}");
+        assert!(
+            t.contains("LREAL = .FALSE.\n") && t.contains("MAGMOM = 1.0 1.0\n") && t.contains("EDIFF = 1E-6\n"),
+            "{t}"
+        );
         s.incar.insert("ENCUT".into(), serde_json::json!(400));
         assert!(write_incar(&s).is_err());
     }
@@ -1180,7 +1204,9 @@ mod tests {
         b.nelm = Some(999);
         b.command = "mpirun -np 64 /opt/vasp/vasp_std".into();
         b.potcar_dir = "/elsewhere".into();
-        for (k, v) in [("algo", "All"), ("AMIX", "0.1"), ("BMIX", "0.01"), ("NCORE", "4"), ("KPAR", "2"), ("LWAVE", "F")] {
+        for (k, v) in
+            [("algo", "All"), ("AMIX", "0.1"), ("BMIX", "0.01"), ("NCORE", "4"), ("KPAR", "2"), ("LWAVE", "F")]
+        {
             b.incar.insert(k.into(), serde_json::json!(v));
         }
         assert_eq!(label_params(&a), label_params(&b));
@@ -1216,8 +1242,14 @@ mod tests {
                 Some((next, what)) => {
                     assert!(!what.is_empty());
                     assert_eq!(label_params(&next), label_params(&start));
-                    assert_eq!((next.encut, next.ediff, next.ismear, next.sigma), (start.encut, start.ediff, start.ismear, start.sigma));
-                    assert_eq!((next.kpoints, next.kspacing_per_a, &next.command), (start.kpoints, start.kspacing_per_a, &start.command));
+                    assert_eq!(
+                        (next.encut, next.ediff, next.ismear, next.sigma),
+                        (start.encut, start.ediff, start.ismear, start.sigma)
+                    );
+                    assert_eq!(
+                        (next.kpoints, next.kspacing_per_a, &next.command),
+                        (start.kpoints, start.kspacing_per_a, &start.command)
+                    );
                     assert!(write_incar(&next).is_ok(), "{what}");
                     steps.push(what);
                     cur = next;

@@ -4,7 +4,9 @@
 //! (and ASE) read.
 
 use autopipe_atoms::{Element, Structure};
-use autopipe_engines::orca::{parse_engrad, parse_orca_output, read_orca_output, write_orca_input, ElementBasis, OrcaSettings};
+use autopipe_engines::orca::{
+    parse_engrad, parse_orca_output, read_orca_output, write_orca_input, ElementBasis, OrcaSettings,
+};
 use autopipe_engines::output::{ParseError, ParsedOutput, RunError, RunStatus};
 use autopipe_engines::vasp::{
     assemble_potcar, parse_outcar, parse_poscar, parse_vasprun, read_vasprun, write_incar, write_kpoints, write_poscar,
@@ -120,7 +122,8 @@ fn orca_gzip_is_read_transparently() {
 fn engrad_fixture() {
     let dir = data("orca");
     let e = parse_engrad(&std::fs::read_to_string(dir.join("water.engrad")).unwrap()).unwrap();
-    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("water.engrad.expected.json")).unwrap()).unwrap();
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("water.engrad.expected.json")).unwrap()).unwrap();
     assert_eq!(e.natoms, 3);
     close(e.energy_ev, exp["energy_ev"].as_f64().unwrap(), "engrad energy");
     assert_eq!(e.atomic_numbers, vec![8, 1, 1]);
@@ -161,7 +164,8 @@ fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
 
 #[test]
 fn empty_binary_and_random_inputs_are_errors() {
-    let parsers: [(&str, Parser); 3] = [("orca", parse_orca_output), ("vasprun", parse_vasprun), ("outcar", parse_outcar)];
+    let parsers: [(&str, Parser); 3] =
+        [("orca", parse_orca_output), ("vasprun", parse_vasprun), ("outcar", parse_outcar)];
     let binary = String::from_utf8_lossy(&[0u8, 1, 2, 3, 0xff, 0xfe, 7, 0, 0, 9]).into_owned();
     for (name, parse) in parsers {
         for (what, input) in [("empty", String::new()), ("blank", " \n\n\t\n".into()), ("binary", binary.clone())] {
@@ -249,7 +253,11 @@ fn poscar_snapshot_and_round_trip() {
 
 #[test]
 fn poscar_is_read_by_ase() {
-    let ok = std::process::Command::new("python3").args(["-c", "import ase.io"]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import ase.io"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         eprintln!("ASE not installed: skipping the ASE POSCAR cross-check");
         return;
@@ -283,7 +291,14 @@ fn poscar_is_read_by_ase() {
 
 #[test]
 fn incar_and_kpoints_contents() {
-    let mut st = VaspSettings { encut: Some(450.0), ediff: Some(1e-5), ibrion: Some(2), nsw: Some(50), isif: Some(3), ..Default::default() };
+    let mut st = VaspSettings {
+        encut: Some(450.0),
+        ediff: Some(1e-5),
+        ibrion: Some(2),
+        nsw: Some(50),
+        isif: Some(3),
+        ..Default::default()
+    };
     st.incar.insert("PREC".into(), serde_json::json!("Accurate"));
     st.incar.insert("LWAVE".into(), serde_json::json!(false));
     let incar = write_incar(&st).unwrap();
@@ -296,7 +311,8 @@ fn incar_and_kpoints_contents() {
 
     // fcc Cu primitive cell, a = 3.6 Å: |b| = 2π√3/a = 3.0230 1/Å -> ceil(3.0230/0.25) = 13
     let cu = Element::from_symbol("Cu").unwrap();
-    let fcc = Structure::new([[0.0, 1.8, 1.8], [1.8, 0.0, 1.8], [1.8, 1.8, 0.0]], vec![[0.0; 3]], vec![cu], [true; 3]).unwrap();
+    let fcc = Structure::new([[0.0, 1.8, 1.8], [1.8, 0.0, 1.8], [1.8, 1.8, 0.0]], vec![[0.0; 3]], vec![cu], [true; 3])
+        .unwrap();
     let k = write_kpoints(&fcc, &VaspSettings::default()).unwrap();
     assert_eq!(k, "Automatic mesh\n0\nGamma\n13 13 13\n0 0 0\n");
     let mp = VaspSettings { kpoints: Some([4, 4, 2]), gamma_centered: false, ..Default::default() };
@@ -308,18 +324,25 @@ fn incar_and_kpoints_contents() {
 #[test]
 fn potcar_in_species_order_from_a_fake_directory() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in [("Au", "PAW_PBE Au 04Oct2007\nfake Au\nEnd of Dataset\n"), ("Cu_pv", "PAW_PBE Cu_pv 06Sep2000\nfake Cu\nEnd of Dataset")] {
+    for (name, body) in [
+        ("Au", "PAW_PBE Au 04Oct2007\nfake Au\nEnd of Dataset\n"),
+        ("Cu_pv", "PAW_PBE Cu_pv 06Sep2000\nfake Cu\nEnd of Dataset"),
+    ] {
         std::fs::create_dir_all(dir.path().join(name)).unwrap();
         std::fs::write(dir.path().join(name).join("POTCAR"), body).unwrap();
     }
     let mut st = VaspSettings { potcar_dir: dir.path().display().to_string(), ..Default::default() };
     st.potcars.insert("Cu".into(), "Cu_pv".into());
     let potcar = assemble_potcar(&cu_au_cell(), &st, |p| std::fs::read_to_string(p)).unwrap();
-    assert_eq!(potcar, "PAW_PBE Au 04Oct2007\nfake Au\nEnd of Dataset\nPAW_PBE Cu_pv 06Sep2000\nfake Cu\nEnd of Dataset\n");
+    assert_eq!(
+        potcar,
+        "PAW_PBE Au 04Oct2007\nfake Au\nEnd of Dataset\nPAW_PBE Cu_pv 06Sep2000\nfake Cu\nEnd of Dataset\n"
+    );
     // species order follows the POSCAR element line
     let poscar = write_poscar(&cu_au_cell(), true).unwrap();
     let order: Vec<&str> = poscar.lines().nth(5).unwrap().split_whitespace().collect();
-    let titles: Vec<&str> = potcar.lines().filter(|l| l.starts_with("PAW_PBE")).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    let titles: Vec<&str> =
+        potcar.lines().filter(|l| l.starts_with("PAW_PBE")).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
     assert_eq!(order, ["Au", "Cu"]);
     assert_eq!(titles, ["Au", "Cu_pv"]);
     // a missing POTCAR names its path
@@ -335,7 +358,14 @@ fn orca_input_contents() {
     let pt = Element::from_symbol("Pt").unwrap();
     let cl = Element::from_symbol("Cl").unwrap();
     let mol = Structure::new([[0.0; 3]; 3], vec![[0.0, 0.0, 0.0], [2.3, 0.0, 0.0]], vec![pt, cl], [false; 3]).unwrap();
-    let mut s = OrcaSettings { charge: 0, multiplicity: 2, cores: 8, maxcore_mb: 3000, scf_max_iter: Some(500), ..Default::default() };
+    let mut s = OrcaSettings {
+        charge: 0,
+        multiplicity: 2,
+        cores: 8,
+        maxcore_mb: 3000,
+        scf_max_iter: Some(500),
+        ..Default::default()
+    };
     s.element_basis.insert("Pt".into(), ElementBasis { basis: Some("def2-TZVP".into()), ecp: Some("def2-ECP".into()) });
     s.element_basis.insert("Au".into(), ElementBasis { basis: Some("def2-SVP".into()), ecp: None });
     let inp = write_orca_input(&mol, &s).unwrap();
@@ -343,7 +373,8 @@ fn orca_input_contents() {
         inp,
         "! PBE0 def2-TZVP EnGrad\n%maxcore 3000\n%pal nprocs 8 end\n%scf MaxIter 500 end\n%basis\n  NewGTO Pt \"def2-TZVP\" end\n  NewECP Pt \"def2-ECP\" end\nend\n* xyz 0 2\n  Pt     0.0000000000     0.0000000000     0.0000000000\n  Cl     2.3000000000     0.0000000000     0.0000000000\n*\n"
     );
-    let opt = OrcaSettings { optimize: true, opt_max_cycles: Some(80), nbo: true, multiplicity: 2, ..Default::default() };
+    let opt =
+        OrcaSettings { optimize: true, opt_max_cycles: Some(80), nbo: true, multiplicity: 2, ..Default::default() };
     let inp = write_orca_input(&mol, &opt).unwrap();
     assert!(inp.starts_with("! PBE0 def2-TZVP Opt NBO\n"));
     assert!(inp.contains("%geom MaxIter 80 end\n"));

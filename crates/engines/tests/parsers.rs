@@ -151,8 +151,7 @@ fn assert_not_output(parse: Parser, text: &str, what: &str, engine_name: &str) {
 
 #[test]
 fn empty_binary_and_random_files_are_errors() {
-    let parsers: [(Parser, &str); 2] =
-        [(parse_pw_output, "Quantum ESPRESSO pw.x"), (parse_cp2k_output, "CP2K")];
+    let parsers: [(Parser, &str); 2] = [(parse_pw_output, "Quantum ESPRESSO pw.x"), (parse_cp2k_output, "CP2K")];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for (parse, name) in parsers {
         assert_not_output(parse, "", "empty", name);
@@ -168,9 +167,35 @@ fn empty_binary_and_random_files_are_errors() {
         assert_not_output(parse, "\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0", "elf", name);
         // random printable text, including words the parsers look for
         let words = [
-            "total", "energy", "=", "Ry", "!", "Forces", "acting", "atom", "force", "JOB", "DONE.", "ENERGY|",
-            "FORCE_EVAL", "SCF", "run", "converged", "-1.5", "3.2E-02", "%%%%%", "*", "STRESS|", "x", "y", "z",
-            "lorem", "ipsum", "\n", "\n", "\n",
+            "total",
+            "energy",
+            "=",
+            "Ry",
+            "!",
+            "Forces",
+            "acting",
+            "atom",
+            "force",
+            "JOB",
+            "DONE.",
+            "ENERGY|",
+            "FORCE_EVAL",
+            "SCF",
+            "run",
+            "converged",
+            "-1.5",
+            "3.2E-02",
+            "%%%%%",
+            "*",
+            "STRESS|",
+            "x",
+            "y",
+            "z",
+            "lorem",
+            "ipsum",
+            "\n",
+            "\n",
+            "\n",
         ];
         for _ in 0..50 {
             let n = rng.below(400);
@@ -192,10 +217,9 @@ fn empty_binary_and_random_files_are_errors() {
 #[test]
 fn every_prefix_of_a_fixture_parses_without_panic_and_never_claims_success_early() {
     let mut rng = Rng(42);
-    for (engine, parse, end_marker) in [
-        ("qe", parse_pw_output as Parser, "JOB DONE"),
-        ("cp2k", parse_cp2k_output as Parser, "PROGRAM ENDED AT"),
-    ] {
+    for (engine, parse, end_marker) in
+        [("qe", parse_pw_output as Parser, "JOB DONE"), ("cp2k", parse_cp2k_output as Parser, "PROGRAM ENDED AT")]
+    {
         for entry in std::fs::read_dir(data(engine)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) != Some("out") {
@@ -212,7 +236,11 @@ fn every_prefix_of_a_fixture_parses_without_panic_and_never_claims_success_early
                 let prefix = &text[..cut];
                 if let Ok(p) = parse(prefix, "prefix") {
                     if p.status == RunStatus::Converged {
-                        assert!(prefix.contains(end_marker), "{}: prefix of {cut} bytes claims convergence", path.display());
+                        assert!(
+                            prefix.contains(end_marker),
+                            "{}: prefix of {cut} bytes claims convergence",
+                            path.display()
+                        );
                     }
                     if p.to_labels().is_some() {
                         assert!(p.forces_ev_per_a.as_ref().unwrap().iter().all(|f| f.iter().all(|x| x.is_finite())));
@@ -276,7 +304,10 @@ fn appended_outputs_give_the_last_run() {
         let last = std::fs::read_to_string(data(engine).join(files[2])).unwrap();
         assert_eq!(parse(&all, "all").unwrap(), parse(&last, "last").unwrap(), "{engine}");
         // and a run that failed after a good one is a failure
-        let rev: String = [files[2], "scf_not_converged.out"].iter().map(|f| std::fs::read_to_string(data(engine).join(f)).unwrap()).collect();
+        let rev: String = [files[2], "scf_not_converged.out"]
+            .iter()
+            .map(|f| std::fs::read_to_string(data(engine).join(f)).unwrap())
+            .collect();
         assert_eq!(parse(&rev, "rev").unwrap().status, RunStatus::ScfNotConverged, "{engine}");
     }
 }

@@ -19,9 +19,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn require(program: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false);
     assert!(
         found,
         "{program} is not on PATH: these tests run the real programs; install them with \

@@ -142,7 +142,9 @@ fn vasp_writes_inputs_runs_in_job_dir_parses_vasprun_and_maps_forces_back() {
             assert!((fi[k] - wanted_force(i)[k]).abs() < 1e-12, "atom {i} ({}): {fi:?}", s.species[i]);
         }
     }
-    assert!((p.max_force_ev_per_a.unwrap() - (0.4f64.powi(2) + 0.04f64.powi(2) + 0.004f64.powi(2)).sqrt()).abs() < 1e-9);
+    assert!(
+        (p.max_force_ev_per_a.unwrap() - (0.4f64.powi(2) + 0.04f64.powi(2) + 0.004f64.powi(2)).sqrt()).abs() < 1e-9
+    );
     let labels = p.to_labels().expect("labels");
     assert_eq!(labels.forces_ev_per_a[1], wanted_force(1));
 }
@@ -152,11 +154,17 @@ fn vasp_falls_back_to_outcar_when_vasprun_is_truncated() {
     let tmp = tempfile::tempdir().unwrap();
     let job = tmp.path().to_path_buf();
     // OUTCAR_example_1 (ASE's test file): 18 Ni atoms, NSW 0
-    let positions: Vec<[f64; 3]> = (0..18).map(|i| [(i % 3) as f64 * 2.5, (i / 3 % 3) as f64 * 2.5, (i / 9) as f64 * 2.5]).collect();
-    let s = Structure::new([[7.5, 0.0, 0.0], [0.0, 7.5, 0.0], [0.0, 0.0, 5.0]], positions, vec![el("Ni"); 18], [true; 3]).unwrap();
+    let positions: Vec<[f64; 3]> =
+        (0..18).map(|i| [(i % 3) as f64 * 2.5, (i / 3 % 3) as f64 * 2.5, (i / 9) as f64 * 2.5]).collect();
+    let s =
+        Structure::new([[7.5, 0.0, 0.0], [0.0, 7.5, 0.0], [0.0, 0.0, 5.0]], positions, vec![el("Ni"); 18], [true; 3])
+            .unwrap();
     let script = fake_vasp(
         &job,
-        &[(&data("vasp", "vasprun_pstress_truncated.xml"), "vasprun.xml"), (&data("vasp", "OUTCAR_example_1"), "OUTCAR")],
+        &[
+            (&data("vasp", "vasprun_pstress_truncated.xml"), "vasprun.xml"),
+            (&data("vasp", "OUTCAR_example_1"), "OUTCAR"),
+        ],
     );
     let settings = vasp_settings(format!("sh {}", script.display()));
     let p = vasp::run_vasp(&job, &s, &settings, fake_potcar).unwrap();
@@ -181,13 +189,18 @@ fn vasp_missing_program_or_crash_is_a_clear_error() {
     match vasp::run_vasp(tmp.path(), &cuau(), &settings, fake_potcar) {
         Err(e @ RunError::Spawn { .. }) => {
             let m = e.to_string();
-            assert!(m.contains("autopipe-no-such-vasp-binary") && m.contains("licensed") && m.contains("vasp_std"), "{m}");
+            assert!(
+                m.contains("autopipe-no-such-vasp-binary") && m.contains("licensed") && m.contains("vasp_std"),
+                "{m}"
+            );
         }
         other => panic!("expected a Spawn error, got {other:?}"),
     }
     // no POTCAR directory: a settings error before anything runs
     let no_dir = VaspSettings { potcar_dir: String::new(), ..settings.clone() };
-    assert!(matches!(vasp::run_vasp(tmp.path(), &cuau(), &no_dir, fake_potcar), Err(RunError::Settings(m)) if m.contains("potcar_dir")));
+    assert!(
+        matches!(vasp::run_vasp(tmp.path(), &cuau(), &no_dir, fake_potcar), Err(RunError::Settings(m)) if m.contains("potcar_dir"))
+    );
     // the POTCAR reader's error names the file
     let r = vasp::run_vasp(tmp.path(), &cuau(), &settings, |_| Err(std::io::Error::other("no such POTCAR")));
     assert!(matches!(r, Err(RunError::Io { path, .. }) if path.contains("Cu_pv")));
@@ -199,7 +212,9 @@ fn vasp_missing_program_or_crash_is_a_clear_error() {
     assert!(m.contains("exit code 139") && m.contains("SIGSEGV"), "{m}");
     // POTCARs from disk: a missing directory names the POTCAR path
     let disk = VaspSettings { potcar_dir: tmp.path().join("nope").display().to_string(), ..settings };
-    assert!(matches!(vasp::run_vasp_with_potcar_dir(tmp.path(), &cuau(), &disk), Err(RunError::Io { path, .. }) if path.ends_with("Cu_pv/POTCAR")));
+    assert!(
+        matches!(vasp::run_vasp_with_potcar_dir(tmp.path(), &cuau(), &disk), Err(RunError::Io { path, .. }) if path.ends_with("Cu_pv/POTCAR"))
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -219,7 +234,11 @@ fn water() -> Structure {
 
 /// Run ORCA, retrying when the fake program was still open for writing in a process
 /// forked by another test thread at that moment (ETXTBSY, a test-only race).
-fn run_orca_retrying(job: &Path, s: &Structure, settings: &OrcaSettings) -> Result<autopipe_engines::output::ParsedOutput, RunError> {
+fn run_orca_retrying(
+    job: &Path,
+    s: &Structure,
+    settings: &OrcaSettings,
+) -> Result<autopipe_engines::output::ParsedOutput, RunError> {
     for _ in 0..50 {
         match orca::run_orca(job, s, settings) {
             Err(RunError::Spawn { error, .. }) if error.contains("Text file busy") => {
@@ -275,7 +294,9 @@ fn orca_without_engrad_uses_the_printed_gradient_and_ignores_a_stale_engrad() {
     std::fs::write(job.join("orca.engrad"), "# stale\n 3\n -1.0\n 9 9 9 9 9 9 9 9 9\n").unwrap();
     let fake = tmp.path().join("orca");
     write_script(&fake, &format!("cat '{}'\n", data("orca", "water_engrad.out").display()));
-    let p = run_orca_retrying(&job, &water(), &OrcaSettings { command: fake.display().to_string(), ..Default::default() }).unwrap();
+    let p =
+        run_orca_retrying(&job, &water(), &OrcaSettings { command: fake.display().to_string(), ..Default::default() })
+            .unwrap();
     assert_eq!(p.status, RunStatus::Converged, "{:?}", p.message);
     let f = p.forces_ev_per_a.unwrap();
     assert!((f[0][0] - 0.047_131_485 * orca::HARTREE_PER_BOHR_TO_EV_PER_A).abs() < 1e-12, "{f:?}");
@@ -287,8 +308,19 @@ fn orca_truncated_or_crashed_runs_are_not_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = tmp.path().join("orca");
     // dies (exit 1) after a truncated output
-    write_script(&fake, &format!("cat '{}'\necho 'fake orca: out of memory' >&2\nexit 1\n", data("orca", "water_engrad_truncated.out").display()));
-    let p = run_orca_retrying(tmp.path(), &water(), &OrcaSettings { command: fake.display().to_string(), ..Default::default() }).unwrap();
+    write_script(
+        &fake,
+        &format!(
+            "cat '{}'\necho 'fake orca: out of memory' >&2\nexit 1\n",
+            data("orca", "water_engrad_truncated.out").display()
+        ),
+    );
+    let p = run_orca_retrying(
+        tmp.path(),
+        &water(),
+        &OrcaSettings { command: fake.display().to_string(), ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(p.status, RunStatus::Crashed, "{:?}", p.message);
     assert!(p.message.as_deref().unwrap().contains("out of memory"), "{:?}", p.message);
     assert!(p.to_labels().is_none());

@@ -32,7 +32,11 @@ use autopipe_engines::{cp2k, emt, orca, qe, vasp};
 /// |a - b| <= rel·|b|.
 #[track_caller]
 fn rel(a: f64, b: f64, tol: f64) {
-    assert!((a - b).abs() <= tol * b.abs(), "{a:e} vs {b:e}: relative difference {:e} > {tol:e}", (a - b).abs() / b.abs());
+    assert!(
+        (a - b).abs() <= tol * b.abs(),
+        "{a:e} vs {b:e}: relative difference {:e} > {tol:e}",
+        (a - b).abs() / b.abs()
+    );
 }
 
 mod codata2018 {

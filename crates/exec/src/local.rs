@@ -59,13 +59,40 @@ pub struct Launcher {
 pub enum ExecEvent {
     /// The batch after reconciliation: `total` calculations to finish, of which
     /// `adopted` were still running from before and `harvested` had finished unseen.
-    Batch { total: u64, adopted: usize, harvested: usize, requeued: usize },
-    Started { id: i64, attempt: u32 },
-    Done { id: i64, reused: bool },
-    Retrying { id: i64, attempt: u32, of: u32, kind: FailureKind, message: String },
-    Failed { id: i64, kind: FailureKind, message: String },
-    Stopping { failed: u64, batch: u64, tolerance: f64 },
-    Interrupted { requeued: usize },
+    Batch {
+        total: u64,
+        adopted: usize,
+        harvested: usize,
+        requeued: usize,
+    },
+    Started {
+        id: i64,
+        attempt: u32,
+    },
+    Done {
+        id: i64,
+        reused: bool,
+    },
+    Retrying {
+        id: i64,
+        attempt: u32,
+        of: u32,
+        kind: FailureKind,
+        message: String,
+    },
+    Failed {
+        id: i64,
+        kind: FailureKind,
+        message: String,
+    },
+    Stopping {
+        failed: u64,
+        batch: u64,
+        tolerance: f64,
+    },
+    Interrupted {
+        requeued: usize,
+    },
 }
 
 impl ExecEvent {
@@ -298,7 +325,8 @@ impl Pool<'_> {
             structure: claimed.structure.clone(),
         };
         let job_path = job_dir.join(JOB_FILE);
-        write_atomic(&job_path, &serde_json::to_vec_pretty(&job).expect("job files serialise")).map_err(|e| e.to_string())?;
+        write_atomic(&job_path, &serde_json::to_vec_pretty(&job).expect("job files serialise"))
+            .map_err(|e| e.to_string())?;
         let log = |name: &str| -> Result<File, String> {
             let p = job_dir.join(name);
             OpenOptions::new().create(true).append(true).open(&p).map_err(|e| at("open", &p, e))
@@ -318,27 +346,25 @@ impl Pool<'_> {
     fn poll(&mut self, slot: &mut Slot) -> Result<bool, ExecError> {
         let walltime = self.opts.walltime;
         match slot {
-            Slot::Own { claimed, job_dir, child, started, killed_for_time } => {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        let (claimed, job_dir, killed) = (claimed.clone(), job_dir.clone(), *killed_for_time);
-                        self.finished(&claimed, &job_dir, Some(status), killed)?;
-                        Ok(true)
-                    }
-                    Ok(None) => {
-                        if !*killed_for_time && started.elapsed() > walltime {
-                            kill_group(child.id() as i32);
-                            *killed_for_time = true;
-                        }
-                        Ok(false)
-                    }
-                    Err(e) => {
-                        let claimed = claimed.clone();
-                        self.fail(&claimed, FailureKind::Crashed, &format!("cannot wait for the job process: {e}"))?;
-                        Ok(true)
-                    }
+            Slot::Own { claimed, job_dir, child, started, killed_for_time } => match child.try_wait() {
+                Ok(Some(status)) => {
+                    let (claimed, job_dir, killed) = (claimed.clone(), job_dir.clone(), *killed_for_time);
+                    self.finished(&claimed, &job_dir, Some(status), killed)?;
+                    Ok(true)
                 }
-            }
+                Ok(None) => {
+                    if !*killed_for_time && started.elapsed() > walltime {
+                        kill_group(child.id() as i32);
+                        *killed_for_time = true;
+                    }
+                    Ok(false)
+                }
+                Err(e) => {
+                    let claimed = claimed.clone();
+                    self.fail(&claimed, FailureKind::Crashed, &format!("cannot wait for the job process: {e}"))?;
+                    Ok(true)
+                }
+            },
             Slot::Adopted { flight, job_dir, killed_for_time } => {
                 if lock_is_held(job_dir) {
                     let age = autopipe_store::now_s() - flight.started_at_s;
@@ -366,10 +392,14 @@ impl Pool<'_> {
         killed_for_time: bool,
     ) -> Result<(), ExecError> {
         if killed_for_time {
-            let message = format!("wall time of {} s exceeded; the job's process group was killed", self.opts.walltime.as_secs_f64());
+            let message = format!(
+                "wall time of {} s exceeded; the job's process group was killed",
+                self.opts.walltime.as_secs_f64()
+            );
             return self.fail(claimed, FailureKind::Timeout, &message);
         }
-        let result = read_result(job_dir).filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt);
+        let result =
+            read_result(job_dir).filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt);
         match (result, status) {
             (Some(r), _) => self.harvest(claimed, r),
             (None, Some(s)) if s.signal().is_some() => {
@@ -377,7 +407,8 @@ impl Pool<'_> {
                 self.fail(claimed, FailureKind::Killed, &message)
             }
             (None, s) => {
-                let code = s.and_then(|s| s.code()).map(|c| format!("exited with code {c}")).unwrap_or_else(|| "ended".into());
+                let code =
+                    s.and_then(|s| s.code()).map(|c| format!("exited with code {c}")).unwrap_or_else(|| "ended".into());
                 let message = format!(
                     "the job process {code} without a result{}",
                     last_line(&job_dir.join("stderr")).map(|l| format!(": {l}")).unwrap_or_default()
@@ -457,8 +488,12 @@ impl Pool<'_> {
         }
         self.observer.event(&event);
         let failed = self.summary.failed + self.summary.timeout;
-        if !retry && self.summary.stopped.is_none() && failed as f64 > self.opts.failure_tolerance * self.summary.batch as f64 {
-            let event = ExecEvent::Stopping { failed, batch: self.summary.batch, tolerance: self.opts.failure_tolerance };
+        if !retry
+            && self.summary.stopped.is_none()
+            && failed as f64 > self.opts.failure_tolerance * self.summary.batch as f64
+        {
+            let event =
+                ExecEvent::Stopping { failed, batch: self.summary.batch, tolerance: self.opts.failure_tolerance };
             let line = event.log_line().unwrap_or_default();
             self.store.log_event(None, "stopped", &line)?;
             self.summary.stopped = Some(line);

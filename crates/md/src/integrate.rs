@@ -32,7 +32,9 @@
 use crate::forcefield::{Evaluation, ForceField};
 use crate::observers::{Control, Observer};
 use crate::state::{masses_amu, remove_com_velocity, MdState};
-use crate::units::{AMU_A2_PER_FS2_IN_EV, BOLTZMANN_EV_PER_K, EV_IN_AMU_A2_PER_FS2, EV_PER_A3_IN_GPA, GPA_IN_EV_PER_A3};
+use crate::units::{
+    AMU_A2_PER_FS2_IN_EV, BOLTZMANN_EV_PER_K, EV_IN_AMU_A2_PER_FS2, EV_PER_A3_IN_GPA, GPA_IN_EV_PER_A3,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -219,11 +221,7 @@ fn run_inner(
     settings.validate()?;
     let n = state.structure.len();
     if state.velocities_a_per_fs.len() != n {
-        return Err(MdError::InvalidState(format!(
-            "{} atoms but {} velocities",
-            n,
-            state.velocities_a_per_fs.len()
-        )));
+        return Err(MdError::InvalidState(format!("{} atoms but {} velocities", n, state.velocities_a_per_fs.len())));
     }
     state.structure.validate().map_err(|e| MdError::InvalidState(e.to_string()))?;
     if let Ensemble::Npt { .. } = settings.ensemble {

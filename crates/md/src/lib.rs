@@ -23,7 +23,7 @@ pub mod units;
 pub use forcefield::{Evaluation, ForceField};
 pub use integrate::{run_md, Ensemble, MdError, MdOutcome, MdSettings, StopReason};
 pub use observers::{
-    Control, DiffusionEstimate, ExtxyzTrajectory, FnObserver, GammaStep, GammaWatchdog, MsdAccumulator,
-    MsdPoint, Observer, ThermoLog,
+    Control, DiffusionEstimate, ExtxyzTrajectory, FnObserver, GammaStep, GammaWatchdog, MsdAccumulator, MsdPoint,
+    Observer, ThermoLog,
 };
 pub use state::{maxwell_boltzmann, MdState};

@@ -113,10 +113,7 @@ impl<W: Write> ThermoLog<W> {
 
     fn write(&mut self, state: &MdState, eval: &Evaluation) -> std::io::Result<()> {
         if !self.header_written {
-            writeln!(
-                self.sink,
-                "# step time_fs epot_ev ekin_ev etot_ev temperature_k pressure_gpa volume_a3"
-            )?;
+            writeln!(self.sink, "# step time_fs epot_ev ekin_ev etot_ev temperature_k pressure_gpa volume_a3")?;
             self.header_written = true;
         }
         let ekin = state.kinetic_energy_ev();

@@ -19,7 +19,11 @@ fn equation_of_state() -> (f64, f64) {
     assert!(static_pressure_gpa(lo) > 0.0 && static_pressure_gpa(hi) < 0.0);
     for _ in 0..60 {
         let mid = 0.5 * (lo + hi);
-        if static_pressure_gpa(mid) > 0.0 { lo = mid } else { hi = mid }
+        if static_pressure_gpa(mid) > 0.0 {
+            lo = mid
+        } else {
+            hi = mid
+        }
     }
     let a0 = 0.5 * (lo + hi);
     // B = -V dP/dV = -(a/3) dP/da.
@@ -38,7 +42,16 @@ struct Npt {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_npt(a_start: f64, stretch_x: f64, pressure_gpa: f64, isotropic: bool, steps: u64, seed: u64, b_gpa: f64, tau_fs: f64) -> Npt {
+fn run_npt(
+    a_start: f64,
+    stretch_x: f64,
+    pressure_gpa: f64,
+    isotropic: bool,
+    steps: u64,
+    seed: u64,
+    b_gpa: f64,
+    tau_fs: f64,
+) -> Npt {
     let mut s = cu_fcc(a_start, 3); // 108 atoms
     for row in s.cell_a.iter_mut() {
         row[0] *= stretch_x;
@@ -109,7 +122,11 @@ fn npt_volume_and_pressure_match_the_equation_of_state() {
     let v5 = mean(second_half(&five.volume));
     let p5 = mean(second_half(&five.pressure));
     let compression = 1.0 - v5 / v_mean;
-    eprintln!("5 GPa: <V> = {v5:.1} Å³, <P> = {p5:.3} GPa, compression {:.2}% (P/B = {:.2}%)", 100.0 * compression, 500.0 / b);
+    eprintln!(
+        "5 GPa: <V> = {v5:.1} Å³, <P> = {p5:.3} GPa, compression {:.2}% (P/B = {:.2}%)",
+        100.0 * compression,
+        500.0 / b
+    );
     assert!(v5 < v_mean);
     assert!((p5 - 5.0).abs() < 0.3, "mean pressure {p5} GPa at 5 GPa");
     assert!((compression / (5.0 / b) - 1.0).abs() < 0.3, "compression {compression} vs P/B {}", 5.0 / b);
@@ -143,7 +160,6 @@ fn anisotropic_npt_relaxes_a_tetragonal_strain_and_isotropic_keeps_the_shape() {
     }
     assert!((iso.volume.last().unwrap() / iso.volume[0] - 1.0).abs() > 1e-3, "the volume did not move");
 }
-
 
 #[test]
 fn npt_split_run_is_bit_for_bit_the_single_run() {

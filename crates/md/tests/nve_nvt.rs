@@ -15,7 +15,12 @@ fn run(state: &mut MdState, settings: &MdSettings) -> (MdOutcome, Vec<Sample>) {
     let mut ff = EmtFf::new();
     let mut samples = Vec::new();
     let mut obs = FnObserver::new(1, |s: &MdState, e: &Evaluation| {
-        samples.push(Sample { etot: e.energy_ev + s.kinetic_energy_ev(), epot: e.energy_ev, t: s.temperature_k(), p: s.momentum() });
+        samples.push(Sample {
+            etot: e.energy_ev + s.kinetic_energy_ev(),
+            epot: e.energy_ev,
+            t: s.temperature_k(),
+            p: s.momentum(),
+        });
         Control::Continue
     });
     let out = run_md(state, &mut ff, settings, &mut [&mut obs]).unwrap();
@@ -48,7 +53,11 @@ fn nve_conserves_energy_with_dt_squared_error_and_momentum() {
     // Drift: mean of the last tenth minus mean of the first tenth.
     let tenth = |x: &[f64], last: bool| {
         let k = x.len() / 10;
-        if last { mean(&x[x.len() - k..]) } else { mean(&x[..k]) }
+        if last {
+            mean(&x[x.len() - k..])
+        } else {
+            mean(&x[..k])
+        }
     };
     let drift2 = (tenth(&etot2, true) - tenth(&etot2, false)).abs() / n;
     eprintln!("dt=2: max |dE| {max_dev2:.2e} eV/atom, drift {drift2:.2e}; dt=1: max |dE| {max_dev1:.2e}");

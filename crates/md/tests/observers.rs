@@ -57,7 +57,11 @@ fn maxwell_boltzmann_has_zero_momentum_exact_temperature_and_kt_over_m_variance(
         let var = comps.iter().map(|x| x * x).sum::<f64>() / n;
         let expected = BOLTZMANN_EV_PER_K * t / (e.mass_amu() * AMU_A2_PER_FS2_IN_EV);
         let sigma = (2.0 / n).sqrt(); // relative standard error of a Gaussian variance
-        eprintln!("{}: var {var:.4e} vs kT/m {expected:.4e} (rel. err. {:.4}, σ {sigma:.4})", e.symbol(), var / expected - 1.0);
+        eprintln!(
+            "{}: var {var:.4e} vs kT/m {expected:.4e} (rel. err. {:.4}, σ {sigma:.4})",
+            e.symbol(),
+            var / expected - 1.0
+        );
         assert!((var / expected - 1.0).abs() < 4.0 * sigma);
         // Gaussian, not uniform: the fourth moment is 3 var².
         let m4 = comps.iter().map(|x| x.powi(4)).sum::<f64>() / n;
@@ -130,9 +134,20 @@ fn msd_of_ballistic_free_particles_is_v2_t2_per_element() {
     assert_eq!(msd.series().len(), 21);
     // Positions are never wrapped: they moved far past the cell for fast atoms.
     for e in [cu, au] {
-        let v2 = mean(&v.iter().zip(&s.species).filter(|(_, x)| **x == e).map(|(u, _)| u.iter().map(|c| c * c).sum()).collect::<Vec<f64>>());
+        let v2 = mean(
+            &v.iter()
+                .zip(&s.species)
+                .filter(|(_, x)| **x == e)
+                .map(|(u, _)| u.iter().map(|c| c * c).sum())
+                .collect::<Vec<f64>>(),
+        );
         for (t, m) in msd.msd_of(e) {
-            assert!((m - v2 * t * t).abs() <= 1e-9 * (1.0 + v2 * t * t), "{}: MSD {m} vs v²t² {}", e.symbol(), v2 * t * t);
+            assert!(
+                (m - v2 * t * t).abs() <= 1e-9 * (1.0 + v2 * t * t),
+                "{}: MSD {m} vs v²t² {}",
+                e.symbol(),
+                v2 * t * t
+            );
         }
     }
     assert!((msd.msd_of(cu).last().unwrap().0 - 300.0).abs() < 1e-9);
@@ -148,7 +163,13 @@ fn msd_diffusion_coefficient_of_a_random_walk() {
     let d_true = sigma * sigma / (2.0 * dt);
     let n = 8000;
     let cu = cu();
-    let s = Structure::new([[50.0, 0.0, 0.0], [0.0, 50.0, 0.0], [0.0, 0.0, 50.0]], vec![[0.0; 3]; n], vec![cu; n], [true; 3]).unwrap();
+    let s = Structure::new(
+        [[50.0, 0.0, 0.0], [0.0, 50.0, 0.0], [0.0, 0.0, 50.0]],
+        vec![[0.0; 3]; n],
+        vec![cu; n],
+        [true; 3],
+    )
+    .unwrap();
     let mut st = MdState::at_rest(s);
     let mut msd = MsdAccumulator::new(5).with_com_correction(true);
     let mut rng = rng_from_seed(9);
@@ -164,7 +185,10 @@ fn msd_diffusion_coefficient_of_a_random_walk() {
         st.time_fs += dt;
     }
     let d = msd.diffusion_coefficient(cu, 0.1).unwrap();
-    eprintln!("random walk: D = {:.4e} Å²/fs (true {d_true:.4e}), {:.3e} cm²/s, r² {:.4}", d.d_a2_per_fs, d.d_cm2_per_s, d.r2);
+    eprintln!(
+        "random walk: D = {:.4e} Å²/fs (true {d_true:.4e}), {:.3e} cm²/s, r² {:.4}",
+        d.d_a2_per_fs, d.d_cm2_per_s, d.r2
+    );
     assert!((d.d_a2_per_fs / d_true - 1.0).abs() < 0.05);
     assert!((d.d_cm2_per_s - 0.1 * d.d_a2_per_fs).abs() < 1e-18);
     assert!(d.r2 > 0.99);
@@ -181,7 +205,11 @@ fn trajectory_thermo_log_and_closure_observer() {
     let mut seen = Vec::new();
     let mut stopper = FnObserver::new(1, |s: &MdState, _e: &Evaluation| {
         seen.push(s.step);
-        if s.step == 23 { Control::Stop("enough".into()) } else { Control::Continue }
+        if s.step == 23 {
+            Control::Stop("enough".into())
+        } else {
+            Control::Continue
+        }
     });
     let settings = MdSettings::new(1.0, 100, Ensemble::Nvt { temperature_k: 300.0, friction_per_fs: 0.01 }, 3);
     let out = run_md(&mut st, &mut EmtFf::new(), &settings, &mut [&mut traj, &mut log, &mut stopper]).unwrap();
@@ -231,7 +259,11 @@ fn errors_and_settings() {
     impl ForceField for FailsAt {
         fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
             self.1 += 1;
-            if self.1 > self.0 { Err("SCF exploded".into()) } else { Ok(eval_zero(s.len())) }
+            if self.1 > self.0 {
+                Err("SCF exploded".into())
+            } else {
+                Ok(eval_zero(s.len()))
+            }
         }
     }
     let mut st = MdState::at_rest(s.clone());
@@ -239,9 +271,15 @@ fn errors_and_settings() {
     assert_eq!(r, Err(MdError::ForceField { step: 3, message: "SCF exploded".into() }));
     // Bad settings and state.
     let mut st = MdState::at_rest(s.clone());
-    assert!(matches!(run_md(&mut st, &mut fake(), &MdSettings::new(0.0, 1, Ensemble::Nve, 0), &mut []), Err(MdError::InvalidSettings(_))));
+    assert!(matches!(
+        run_md(&mut st, &mut fake(), &MdSettings::new(0.0, 1, Ensemble::Nve, 0), &mut []),
+        Err(MdError::InvalidSettings(_))
+    ));
     st.velocities_a_per_fs.pop();
-    assert!(matches!(run_md(&mut st, &mut fake(), &MdSettings::new(1.0, 1, Ensemble::Nve, 0), &mut []), Err(MdError::InvalidState(_))));
+    assert!(matches!(
+        run_md(&mut st, &mut fake(), &MdSettings::new(1.0, 1, Ensemble::Nve, 0), &mut []),
+        Err(MdError::InvalidState(_))
+    ));
     // Settings as JSON, with defaults filled in.
     let json = r#"{"timestep_fs": 2.0, "steps": 1000, "seed": 5,
                    "ensemble": {"kind": "npt", "temperature_k": 300, "pressure_gpa": 1.5, "isotropic": false}}"#;
@@ -255,6 +293,7 @@ fn errors_and_settings() {
     }
     let back: MdSettings = serde_json::from_str(&serde_json::to_string(&set).unwrap()).unwrap();
     assert_eq!(back, set);
-    let nve: MdSettings = serde_json::from_str(r#"{"timestep_fs": 1, "steps": 5, "ensemble": {"kind": "nve"}}"#).unwrap();
+    let nve: MdSettings =
+        serde_json::from_str(r#"{"timestep_fs": 1, "steps": 5, "ensemble": {"kind": "nve"}}"#).unwrap();
     assert_eq!(nve.ensemble, Ensemble::Nve);
 }

@@ -94,7 +94,13 @@ pub struct MaxVolOptions {
 
 impl Default for MaxVolOptions {
     fn default() -> Self {
-        MaxVolOptions { coarse_tol: 1.01, fine_tol: 1.0 + 1e-10, max_swaps_per_column: 100, rank_rtol: 1e-9, residual_tol: 1e-3 }
+        MaxVolOptions {
+            coarse_tol: 1.01,
+            fine_tol: 1.0 + 1e-10,
+            max_swaps_per_column: 100,
+            rank_rtol: 1e-9,
+            residual_tol: 1e-3,
+        }
     }
 }
 

@@ -205,7 +205,9 @@ fn check_frame(k: usize, f: &Frame) -> Result<(), ModelError> {
             return Err(ModelError::Fit(format!("frame {k}: non-finite forces")));
         }
     }
-    if f.energy_ev.is_some_and(|e| !e.is_finite()) || f.stress_ev_per_a3.is_some_and(|s| s.iter().any(|x| !x.is_finite())) {
+    if f.energy_ev.is_some_and(|e| !e.is_finite())
+        || f.stress_ev_per_a3.is_some_and(|s| s.iter().any(|x| !x.is_finite()))
+    {
         return Err(ModelError::Fit(format!("frame {k}: non-finite energy or stress")));
     }
     Ok(())
@@ -261,11 +263,8 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
     let energy = energy_label(f, w.free).filter(|_| w.e > 0.0);
     let forces = f.forces_ev_per_a.as_ref().filter(|_| w.f > 0.0);
     let stress = f.stress_ev_per_a3.filter(|_| w.s > 0.0 && full_pbc(s));
-    let d = if forces.is_some() || stress.is_some() {
-        snap.descriptors_with_gradients(s)?
-    } else {
-        snap.descriptors(s)?
-    };
+    let d =
+        if forces.is_some() || stress.is_some() { snap.descriptors_with_gradients(s)? } else { snap.descriptors(s)? };
     let mut rows = Vec::new();
     let mut rhs = Vec::new();
     if let Some(e) = energy {
@@ -344,7 +343,12 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
 /// Fits a SNAP model to labelled frames (energy, forces, optional stress).
 pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<FitReport, ModelError> {
     let snap = Snap::new(&params)?;
-    for (w, name) in [(opts.energy_weight, "energy_weight"), (opts.force_weight, "force_weight"), (opts.stress_weight, "stress_weight"), (opts.alpha, "alpha")] {
+    for (w, name) in [
+        (opts.energy_weight, "energy_weight"),
+        (opts.force_weight, "force_weight"),
+        (opts.stress_weight, "stress_weight"),
+        (opts.alpha, "alpha"),
+    ] {
         if !(w >= 0.0 && w.is_finite()) {
             return Err(ModelError::Fit(format!("{name} must be finite and non-negative, got {w}")));
         }
@@ -518,7 +522,14 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
 const MAX_KEPT_ROW_VALUES: usize = 32 << 20;
 
 /// Training metrics from the kept (weighted) rows: prediction = row · β.
-fn metrics_from_rows(kept: &[FrameRows], beta: &[f64], w: &RowWeights, model: &SnapModel, frames: &[Frame], train: &[usize]) -> ErrorMetrics {
+fn metrics_from_rows(
+    kept: &[FrameRows],
+    beta: &[f64],
+    w: &RowWeights,
+    model: &SnapModel,
+    frames: &[Frame],
+    train: &[usize],
+) -> ErrorMetrics {
     let n = beta.len();
     let (mut ae, mut af, mut as_) = (Acc::default(), Acc::default(), Acc::default());
     for r in kept {
@@ -567,7 +578,11 @@ pub fn evaluate_errors(model: &SnapModel, frames: &[Frame]) -> Result<ErrorMetri
     evaluate_errors_with(model, frames, &EvalOptions::default())
 }
 
-pub fn evaluate_errors_with(model: &SnapModel, frames: &[Frame], opts: &EvalOptions) -> Result<ErrorMetrics, ModelError> {
+pub fn evaluate_errors_with(
+    model: &SnapModel,
+    frames: &[Frame],
+    opts: &EvalOptions,
+) -> Result<ErrorMetrics, ModelError> {
     let ev = model.evaluator()?;
     let per_frame = par_map(frames, n_threads(opts.threads), |f| -> Result<(Acc, Acc, Acc, Option<f64>), ModelError> {
         let r = ev.evaluate(&f.structure)?;

@@ -33,7 +33,8 @@ pub fn to_snapcoeff(model: &SnapModel) -> String {
         if p.quadraticflag { " + quadratic" } else { "" },
         p.elements.len()
     );
-    let _ = writeln!(s, "# order per element: constant, linear terms, then (quadraticflag) 1/2 B_k^2 and B_k B_l (l > k)");
+    let _ =
+        writeln!(s, "# order per element: constant, linear terms, then (quadraticflag) 1/2 B_k^2 and B_k B_l (l > k)");
     let _ = writeln!(s);
     let _ = writeln!(s, "{} {}", p.elements.len(), ncoeffall);
     for (e, b) in p.elements.iter().zip(&model.beta) {
@@ -107,6 +108,9 @@ mod tests {
         assert_eq!(data.len(), 1 + 2 * 7);
         let p = to_snapparam(&m);
         assert!(p.contains("twojmax 2\n") && p.contains("quadraticflag 0\n"));
-        assert_eq!(pair_coeff_snippet(&m, "a.snapcoeff", "a.snapparam"), "pair_style snap\npair_coeff * * a.snapcoeff a.snapparam Cu Ni\n");
+        assert_eq!(
+            pair_coeff_snippet(&m, "a.snapcoeff", "a.snapparam"),
+            "pair_style snap\npair_coeff * * a.snapcoeff a.snapparam Cu Ni\n"
+        );
     }
 }

@@ -10,11 +10,14 @@ pub mod linalg;
 pub mod model;
 pub mod snap;
 
+pub use active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
+pub use fit::{
+    evaluate_errors, evaluate_errors_with, fit, is_test_structure, ErrorMetrics, EvalOptions, FitOptions, FitReport,
+    Stat,
+};
+pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
+pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};
 pub use snap::{
     compute_descriptors, compute_descriptors_with_gradients, energy_forces_virial, n_descriptors, EnergyForcesVirial,
     Snap, SnapDescriptors, SnapElement, SnapError, SnapGradients, SnapParams,
 };
-pub use active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
-pub use fit::{evaluate_errors, evaluate_errors_with, fit, is_test_structure, ErrorMetrics, EvalOptions, FitOptions, FitReport, Stat};
-pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
-pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};

@@ -145,13 +145,9 @@ impl ModelEvaluator<'_> {
     pub fn evaluate(&self, s: &Structure) -> Result<ModelEval, ModelError> {
         let m = self.model;
         let efv = self.snap.energy_forces_virial_threads(s, &self.beta_cols, self.threads)?;
-        let elem: Vec<usize> = s
-            .species
-            .iter()
-            .map(|&e| m.params.element_index(e).expect("checked by energy_forces_virial"))
-            .collect();
-        let atom_energies: Vec<f64> =
-            efv.atom_energies.iter().zip(&elem).map(|(e, &k)| e + m.beta[k][0]).collect();
+        let elem: Vec<usize> =
+            s.species.iter().map(|&e| m.params.element_index(e).expect("checked by energy_forces_virial")).collect();
+        let atom_energies: Vec<f64> = efv.atom_energies.iter().zip(&elem).map(|(e, &k)| e + m.beta[k][0]).collect();
         let energy = efv.energy + elem.iter().map(|&k| m.beta[k][0]).sum::<f64>();
         let stress = if s.pbc.iter().all(|&p| p) {
             let v = s.volume_a3().abs();

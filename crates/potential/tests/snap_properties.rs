@@ -123,7 +123,10 @@ fn gradients_match_central_finite_differences() {
                         let fd = (bp[i * nc + col] - bm[i * nc + col]) / (2.0 * h);
                         let an = jac[(i * n + k) * 3 * nc + c * nc + col];
                         let dev = (fd - an).abs() / scale;
-                        assert!(dev < 1e-7, "quadratic={quadratic} dB_{i}[{col}]/dr_{k}[{c}]: analytic {an:e}, fd {fd:e}");
+                        assert!(
+                            dev < 1e-7,
+                            "quadratic={quadratic} dB_{i}[{col}]/dr_{k}[{c}]: analytic {an:e}, fd {fd:e}"
+                        );
                         worst = worst.max(dev);
                     }
                 }
@@ -332,8 +335,13 @@ fn isolated_atom_has_only_the_self_term() {
     let mut p = params(6, false);
     p.bzeroflag = true;
     let snap = Snap::new(&p).unwrap();
-    let s = Structure::new([[20.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]], vec![[1.0, 2.0, 3.0]], vec![el("Ta")], [false; 3])
-        .unwrap();
+    let s = Structure::new(
+        [[20.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]],
+        vec![[1.0, 2.0, 3.0]],
+        vec![el("Ta")],
+        [false; 3],
+    )
+    .unwrap();
     let d = snap.descriptors_with_gradients(&s).unwrap();
     assert!(d.b.iter().all(|x| x.abs() < 1e-12), "bzero removes the self term: {:?}", d.b);
     assert_eq!(d.gradients.as_ref().unwrap().pair_j.len(), 0);

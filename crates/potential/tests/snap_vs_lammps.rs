@@ -102,7 +102,13 @@ fn cases() -> Vec<Case> {
     let n = sites.len();
     out.push(Case {
         name: "bcc_w_cubic",
-        structure: make([[2.0 * a, 0.0, 0.0], [0.0, 2.0 * a, 0.0], [0.0, 0.0, 2.0 * a]], &sites, vec![el("W"); n], 0.15, 1),
+        structure: make(
+            [[2.0 * a, 0.0, 0.0], [0.0, 2.0 * a, 0.0], [0.0, 0.0, 2.0 * a]],
+            &sites,
+            vec![el("W"); n],
+            0.15,
+            1,
+        ),
         params: w_params(8),
     });
 
@@ -115,7 +121,11 @@ fn cases() -> Vec<Case> {
     p.bzeroflag = false;
     p.quadraticflag = true;
     p.rfac0 = 0.95;
-    out.push(Case { name: "triclinic_w_quadratic", structure: make(cell, &sites, vec![el("W"); n], 0.2, 2), params: p });
+    out.push(Case {
+        name: "triclinic_w_quadratic",
+        structure: make(cell, &sites, vec![el("W"); n], 0.2, 2),
+        params: p,
+    });
 
     // 3. two elements with different radius and weight (CsCl-like NiAl on a bcc lattice)
     let sites = bcc_sites(2);
@@ -174,8 +184,7 @@ fn beta_for(c: &Case) -> Vec<Vec<f64>> {
 fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     let mut jcases = Vec::new();
     for c in cases {
-        let types: Vec<usize> =
-            c.structure.species.iter().map(|&e| c.params.element_index(e).unwrap() + 1).collect();
+        let types: Vec<usize> = c.structure.species.iter().map(|&e| c.params.element_index(e).unwrap() + 1).collect();
         jcases.push(json!({
             "name": c.name,
             "cell": c.structure.cell_a,
@@ -199,7 +208,10 @@ fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     if let Some(venv) = python.parent().and_then(|b| b.parent()) {
         let lib = venv.join("lib");
         let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-        cmd.env("LD_LIBRARY_PATH", if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) });
+        cmd.env(
+            "LD_LIBRARY_PATH",
+            if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) },
+        );
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lammps_snap_reference.py");
     let out = cmd.arg(&script).arg(&input).arg(&output).output().expect("could not start LAMMPS's Python");
@@ -273,12 +285,16 @@ fn descriptors_gradients_and_virials_agree_with_lammps() {
         let w4 = compare(&format!("{} Σ snav/atom", c.name), &d.virial_row(), &[total], 6 * ne * nc);
         // the adjoint energy/forces/virial path against pair_style snap
         let efv = snap.energy_forces_virial(&c.structure, &beta_for(c)).unwrap();
-        let w5 = compare(&format!("{} pair snap energy", c.name), &[efv.energy], &[vec![r["energy"].as_f64().unwrap()]], 1);
+        let w5 =
+            compare(&format!("{} pair snap energy", c.name), &[efv.energy], &[vec![r["energy"].as_f64().unwrap()]], 1);
         let f: Vec<f64> = efv.forces.iter().flatten().copied().collect();
         let w6 = compare(&format!("{} pair snap forces", c.name), &f, &rows(&r["forces"]), 3);
         let vir = rows(&json!([r["virial"]]));
         let w7 = compare(&format!("{} pair snap virial", c.name), &efv.virial, &vir, 6);
-        println!("{}: pair snap energy {:.6} eV, deviations energy {w5:.2e} forces {w6:.2e} virial {w7:.2e}", c.name, efv.energy);
+        println!(
+            "{}: pair snap energy {:.6} eV, deviations energy {w5:.2e} forces {w6:.2e} virial {w7:.2e}",
+            c.name, efv.energy
+        );
         let worst = w1.max(w2).max(w3).max(w4).max(w5).max(w6).max(w7);
         println!(
             "{}: {} atoms, {} pairs, max relative deviation sna {w1:.2e} snad {w2:.2e} snav {w3:.2e} Σsnav {w4:.2e}",

@@ -15,7 +15,11 @@ fn threaded_energy_forces_virial_match_one_thread() {
             for k in 0..3 {
                 for (n, b) in [[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]].iter().enumerate() {
                     let jitter = 0.05 * (((i * 9 + j * 3 + k) * 4 + n) as f64 * 1.7).sin();
-                    positions.push([(i as f64 + b[0]) * a + jitter, (j as f64 + b[1]) * a - jitter, (k as f64 + b[2]) * a]);
+                    positions.push([
+                        (i as f64 + b[0]) * a + jitter,
+                        (j as f64 + b[1]) * a - jitter,
+                        (k as f64 + b[2]) * a,
+                    ]);
                     species.push(if (i + j + k + n) % 3 == 0 { ni } else { cu });
                 }
             }
@@ -37,7 +41,8 @@ fn threaded_energy_forces_virial_match_one_thread() {
         ],
     };
     let snap = Snap::new(&params).unwrap();
-    let beta: Vec<Vec<f64>> = (0..2).map(|e| (0..params.n_columns()).map(|k| 1e-3 * ((k + 7 * e) as f64).cos()).collect()).collect();
+    let beta: Vec<Vec<f64>> =
+        (0..2).map(|e| (0..params.n_columns()).map(|k| 1e-3 * ((k + 7 * e) as f64).cos()).collect()).collect();
     let one = snap.energy_forces_virial(&s, &beta).unwrap();
     for threads in [2, 3, 7] {
         let many = snap.energy_forces_virial_threads(&s, &beta, threads).unwrap();

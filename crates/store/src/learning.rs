@@ -39,16 +39,9 @@ impl Phase {
     }
 
     pub fn parse(s: &str) -> Option<Phase> {
-        [
-            Phase::Label,
-            Phase::Fit,
-            Phase::Explore,
-            Phase::Select,
-            Phase::Converged,
-            Phase::Finished,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+        [Phase::Label, Phase::Fit, Phase::Explore, Phase::Select, Phase::Converged, Phase::Finished]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
@@ -109,17 +102,9 @@ impl JobStore {
     pub fn loop_state(&self) -> Result<Option<LoopState>> {
         let row = self
             .conn
-            .query_row(
-                "SELECT generation, phase, message FROM loop_state WHERE id = 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
+            .query_row("SELECT generation, phase, message FROM loop_state WHERE id = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+            })
             .optional()
             .map_err(self.sq())?;
         Ok(row.map(|(generation, phase, message)| LoopState {
@@ -135,16 +120,8 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
-        let exists: bool = tx
-            .query_row("SELECT count(*) FROM loop_state", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(sq)?
-            > 0;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let exists: bool = tx.query_row("SELECT count(*) FROM loop_state", [], |r| r.get::<_, i64>(0)).map_err(sq)? > 0;
         if !exists {
             let summary = import_in(&tx, generation_zero).map_err(sq)?;
             exec(
@@ -153,8 +130,12 @@ impl JobStore {
                 params![now, summary.added + summary.already_present],
             )
             .map_err(sq)?;
-            exec(&tx, "INSERT INTO loop_state (id, generation, phase, updated_at) VALUES (1, 0, 'label', ?1)", params![now])
-                .map_err(sq)?;
+            exec(
+                &tx,
+                "INSERT INTO loop_state (id, generation, phase, updated_at) VALUES (1, 0, 'label', ?1)",
+                params![now],
+            )
+            .map_err(sq)?;
             exec(
                 &tx,
                 "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', 'generation 0: label')",
@@ -190,28 +171,16 @@ impl JobStore {
             ],
         )?;
         if phase.is_final() {
-            exec(
-                tx,
-                "UPDATE generations SET finished_at = ?2 WHERE generation = ?1",
-                params![generation, now],
-            )?;
+            exec(tx, "UPDATE generations SET finished_at = ?2 WHERE generation = ?1", params![generation, now])?;
         }
         Ok(())
     }
 
     /// Move to `phase` (for transitions that carry no results of their own).
-    pub fn set_phase(
-        &mut self,
-        generation: i64,
-        phase: Phase,
-        message: Option<&str>,
-    ) -> Result<()> {
+    pub fn set_phase(&mut self, generation: i64, phase: Phase, message: Option<&str>) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         Self::set_phase_in(&tx, generation, phase, message).map_err(sq)?;
         tx.commit().map_err(sq)
     }
@@ -220,10 +189,7 @@ impl JobStore {
     pub fn finish_labelling(&mut self, generation: i64) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         exec(
             &tx,
             "UPDATE generations SET
@@ -245,10 +211,7 @@ impl JobStore {
     pub fn record_model(&mut self, record: &ModelRecord) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let metrics = record.metrics.to_string();
         exec(
             &tx,
@@ -300,18 +263,11 @@ impl JobStore {
     /// An MD segment finished: its record and the uncertain frames it found (as
     /// candidates of the next generation, scored by their extrapolation grade), in one
     /// transaction. Returns how many new candidates were added.
-    pub fn record_segment(
-        &mut self,
-        segment: &SegmentRecord,
-        candidates: &[(Structure, f64)],
-    ) -> Result<usize> {
+    pub fn record_segment(&mut self, segment: &SegmentRecord, candidates: &[(Structure, f64)]) -> Result<usize> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let mut added = 0;
         for (s, score) in candidates {
             let atoms = serde_json::to_string(s).expect("structures serialise");
@@ -378,8 +334,7 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
     /// Candidates of `generation` not yet selected or rejected: (structure id, atoms, score).
@@ -392,21 +347,13 @@ impl JobStore {
             )
             .map_err(self.sq())?;
         let rows = st
-            .query_map([generation], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, f64>(2)?,
-                ))
-            })
+            .query_map([generation], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))
             .map_err(self.sq())?;
         let mut out = Vec::new();
         for row in rows {
             let (id, atoms, score) = row.map_err(self.sq())?;
-            let s = serde_json::from_str(&atoms).map_err(|e| StoreError::BadRow {
-                id,
-                message: format!("structure atoms: {e}"),
-            })?;
+            let s = serde_json::from_str(&atoms)
+                .map_err(|e| StoreError::BadRow { id, message: format!("structure atoms: {e}") })?;
             out.push((id, s, score));
         }
         Ok(out)
@@ -425,22 +372,18 @@ impl JobStore {
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let next = generation + 1;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let calcs: Vec<NewCalculation> = selected.iter().map(|(_, c)| c.clone()).collect();
         import_in(&tx, &calcs).map_err(sq)?;
         for (id, _) in selected {
-            exec(
-                &tx,
-                "UPDATE structures SET status = 'selected' WHERE id = ?1",
-                params![id],
-            )
-            .map_err(sq)?;
+            exec(&tx, "UPDATE structures SET status = 'selected' WHERE id = ?1", params![id]).map_err(sq)?;
         }
-        exec(&tx, "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'", params![next])
-            .map_err(sq)?;
+        exec(
+            &tx,
+            "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'",
+            params![next],
+        )
+        .map_err(sq)?;
         let n_candidates: i64 = tx
             .query_row(
                 "SELECT count(*) FROM structures WHERE generation = ?1 AND origin LIKE 'md:%'",
@@ -474,10 +417,7 @@ impl JobStore {
     ) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         exec(
             &tx,
             "UPDATE generations SET gamma_json = ?2 WHERE generation = ?1",
@@ -513,7 +453,6 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 }

@@ -26,34 +26,17 @@ pub const DB_FILE: &str = "autopipe.db";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: not an MLIP-AutoPipe database (the file is damaged or of another kind: {source}); it was left untouched")]
-    Corrupt {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Corrupt { path: PathBuf, source: rusqlite::Error },
     #[error("{path}: no job database here (run `autopipe jobs import` or `autopipe run` first)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema version {found} is newer than this program understands ({supported}); upgrade autopipe")]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    TooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("calculation {id} is not in state {expected} (it is {found})")]
-    WrongState {
-        id: i64,
-        expected: &'static str,
-        found: String,
-    },
+    WrongState { id: i64, expected: &'static str, found: String },
     #[error("no calculation with id {0}")]
     NoSuchCalculation(i64),
     #[error("stored data of calculation {id} is unreadable: {message}")]
@@ -151,21 +134,13 @@ pub struct NewCalculation {
 
 /// The idempotency key of a calculation: a content hash of the structure and the
 /// label-defining parameters. Parameters are hashed as canonical (key-sorted) JSON.
-pub fn calculation_key(
-    structure_hash: &str,
-    engine: &str,
-    label_params: &serde_json::Value,
-) -> String {
+pub fn calculation_key(structure_hash: &str, engine: &str, label_params: &serde_json::Value) -> String {
     let mut h = Sha256::new();
     h.update(structure_hash.as_bytes());
     h.update([0]);
     h.update(engine.as_bytes());
     h.update([0]);
-    h.update(
-        serde_json::to_string(label_params)
-            .expect("JSON values serialise")
-            .as_bytes(),
-    );
+    h.update(serde_json::to_string(label_params).expect("JSON values serialise").as_bytes());
     autopipe_atoms::structure::hex(&h.finalize())
 }
 
@@ -305,8 +280,7 @@ impl CalcRow {
             infra_failures: self.infra_failures,
             structure: serde_json::from_str(&self.atoms).map_err(|e| bad(format!("atoms: {e}")))?,
             engine: self.engine,
-            run_spec: serde_json::from_str(&self.run_spec)
-                .map_err(|e| bad(format!("run spec: {e}")))?,
+            run_spec: serde_json::from_str(&self.run_spec).map_err(|e| bad(format!("run spec: {e}")))?,
         })
     }
 }
@@ -361,13 +335,7 @@ fn import_in(tx: &Connection, items: &[NewCalculation]) -> rusqlite::Result<Impo
         exec(
             tx,
             "INSERT INTO events (at, kind, message) VALUES (?1, 'import', ?2)",
-            params![
-                now,
-                format!(
-                    "{} calculations added, {} already present",
-                    summary.added, summary.already_present
-                )
-            ],
+            params![now, format!("{} calculations added, {} already present", summary.added, summary.already_present)],
         )?;
     }
     Ok(summary)
@@ -382,22 +350,13 @@ fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match source.sqlite_error_code() {
-        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        },
-        _ => StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        },
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt { path: path.to_path_buf(), source },
+        _ => StoreError::Sqlite { path: path.to_path_buf(), source },
     }
 }
 
 pub fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl JobStore {
@@ -406,10 +365,8 @@ impl JobStore {
     pub fn open_or_create(run_dir: &Path) -> Result<JobStore> {
         let path = run_dir.join(DB_FILE);
         if !run_dir.exists() {
-            std::fs::create_dir_all(run_dir).map_err(|source| StoreError::Io {
-                path: run_dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(run_dir)
+                .map_err(|source| StoreError::Io { path: run_dir.to_path_buf(), source })?;
         }
         Self::open_path(&path)
     }
@@ -424,35 +381,19 @@ impl JobStore {
     }
 
     fn open_path(path: &Path) -> Result<JobStore> {
-        let sq = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sq = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(sq)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sq)?;
         // The first statement that reads the file tells a damaged file from a database.
-        let corrupt = |source| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(corrupt)?;
+        let corrupt = |source| StoreError::Corrupt { path: path.to_path_buf(), source };
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(corrupt)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidQuery,
-            });
+            return Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery });
         }
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-            .map_err(corrupt)?;
-        let mut store = JobStore {
-            conn,
-            path: path.to_path_buf(),
-        };
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
+        let mut store = JobStore { conn, path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
     }
@@ -468,33 +409,20 @@ impl JobStore {
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sq)?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
         let supported = schema::MIGRATIONS.len() as i64;
         if version > supported {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                supported,
-            });
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported });
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sq)?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
             // Another process may have migrated between our read and our lock.
-            let now: i64 = tx
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(sq)?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
             if now > i as i64 {
                 continue;
             }
             tx.execute_batch(sql).map_err(sq)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .map_err(sq)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(sq)?;
             tx.commit().map_err(sq)?;
         }
         Ok(())
@@ -502,9 +430,7 @@ impl JobStore {
 
     /// The schema version this database is at.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sq())
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(self.sq())
     }
 
     /// Add calculations in one transaction. A calculation whose idempotency key is
@@ -512,10 +438,7 @@ impl JobStore {
     pub fn import(&mut self, items: &[NewCalculation]) -> Result<ImportSummary> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let summary = import_in(&tx, items).map_err(sq)?;
         tx.commit().map_err(sq)?;
         Ok(summary)
@@ -525,28 +448,18 @@ impl JobStore {
     pub fn pending_ids(&self, limit: usize) -> Result<Vec<i64>> {
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT id FROM calculations WHERE status = 'pending' ORDER BY id LIMIT ?1",
-            )
+            .prepare_cached("SELECT id FROM calculations WHERE status = 'pending' ORDER BY id LIMIT ?1")
             .map_err(self.sq())?;
-        let rows = st
-            .query_map([limit as i64], |r| r.get(0))
-            .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<i64>>>()
-            .map_err(self.sq())
+        let rows = st.query_map([limit as i64], |r| r.get(0)).map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<Vec<i64>>>().map_err(self.sq())
     }
 
     /// Ids of calculations with a given status, in id order.
     pub fn ids_with_status(&self, status: CalcStatus) -> Result<Vec<i64>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id FROM calculations WHERE status = ?1 ORDER BY id")
-            .map_err(self.sq())?;
-        let rows = st
-            .query_map([status.as_str()], |r| r.get(0))
-            .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<i64>>>()
-            .map_err(self.sq())
+        let mut st =
+            self.conn.prepare_cached("SELECT id FROM calculations WHERE status = ?1 ORDER BY id").map_err(self.sq())?;
+        let rows = st.query_map([status.as_str()], |r| r.get(0)).map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<Vec<i64>>>().map_err(self.sq())
     }
 
     /// Start an attempt: `pending -> running`, one more attempt, an attempt row.
@@ -556,19 +469,10 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
-        let row = CalcRow::read(&tx, id)
-            .map_err(sq)?
-            .ok_or(StoreError::NoSuchCalculation(id))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
+        let row = CalcRow::read(&tx, id).map_err(sq)?.ok_or(StoreError::NoSuchCalculation(id))?;
         if row.status != "pending" {
-            return Err(StoreError::WrongState {
-                id,
-                expected: "pending",
-                found: row.status,
-            });
+            return Err(StoreError::WrongState { id, expected: "pending", found: row.status });
         }
         let attempt = row.attempts + 1;
         exec(
@@ -592,9 +496,7 @@ impl JobStore {
     /// The context of an attempt in flight (as `start_attempt` returned it), without
     /// changing anything: used to finish attempts adopted after a restart.
     pub fn load_running(&self, id: i64, attempt_id: i64) -> Result<Claimed> {
-        let row = CalcRow::read(&self.conn, id)
-            .map_err(self.sq())?
-            .ok_or(StoreError::NoSuchCalculation(id))?;
+        let row = CalcRow::read(&self.conn, id).map_err(self.sq())?.ok_or(StoreError::NoSuchCalculation(id))?;
         let attempt: u32 = self
             .conn
             .query_row(
@@ -612,22 +514,14 @@ impl JobStore {
     pub fn set_backend_id(&mut self, id: i64, attempt_id: i64, backend_id: &str) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         exec(
             &tx,
             "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'",
             params![id, backend_id],
         )
         .map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE attempts SET backend_id = ?2 WHERE id = ?1",
-            params![attempt_id, backend_id],
-        )
-        .map_err(sq)?;
+        exec(&tx, "UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id]).map_err(sq)?;
         tx.commit().map_err(sq)
     }
 
@@ -636,10 +530,7 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let n = tx
             .execute(
                 "UPDATE calculations SET status = 'done', finished_at = ?2, wall_time_s = ?3, energy_ev = ?4,
@@ -661,12 +552,8 @@ impl JobStore {
             drop(tx);
             return Err(self.wrong_state(id, "running"));
         }
-        exec(
-            &tx,
-            "UPDATE attempts SET finished_at = ?2, outcome = 'done' WHERE id = ?1",
-            params![attempt_id, now],
-        )
-        .map_err(sq)?;
+        exec(&tx, "UPDATE attempts SET finished_at = ?2, outcome = 'done' WHERE id = ?1", params![attempt_id, now])
+            .map_err(sq)?;
         exec(&tx, "UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
             .map_err(sq)?;
         tx.commit().map_err(sq)
@@ -687,10 +574,7 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let new_status = if retry {
             "pending"
         } else if kind == FailureKind::Timeout {
@@ -714,12 +598,8 @@ impl JobStore {
         }
         let changes = remediation.map(|(_, c)| c.to_string());
         if let Some((spec, _)) = remediation {
-            exec(
-                &tx,
-                "UPDATE calculations SET run_spec_json = ?2 WHERE id = ?1",
-                params![id, spec.to_string()],
-            )
-            .map_err(sq)?;
+            exec(&tx, "UPDATE calculations SET run_spec_json = ?2 WHERE id = ?1", params![id, spec.to_string()])
+                .map_err(sq)?;
         }
         exec(
             &tx,
@@ -740,10 +620,7 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         exec(&tx, "UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])
             .map_err(sq)?;
         exec(
@@ -777,8 +654,7 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
     /// Failed and timed-out calculations back to `pending`, with fresh failure budgets
@@ -786,10 +662,7 @@ impl JobStore {
     pub fn reset(&mut self, statuses: &[CalcStatus]) -> Result<usize> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sq)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let mut n = 0;
         for s in statuses {
             n += tx
@@ -812,14 +685,10 @@ impl JobStore {
 
     /// Counts by status.
     pub fn counts(&self) -> Result<Counts> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT status, count(*) FROM calculations GROUP BY status")
-            .map_err(self.sq())?;
+        let mut st =
+            self.conn.prepare_cached("SELECT status, count(*) FROM calculations GROUP BY status").map_err(self.sq())?;
         let mut counts = Counts::default();
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
-            .map_err(self.sq())?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))).map_err(self.sq())?;
         for row in rows {
             let (status, n) = row.map_err(self.sq())?;
             match CalcStatus::parse(&status) {
@@ -837,9 +706,7 @@ impl JobStore {
 
     /// Total engine executions ever started (all attempts of all calculations).
     pub fn executions(&self) -> Result<u64> {
-        self.conn
-            .query_row("SELECT count(*) FROM attempts", [], |r| r.get(0))
-            .map_err(self.sq())
+        self.conn.query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).map_err(self.sq())
     }
 
     /// The attempts of one calculation, oldest first.
@@ -864,8 +731,7 @@ impl JobStore {
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
     /// Failed and timed-out calculations with their last message.
@@ -881,15 +747,13 @@ impl JobStore {
             .query_map([limit as i64], |r| {
                 Ok(FailureSummary {
                     calculation_id: r.get(0)?,
-                    status: CalcStatus::parse(&r.get::<_, String>(1)?)
-                        .unwrap_or(CalcStatus::Failed),
+                    status: CalcStatus::parse(&r.get::<_, String>(1)?).unwrap_or(CalcStatus::Failed),
                     attempts: r.get(2)?,
                     message: r.get(3)?,
                 })
             })
             .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
     /// Every finished label, in calculation order.
@@ -920,8 +784,7 @@ impl JobStore {
             .map_err(self.sq())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, atoms, engine, energy_ev, forces, stress, max_force, scf_steps, wall) =
-                row.map_err(self.sq())?;
+            let (id, atoms, engine, energy_ev, forces, stress, max_force, scf_steps, wall) = row.map_err(self.sq())?;
             let bad = |message: String| StoreError::BadRow { id, message };
             out.push(Label {
                 calculation_id: id,
@@ -929,8 +792,7 @@ impl JobStore {
                 engine,
                 result: CalcResult {
                     energy_ev,
-                    forces_ev_per_a: serde_json::from_str(&forces)
-                        .map_err(|e| bad(format!("forces: {e}")))?,
+                    forces_ev_per_a: serde_json::from_str(&forces).map_err(|e| bad(format!("forces: {e}")))?,
                     stress_ev_per_a3: stress
                         .map(|s| serde_json::from_str(&s))
                         .transpose()
@@ -945,12 +807,7 @@ impl JobStore {
     }
 
     /// Append an event to the run's history.
-    pub fn log_event(
-        &mut self,
-        calculation_id: Option<i64>,
-        kind: &str,
-        message: &str,
-    ) -> Result<()> {
+    pub fn log_event(&mut self, calculation_id: Option<i64>, kind: &str, message: &str) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO events (at, calculation_id, kind, message) VALUES (?1, ?2, ?3, ?4)",
@@ -969,33 +826,20 @@ impl JobStore {
                  (SELECT id, at, calculation_id, kind, message FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id",
             )
             .map_err(self.sq())?;
-        let rows = st
-            .query_map([limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(self.sq())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.sq())
+        let rows =
+            st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(self.sq())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
     fn wrong_state(&self, id: i64, expected: &'static str) -> StoreError {
         match self
             .conn
-            .query_row("SELECT status FROM calculations WHERE id = ?1", [id], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row("SELECT status FROM calculations WHERE id = ?1", [id], |r| r.get::<_, String>(0))
             .optional()
         {
-            Ok(Some(found)) => StoreError::WrongState {
-                id,
-                expected,
-                found,
-            },
+            Ok(Some(found)) => StoreError::WrongState { id, expected, found },
             Ok(None) => StoreError::NoSuchCalculation(id),
-            Err(source) => StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            },
+            Err(source) => StoreError::Sqlite { path: self.path.clone(), source },
         }
     }
 }

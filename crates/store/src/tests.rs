@@ -39,20 +39,8 @@ fn import_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = JobStore::open_or_create(dir.path()).unwrap();
     let items: Vec<_> = (0..5).map(|i| new_calc(i as f64 * 0.01)).collect();
-    assert_eq!(
-        s.import(&items).unwrap(),
-        ImportSummary {
-            added: 5,
-            already_present: 0
-        }
-    );
-    assert_eq!(
-        s.import(&items).unwrap(),
-        ImportSummary {
-            added: 0,
-            already_present: 5
-        }
-    );
+    assert_eq!(s.import(&items).unwrap(), ImportSummary { added: 5, already_present: 0 });
+    assert_eq!(s.import(&items).unwrap(), ImportSummary { added: 0, already_present: 5 });
     // Different label-defining parameters make a different calculation of the same structure.
     let mut other = new_calc(0.0);
     other.label_params = serde_json::json!({"cutoff": 1});
@@ -68,41 +56,16 @@ fn lifecycle_and_budgets() {
     let ids = s.pending_ids(10).unwrap();
     let c = s.start_attempt(ids[0], "local", "jobs/1").unwrap();
     assert_eq!(c.attempt, 1);
-    assert!(matches!(
-        s.start_attempt(ids[0], "local", "x"),
-        Err(StoreError::WrongState { .. })
-    ));
+    assert!(matches!(s.start_attempt(ids[0], "local", "x"), Err(StoreError::WrongState { .. })));
     s.set_backend_id(ids[0], c.attempt_id, "1234").unwrap();
-    assert_eq!(
-        s.in_flight().unwrap()[0].backend_id.as_deref(),
-        Some("1234")
-    );
-    s.fail_attempt(
-        ids[0],
-        c.attempt_id,
-        FailureKind::Killed,
-        "killed by signal 9",
-        true,
-        None,
-    )
-    .unwrap();
+    assert_eq!(s.in_flight().unwrap()[0].backend_id.as_deref(), Some("1234"));
+    s.fail_attempt(ids[0], c.attempt_id, FailureKind::Killed, "killed by signal 9", true, None).unwrap();
     let c2 = s.start_attempt(ids[0], "local", "jobs/1").unwrap();
     assert_eq!(c2.attempt, 2);
     s.complete(ids[0], c2.attempt_id, &result()).unwrap();
-    assert!(matches!(
-        s.complete(ids[0], c2.attempt_id, &result()),
-        Err(StoreError::WrongState { .. })
-    ));
+    assert!(matches!(s.complete(ids[0], c2.attempt_id, &result()), Err(StoreError::WrongState { .. })));
     let c3 = s.start_attempt(ids[1], "local", "jobs/2").unwrap();
-    s.fail_attempt(
-        ids[1],
-        c3.attempt_id,
-        FailureKind::Timeout,
-        "wall time 1 s exceeded",
-        false,
-        None,
-    )
-    .unwrap();
+    s.fail_attempt(ids[1], c3.attempt_id, FailureKind::Timeout, "wall time 1 s exceeded", false, None).unwrap();
     let counts = s.counts().unwrap();
     assert_eq!((counts.done, counts.timeout, counts.pending), (1, 1, 0));
     assert_eq!(s.executions().unwrap(), 3);
@@ -120,8 +83,7 @@ fn lost_attempt_keeps_budgets() {
     let mut s = JobStore::open_or_create(dir.path()).unwrap();
     s.import(&[new_calc(0.0)]).unwrap();
     let c = s.start_attempt(1, "local", "jobs/1").unwrap();
-    s.requeue_lost(1, c.attempt_id, "orchestrator restarted")
-        .unwrap();
+    s.requeue_lost(1, c.attempt_id, "orchestrator restarted").unwrap();
     assert_eq!(s.counts().unwrap().pending, 1);
     let c2 = s.start_attempt(1, "local", "jobs/1").unwrap();
     assert_eq!(c2.physics_failures, 0);
@@ -132,18 +94,11 @@ fn lost_attempt_keeps_budgets() {
 fn corrupted_file_is_reported_and_left_intact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB_FILE);
-    let garbage: Vec<u8> = (0..10_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&path, &garbage).unwrap();
-    let err = JobStore::open_existing(dir.path())
-        .err()
-        .expect("a damaged file must not open");
+    let err = JobStore::open_existing(dir.path()).err().expect("a damaged file must not open");
     let msg = err.to_string();
-    assert!(
-        msg.contains(DB_FILE) && msg.contains("not an MLIP-AutoPipe database"),
-        "{msg}"
-    );
+    assert!(msg.contains(DB_FILE) && msg.contains("not an MLIP-AutoPipe database"), "{msg}");
     assert_eq!(std::fs::read(&path).unwrap(), garbage);
 }
 
@@ -197,30 +152,17 @@ fn loop_phases_are_recorded_with_their_results() {
         n_uncertain: 2,
     };
     assert!(!s.segment_done(0, "T300").unwrap());
-    let added = s
-        .record_segment(&seg, &[(structure(0.2), 3.0), (structure(0.3), 2.5)])
-        .unwrap();
+    let added = s.record_segment(&seg, &[(structure(0.2), 3.0), (structure(0.3), 2.5)]).unwrap();
     assert_eq!(added, 2);
     assert!(s.segment_done(0, "T300").unwrap());
     let cands = s.candidates(1).unwrap();
     assert_eq!(cands.len(), 2);
-    let chosen = vec![(
-        cands[0].0,
-        NewCalculation {
-            structure: cands[0].1.clone(),
-            generation: 1,
-            ..new_calc(0.0)
-        },
-    )];
-    s.advance(0, &chosen, &serde_json::json!({"max": 3.0}))
-        .unwrap();
+    let chosen = vec![(cands[0].0, NewCalculation { structure: cands[0].1.clone(), generation: 1, ..new_calc(0.0) })];
+    s.advance(0, &chosen, &serde_json::json!({"max": 3.0})).unwrap();
     let st = s.loop_state().unwrap().unwrap();
     assert_eq!((st.generation, st.phase), (1, Phase::Label));
     assert_eq!(s.counts().unwrap().pending, 1);
-    assert!(
-        s.candidates(1).unwrap().is_empty(),
-        "the other candidate is rejected"
-    );
+    assert!(s.candidates(1).unwrap().is_empty(), "the other candidate is rejected");
     let g = s.generations().unwrap();
     assert_eq!((g[1].n_candidates, g[1].n_selected), (2, 1));
     assert_eq!(g[0].gamma, Some(serde_json::json!({"max": 3.0})));

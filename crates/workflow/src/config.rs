@@ -6,8 +6,8 @@ use autopipe_atoms::Element;
 use autopipe_build::{BulkRecipe, Lattice};
 use autopipe_engines::EngineSpec;
 use autopipe_potential::{SnapElement, SnapParams};
-use std::collections::BTreeMap;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -346,13 +346,21 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
     let g = &raw.generate;
     let lattice = Lattice::parse(&g.lattice).ok_or_else(|| {
-        err(&["generate", "lattice"], format!("unknown lattice {:?}; expected one of sc, fcc, bcc, hcp, diamond", g.lattice))
+        err(
+            &["generate", "lattice"],
+            format!("unknown lattice {:?}; expected one of sc, fcc, bcc, hcp, diamond", g.lattice),
+        )
     })?;
     let lattice_constant_a = match g.lattice_constant_a {
         Some(a) if a.is_finite() && a > 0.5 && a < 50.0 => a,
-        Some(a) => return Err(err(&["generate", "lattice_constant_a"], format!("{a} Å is not a plausible lattice constant"))),
+        Some(a) => {
+            return Err(err(&["generate", "lattice_constant_a"], format!("{a} Å is not a plausible lattice constant")))
+        }
         None => default_lattice_constant_a(elements[0], lattice).ok_or_else(|| {
-            err(&["generate", "lattice_constant_a"], format!("no default for {} {}; set it in Å", elements[0], lattice.name()))
+            err(
+                &["generate", "lattice_constant_a"],
+                format!("no default for {} {}; set it in Å", elements[0], lattice.name()),
+            )
         })?,
     };
     if g.supercell.iter().any(|&n| n == 0 || n > 50) {
@@ -402,7 +410,10 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
     let x = &raw.execution;
     if x.backend != "local" {
-        return Err(err(&["execution", "backend"], format!("unknown backend {:?}; this version runs \"local\"", x.backend)));
+        return Err(err(
+            &["execution", "backend"],
+            format!("unknown backend {:?}; this version runs \"local\"", x.backend),
+        ));
     }
     if x.workers == 0 || x.workers > 4096 {
         return Err(err(&["execution", "workers"], format!("{} is not between 1 and 4096", x.workers)));
@@ -496,12 +507,23 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     };
     let fit = raw.fit.clone().unwrap_or_else(|| toml::Value::Table(Default::default()));
 
-    let name = raw
-        .run
-        .name
-        .clone()
-        .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()));
-    Ok(Config { file: file.to_path_buf(), name, seed, elements, generate, oracle, execution, snap, fit, explore, loop_ })
+    let name =
+        raw.run.name.clone().unwrap_or_else(|| {
+            file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
+        });
+    Ok(Config {
+        file: file.to_path_buf(),
+        name,
+        seed,
+        elements,
+        generate,
+        oracle,
+        execution,
+        snap,
+        fit,
+        explore,
+        loop_,
+    })
 }
 
 /// Experimental lattice constants (Å) for the elements EMT knows, in their ground-state
@@ -571,9 +593,9 @@ fn from_toml_error(text: &str, file: &Path, e: &toml::de::Error) -> ConfigError 
     let span = e.span();
     let (line, column) = span.clone().map(|s| line_col(text, s.start)).unzip();
     let message = e.message().trim().to_string();
-    let key = span.and_then(|s| key_at(text, s.start, &message)).or_else(|| {
-        message.strip_prefix("missing field `").and_then(|m| m.split('`').next()).map(str::to_string)
-    });
+    let key = span
+        .and_then(|s| key_at(text, s.start, &message))
+        .or_else(|| message.strip_prefix("missing field `").and_then(|m| m.split('`').next()).map(str::to_string));
     ConfigError { file: file.to_path_buf(), line, column, key, message }
 }
 
@@ -590,9 +612,7 @@ fn key_at(text: &str, offset: usize, message: &str) -> Option<String> {
             .find(|l| l.starts_with('[') && !l.starts_with("[["))
             .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     };
-    let named = |prefix: &str| {
-        message.split('`').nth(1).filter(|_| message.starts_with(prefix)).map(str::to_string)
-    };
+    let named = |prefix: &str| message.split('`').nth(1).filter(|_| message.starts_with(prefix)).map(str::to_string);
     let trimmed = line.trim();
     if trimmed.starts_with('[') {
         let table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();

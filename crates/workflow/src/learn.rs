@@ -14,7 +14,9 @@ use crate::select::select_diverse;
 use autopipe_atoms::{Frame, Structure};
 use autopipe_build::{generate_bulk, rng_from_seed, BulkRecipe};
 use autopipe_exec::{run_local, Launcher, Observer};
-use autopipe_md::{maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState};
+use autopipe_md::{
+    maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState,
+};
 use autopipe_potential::{fit, FitOptions, ModelEvaluator, Snap, SnapModel};
 use autopipe_store::{JobStore, LoopState, ModelRecord, Phase, SegmentRecord};
 use serde_json::json;
@@ -60,7 +62,12 @@ pub struct ModelForceField<'a> {
 impl ForceField for ModelForceField<'_> {
     fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
         let e = self.evaluator.evaluate(s).map_err(|e| e.to_string())?;
-        Ok(Evaluation { energy_ev: e.energy_ev, forces_ev_per_a: e.forces_ev_per_a, stress_ev_per_a3: e.stress_ev_per_a3, gamma: e.gamma })
+        Ok(Evaluation {
+            energy_ev: e.energy_ev,
+            forces_ev_per_a: e.forces_ev_per_a,
+            stress_ev_per_a3: e.stress_ev_per_a3,
+            gamma: e.gamma,
+        })
     }
 }
 
@@ -101,21 +108,22 @@ pub fn segments(config: &Config) -> Vec<(String, f64, Option<f64>)> {
 }
 
 fn segment_seed(run_seed: u64, generation: i64, index: usize) -> u64 {
-    run_seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add((generation as u64) << 32)
-        .wrapping_add(index as u64 + 1)
+    run_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add((generation as u64) << 32).wrapping_add(index as u64 + 1)
 }
 
 /// Run (or resume) the loop of `config` in `run_dir` until it converges, reaches
 /// `max_generations`, or a labelling batch stops.
-pub fn run_loop(config: &Config, run_dir: &Path, launcher: &Launcher, reporter: &mut dyn LoopReporter) -> Result<LoopOutcome, RunError> {
+pub fn run_loop(
+    config: &Config,
+    run_dir: &Path,
+    launcher: &Launcher,
+    reporter: &mut dyn LoopReporter,
+) -> Result<LoopOutcome, RunError> {
     let mut store = JobStore::open_or_create(run_dir)?;
-    let fit_options: FitOptions = config
-        .fit
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| RunError::Input(format!("{}: [fit]: {}", config.file.display(), e.message())))?;
+    let fit_options: FitOptions =
+        config.fit.clone().try_into().map_err(|e: toml::de::Error| {
+            RunError::Input(format!("{}: [fit]: {}", config.file.display(), e.message()))
+        })?;
     if store.loop_state()?.is_none() {
         let structures = generate_bulk(&config.generate);
         let origin = format!("generated:{}", config.generate.lattice.name());
@@ -187,11 +195,18 @@ fn fmt_stat(v: Option<f64>, scale: f64, unit: &str) -> String {
 /// The starting cell of an exploration segment: the configured supercell, unstrained
 /// and unrattled (a random alloy drawn with the segment's seed).
 fn start_structure(config: &Config, seed: u64) -> Structure {
-    let recipe = BulkRecipe { count: 1, max_strain: 0.0, rattle_a: 0.0, vacancy_fraction: 0.0, seed, ..config.generate.clone() };
+    let recipe =
+        BulkRecipe { count: 1, max_strain: 0.0, rattle_a: 0.0, vacancy_fraction: 0.0, seed, ..config.generate.clone() };
     generate_bulk(&recipe).remove(0)
 }
 
-fn explore(config: &Config, run_dir: &Path, store: &mut JobStore, g: i64, reporter: &mut dyn LoopReporter) -> Result<(), RunError> {
+fn explore(
+    config: &Config,
+    run_dir: &Path,
+    store: &mut JobStore,
+    g: i64,
+    reporter: &mut dyn LoopReporter,
+) -> Result<(), RunError> {
     let record = store.model(Some(g))?.ok_or_else(|| RunError::Input(format!("generation {g} has no model")))?;
     let model = load_model(&run_dir.join(&record.path))?;
     let evaluator = model.evaluator().map_err(|e| RunError::Input(format!("{}: {e}", record.path)))?;
@@ -311,8 +326,11 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
     }
     // The pool: the uncertain candidates; when there are none (the errors are what keeps
     // the loop going), the most uncertain of the rest.
-    let pool: Vec<&(i64, Structure, f64)> =
-        if n_uncertain > 0 { candidates.iter().filter(|c| c.2 > e.gamma_select).collect() } else { candidates.iter().collect() };
+    let pool: Vec<&(i64, Structure, f64)> = if n_uncertain > 0 {
+        candidates.iter().filter(|c| c.2 > e.gamma_select).collect()
+    } else {
+        candidates.iter().collect()
+    };
     let snap = Snap::new(&config.snap).map_err(|e| RunError::Input(e.to_string()))?;
     let mut features = Vec::with_capacity(pool.len());
     for (_, s, _) in &pool {
@@ -329,8 +347,9 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
     let scores: Vec<f64> = pool.iter().map(|c| c.2).collect();
     let chosen = select_diverse(&scores, &features, config.loop_.per_generation, 3);
     let structures: Vec<Structure> = chosen.iter().map(|&k| pool[k].1.clone()).collect();
-    let calcs = new_calculations(structures, "md", g + 1, &config.oracle, |k| format!("candidate {}", pool[chosen[k]].0))
-        .map_err(RunError::Input)?;
+    let calcs =
+        new_calculations(structures, "md", g + 1, &config.oracle, |k| format!("candidate {}", pool[chosen[k]].0))
+            .map_err(RunError::Input)?;
     let selected: Vec<(i64, autopipe_store::NewCalculation)> = chosen.iter().map(|&k| pool[k].0).zip(calcs).collect();
     reporter.say(&format!(
         "generation {g}: selected {} of {} candidates ({n_uncertain} above gamma_select {}) for generation {}",

@@ -5,7 +5,10 @@ use crate::labelling::RunError;
 use crate::learn::{load_model, ModelForceField};
 use autopipe_atoms::{Element, Frame, Structure};
 use autopipe_engines::emt::Emt;
-use autopipe_md::{maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ExtxyzTrajectory, FnObserver, ForceField, MdSettings, MdState, ThermoLog};
+use autopipe_md::{
+    maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ExtxyzTrajectory, FnObserver, ForceField, MdSettings,
+    MdState, ThermoLog,
+};
 use autopipe_potential::{pair_coeff_snippet, to_snapcoeff, to_snapparam, SnapElement, SnapModel, SnapParams};
 use autopipe_store::JobStore;
 use serde_json::json;
@@ -56,7 +59,11 @@ pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
 pub fn run_model_path(run_dir: &Path, generation: Option<i64>) -> Result<PathBuf, RunError> {
     let store = JobStore::open_existing(run_dir)?;
     let record = store.model(generation)?.ok_or_else(|| {
-        RunError::Input(format!("{}: no fitted model yet{}", run_dir.display(), generation.map(|g| format!(" for generation {g}")).unwrap_or_default()))
+        RunError::Input(format!(
+            "{}: no fitted model yet{}",
+            run_dir.display(),
+            generation.map(|g| format!(" for generation {g}")).unwrap_or_default()
+        ))
     })?;
     Ok(run_dir.join(record.path))
 }
@@ -125,7 +132,12 @@ pub struct EmtForceField(pub Emt);
 impl ForceField for EmtForceField {
     fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
         let l = self.0.calculate(s).map_err(|e| e.to_string())?;
-        Ok(Evaluation { energy_ev: l.energy_ev, forces_ev_per_a: l.forces_ev_per_a, stress_ev_per_a3: l.stress_ev_per_a3, gamma: None })
+        Ok(Evaluation {
+            energy_ev: l.energy_ev,
+            forces_ev_per_a: l.forces_ev_per_a,
+            stress_ev_per_a3: l.stress_ev_per_a3,
+            gamma: None,
+        })
     }
 }
 
@@ -183,7 +195,9 @@ pub fn run_md_to_files(
         Control::Continue
     });
     let outcome = match driver {
-        MdDriver::Emt => run_md(&mut state, &mut EmtForceField(Emt::new()), &settings, &mut [&mut traj, &mut log, &mut bar]),
+        MdDriver::Emt => {
+            run_md(&mut state, &mut EmtForceField(Emt::new()), &settings, &mut [&mut traj, &mut log, &mut bar])
+        }
         MdDriver::Model(model) => {
             let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
             run_md(&mut state, &mut ModelForceField { evaluator }, &settings, &mut [&mut traj, &mut log, &mut bar])

@@ -41,14 +41,8 @@ mod tests {
     #[test]
     fn most_uncertain_first_then_diverse() {
         // Three clusters of near-duplicates; the most uncertain point is in cluster A.
-        let features = vec![
-            vec![0.0, 0.0],
-            vec![0.01, 0.0],
-            vec![0.0, 0.01],
-            vec![5.0, 5.0],
-            vec![5.01, 5.0],
-            vec![-5.0, 5.0],
-        ];
+        let features =
+            vec![vec![0.0, 0.0], vec![0.01, 0.0], vec![0.0, 0.01], vec![5.0, 5.0], vec![5.01, 5.0], vec![-5.0, 5.0]];
         let scores = vec![9.0, 8.9, 8.8, 3.0, 2.9, 2.5];
         let picked = select_diverse(&scores, &features, 3, 3);
         assert_eq!(picked[0], 0);

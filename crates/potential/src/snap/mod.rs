@@ -220,7 +220,12 @@ impl Snap {
     }
 
     fn kernel(&self) -> Kernel<'_> {
-        Kernel { t: &self.tables, rfac0: self.params.rfac0, rmin0: self.params.rmin0, switchflag: self.params.switchflag }
+        Kernel {
+            t: &self.tables,
+            rfac0: self.params.rfac0,
+            rmin0: self.params.rmin0,
+            switchflag: self.params.switchflag,
+        }
     }
 
     fn atom_elements(&self, s: &Structure) -> Result<Vec<usize>, SnapError> {
@@ -409,7 +414,13 @@ impl Snap {
 
     /// The adjoint-path contributions of the atoms in `atoms` (energies of those atoms,
     /// forces on every atom they touch, their virial).
-    fn efv_block(&self, nl: &NeighborList, elem: &[usize], beta: &[Vec<f64>], atoms: std::ops::Range<usize>) -> EnergyForcesVirial {
+    fn efv_block(
+        &self,
+        nl: &NeighborList,
+        elem: &[usize],
+        beta: &[Vec<f64>],
+        atoms: std::ops::Range<usize>,
+    ) -> EnergyForcesVirial {
         let n_atoms = elem.len();
         let ncol = self.params.n_columns();
         let k = self.kernel();
@@ -472,7 +483,6 @@ impl Snap {
         out
     }
 }
-
 
 impl SnapDescriptors {
     /// The descriptors of atom `i` (`n_columns`).

@@ -163,8 +163,9 @@ impl Tables {
             count += (j + 1) * (j + 1);
         }
         let idxu_max = count;
-        let half_len: Vec<usize> =
-            (0..=twojmax).map(|j| if j % 2 == 1 { (j + 1) / 2 * (j + 1) } else { j / 2 * (j + 1) + j / 2 + 1 }).collect();
+        let half_len: Vec<usize> = (0..=twojmax)
+            .map(|j| if j % 2 == 1 { (j + 1) / 2 * (j + 1) } else { j / 2 * (j + 1) + j / 2 + 1 })
+            .collect();
         let mut half_off = vec![0; jdim];
         let mut n_half = 0;
         for j in 0..=twojmax {
@@ -785,7 +786,6 @@ fn zi_body<const FMA: bool>(t: &Tables, w: &mut Work, b_only: bool) {
         zi_out[jjz] = zi;
     }
 }
-
 
 const DB_TILE: usize = 16;
 
