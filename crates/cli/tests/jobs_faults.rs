@@ -216,7 +216,7 @@ fn ctrl_c_stops_running_jobs_and_puts_them_back_to_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     import_command(dir, 3, "sleep 30");
-    let mut child = autopipe()
+    let child = autopipe()
         .args(["jobs", "run", "--dir", dir.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -215,6 +215,9 @@ pub struct AttemptRecord {
     pub finished_at_s: Option<f64>,
 }
 
+/// An entry of the run's history: (unix seconds, calculation id, kind, message).
+pub type Event = (f64, Option<i64>, String, String);
+
 /// A finished label, for export.
 #[derive(Clone, Debug)]
 pub struct Label {
@@ -818,7 +821,7 @@ impl JobStore {
     }
 
     /// The most recent events, newest last.
-    pub fn recent_events(&self, limit: usize) -> Result<Vec<(f64, Option<i64>, String, String)>> {
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<Event>> {
         let mut st = self
             .conn
             .prepare_cached(
