@@ -19,6 +19,7 @@ fn figure(name: &str, value: f64, unit: &str) {
 }
 
 pub fn run(quick: bool) -> Result<()> {
+    parse_speed()?;
     snap_figures(quick)?;
     emt_speed(if quick { 0.3 } else { 2.0 })?;
     store_speed(if quick { 10_000 } else { 100_000 })?;
@@ -318,6 +319,45 @@ fn snap_figures(quick: bool) -> Result<()> {
             start.elapsed().as_secs_f64(),
             "s",
         );
+    }
+    Ok(())
+}
+
+/// Parser speed on a ~10 MB output made of the real fixtures of the test suite,
+/// concatenated with the program banners of all but the first removed, so the parser
+/// reads all 10 MB as one long run (it reports only the last run of a file).
+fn parse_speed() -> Result<()> {
+    use autopipe_engines::{cp2k::parse_cp2k_output, output::ParseError, output::ParsedOutput, qe::parse_pw_output};
+    type Parser = fn(&str, &str) -> std::result::Result<ParsedOutput, ParseError>;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engines/tests/data");
+    for (engine, parse, banner) in [
+        ("qe", parse_pw_output as Parser, "Program PWSCF"),
+        ("cp2k", parse_cp2k_output as Parser, "PROGRAM STARTED AT"),
+    ] {
+        let mut parts = Vec::new();
+        for f in ["si8.out", "si2.out", "relax_not_converged.out", "cu1.out"] {
+            match std::fs::read_to_string(data.join(engine).join(f)) {
+                Ok(t) => parts.push(t),
+                Err(_) => {
+                    eprintln!(
+                        "{engine} fixtures not found under {} (run from the source tree); parse speed skipped",
+                        data.display()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let mut big = String::new();
+        while big.len() < 10_000_000 {
+            for t in &parts {
+                big.push_str(&if big.is_empty() { t.clone() } else { t.replace(banner, "(banner removed)") });
+            }
+        }
+        let t = best_time(3, 3, || {
+            std::hint::black_box(parse(std::hint::black_box(&big), "bench")?);
+            Ok(())
+        })?;
+        figure(&format!("{engine}_parse_mb_per_s"), big.len() as f64 / 1e6 / t, "MB/s");
     }
     Ok(())
 }

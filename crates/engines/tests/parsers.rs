@@ -265,35 +265,6 @@ fn corrupted_numbers_are_not_labels() {
     assert!(p.to_labels().is_none(), "{p:?}");
 }
 
-/// Parse speed on a ~10 MB output made of concatenated fixtures. Run with
-/// `cargo test --release -p autopipe-engines --test parsers -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn parse_speed_on_10_mb() {
-    for (engine, parse) in [("qe", parse_pw_output as Parser), ("cp2k", parse_cp2k_output as Parser)] {
-        // concatenated fixtures with the program banners of all but the first removed, so
-        // that the parser reads all 10 MB as one long run (it keeps only the last run)
-        let banner = if engine == "qe" { "Program PWSCF" } else { "PROGRAM STARTED AT" };
-        let mut big = String::new();
-        let files = ["si8.out", "si2.out", "relax_not_converged.out", "cu1.out"];
-        while big.len() < 10_000_000 {
-            for f in files {
-                let t = std::fs::read_to_string(data(engine).join(f)).unwrap();
-                big.push_str(&if big.is_empty() { t } else { t.replace(banner, "(banner removed)") });
-            }
-        }
-        let n = 5;
-        let t = std::time::Instant::now();
-        let mut status = None;
-        for _ in 0..n {
-            status = Some(parse(std::hint::black_box(&big), "big").unwrap().status);
-        }
-        let s = t.elapsed().as_secs_f64() / n as f64;
-        let mb = big.len() as f64 / 1e6;
-        eprintln!("{engine}: {mb:.1} MB in {:.1} ms = {:.0} MB/s (status {:?})", s * 1e3, mb / s, status.unwrap());
-    }
-}
-
 #[test]
 fn appended_outputs_give_the_last_run() {
     for (engine, parse, files) in [
