@@ -181,8 +181,14 @@ pub fn run_loop(
             Phase::Explore => explore(config, run_dir, &mut store, g, reporter)?,
             Phase::Select => select(config, &mut store, g, reporter)?,
             Phase::Converged | Phase::Finished => {
+                // Every label of the run, for other fitting codes (written again on each
+                // call: the database stays the source of truth).
+                let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
+                let labels_file = run_dir.join("labels.xyz");
+                autopipe_atoms::extxyz::write_extxyz_file(&labels_file, &frames)
+                    .map_err(|e| RunError::Output { path: labels_file.clone(), message: e.to_string() })?;
                 let model = store.model(None)?.map(|m| run_dir.join(m.path));
-                return Ok(LoopOutcome { state, labels: store.counts()?.done as usize, model });
+                return Ok(LoopOutcome { state, labels: frames.len(), model });
             }
         }
     }
