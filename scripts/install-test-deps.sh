@@ -13,8 +13,12 @@ need_apt=()
 command -v pw.x >/dev/null 2>&1 || need_apt+=(quantum-espresso)
 command -v cp2k.psmp >/dev/null 2>&1 || need_apt+=(cp2k cp2k-data)
 [ -d /usr/share/espresso/pseudo ] || need_apt+=(quantum-espresso-data)
-python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+# Debian's python3 has the venv module but not ensurepip without python3-venv.
+if ! command -v python3 >/dev/null 2>&1; then
+    need_apt+=(python3 python3-venv)
+elif ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    need_apt+=(python3-venv)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "install-test-deps: apt-get install ${need_apt[*]}"
     $SUDO apt-get update -qq
