@@ -426,12 +426,7 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             let (params, mut opts) = match config {
                 Some(c) => {
                     let c = autopipe_workflow::load_config(&c)?;
-                    let opts: autopipe_potential::FitOptions = c
-                        .fit
-                        .clone()
-                        .try_into()
-                        .map_err(|e: toml::de::Error| anyhow::anyhow!("[fit]: {}", e.message()))?;
-                    (c.snap, opts)
+                    (c.snap, c.fit)
                 }
                 None => (models::default_snap_params(&frames, twojmax, cutoff_a), Default::default()),
             };

@@ -75,6 +75,9 @@ fn invalid_values_are_pointed_at() {
     let (err, _t) = config_error("range.toml", &text);
     let line = text.lines().position(|l| l.starts_with("failure_tolerance")).unwrap() + 1;
     assert!(err.contains(&format!("range.toml:{line}:")) && err.contains("execution.failure_tolerance"), "{err}");
+    let text = cu_emt().replace("force_weight = 1.0 ", "force_wieght = 1.0 ");
+    let (err, _t) = config_error("fit.toml", &text);
+    assert!(err.contains("fit.toml:") && err.contains("fit") && err.contains("force_wieght"), "{err}");
     let text = cu_emt().replace("elements = [\"Cu\"]", "elements = [\"Cu\", \"Xx\"]");
     let (err, _t) = config_error("element.toml", &text);
     assert!(err.contains("system.elements") && err.contains("\"Xx\" is not a chemical symbol"), "{err}");

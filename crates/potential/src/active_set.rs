@@ -78,7 +78,7 @@ pub struct ActiveSet {
 
 /// Options of the MaxVol selection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MaxVolOptions {
     /// First pass: swap while some coefficient exceeds this (MLIP-3 / pacemaker use ~1.01).
     pub coarse_tol: f64,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// much as 0.1 eV/Å in forces; `stress_weight = 4` makes 0.05 eV/atom of virial
 /// (≈ 0.7 GPa in Cu) cost the same.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FitOptions {
     /// Weight of the mean squared energy error per atom ((eV/atom)⁻²).
     pub energy_weight: f64,

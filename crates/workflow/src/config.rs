@@ -5,7 +5,7 @@
 use autopipe_atoms::Element;
 use autopipe_build::{BulkRecipe, Lattice};
 use autopipe_engines::EngineSpec;
-use autopipe_potential::{SnapElement, SnapParams};
+use autopipe_potential::{FitOptions, SnapElement, SnapParams};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -303,8 +303,8 @@ pub struct Config {
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
-    /// The `[fit]` table, handed to the fitter.
-    pub fit: toml::Value,
+    /// The `[fit]` table: the fitter's options.
+    pub fit: FitOptions,
     pub explore: ExploreConfig,
     pub loop_: LoopConfig,
 }
@@ -505,7 +505,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         target_force_rmse_ev_per_a: l.target_force_rmse_ev_per_a,
         target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
     };
-    let fit = raw.fit.clone().unwrap_or_else(|| toml::Value::Table(Default::default()));
+    let fit: FitOptions = match raw.fit.clone() {
+        None => FitOptions::default(),
+        Some(v) => v.try_into().map_err(|e: toml::de::Error| err(&["fit"], e.message().to_string()))?,
+    };
+    if !(0.0..1.0).contains(&fit.test_fraction) {
+        return Err(err(&["fit", "test_fraction"], format!("{} is outside 0 .. 1", fit.test_fraction)));
+    }
 
     let name =
         raw.run.name.clone().unwrap_or_else(|| {

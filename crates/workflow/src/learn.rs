@@ -17,7 +17,7 @@ use autopipe_exec::{run_local, Launcher, Observer};
 use autopipe_md::{
     maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState,
 };
-use autopipe_potential::{fit, FitOptions, ModelEvaluator, Snap, SnapModel};
+use autopipe_potential::{fit, ModelEvaluator, Snap, SnapModel};
 use autopipe_store::{JobStore, LoopState, ModelRecord, Phase, SegmentRecord};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -120,10 +120,7 @@ pub fn run_loop(
     reporter: &mut dyn LoopReporter,
 ) -> Result<LoopOutcome, RunError> {
     let mut store = JobStore::open_or_create(run_dir)?;
-    let fit_options: FitOptions =
-        config.fit.clone().try_into().map_err(|e: toml::de::Error| {
-            RunError::Input(format!("{}: [fit]: {}", config.file.display(), e.message()))
-        })?;
+    let fit_options = &config.fit;
     if store.loop_state()?.is_none() {
         let structures = generate_bulk(&config.generate);
         let origin = format!("generated:{}", config.generate.lattice.name());
@@ -149,7 +146,7 @@ pub fn run_loop(
             Phase::Fit => {
                 let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
                 let start = std::time::Instant::now();
-                let report = fit(&frames, config.snap.clone(), &fit_options)
+                let report = fit(&frames, config.snap.clone(), fit_options)
                     .map_err(|e| RunError::Input(format!("fitting generation {g}: {e}")))?;
                 let rel = model_rel_path(g);
                 write_atomic(&run_dir.join(&rel), &serde_json::to_vec(&report.model).expect("models serialise"))?;
