@@ -18,8 +18,8 @@
 //! | stress | ` STRESS TENSOR [GPa]` with `X`/`Y`/`Z` rows | `STRESS\| Analytical stress tensor [GPa]` | same (or `[bar]`) |
 
 use crate::output::{
-    describe_exit, fortran_f64, last_run, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
-    RunError, RunStatus,
+    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason, tail_lines,
+    voigt, ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::Structure;
 use serde::{Deserialize, Serialize};
@@ -424,13 +424,6 @@ fn read_abort_box<'a>(lines: &mut impl Iterator<Item = (usize, &'a str)>) -> Str
 pub fn parse_cp2k_file(path: &Path) -> Result<ParsedOutput, ParseError> {
     let text = crate::output::read_output_file(path)?;
     parse_cp2k_output(&text, &path.display().to_string())
-}
-
-fn join_msg(a: Option<String>, b: String) -> String {
-    match a {
-        Some(a) => format!("{a}; {b}"),
-        None => b,
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -845,39 +838,15 @@ pub fn run_cp2k(job_dir: &Path, structure: &Structure, settings: &Cp2kSettings) 
     let text = if out_path.exists() { crate::output::read_output_file(&out_path)? } else { String::new() };
     let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
     match parse_cp2k_output(&text, &out_path.display().to_string()) {
-        Ok(mut p) => {
-            if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
-                p.status = RunStatus::Crashed;
-            }
-            if !status.success() && p.status == RunStatus::Converged {
-                p.status = RunStatus::Crashed;
-                p.message = Some(format!(
-                    "cp2k {} although the output looks complete; stderr: {}",
-                    describe_exit(&status),
-                    tail_lines(&err_text, 5)
-                ));
-            } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-                p.message = Some(join_msg(
-                    p.message.take(),
-                    format!("cp2k {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
-                ));
-            }
-            Ok(p)
+        Ok(p) => {
+            let detail = format!("stderr: {}", tail_lines(&err_text, 5));
+            Ok(judge_exit("cp2k", p, &status, &detail))
         }
-        Err(ParseError::NotAnOutput { .. }) if !status.success() => Ok(ParsedOutput {
-            energy_ev: None,
-            forces_ev_per_a: None,
-            stress_ev_per_a3: None,
-            max_force_ev_per_a: None,
-            scf_steps: None,
-            wall_time_s: None,
-            status: RunStatus::Crashed,
-            message: Some(format!(
-                "cp2k {} before writing an output; stderr: {}",
-                describe_exit(&status),
-                tail_lines(&err_text, 5)
-            )),
-        }),
+        Err(ParseError::NotAnOutput { .. }) if !status.success() => Ok(crashed_output(format!(
+            "cp2k {} before writing an output; stderr: {}",
+            describe_exit(&status),
+            tail_lines(&err_text, 5)
+        ))),
         Err(e) => Err(e.into()),
     }
 }

@@ -9,8 +9,8 @@
 //! Forces are minus the gradient.
 
 use crate::output::{
-    describe_exit, floats, fortran_f64, max_force, not_text_reason, tail_lines, ParseError, ParsedOutput, RunError,
-    RunStatus,
+    crashed_output, describe_exit, floats, fortran_f64, join_msg, judge_exit, max_force, not_text_reason, tail_lines,
+    ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::units::{BOHR_A, HARTREE_EV};
 use autopipe_atoms::{Element, Structure};
@@ -396,42 +396,14 @@ pub fn run_orca(job_dir: &Path, structure: &Structure, settings: &OrcaSettings) 
 
     let text = crate::output::read_output_file(&out_path)?;
     let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let detail = format!("stderr: {}", tail_lines(&err_text, 5));
     let mut p = match parse_orca_output(&text, &out_path.display().to_string()) {
-        Ok(p) => p,
+        Ok(p) => judge_exit("ORCA", p, &status, &detail),
         Err(ParseError::NotAnOutput { .. }) if !status.success() => {
-            return Ok(ParsedOutput {
-                energy_ev: None,
-                forces_ev_per_a: None,
-                stress_ev_per_a3: None,
-                max_force_ev_per_a: None,
-                scf_steps: None,
-                wall_time_s: None,
-                status: RunStatus::Crashed,
-                message: Some(format!(
-                    "ORCA {} before writing an output; stderr: {}",
-                    describe_exit(&status),
-                    tail_lines(&err_text, 5)
-                )),
-            })
+            return Ok(crashed_output(format!("ORCA {} before writing an output; {detail}", describe_exit(&status))))
         }
         Err(e) => return Err(e.into()),
     };
-    if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
-        p.status = RunStatus::Crashed;
-    }
-    if !status.success() && p.status == RunStatus::Converged {
-        p.status = RunStatus::Crashed;
-        p.message = Some(format!(
-            "ORCA {} although the output looks complete; stderr: {}",
-            describe_exit(&status),
-            tail_lines(&err_text, 5)
-        ));
-    } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-        p.message = Some(join_msg(
-            p.message.take(),
-            format!("ORCA {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
-        ));
-    }
     // a single point's forces from orca.engrad (12 decimals instead of 9)
     if p.status == RunStatus::Converged && settings.engrad && !settings.optimize && engrad_path.exists() {
         let g = std::fs::read_to_string(&engrad_path)
@@ -629,13 +601,6 @@ pub fn parse_orca_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
     }
     out.message = message;
     Ok(out)
-}
-
-fn join_msg(a: Option<String>, b: String) -> String {
-    match a {
-        Some(a) => format!("{a}; {b}"),
-        None => b,
-    }
 }
 
 /// Read the lines of a `CARTESIAN GRADIENT` block starting at `start` (just after the

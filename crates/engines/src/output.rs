@@ -257,6 +257,65 @@ pub(crate) fn describe_exit(status: &std::process::ExitStatus) -> String {
     }
 }
 
+/// A process that failed by itself (non-zero exit, or a crash signal such as SIGSEGV or
+/// SIGABRT), as opposed to being stopped from outside (SIGKILL, SIGTERM, SIGINT: the
+/// executor's time limit or a user).
+pub(crate) fn died_on_its_own(status: &std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return !matches!(sig, 9 | 15 | 2);
+        }
+    }
+    !status.success()
+}
+
+/// Two messages as one ("a; b"), either may be missing or empty.
+pub(crate) fn join_msg(a: Option<String>, b: String) -> String {
+    match a {
+        Some(a) if b.is_empty() => a,
+        Some(a) if !a.is_empty() => format!("{a}; {b}"),
+        _ => b,
+    }
+}
+
+/// A run that crashed before its output said anything usable.
+pub(crate) fn crashed_output(message: String) -> ParsedOutput {
+    ParsedOutput {
+        energy_ev: None,
+        forces_ev_per_a: None,
+        stress_ev_per_a3: None,
+        max_force_ev_per_a: None,
+        scf_steps: None,
+        wall_time_s: None,
+        status: RunStatus::Crashed,
+        message: Some(message),
+    }
+}
+
+/// How `program`'s process ended, folded into what its output says: an output cut short
+/// by a process that died by itself is a crash; a failed process is never trusted even
+/// when its output looks complete; `detail` (e.g. the end of stderr) is added to the
+/// message of a failed run.
+pub(crate) fn judge_exit(
+    program: &str,
+    mut p: ParsedOutput,
+    status: &std::process::ExitStatus,
+    detail: &str,
+) -> ParsedOutput {
+    if p.status == RunStatus::Truncated && died_on_its_own(status) {
+        p.status = RunStatus::Crashed;
+    }
+    if !status.success() && p.status == RunStatus::Converged {
+        p.status = RunStatus::Crashed;
+        p.message = Some(format!("{program} {} although the output looks complete; {detail}", describe_exit(status)));
+    } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
+        p.message = Some(join_msg(p.message.take(), format!("{program} {}; {detail}", describe_exit(status))));
+    }
+    p
+}
+
 /// The last `n` non-empty lines of a text, joined by " | ".
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let v: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();

@@ -9,8 +9,8 @@
 //! (`Modules/constants.f90`), which in QE 6.7 are the CODATA 2018 values.
 
 use crate::output::{
-    describe_exit, fortran_f64, last_run, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput,
-    RunError, RunStatus,
+    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason, tail_lines,
+    voigt, ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
 use autopipe_atoms::Structure;
@@ -297,13 +297,6 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
 pub fn parse_pw_file(path: &Path) -> Result<ParsedOutput, ParseError> {
     let text = crate::output::read_output_file(path)?;
     parse_pw_output(&text, &path.display().to_string())
-}
-
-fn join_msg(a: Option<String>, b: String) -> String {
-    match a {
-        Some(a) => format!("{a}; {b}"),
-        None => b,
-    }
 }
 
 /// `   0.02333408   -0.03136136    0.00474375` (format 3F14.8; numbers may touch).
@@ -809,55 +802,16 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
                 p.stress_ev_per_a3 = None;
                 p.max_force_ev_per_a = None;
             }
-            if p.status == RunStatus::Truncated && died_on_its_own(&status) {
-                p.status = RunStatus::Crashed;
-            }
-            if !status.success() && p.status == RunStatus::Converged {
-                // pw.x reported success in its output but the process failed: do not trust it
-                p.status = RunStatus::Crashed;
-                p.message = Some(format!(
-                    "pw.x {} although the output looks complete; stderr: {}",
-                    describe_exit(&status),
-                    tail_lines(&err_text, 5)
-                ));
-            } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-                p.message = Some(join_msg(
-                    p.message.take(),
-                    format!("pw.x {}; stderr: {}", describe_exit(&status), tail_lines(&err_text, 5)),
-                ));
-            }
-            Ok(p)
+            let detail = format!("stderr: {}", tail_lines(&err_text, 5));
+            Ok(judge_exit("pw.x", p, &status, &detail))
         }
-        Err(ParseError::NotAnOutput { .. }) if !status.success() => Ok(ParsedOutput {
-            energy_ev: None,
-            forces_ev_per_a: None,
-            stress_ev_per_a3: None,
-            max_force_ev_per_a: None,
-            scf_steps: None,
-            wall_time_s: None,
-            status: RunStatus::Crashed,
-            message: Some(format!(
-                "pw.x {} before writing an output; stderr: {}",
-                describe_exit(&status),
-                tail_lines(&err_text, 5)
-            )),
-        }),
+        Err(ParseError::NotAnOutput { .. }) if !status.success() => Ok(crashed_output(format!(
+            "pw.x {} before writing an output; stderr: {}",
+            describe_exit(&status),
+            tail_lines(&err_text, 5)
+        ))),
         Err(e) => Err(e.into()),
     }
-}
-
-/// A process that failed by itself (non-zero exit, or a crash signal such as SIGSEGV or
-/// SIGABRT), as opposed to being stopped from outside (SIGKILL, SIGTERM, SIGINT: the
-/// executor's time limit or a user).
-pub(crate) fn died_on_its_own(status: &std::process::ExitStatus) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            return !matches!(sig, 9 | 15 | 2);
-        }
-    }
-    !status.success()
 }
 
 #[cfg(test)]

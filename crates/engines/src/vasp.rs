@@ -12,8 +12,8 @@
 //! `ASE stress = -VASP stress × 0.1 GPa`, which is what we do here.
 
 use crate::output::{
-    describe_exit, fortran_f64, max_force, not_text_reason, tail_lines, voigt, ParseError, ParsedOutput, RunError,
-    RunStatus,
+    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, max_force, not_text_reason, tail_lines, voigt,
+    ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
 use autopipe_atoms::units::KBAR_IN_EV_PER_A3;
@@ -640,20 +640,10 @@ pub fn run_vasp(
             (None, None) => None,
         }
     };
-    let crashed = |why: String| ParsedOutput {
-        energy_ev: None,
-        forces_ev_per_a: None,
-        stress_ev_per_a3: None,
-        max_force_ev_per_a: None,
-        scf_steps: None,
-        wall_time_s: None,
-        status: RunStatus::Crashed,
-        message: Some(why),
-    };
-    let mut p = match parsed {
+    let p = match parsed {
         Some(Ok(p)) => p,
         Some(Err(ParseError::NotAnOutput { .. })) | None if !status.success() => {
-            return Ok(crashed(format!(
+            return Ok(crashed_output(format!(
                 "VASP ({}) {} before writing vasprun.xml or OUTCAR; {}",
                 settings.command,
                 describe_exit(&status),
@@ -661,7 +651,7 @@ pub fn run_vasp(
             )))
         }
         None => {
-            return Ok(crashed(format!(
+            return Ok(crashed_output(format!(
                 "`{}` exited successfully but wrote neither vasprun.xml nor OUTCAR in {}; {}",
                 settings.command,
                 job_dir.display(),
@@ -670,16 +660,7 @@ pub fn run_vasp(
         }
         Some(Err(e)) => return Err(e.into()),
     };
-    if p.status == RunStatus::Truncated && crate::qe::died_on_its_own(&status) {
-        p.status = RunStatus::Crashed;
-    }
-    if !status.success() && p.status == RunStatus::Converged {
-        p.status = RunStatus::Crashed;
-        p.message =
-            Some(format!("VASP {} although the output looks complete; {}", describe_exit(&status), stderr_tail()));
-    } else if matches!(p.status, RunStatus::Truncated | RunStatus::Crashed) && !status.success() {
-        p.message = Some(join_msg(p.message.take(), format!("VASP {}; {}", describe_exit(&status), stderr_tail())));
-    }
+    let mut p = judge_exit("VASP", p, &status, &stderr_tail());
     // VASP's atom order (POSCAR order) -> ours
     if let Some(f) = p.forces_ev_per_a.take() {
         match forces_to_structure_order(&poscar_atom_order(structure), &f) {
@@ -703,14 +684,6 @@ pub fn run_vasp_with_potcar_dir(
     settings: &VaspSettings,
 ) -> Result<ParsedOutput, RunError> {
     run_vasp(job_dir, structure, settings, |p| std::fs::read_to_string(p))
-}
-
-fn join_msg(a: Option<String>, b: String) -> String {
-    match a {
-        Some(a) if b.is_empty() => a,
-        Some(a) if !a.is_empty() => format!("{a}; {b}"),
-        _ => b,
-    }
 }
 
 // ---------------------------------------------------------------------------------
