@@ -3,9 +3,9 @@
 //! change is one transaction together with the results that justify it, so a crash
 //! never leaves a phase half-recorded.
 
-use crate::{exec, import_in, now_s, sqlite_error, JobStore, NewCalculation, Result, StoreError};
+use crate::{exec, import_in, now_s, JobStore, NewCalculation, Result, StoreError};
 use autopipe_atoms::Structure;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// Where a generation stands.
@@ -117,33 +117,29 @@ impl JobStore {
     /// Start the loop: generation 0's calculations, its record and the state
     /// `(0, label)`, in one transaction. Does nothing when a loop exists.
     pub fn start_loop(&mut self, generation_zero: &[NewCalculation]) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let exists: bool = tx.query_row("SELECT count(*) FROM loop_state", [], |r| r.get::<_, i64>(0)).map_err(sq)? > 0;
-        if !exists {
-            let summary = import_in(&tx, generation_zero).map_err(sq)?;
-            exec(
-                &tx,
-                "INSERT INTO generations (generation, started_at, n_candidates, n_selected) VALUES (0, ?1, ?2, ?2)",
-                params![now, summary.added + summary.already_present],
-            )
-            .map_err(sq)?;
-            exec(
-                &tx,
-                "INSERT INTO loop_state (id, generation, phase, updated_at) VALUES (1, 0, 'label', ?1)",
-                params![now],
-            )
-            .map_err(sq)?;
-            exec(
-                &tx,
-                "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', 'generation 0: label')",
-                params![now],
-            )
-            .map_err(sq)?;
-        }
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            let exists: bool = tx.query_row("SELECT count(*) FROM loop_state", [], |r| r.get::<_, i64>(0))? > 0;
+            if !exists {
+                let summary = import_in(tx, generation_zero)?;
+                exec(
+                    tx,
+                    "INSERT INTO generations (generation, started_at, n_candidates, n_selected) VALUES (0, ?1, ?2, ?2)",
+                    params![now, summary.added + summary.already_present],
+                )?;
+                exec(
+                    tx,
+                    "INSERT INTO loop_state (id, generation, phase, updated_at) VALUES (1, 0, 'label', ?1)",
+                    params![now],
+                )?;
+                exec(
+                    tx,
+                    "INSERT INTO events (at, kind, message) VALUES (?1, 'loop', 'generation 0: label')",
+                    params![now],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn set_phase_in(
@@ -178,56 +174,50 @@ impl JobStore {
 
     /// Move to `phase` (for transitions that carry no results of their own).
     pub fn set_phase(&mut self, generation: i64, phase: Phase, message: Option<&str>) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        Self::set_phase_in(&tx, generation, phase, message).map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            Self::set_phase_in(tx, generation, phase, message)?;
+            Ok(())
+        })
     }
 
     /// Labelling of `generation` is over: record its counts and core-hours, go to `fit`.
     pub fn finish_labelling(&mut self, generation: i64) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE generations SET
-                n_labelled = (SELECT count(*) FROM calculations c JOIN structures s ON s.id = c.structure_id
-                              WHERE s.generation = ?1 AND c.status = 'done'),
-                n_failed = (SELECT count(*) FROM calculations c JOIN structures s ON s.id = c.structure_id
-                            WHERE s.generation = ?1 AND c.status IN ('failed', 'timeout')),
-                core_hours = (SELECT coalesce(sum(coalesce(c.wall_time_s, 0) * c.cores), 0) / 3600.0
-                              FROM calculations c JOIN structures s ON s.id = c.structure_id WHERE s.generation = ?1)
-             WHERE generation = ?1",
-            params![generation],
-        )
-        .map_err(sq)?;
-        Self::set_phase_in(&tx, generation, Phase::Fit, None).map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            exec(
+                tx,
+                "UPDATE generations SET
+                    n_labelled = (SELECT count(*) FROM calculations c JOIN structures s ON s.id = c.structure_id
+                                  WHERE s.generation = ?1 AND c.status = 'done'),
+                    n_failed = (SELECT count(*) FROM calculations c JOIN structures s ON s.id = c.structure_id
+                                WHERE s.generation = ?1 AND c.status IN ('failed', 'timeout')),
+                    core_hours = (SELECT coalesce(sum(coalesce(c.wall_time_s, 0) * c.cores), 0) / 3600.0
+                                  FROM calculations c JOIN structures s ON s.id = c.structure_id WHERE s.generation = ?1)
+                 WHERE generation = ?1",
+                params![generation],
+            )?;
+            Self::set_phase_in(tx, generation, Phase::Fit, None)?;
+            Ok(())
+        })
     }
 
     /// A model was fitted (its file already written): record it and go to `explore`.
     pub fn record_model(&mut self, record: &ModelRecord) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let metrics = record.metrics.to_string();
-        exec(
-            &tx,
-            "INSERT OR REPLACE INTO models (generation, path, n_train, n_test, metrics_json, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![record.generation, record.path, record.n_train, record.n_test, metrics, now_s()],
-        )
-        .map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE generations SET metrics_json = ?2 WHERE generation = ?1",
-            params![record.generation, metrics],
-        )
-        .map_err(sq)?;
-        Self::set_phase_in(&tx, record.generation, Phase::Explore, None).map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            let metrics = record.metrics.to_string();
+            exec(
+                tx,
+                "INSERT OR REPLACE INTO models (generation, path, n_train, n_test, metrics_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![record.generation, record.path, record.n_train, record.n_test, metrics, now_s()],
+            )?;
+            exec(
+                tx,
+                "UPDATE generations SET metrics_json = ?2 WHERE generation = ?1",
+                params![record.generation, metrics],
+            )?;
+            Self::set_phase_in(tx, record.generation, Phase::Explore, None)?;
+            Ok(())
+        })
     }
 
     /// The model fitted in `generation`, or the latest one when None.
@@ -264,50 +254,46 @@ impl JobStore {
     /// candidates of the next generation, scored by their extrapolation grade), in one
     /// transaction. Returns how many new candidates were added.
     pub fn record_segment(&mut self, segment: &SegmentRecord, candidates: &[(Structure, f64)]) -> Result<usize> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let mut added = 0;
-        for (s, score) in candidates {
-            let atoms = serde_json::to_string(s).expect("structures serialise");
-            added += exec(
-                &tx,
-                "INSERT OR IGNORE INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at, score)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'candidate', ?7, ?8)",
+        self.write(|tx| {
+            let mut added = 0;
+            for (s, score) in candidates {
+                let atoms = serde_json::to_string(s).expect("structures serialise");
+                added += exec(
+                    tx,
+                    "INSERT OR IGNORE INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at, score)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'candidate', ?7, ?8)",
+                    params![
+                        s.content_hash(),
+                        segment.generation + 1,
+                        format!("md:{}:{}", segment.generation, segment.name),
+                        s.formula(),
+                        s.len() as i64,
+                        atoms,
+                        now,
+                        score
+                    ],
+                )?;
+            }
+            exec(
+                tx,
+                "INSERT INTO md_segments (generation, name, temperature_k, pressure_gpa, seed, steps_done, stop_reason,
+                     max_gamma, n_uncertain, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
-                    s.content_hash(),
-                    segment.generation + 1,
-                    format!("md:{}:{}", segment.generation, segment.name),
-                    s.formula(),
-                    s.len() as i64,
-                    atoms,
-                    now,
-                    score
+                    segment.generation,
+                    segment.name,
+                    segment.temperature_k,
+                    segment.pressure_gpa,
+                    segment.seed as i64,
+                    segment.steps_done as i64,
+                    segment.stop_reason,
+                    segment.max_gamma,
+                    segment.n_uncertain as i64,
+                    now
                 ],
-            )
-            .map_err(sq)?;
-        }
-        exec(
-            &tx,
-            "INSERT INTO md_segments (generation, name, temperature_k, pressure_gpa, seed, steps_done, stop_reason,
-                 max_gamma, n_uncertain, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                segment.generation,
-                segment.name,
-                segment.temperature_k,
-                segment.pressure_gpa,
-                segment.seed as i64,
-                segment.steps_done as i64,
-                segment.stop_reason,
-                segment.max_gamma,
-                segment.n_uncertain as i64,
-                now
-            ],
-        )
-        .map_err(sq)?;
-        tx.commit().map_err(sq)?;
-        Ok(added)
+            )?;
+            Ok(added)
+        })
     }
 
     /// The MD segments recorded for `generation`.
@@ -368,43 +354,38 @@ impl JobStore {
         selected: &[(i64, NewCalculation)],
         gamma_stats: &serde_json::Value,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let next = generation + 1;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let calcs: Vec<NewCalculation> = selected.iter().map(|(_, c)| c.clone()).collect();
-        import_in(&tx, &calcs).map_err(sq)?;
-        for (id, _) in selected {
-            exec(&tx, "UPDATE structures SET status = 'selected' WHERE id = ?1", params![id]).map_err(sq)?;
-        }
-        exec(
-            &tx,
-            "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'",
-            params![next],
-        )
-        .map_err(sq)?;
-        let n_candidates: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM structures WHERE generation = ?1 AND origin LIKE 'md:%'",
+        self.write(|tx| {
+            let calcs: Vec<NewCalculation> = selected.iter().map(|(_, c)| c.clone()).collect();
+            import_in(tx, &calcs)?;
+            for (id, _) in selected {
+                exec(tx, "UPDATE structures SET status = 'selected' WHERE id = ?1", params![id])?;
+            }
+            exec(
+                tx,
+                "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'",
                 params![next],
-                |r| r.get(0),
-            )
-            .map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE generations SET finished_at = ?2, gamma_json = ?3 WHERE generation = ?1",
-            params![generation, now, gamma_stats.to_string()],
-        )
-        .map_err(sq)?;
-        exec(
-            &tx,
-            "INSERT OR REPLACE INTO generations (generation, started_at, n_candidates, n_selected) VALUES (?1, ?2, ?3, ?4)",
-            params![next, now, n_candidates, selected.len() as i64],
-        )
-        .map_err(sq)?;
-        Self::set_phase_in(&tx, next, Phase::Label, None).map_err(sq)?;
-        tx.commit().map_err(sq)
+            )?;
+            let n_candidates: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM structures WHERE generation = ?1 AND origin LIKE 'md:%'",
+                    params![next],
+                    |r| r.get(0),
+                )?;
+            exec(
+                tx,
+                "UPDATE generations SET finished_at = ?2, gamma_json = ?3 WHERE generation = ?1",
+                params![generation, now, gamma_stats.to_string()],
+            )?;
+            exec(
+                tx,
+                "INSERT OR REPLACE INTO generations (generation, started_at, n_candidates, n_selected) VALUES (?1, ?2, ?3, ?4)",
+                params![next, now, n_candidates, selected.len() as i64],
+            )?;
+            Self::set_phase_in(tx, next, Phase::Label, None)?;
+            Ok(())
+        })
     }
 
     /// Record the exploration statistics of the last generation and end the loop.
@@ -415,17 +396,15 @@ impl JobStore {
         gamma_stats: &serde_json::Value,
         message: &str,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE generations SET gamma_json = ?2 WHERE generation = ?1",
-            params![generation, gamma_stats.to_string()],
-        )
-        .map_err(sq)?;
-        Self::set_phase_in(&tx, generation, phase, Some(message)).map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            exec(
+                tx,
+                "UPDATE generations SET gamma_json = ?2 WHERE generation = ?1",
+                params![generation, gamma_stats.to_string()],
+            )?;
+            Self::set_phase_in(tx, generation, phase, Some(message))?;
+            Ok(())
+        })
     }
 
     /// Every generation's record, oldest first.

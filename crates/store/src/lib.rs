@@ -405,6 +405,17 @@ impl JobStore {
         &self.path
     }
 
+    /// Run `f` in one IMMEDIATE transaction, committed when `f` succeeds (rolled back
+    /// otherwise): one state transition.
+    fn write<T>(&mut self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let path = &self.path;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sqlite_error(path, e))?;
+        let out = f(&tx).map_err(|e| sqlite_error(path, e))?;
+        tx.commit().map_err(|e| sqlite_error(path, e))?;
+        Ok(out)
+    }
+
     fn sq(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| sqlite_error(&self.path, source)
     }
@@ -439,12 +450,10 @@ impl JobStore {
     /// Add calculations in one transaction. A calculation whose idempotency key is
     /// already present is not added again (and a structure already present is reused).
     pub fn import(&mut self, items: &[NewCalculation]) -> Result<ImportSummary> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let summary = import_in(&tx, items).map_err(sq)?;
-        tx.commit().map_err(sq)?;
-        Ok(summary)
+        self.write(|tx| {
+            let summary = import_in(tx, items)?;
+            Ok(summary)
+        })
     }
 
     /// Ids of pending calculations, oldest first.
@@ -515,17 +524,15 @@ impl JobStore {
 
     /// Record the backend's id of a started attempt (a process group id, a Slurm job id).
     pub fn set_backend_id(&mut self, id: i64, attempt_id: i64, backend_id: &str) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'",
-            params![id, backend_id],
-        )
-        .map_err(sq)?;
-        exec(&tx, "UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id]).map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            exec(
+                tx,
+                "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'",
+                params![id, backend_id],
+            )?;
+            exec(tx, "UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id])?;
+            Ok(())
+        })
     }
 
     /// `running -> done` with the parsed result.
@@ -620,19 +627,16 @@ impl JobStore {
     /// An attempt that was in flight when the orchestrator died and that left nothing
     /// behind: back to `pending` without touching any failure budget.
     pub fn requeue_lost(&mut self, id: i64, attempt_id: i64, message: &str) -> Result<()> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
         let now = now_s();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        exec(&tx, "UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])
-            .map_err(sq)?;
-        exec(
-            &tx,
-            "UPDATE attempts SET finished_at = ?2, outcome = 'lost', message = ?3 WHERE id = ?1",
-            params![attempt_id, now, message],
-        )
-        .map_err(sq)?;
-        tx.commit().map_err(sq)
+        self.write(|tx| {
+            exec(tx, "UPDATE calculations SET status = 'pending', backend_id = NULL WHERE id = ?1 AND status IN ('running', 'submitted')", [id])?;
+            exec(
+                tx,
+                "UPDATE attempts SET finished_at = ?2, outcome = 'lost', message = ?3 WHERE id = ?1",
+                params![attempt_id, now, message],
+            )?;
+            Ok(())
+        })
     }
 
     /// Calculations the database believes are in flight, with their latest attempt.
@@ -663,27 +667,22 @@ impl JobStore {
     /// Failed and timed-out calculations back to `pending`, with fresh failure budgets
     /// (the history of their attempts is kept). Returns how many were reset.
     pub fn reset(&mut self, statuses: &[CalcStatus]) -> Result<usize> {
-        let path = self.path.clone();
-        let sq = |source| sqlite_error(&path, source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let mut n = 0;
-        for s in statuses {
-            n += tx
-                .execute(
+        self.write(|tx| {
+            let mut n = 0;
+            for s in statuses {
+                n += tx.execute(
                     "UPDATE calculations SET status = 'pending', physics_failures = 0, infra_failures = 0,
-                         finished_at = NULL WHERE status = ?1",
+                             finished_at = NULL WHERE status = ?1",
                     [s.as_str()],
-                )
-                .map_err(sq)?;
-        }
-        exec(
-            &tx,
-            "INSERT INTO events (at, kind, message) VALUES (?1, 'reset', ?2)",
-            params![now_s(), format!("{n} calculations reset to pending")],
-        )
-        .map_err(sq)?;
-        tx.commit().map_err(sq)?;
-        Ok(n)
+                )?;
+            }
+            exec(
+                tx,
+                "INSERT INTO events (at, kind, message) VALUES (?1, 'reset', ?2)",
+                params![now_s(), format!("{n} calculations reset to pending")],
+            )?;
+            Ok(n)
+        })
     }
 
     /// Counts by status.
