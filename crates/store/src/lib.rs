@@ -55,16 +55,19 @@ pub enum CalcStatus {
     Done,
     Failed,
     Timeout,
+    /// Stopped by the user (`jobs cancel`): never runs again unless reset.
+    Cancelled,
 }
 
 impl CalcStatus {
-    pub const ALL: [CalcStatus; 6] = [
+    pub const ALL: [CalcStatus; 7] = [
         CalcStatus::Pending,
         CalcStatus::Submitted,
         CalcStatus::Running,
         CalcStatus::Done,
         CalcStatus::Failed,
         CalcStatus::Timeout,
+        CalcStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl CalcStatus {
             CalcStatus::Done => "done",
             CalcStatus::Failed => "failed",
             CalcStatus::Timeout => "timeout",
+            CalcStatus::Cancelled => "cancelled",
         }
     }
 
@@ -195,11 +199,12 @@ pub struct Counts {
     pub done: u64,
     pub failed: u64,
     pub timeout: u64,
+    pub cancelled: u64,
 }
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.pending + self.submitted + self.running + self.done + self.failed + self.timeout
+        self.pending + self.submitted + self.running + self.done + self.failed + self.timeout + self.cancelled
     }
 }
 
@@ -395,9 +400,12 @@ impl JobStore {
         }
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(corrupt)?;
         let mut store = JobStore { conn, path: path.to_path_buf() };
+        // Migrations run before foreign keys are enforced: migration 3 rebuilds the
+        // calculations table that attempts refer to.
         store.migrate()?;
+        store.conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(store.sq())?;
         Ok(store)
     }
 
@@ -700,6 +708,7 @@ impl JobStore {
                 Some(CalcStatus::Done) => counts.done = n,
                 Some(CalcStatus::Failed) => counts.failed = n,
                 Some(CalcStatus::Timeout) => counts.timeout = n,
+                Some(CalcStatus::Cancelled) => counts.cancelled = n,
                 None => {}
             }
         }

@@ -113,4 +113,52 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE structures ADD COLUMN score REAL;   -- e.g. the max extrapolation grade of a candidate
     CREATE INDEX structures_by_generation ON structures(generation, status);
     "#,
+    // 3: hardening: a `cancelled` status (the calculation must never run; CHECK
+    // constraints cannot be altered in SQLite, so the table is rebuilt with its rows,
+    // ids and indexes), and the configurations a loop ran with (drift detection).
+    r#"
+    CREATE TABLE calculations_v3 (
+        id                  INTEGER PRIMARY KEY,
+        key                 TEXT NOT NULL UNIQUE,
+        structure_id        INTEGER NOT NULL REFERENCES structures(id),
+        engine              TEXT NOT NULL,
+        label_params_json   TEXT NOT NULL,
+        run_spec_json       TEXT NOT NULL,
+        status              TEXT NOT NULL CHECK (status IN ('pending', 'submitted', 'running', 'done', 'failed', 'timeout', 'cancelled')),
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        physics_failures    INTEGER NOT NULL DEFAULT 0,
+        infra_failures      INTEGER NOT NULL DEFAULT 0,
+        fail_count          INTEGER NOT NULL DEFAULT 0,
+        backend             TEXT,
+        backend_id          TEXT,
+        job_dir             TEXT,
+        cores               INTEGER NOT NULL DEFAULT 1,
+        created_at          REAL NOT NULL,
+        submitted_at        REAL,
+        started_at          REAL,
+        finished_at         REAL,
+        wall_time_s         REAL,
+        energy_ev           REAL,
+        forces_json         TEXT,
+        stress_json         TEXT,
+        max_force_ev_per_a  REAL,
+        scf_steps           INTEGER,
+        message             TEXT
+    );
+    INSERT INTO calculations_v3 SELECT * FROM calculations;
+    DROP TABLE calculations;
+    ALTER TABLE calculations_v3 RENAME TO calculations;
+    CREATE INDEX calculations_by_status ON calculations(status, id);
+    CREATE INDEX calculations_by_structure ON calculations(structure_id);
+    CREATE TABLE run_configs (
+        id            INTEGER PRIMARY KEY,
+        at            REAL NOT NULL,
+        file          TEXT NOT NULL,           -- where it was read from
+        text          TEXT NOT NULL,           -- the whole TOML as given
+        hash          TEXT NOT NULL,           -- sha256 of the validated configuration
+        label_hash    TEXT NOT NULL,           -- sha256 of its label-defining part (oracle, elements)
+        lineage       INTEGER NOT NULL,        -- labelling lineage: +1 at each accepted label-defining change
+        note          TEXT                     -- what changed from the previous one
+    );
+    "#,
 ];
