@@ -8,10 +8,15 @@
 //! `running -> pending` when an attempt fails with retry budget left or when the
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
+mod configs;
 mod learning;
+mod lock;
+mod recover;
 mod schema;
 
+pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
+pub use lock::{utc, RunLock, LOCK_FILE};
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -25,8 +30,12 @@ pub const DB_FILE: &str = "autopipe.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: not an MLIP-AutoPipe database (the file is damaged or of another kind: {source}); it was left untouched")]
+    #[error("{path}: not an MLIP-AutoPipe database (the file is damaged or of another kind: {source}); it was left untouched (`autopipe doctor` checks a damaged run directory)")]
     Corrupt { path: PathBuf, source: rusqlite::Error },
+    #[error("{path}: the database is damaged ({problems}); nothing was changed. `autopipe doctor --dir {dir}` checks it and says what can be recovered")]
+    Damaged { path: PathBuf, dir: PathBuf, problems: String },
+    #[error("another autopipe ({holder}) is running in {dir}; wait for it to end or stop it, then run this again")]
+    Locked { dir: PathBuf, holder: String },
     #[error("{path}: no job database here (run `autopipe jobs import` or `autopipe run` first)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema version {found} is newer than this program understands ({supported}); upgrade autopipe")]
@@ -349,6 +358,27 @@ fn import_in(tx: &Connection, items: &[NewCalculation]) -> rusqlite::Result<Impo
     Ok(summary)
 }
 
+/// `PRAGMA quick_check` or `integrity_check`: the problems listed (none when it says ok).
+fn check_pragma(conn: &Connection, pragma: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare(&format!("PRAGMA {pragma}"))?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let lines = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(if lines.len() == 1 && lines[0] == "ok" { Vec::new() } else { lines })
+}
+
+/// A path for an SQLite `file:` URI (percent-encoding the characters URIs reserve).
+fn uri_path(path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' | ' ' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Execute a statement through the connection's prepared-statement cache.
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -379,13 +409,81 @@ impl JobStore {
         Self::open_path(&path)
     }
 
-    /// Open the database of `run_dir`, which must exist.
+    /// Open the database of `run_dir`, which must exist, for writing.
     pub fn open_existing(run_dir: &Path) -> Result<JobStore> {
         let path = run_dir.join(DB_FILE);
         if !path.is_file() {
             return Err(StoreError::Missing { path });
         }
         Self::open_path(&path)
+    }
+
+    /// Open the database of `run_dir` for reading only: never writes, never creates a
+    /// file, works in a directory the user cannot write (then SQLite's `immutable`
+    /// mode, which cannot see transactions still in a `-wal` file: said on stderr).
+    /// A database with an older schema is brought up to date first when the directory
+    /// is writable.
+    pub fn open_read_only(run_dir: &Path) -> Result<JobStore> {
+        use rusqlite::OpenFlags;
+        let path = run_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let corrupt = |source| StoreError::Corrupt { path: path.clone(), source };
+        let probe = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        let conn = match Connection::open_with_flags(&path, flags).and_then(|c| probe(&c).map(|_| c)) {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+                ) =>
+            {
+                let wal = run_dir.join(format!("{DB_FILE}-wal"));
+                if wal.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+                    eprintln!(
+                        "warning: {} is not writable: reading {} as it is on disk; transactions still in {} are not shown",
+                        run_dir.display(),
+                        path.display(),
+                        wal.display()
+                    );
+                }
+                let uri = format!("file:{}?immutable=1", uri_path(&path));
+                let c = Connection::open_with_flags(&uri, flags).map_err(corrupt)?;
+                probe(&c).map_err(corrupt)?;
+                c
+            }
+            Err(e) => return Err(sqlite_error(&path, e)),
+        };
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+        let supported = schema::MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path, found: version, supported });
+        }
+        if version < supported {
+            drop(conn);
+            return match Self::open_existing(run_dir) {
+                Ok(_) => Self::open_read_only(run_dir),
+                Err(StoreError::Sqlite { .. }) | Err(StoreError::Io { .. }) => Err(StoreError::Sqlite {
+                    path,
+                    source: rusqlite::Error::InvalidParameterName(format!(
+                        "schema version {version} needs an upgrade to {supported}, which needs write access"
+                    )),
+                }),
+                Err(e) => Err(e),
+            };
+        }
+        conn.execute_batch("PRAGMA query_only=ON; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
+        Ok(JobStore { conn, path })
+    }
+
+    /// `PRAGMA integrity_check`: the problems found (empty when the database is sound).
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        check_pragma(&self.conn, "integrity_check").map_err(self.sq())
     }
 
     fn open_path(path: &Path) -> Result<JobStore> {
@@ -397,6 +495,18 @@ impl JobStore {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(corrupt)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery });
+        }
+        // A command that writes first checks every page it could touch: a damaged
+        // database is reported and left as it is, never written into.
+        let problems = check_pragma(&conn, "quick_check").map_err(corrupt)?;
+        if !problems.is_empty() {
+            let n = problems.len();
+            let first = problems.into_iter().next().unwrap_or_default();
+            return Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                problems: if n > 1 { format!("{first}; and {} more problems", n - 1) } else { first },
+            });
         }
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
