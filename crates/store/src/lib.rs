@@ -238,6 +238,12 @@ pub struct Label {
     pub calculation_id: i64,
     pub structure: Structure,
     pub engine: String,
+    /// The label-defining parameters (canonical JSON text, as hashed into the key).
+    pub label_params: String,
+    /// Where the structure came from: "generated:fcc", "md:GEN:SEGMENT", "import:FILE" ...
+    pub origin: String,
+    /// The generation the structure entered the run in.
+    pub generation: i64,
     pub result: CalcResult,
 }
 
@@ -879,38 +885,53 @@ impl JobStore {
 
     /// Every finished label, in calculation order.
     pub fn labels(&self) -> Result<Vec<Label>> {
+        self.labels_where(None)
+    }
+
+    /// The finished labels of one engine and label-defining parameters (one labelling
+    /// lineage: labels that can be fitted together), in calculation order.
+    pub fn labels_of(&self, engine: &str, label_params: &serde_json::Value) -> Result<Vec<Label>> {
+        self.labels_where(Some((engine, &label_params.to_string())))
+    }
+
+    fn labels_where(&self, filter: Option<(&str, &str)>) -> Result<Vec<Label>> {
+        let (engine, params) = filter.unzip();
         let mut st = self
             .conn
             .prepare(
                 "SELECT c.id, s.atoms_json, c.engine, c.energy_ev, c.forces_json, c.stress_json,
-                        c.max_force_ev_per_a, c.scf_steps, c.wall_time_s
+                        c.max_force_ev_per_a, c.scf_steps, c.wall_time_s, c.label_params_json, s.origin, s.generation
                  FROM calculations c JOIN structures s ON s.id = c.structure_id
-                 WHERE c.status = 'done' ORDER BY c.id",
+                 WHERE c.status = 'done' AND (?1 IS NULL OR (c.engine = ?1 AND c.label_params_json = ?2))
+                 ORDER BY c.id",
             )
             .map_err(self.sq())?;
         let rows = st
-            .query_map([], |r| {
+            .query_map(params![engine, params], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, f64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, f64>(6)?,
-                    r.get::<_, Option<u32>>(7)?,
-                    r.get::<_, Option<f64>>(8)?,
+                    (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, f64>(6)?),
+                    (r.get::<_, Option<u32>>(7)?, r.get::<_, Option<f64>>(8)?),
+                    (r.get::<_, String>(9)?, r.get::<_, String>(10)?, r.get::<_, i64>(11)?),
                 ))
             })
             .map_err(self.sq())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, atoms, engine, energy_ev, forces, stress, max_force, scf_steps, wall) = row.map_err(self.sq())?;
+            let (
+                (id, atoms, engine, energy_ev),
+                (forces, stress, max_force),
+                (scf_steps, wall),
+                (lp, origin, generation),
+            ) = row.map_err(self.sq())?;
             let bad = |message: String| StoreError::BadRow { id, message };
             out.push(Label {
                 calculation_id: id,
                 structure: serde_json::from_str(&atoms).map_err(|e| bad(format!("atoms: {e}")))?,
                 engine,
+                label_params: lp,
+                origin,
+                generation,
                 result: CalcResult {
                     energy_ev,
                     forces_ev_per_a: serde_json::from_str(&forces).map_err(|e| bad(format!("forces: {e}")))?,
