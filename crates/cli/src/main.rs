@@ -310,8 +310,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that only print die quietly on a closed pipe (`status | head -1`), as
     // Unix tools do; the ones that run work keep the default (an error they handle).
-    if !matches!(cli.command, Command::Run { .. } | Command::Jobs(_) | Command::JobExec { .. } | Command::Doctor { .. })
-    {
+    if !matches!(cli.command, Command::Run { .. } | Command::Jobs(JobsCommand::Run { .. }) | Command::JobExec { .. }) {
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
@@ -355,6 +354,9 @@ fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
     let frames = read_extxyz_file(path)?;
     if frames.is_empty() {
         bail!("{}: no frames (an empty file?)", path.display());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        f.structure.validate().with_context(|| format!("{}: frame {}", path.display(), i + 1))?;
     }
     Ok(frames)
 }
@@ -654,7 +656,7 @@ fn md(a: MdArgs) -> Result<ExitCode> {
         _ => bail!("give --emt or --model MODEL"),
     };
     let structure = match &a.structure {
-        Some(p) => read_extxyz_file(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
+        Some(p) => read_frames(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
         None => {
             let lattice = Lattice::parse(&a.lattice).with_context(|| format!("unknown lattice {:?}", a.lattice))?;
             let elements =

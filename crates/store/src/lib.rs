@@ -441,29 +441,32 @@ impl JobStore {
             conn.busy_timeout(std::time::Duration::from_secs(30))?;
             conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         };
-        let conn = match Connection::open_with_flags(&path, flags).and_then(|c| probe(&c).map(|_| c)) {
-            Ok(c) => c,
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
-                ) =>
-            {
-                let wal = run_dir.join(format!("{DB_FILE}-wal"));
-                if wal.metadata().map(|m| m.len() > 0).unwrap_or(false) {
-                    eprintln!(
-                        "warning: {} is not writable: reading {} as it is on disk; transactions still in {} are not shown",
-                        run_dir.display(),
-                        path.display(),
-                        wal.display()
-                    );
-                }
-                let uri = format!("file:{}?immutable=1", uri_path(&path));
-                let c = Connection::open_with_flags(&uri, flags).map_err(corrupt)?;
-                probe(&c).map_err(corrupt)?;
-                c
+        // A directory this user may not write: SQLite cannot keep the WAL index (-shm)
+        // there, so the file is read as an immutable snapshot.
+        let writable = {
+            use std::os::unix::ffi::OsStrExt;
+            let c = std::ffi::CString::new(run_dir.as_os_str().as_bytes()).unwrap_or_default();
+            // SAFETY: access(2) on a NUL-terminated path we own.
+            unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+        };
+        let conn = if writable {
+            let c = Connection::open_with_flags(&path, flags).map_err(|e| sqlite_error(&path, e))?;
+            probe(&c).map_err(corrupt)?;
+            c
+        } else {
+            let wal = run_dir.join(format!("{DB_FILE}-wal"));
+            if wal.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+                eprintln!(
+                    "warning: {} is not writable: reading {} as it is on disk; transactions still in {} are not shown",
+                    run_dir.display(),
+                    path.display(),
+                    wal.display()
+                );
             }
-            Err(e) => return Err(sqlite_error(&path, e)),
+            let uri = format!("file:{}?immutable=1", uri_path(&path));
+            let c = Connection::open_with_flags(&uri, flags).map_err(corrupt)?;
+            probe(&c).map_err(corrupt)?;
+            c
         };
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
         let supported = schema::MIGRATIONS.len() as i64;
