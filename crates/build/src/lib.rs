@@ -95,9 +95,9 @@ pub fn supercell(s: &Structure, n: [usize; 3]) -> Structure {
         species: Vec::with_capacity(s.len() * n[0] * n[1] * n[2]),
         pbc: s.pbc,
     };
-    for k in 0..3 {
-        for c in 0..3 {
-            out.cell_a[k][c] = s.cell_a[k][c] * n[k] as f64;
+    for ((row, src), &nk) in out.cell_a.iter_mut().zip(&s.cell_a).zip(&n) {
+        for (x, y) in row.iter_mut().zip(src) {
+            *x = y * nk as f64;
         }
     }
     for i in 0..n[0] {

@@ -36,7 +36,8 @@ fn the_default_recipe_is_valid() {
 #[test]
 fn every_field_is_checked_and_named_with_its_limit() {
     let nan = f64::NAN;
-    let cases: Vec<(Box<dyn FnOnce(&mut BulkRecipe)>, &str, &str)> = vec![
+    type Change = Box<dyn FnOnce(&mut BulkRecipe)>;
+    let cases: Vec<(Change, &str, &str)> = vec![
         (Box::new(|r| r.lattice_constant_a = 0.0), "lattice_constant_a", "0.5 .. 50 Å"),
         (Box::new(|r| r.lattice_constant_a = -3.0), "lattice_constant_a", "0.5 .. 50 Å"),
         (Box::new(|r| r.lattice_constant_a = 80.0), "lattice_constant_a", "0.5 .. 50 Å"),
