@@ -672,9 +672,13 @@ fn md(a: MdArgs) -> Result<ExitCode> {
                 vacancy_fraction: 0.0,
                 seed: a.seed,
             };
+            recipe.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
             autopipe_build::generate_bulk(&recipe).remove(0)
         }
     };
+    if a.every == 0 {
+        bail!("--every must be at least 1");
+    }
     let run = models::MdRun {
         temperature_k: a.temperature_k,
         pressure_gpa: a.pressure_gpa,
@@ -1015,6 +1019,7 @@ fn build(command: BuildCommand) -> Result<ExitCode> {
                 vacancy_fraction,
                 seed,
             };
+            recipe.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
             let frames: Vec<_> =
                 autopipe_build::generate_bulk(&recipe).into_iter().map(autopipe_atoms::Frame::from_structure).collect();
             write_extxyz_file(&out, &frames)?;

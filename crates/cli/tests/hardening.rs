@@ -510,3 +510,32 @@ assert L.get_natoms() == {n}
     let lammps_err_mev = ((lammps_energy - label_energy) / n).abs() * 1e3;
     assert!((lammps_err_mev - rmse_mev).abs() < 1e-6, "LAMMPS {lammps_energy} eV vs ours (error {rmse_mev} meV/atom)");
 }
+
+#[test]
+fn command_line_values_are_checked_before_any_file_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_file = tmp.path().join("out.xyz");
+    let o = out_file.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["build", "bulk", "--lattice-constant-a", "0", "--out", o], "--lattice-constant-a"),
+        (vec!["build", "bulk", "--lattice-constant-a", "3.6", "--max-strain", "0.9", "--out", o], "--max-strain"),
+        (vec!["build", "bulk", "--lattice-constant-a", "3.6", "--rattle-a", "5", "--out", o], "--rattle-a"),
+        (
+            vec!["build", "bulk", "--lattice-constant-a", "3.6", "--vacancy-fraction", "3", "--out", o],
+            "--vacancy-fraction",
+        ),
+        (vec!["md", "--emt", "--timestep-fs", "100", "--steps", "10", "--out", o], "timestep_fs"),
+        (vec!["md", "--emt", "--temperature-k=-5", "--steps", "10", "--out", o], "temperature"),
+    ] {
+        let out = run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!out_file.exists(), "{args:?} wrote {o}");
+    }
+    // MD that blows up (a 15 fs step at 5000 K for copper) stops with an error.
+    let out = run(&["md", "--emt", "--timestep-fs", "19", "--temperature-k", "8000", "--steps", "2000", "--out", o]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "an unstable MD run is an error: {err}");
+    assert!(err.to_lowercase().contains("unstable") || err.contains("closer than"), "{err}");
+}

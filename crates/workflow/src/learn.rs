@@ -116,6 +116,9 @@ pub fn segments(config: &Config) -> Vec<(String, f64, Option<f64>)> {
     out
 }
 
+/// Closest approach (Å) allowed in a frame sent for labelling.
+const MIN_LABEL_DISTANCE_A: f64 = 0.5;
+
 fn segment_seed(run_seed: u64, generation: i64, index: usize) -> u64 {
     run_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add((generation as u64) << 32).wrapping_add(index as u64 + 1)
 }
@@ -449,6 +452,8 @@ fn explore(
             .filter(|(_, g)| g.is_finite())
             .collect();
         candidates.extend(top.frames.into_iter().map(|(g, s)| (s, g)));
+        // An oracle never sees a frame with atoms on top of each other.
+        candidates.retain(|(s, _)| autopipe_md::check_frame_sane(s, MIN_LABEL_DISTANCE_A).is_ok());
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
         candidates.dedup_by(|a, b| a.0.content_hash() == b.0.content_hash());
         candidates.truncate(e.max_frames_per_segment);

@@ -262,16 +262,6 @@ pub fn run_md_to_files(
     thermo: Option<&Path>,
     progress: &mut dyn FnMut(u64, f64),
 ) -> Result<u64, RunError> {
-    let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
-    let traj_file = std::fs::File::create(trajectory).map_err(|e| out(trajectory, e))?;
-    let mut traj = ExtxyzTrajectory::new(std::io::BufWriter::new(traj_file), run.every);
-    let thermo_sink: Box<dyn std::io::Write> = match thermo {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| out(p, e))?)),
-        None => Box::new(std::io::sink()),
-    };
-    let mut log = ThermoLog::new(thermo_sink, run.every);
-    let velocities = maxwell_boltzmann(&structure, run.temperature_k, &mut autopipe_build::rng_from_seed(run.seed));
-    let mut state = MdState::new(structure, velocities);
     let ensemble = match run.pressure_gpa {
         None => Ensemble::Nvt { temperature_k: run.temperature_k, friction_per_fs: run.friction_per_fs },
         Some(pressure_gpa) => Ensemble::Npt {
@@ -284,6 +274,18 @@ pub fn run_md_to_files(
         },
     };
     let settings = MdSettings::new(run.timestep_fs, run.steps, ensemble, run.seed);
+    // Every setting checked before any file is created.
+    settings.validate().map_err(|e| RunError::Input(e.to_string()))?;
+    let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
+    let traj_file = std::fs::File::create(trajectory).map_err(|e| out(trajectory, e))?;
+    let mut traj = ExtxyzTrajectory::new(std::io::BufWriter::new(traj_file), run.every);
+    let thermo_sink: Box<dyn std::io::Write> = match thermo {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| out(p, e))?)),
+        None => Box::new(std::io::sink()),
+    };
+    let mut log = ThermoLog::new(thermo_sink, run.every);
+    let velocities = maxwell_boltzmann(&structure, run.temperature_k, &mut autopipe_build::rng_from_seed(run.seed));
+    let mut state = MdState::new(structure, velocities);
     let mut bar = FnObserver::new(10, |s: &MdState, _: &Evaluation| {
         progress(s.step, s.temperature_k());
         Control::Continue
