@@ -750,12 +750,14 @@ fn parse_oracle(
             ))
         }
         Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
-        Some(other) => return Err(err(
-            &["oracle", "engine"],
-            format!(
+        Some(other) => {
+            return Err(err(
+                &["oracle", "engine"],
+                format!(
                 "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
             ),
-        )),
+            ))
+        }
     };
     // Keys in the file's order (the first stray one is reported).
     let keys: Vec<String> = match doc.and_then(|d| d.get("oracle")).and_then(|i| i.as_table_like()) {
