@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
 
-/// The engine of a calculation and everything it needs.
+/// The engine of a calculation and everything it needs. Deserialised through
+/// [`EngineSpecRepr`], so that a key beside `engine = "emt"` is refused like an unknown
+/// key of any other engine (serde does not enforce `deny_unknown_fields` for a unit
+/// variant of an internally tagged enum).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields, from = "EngineSpecRepr")]
 pub enum EngineSpec {
     /// The built-in effective-medium theory (ASE's EMT), computed in the job process.
     Emt,
@@ -45,6 +48,36 @@ pub enum EngineSpec {
     /// VASP with the user's licence and binary (settings: see `vasp::VaspSettings`;
     /// POTCARs assembled from `potcar_dir`).
     Vasp(VaspSettings),
+}
+
+/// The deserialisation form of [`EngineSpec`]: the same, with EMT as an empty struct
+/// variant, whose unknown fields serde does refuse.
+#[derive(Deserialize)]
+#[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields)]
+enum EngineSpecRepr {
+    Emt {},
+    Command {
+        command: String,
+        #[serde(default)]
+        label_params: serde_json::Map<String, serde_json::Value>,
+    },
+    Qe(QeSettings),
+    Cp2k(Cp2kSettings),
+    Orca(OrcaSettings),
+    Vasp(VaspSettings),
+}
+
+impl From<EngineSpecRepr> for EngineSpec {
+    fn from(r: EngineSpecRepr) -> EngineSpec {
+        match r {
+            EngineSpecRepr::Emt {} => EngineSpec::Emt,
+            EngineSpecRepr::Command { command, label_params } => EngineSpec::Command { command, label_params },
+            EngineSpecRepr::Qe(s) => EngineSpec::Qe(s),
+            EngineSpecRepr::Cp2k(s) => EngineSpec::Cp2k(s),
+            EngineSpecRepr::Orca(s) => EngineSpec::Orca(s),
+            EngineSpecRepr::Vasp(s) => EngineSpec::Vasp(s),
+        }
+    }
 }
 
 /// What one run of an engine gave.
@@ -230,5 +263,27 @@ fn run_command(command: &str, job_dir: &Path, structure: &Structure) -> EngineOu
             scf_steps: None,
         },
         _ => error(format!("{} lacks energy or forces", output.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_beside_engine_emt_are_refused_like_any_unknown_key() {
+        let emt: EngineSpec = serde_json::from_str(r#"{"engine": "emt"}"#).unwrap();
+        assert_eq!(emt, EngineSpec::Emt);
+        assert_eq!(serde_json::to_string(&emt).unwrap(), r#"{"engine":"emt"}"#);
+        let e = serde_json::from_str::<EngineSpec>(r#"{"engine": "emt", "ecutwfc_ry": 25}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `ecutwfc_ry`"), "{e}");
+        let e = serde_json::from_str::<EngineSpec>(r#"{"engine": "command", "command": "x", "bogus": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+        let c: EngineSpec = serde_json::from_str(r#"{"engine": "command", "command": "x"}"#).unwrap();
+        assert_eq!(serde_json::from_str::<EngineSpec>(&serde_json::to_string(&c).unwrap()).unwrap(), c);
+        let qe: EngineSpec = serde_json::from_str(r#"{"engine": "qe", "ecutwfc_ry": 30}"#).unwrap();
+        assert_eq!(serde_json::from_str::<EngineSpec>(&serde_json::to_string(&qe).unwrap()).unwrap(), qe);
+        let e = serde_json::from_str::<EngineSpec>(r#"{"engine": "qe", "cutoff_ry": 30}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `cutoff_ry`"), "{e}");
     }
 }

@@ -835,7 +835,7 @@ fn without_engine_key(text: &str, doc: &toml_edit::ImDocument<String>) -> Option
     let table = doc.get("oracle")?.as_table()?;
     let (key, value) = table.get_key_value("engine")?;
     let (start, end) = (key.span()?.start, value.span()?.end);
-    if key.span()?.start != start || end > text.len() || text[start..end].contains('\n') {
+    if start > end || end > text.len() || text[start..end].contains('\n') {
         return None;
     }
     let mut bytes = text.as_bytes().to_vec();
