@@ -84,14 +84,14 @@ impl ForceField for ModelForceField<'_> {
 struct TopGamma {
     every: u64,
     capacity: usize,
-    frames: Vec<(f64, Structure)>,
+    frames: Vec<(f64, u64, Structure)>,
 }
 
 impl autopipe_md::Observer for TopGamma {
     fn observe(&mut self, state: &MdState, eval: &Evaluation) -> Control {
         if state.step > 0 && state.step % self.every == 0 {
             if let Some(g) = eval.max_gamma().filter(|g| g.is_finite()) {
-                self.frames.push((g, state.structure.clone()));
+                self.frames.push((g, state.step, state.structure.clone()));
                 self.frames.sort_by(|a, b| b.0.total_cmp(&a.0));
                 self.frames.truncate(self.capacity);
             }
@@ -425,6 +425,12 @@ fn explore(
         let mut watchdog = GammaWatchdog::new(e.gamma_select, e.gamma_break).with_min_separation(e.sample_every);
         let mut top = TopGamma { every: e.sample_every, capacity: e.max_frames_per_segment, frames: Vec::new() };
         let outcome = run_md(&mut state, &mut ff, &settings, &mut [&mut watchdog, &mut top]);
+        // After a blow-up, the frames sampled just before it may already be hot: only
+        // those older than one sampling interval before the unstable step are kept.
+        let keep_before = match &outcome {
+            Err(err) => err.unstable_step().map(|s| s.saturating_sub(e.sample_every)),
+            Ok(_) => None,
+        };
         let (steps_done, stop_reason) = match &outcome {
             Ok(o) => (o.steps_done, (o.reason != autopipe_md::StopReason::Completed).then(|| o.reason.to_string())),
             // A model far outside its training domain can blow the dynamics up: what was
@@ -447,11 +453,18 @@ fn explore(
                     Some(autopipe_atoms::InfoValue::Float(x)) => *x,
                     _ => f64::INFINITY,
                 };
-                (f.structure, g)
+                let step = match f.info.get("md_step") {
+                    Some(autopipe_atoms::InfoValue::Int(k)) => *k as u64,
+                    _ => u64::MAX,
+                };
+                (f.structure, g, step)
             })
-            .filter(|(_, g)| g.is_finite())
+            .filter(|(_, g, step)| g.is_finite() && keep_before.is_none_or(|k| *step < k))
+            .map(|(s, g, _)| (s, g))
             .collect();
-        candidates.extend(top.frames.into_iter().map(|(g, s)| (s, g)));
+        candidates.extend(
+            top.frames.into_iter().filter(|(_, step, _)| keep_before.is_none_or(|k| *step < k)).map(|(g, _, s)| (s, g)),
+        );
         // An oracle never sees a frame with atoms on top of each other.
         candidates.retain(|(s, _)| autopipe_md::check_frame_sane(s, MIN_LABEL_DISTANCE_A).is_ok());
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
