@@ -149,7 +149,7 @@ impl ExecEvent {
                 if *running > 0 { format!(" (waiting for {} to finish)", plural(*running as u64, "running job", "running jobs")) } else { String::new() }
             )),
             ExecEvent::Batch { adopted, harvested, requeued, .. } if adopted + harvested + requeued > 0 => Some(format!(
-                "Resuming: {} still running were adopted, {} harvested, {} requeued",
+                "Resuming: adopted {} still running, harvested {}, requeued {}",
                 plural(*adopted as u64, "job", "jobs"),
                 plural(*harvested as u64, "finished result", "finished results"),
                 plural(*requeued as u64, "lost job", "lost jobs"),
