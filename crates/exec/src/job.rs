@@ -236,3 +236,58 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
     drop(lock);
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopipe_atoms::Element;
+
+    fn cu(a: f64) -> Structure {
+        let cu = Element::from_symbol("Cu").unwrap();
+        Structure::new([[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]], vec![[0.0; 3]], vec![cu], [true; 3]).unwrap()
+    }
+
+    fn write_job(dir: &Path, attempt: u32, structure: Structure) {
+        std::fs::create_dir_all(dir).unwrap();
+        let job = JobFile { calculation_id: 7, attempt, engine: EngineSpec::Emt, structure };
+        write_atomic(&dir.join(JOB_FILE), &serde_json::to_vec(&job).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_result_is_told_from_a_missing_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(read_result(tmp.path()).unwrap().is_none());
+        std::fs::write(tmp.path().join(RESULT_FILE), "{\"calculation_id\": 7").unwrap();
+        match read_result(tmp.path()) {
+            Err(e @ JobError::CorruptResult { .. }) => assert!(e.to_string().contains("result.json: corrupt")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn finished_labels_of_an_earlier_attempt_are_reused_only_for_the_same_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let calc = tmp.path().join(calc_dir_rel(7));
+        write_job(&calc.join("attempt-1"), 1, cu(2.6));
+        let first = execute_job_dir(&calc.join("attempt-1")).unwrap();
+        assert!(first.reused_from_attempt.is_none());
+        write_job(&calc.join("attempt-2"), 2, cu(2.6));
+        let second = execute_job_dir(&calc.join("attempt-2")).unwrap();
+        assert_eq!(second.reused_from_attempt, Some(1));
+        assert_eq!(second.attempt, 2);
+        // Another structure under the same id (a forgotten calculation's directory): not reused.
+        write_job(&calc.join("attempt-3"), 3, cu(2.7));
+        assert!(execute_job_dir(&calc.join("attempt-3")).unwrap().reused_from_attempt.is_none());
+    }
+
+    #[test]
+    fn an_invalid_structure_is_an_input_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = cu(2.6);
+        s.cell_a = [[0.0; 3]; 3];
+        write_job(&tmp.path().join("attempt-1"), 1, s);
+        let r = execute_job_dir(&tmp.path().join("attempt-1")).unwrap();
+        assert!(r.input_error, "{r:?}");
+        assert!(matches!(r.outcome, EngineOutcome::Error { ref message } if message.contains("singular")));
+    }
+}
