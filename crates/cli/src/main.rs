@@ -5,21 +5,20 @@
 //! 130 interrupted (SIGINT/SIGTERM), state saved.
 
 mod bench;
+mod jobs;
 mod progress;
 
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_build::{BulkRecipe, Lattice};
-use autopipe_engines::EngineSpec;
-use autopipe_exec::{run_local, Launcher, LocalOptions, RunSummary};
-use autopipe_store::{CalcStatus, JobStore};
+use autopipe_exec::Launcher;
+use autopipe_store::JobStore;
 use autopipe_workflow::examples::{example, EXAMPLES};
 use autopipe_workflow::labelling::RunError;
 use autopipe_workflow::models;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -101,7 +100,7 @@ enum Command {
     Md(MdArgs),
     /// The job manager: import structures, label them, watch, export.
     #[command(subcommand)]
-    Jobs(JobsCommand),
+    Jobs(jobs::JobsCommand),
     /// Structure generation on its own (extended XYZ out).
     #[command(subcommand)]
     Build(BuildCommand),
@@ -199,85 +198,6 @@ struct MdArgs {
 }
 
 #[derive(Subcommand)]
-enum JobsCommand {
-    /// Add one calculation per structure of an extended XYZ file (creates RUN if needed).
-    /// A structure already present with the same engine settings is not added twice.
-    Import {
-        file: PathBuf,
-        #[arg(long)]
-        dir: PathBuf,
-        #[command(flatten)]
-        engine: EngineArgs,
-    },
-    /// Run every pending calculation; resumes after a crash.
-    Run {
-        #[arg(long)]
-        dir: PathBuf,
-        #[command(flatten)]
-        exec: ExecArgs,
-    },
-    /// Where the calculations stand.
-    Status {
-        #[arg(long)]
-        dir: PathBuf,
-        /// One JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Show the attempts of one calculation.
-        #[arg(long)]
-        id: Option<i64>,
-    },
-    /// Write every finished label as extended XYZ (energy, forces, stress).
-    Export {
-        #[arg(long)]
-        dir: PathBuf,
-        out: PathBuf,
-    },
-    /// Put failed (and timed-out) calculations back to pending with fresh retry budgets.
-    Reset {
-        #[arg(long)]
-        dir: PathBuf,
-        /// Reset failed calculations (default when neither flag is given: both).
-        #[arg(long)]
-        failed: bool,
-        /// Reset timed-out calculations.
-        #[arg(long)]
-        timeout: bool,
-    },
-}
-
-#[derive(Args)]
-struct EngineArgs {
-    /// emt (built in) or command (any program reading input.xyz, writing output.xyz);
-    /// for qe and cp2k, give a configuration with --config.
-    #[arg(long, default_value = "emt", conflicts_with = "config")]
-    engine: String,
-    /// Take the engine and its settings from the [oracle] table of this configuration.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The command line for --engine command, run with `sh -c` in the job directory.
-    #[arg(long)]
-    command: Option<String>,
-}
-
-#[derive(Args)]
-struct ExecArgs {
-    /// Concurrent job processes.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Wall-time limit of one attempt, seconds.
-    #[arg(long, default_value_t = 3600.0)]
-    walltime_s: f64,
-    #[arg(long, default_value_t = 2)]
-    max_physics_retries: u32,
-    #[arg(long, default_value_t = 2)]
-    max_infra_retries: u32,
-    /// Stop when more than this share of the batch has failed.
-    #[arg(long, default_value_t = 0.5)]
-    failure_tolerance: f64,
-}
-
-#[derive(Subcommand)]
 enum BuildCommand {
     /// Strained, rattled bulk supercells (random alloys with several elements).
     Bulk {
@@ -310,7 +230,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that only print die quietly on a closed pipe (`status | head -1`), as
     // Unix tools do; the ones that run work keep the default (an error they handle).
-    if !matches!(cli.command, Command::Run { .. } | Command::Jobs(JobsCommand::Run { .. }) | Command::JobExec { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Jobs(jobs::JobsCommand::Run { .. }) | Command::JobExec { .. }
+    ) {
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
@@ -341,7 +264,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 /// Where a command's report goes: stdout, unless stdout carries the data (`-`).
-fn report_line(out_path: &Path, line: &str) {
+pub(crate) fn report_line(out_path: &Path, line: &str) {
     if autopipe_atoms::output::is_stdout(out_path) {
         eprintln!("{line}");
     } else {
@@ -367,7 +290,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run { config, dir, accept_changes } => run(&config, dir, accept_changes),
         Command::Validate { config } => validate(&config),
         Command::Doctor { dir, recover, json } => doctor(&dir, recover, json),
-        Command::Jobs(j) => jobs(j),
+        Command::Jobs(j) => jobs::run(j),
         Command::Status { dir, json } => loop_status(&dir, json),
         Command::Export { lammps, dir, generation, model } => {
             let path = match model {
@@ -385,7 +308,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let emt = autopipe_engines::emt::Emt::new();
             let mut frames = read_frames(&file)?;
             for (i, f) in frames.iter_mut().enumerate() {
-                EngineSpec::Emt
+                autopipe_engines::EngineSpec::Emt
                     .check_structure(&f.structure)
                     .map_err(anyhow::Error::msg)
                     .and_then(|_| models::label_with_emt(&emt, f).map_err(anyhow::Error::from))
@@ -815,177 +738,6 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn summary_exit(s: &RunSummary) -> ExitCode {
-    eprintln!("batch of {}: {} done, {} failed, {} timed out", s.batch, s.done, s.failed, s.timeout);
-    if s.interrupted {
-        ExitCode::from(130)
-    } else if let Some(message) = &s.stopped {
-        eprintln!("{message}");
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
-    if let Some(path) = &args.config {
-        if args.command.is_some() {
-            bail!("--command and --config exclude each other");
-        }
-        return Ok(autopipe_workflow::load_config(path)?.oracle);
-    }
-    match (args.engine.as_str(), &args.command) {
-        ("emt", None) => Ok(EngineSpec::Emt),
-        ("emt", Some(_)) => bail!("--command is only for --engine command"),
-        ("command", Some(c)) => Ok(EngineSpec::Command { command: c.clone(), label_params: Default::default() }),
-        ("command", None) => bail!("--engine command needs --command \"...\""),
-        ("qe" | "cp2k", _) => bail!("--engine {} needs its settings: pass a configuration with --config", args.engine),
-        (other, _) => bail!("unknown engine {other:?}; this version has: emt, command, and qe/cp2k through --config"),
-    }
-}
-
-fn jobs(command: JobsCommand) -> Result<ExitCode> {
-    match command {
-        JobsCommand::Import { file, dir, engine } => {
-            let engine = engine_spec(&engine)?;
-            // Read and check everything before the database is touched: bad input
-            // leaves it as it was.
-            let frames = read_extxyz_file(&file)?;
-            let origin = format!("import:{}", file.display());
-            let calcs = autopipe_workflow::new_calculations(
-                frames.into_iter().map(|f| f.structure).collect(),
-                &origin,
-                0,
-                &engine,
-                |i| format!("{}: frame {}", file.display(), i + 1),
-            )
-            .map_err(anyhow::Error::msg)?;
-            let mut store = JobStore::open_or_create(&dir)?;
-            let s = store.import(&calcs)?;
-            println!(
-                "{} calculations added, {} already present, in {}",
-                s.added,
-                s.already_present,
-                store.path().display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCommand::Run { dir, exec } => {
-            let mut store = JobStore::open_existing(&dir)?;
-            if !(exec.walltime_s.is_finite() && exec.walltime_s > 0.0) {
-                bail!("--walltime-s must be a positive number of seconds");
-            }
-            if !(0.0..=1.0).contains(&exec.failure_tolerance) {
-                bail!("--failure-tolerance must be between 0 and 1");
-            }
-            let opts = LocalOptions {
-                workers: exec.workers.max(1),
-                walltime: Duration::from_secs_f64(exec.walltime_s),
-                max_physics_retries: exec.max_physics_retries,
-                max_infra_retries: exec.max_infra_retries,
-                failure_tolerance: exec.failure_tolerance,
-            };
-            let mut observer = progress::Progress::new();
-            let summary = run_local(&mut store, &dir, &opts, &launcher()?, &mut observer)?;
-            observer.finish();
-            Ok(summary_exit(&summary))
-        }
-        JobsCommand::Status { dir, json, id } => {
-            let store = JobStore::open_existing(&dir)?;
-            status(&store, json, id)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCommand::Export { dir, out } => {
-            let store = JobStore::open_existing(&dir)?;
-            let frames: Vec<_> = store.labels()?.iter().map(autopipe_workflow::label_frame).collect();
-            write_extxyz_file(&out, &frames)?;
-            println!("{} labels written to {}", frames.len(), out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCommand::Reset { dir, failed, timeout } => {
-            let mut store = JobStore::open_existing(&dir)?;
-            let statuses = match (failed, timeout) {
-                (false, false) => vec![CalcStatus::Failed, CalcStatus::Timeout],
-                _ => [(failed, CalcStatus::Failed), (timeout, CalcStatus::Timeout)]
-                    .into_iter()
-                    .filter_map(|(on, s)| on.then_some(s))
-                    .collect(),
-            };
-            let n = store.reset(&statuses)?;
-            println!("{n} calculations back to pending");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn status(store: &JobStore, json: bool, id: Option<i64>) -> Result<()> {
-    if let Some(id) = id {
-        let attempts = store.attempts(id)?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&attempts)?);
-        } else {
-            println!("calculation {id}: {} attempts", attempts.len());
-            for a in attempts {
-                println!(
-                    "  attempt {}: {}{}{}",
-                    a.attempt,
-                    a.outcome.as_deref().unwrap_or("in flight"),
-                    a.message.map(|m| format!(" — {m}")).unwrap_or_default(),
-                    a.changes.map(|c| format!(" [next attempt: {c}]")).unwrap_or_default()
-                );
-            }
-        }
-        return Ok(());
-    }
-    let counts = store.counts()?;
-    let executions = store.executions()?;
-    if json {
-        let out = serde_json::json!({
-            "counts": counts,
-            "executions": executions,
-            "pending_ids": store.ids_with_status(CalcStatus::Pending)?,
-            "running_ids": store.ids_with_status(CalcStatus::Running)?,
-            "done_ids": store.ids_with_status(CalcStatus::Done)?,
-            "failed_ids": store.ids_with_status(CalcStatus::Failed)?,
-            "timeout_ids": store.ids_with_status(CalcStatus::Timeout)?,
-        });
-        println!("{out}");
-        return Ok(());
-    }
-    println!("{}", store.path().display());
-    for (name, n) in [
-        ("pending", counts.pending),
-        ("running", counts.running + counts.submitted),
-        ("done", counts.done),
-        ("failed", counts.failed),
-        ("timeout", counts.timeout),
-    ] {
-        println!("  {name:<10}{n:>10}");
-    }
-    println!("  {:<10}{:>10}   ({} engine executions, all attempts)", "total", counts.total(), executions);
-    let failures = store.failures(20)?;
-    if !failures.is_empty() {
-        println!("failures (first {}; `--id N` shows every attempt):", failures.len());
-        for f in failures {
-            println!(
-                "  #{:<8} {:<8} after {} attempts: {}",
-                f.calculation_id,
-                f.status.as_str(),
-                f.attempts,
-                f.message.unwrap_or_default()
-            );
-        }
-    }
-    let events = store.recent_events(5)?;
-    if !events.is_empty() {
-        println!("recent events:");
-        for (_, _, kind, message) in events {
-            println!("  {kind:<8} {message}");
-        }
-    }
-    Ok(())
 }
 
 fn build(command: BuildCommand) -> Result<ExitCode> {

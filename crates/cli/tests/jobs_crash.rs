@@ -84,3 +84,77 @@ fn kill_9_mid_run_then_resume_labels_everything_exactly_once() {
         .iter()
         .all(|f| f.energy_ev.is_some() && f.forces_ev_per_a.is_some() && f.stress_ev_per_a3.is_some()));
 }
+
+fn import_slow_label(dir: &std::path::Path) {
+    let xyz = dir.join("cells.xyz");
+    one_atom_cells(&xyz, 1);
+    // Counts its executions in the calculation's directory, shared by all attempts.
+    let command = format!("echo ran >> ../runs; sleep 1; {WRITE_LABEL}");
+    let d = dir.to_str().unwrap();
+    ok(&["jobs", "import", xyz.to_str().unwrap(), "--dir", d, "--engine", "command", "--command", &command]);
+}
+
+/// Start `jobs run`, wait until calculation 1's first attempt is running, SIGKILL the
+/// orchestrator (the job process lives on in its own process group).
+fn kill_orchestrator_mid_job(dir: &std::path::Path) {
+    let mut child = autopipe().args(["jobs", "run", "--dir", dir.to_str().unwrap()]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("jobs/000/000001/runs").exists() {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_job_still_running_after_kill_9_is_adopted_and_harvested_from_its_attempt_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    import_slow_label(dir);
+    kill_orchestrator_mid_job(dir);
+    assert_eq!(count(&status_json(dir), "running"), 1);
+    // The job still holds the lock of jobs/000/000001/attempt-1: adopted, not rerun.
+    let out = ok(&["jobs", "run", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("Resuming: adopted 1 job still running, harvested 0 finished results"),
+        "{}",
+        stderr(&out)
+    );
+    let s = status_json(dir);
+    assert_eq!(count(&s, "done"), 1, "{s}");
+    assert_eq!(s["executions"], 1);
+    let attempt = dir.join("jobs/000/000001/attempt-1");
+    assert!(attempt.join("result.json").is_file() && attempt.join("job.json").is_file());
+    assert_eq!(std::fs::read_to_string(dir.join("jobs/000/000001/runs")).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn a_corrupt_result_is_an_infrastructure_failure_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    import_slow_label(dir);
+    kill_orchestrator_mid_job(dir);
+    // The job finishes on its own; then its result.json is damaged. (Simulated: a
+    // half-written file cannot be produced for real, the job writes it atomically; a
+    // disk error or a person editing it can.)
+    let result = dir.join("jobs/000/000001/attempt-1/result.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !result.exists() {
+        assert!(Instant::now() < deadline, "the job never finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&result, r#"{"calculation_id": 1, "attem"#).unwrap();
+    let out = ok(&["jobs", "run", "--dir", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(err.contains("Retrying calculation 1 (attempt 2 of 3) after a crashed failure"), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok(&["jobs", "status", "--dir", dir.to_str().unwrap(), "--id", "1", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(v["status"], "done");
+    let first = &v["attempts"][0];
+    assert_eq!(first["outcome"], "crashed", "{v}");
+    let message = first["message"].as_str().unwrap();
+    assert!(message.contains(result.to_str().unwrap()) && message.contains("corrupt"), "{message}");
+}

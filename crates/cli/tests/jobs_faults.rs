@@ -25,7 +25,8 @@ fn import_command(dir: &Path, n: usize, command: &str) {
 
 fn attempts(dir: &Path, id: i64) -> Vec<serde_json::Value> {
     let out = ok(&["jobs", "status", "--dir", dir.to_str().unwrap(), "--id", &id.to_string(), "--json"]);
-    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["attempts"].as_array().cloned().unwrap_or_else(|| panic!("attempts in {v}"))
 }
 
 fn outcomes(dir: &Path, id: i64) -> Vec<String> {
@@ -56,7 +57,9 @@ fn wall_time_exceeded_kills_the_whole_process_group_and_retries() {
     assert_eq!(count(&s, "timeout"), 1, "{s}");
     assert_eq!(s["executions"], 2);
     assert_eq!(outcomes(dir, 1), ["timeout", "timeout"]);
-    let pids = std::fs::read_to_string(dir.join("jobs/000/000001/grandchild.pids")).unwrap();
+    let pids: String = (1..=2)
+        .map(|k| std::fs::read_to_string(dir.join(format!("jobs/000/000001/attempt-{k}/grandchild.pids"))).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
     for pid in pids.split_whitespace() {
         assert!(!pid_alive(pid.parse().unwrap()), "grandchild {pid} survived the wall-time kill");
@@ -89,7 +92,7 @@ fn an_engine_killed_by_a_signal_is_retried_and_succeeds() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // First attempt: the engine process kills itself with SIGKILL; second attempt works.
-    let command = format!("if [ ! -e once ]; then touch once; kill -KILL $$; fi; {WRITE_LABEL}");
+    let command = format!("if [ ! -e ../once ]; then touch ../once; kill -KILL $$; fi; {WRITE_LABEL}");
     import_command(dir, 1, &command);
     let out = ok(&["jobs", "run", "--dir", dir.to_str().unwrap()]);
     assert!(stderr(&out).contains("killed by signal 9"), "{}", stderr(&out));
@@ -102,7 +105,7 @@ fn an_engine_killed_by_a_signal_is_retried_and_succeeds() {
 fn a_job_process_killed_from_outside_is_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let command = format!("if [ ! -e once ]; then touch once; sleep 20; fi; {WRITE_LABEL}");
+    let command = format!("if [ ! -e ../once ]; then touch ../once; sleep 20; fi; {WRITE_LABEL}");
     import_command(dir, 1, &command);
     let mut child = autopipe().args(["jobs", "run", "--dir", dir.to_str().unwrap()]).spawn().unwrap();
     // Wait for the job process to be recorded, then kill it with SIGKILL, as the
@@ -156,7 +159,7 @@ fn physics_and_infrastructure_failures_have_separate_budgets() {
     // Attempts 1-2 crash (infrastructure), 3-4 are not converged (physics), 5 works:
     // with 2 retries of each kind, the calculation must still finish.
     let command = format!(
-        r#"n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count
+        r#"n=$(cat ../count 2>/dev/null || echo 0); echo $((n+1)) > ../count
 case $n in
   0|1) exit 1 ;;
   2|3) printf '1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy=0 converged=F pbc="T T T"\nCu 0 0 0 0 0 0\n' > output.xyz ;;
@@ -199,7 +202,7 @@ fn more_than_half_failing_stops_the_batch_resumably() {
 fn failures_below_tolerance_finish_the_batch_and_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let command = format!("case $(basename $PWD) in 000002|000005) exit 1 ;; esac; {WRITE_LABEL}");
+    let command = format!("case $AUTOPIPE_CALCULATION_ID in 2|5) exit 1 ;; esac; {WRITE_LABEL}");
     import_command(dir, 10, &command);
     let out = run(&["jobs", "run", "--dir", dir.to_str().unwrap(), "--max-infra-retries", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -235,5 +238,14 @@ fn ctrl_c_stops_running_jobs_and_puts_them_back_to_pending() {
     let s = status_json(dir);
     assert_eq!(count(&s, "pending"), 3, "{s}");
     assert_eq!(count(&s, "running"), 0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Interrupted: 2 running jobs were stopped"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let db = dir.join("autopipe.db");
+    assert!(
+        err.contains(&format!(
+            "interrupted: 0 labels are saved in {}; 2 running jobs were stopped and put back to pending; \
+             run the same command again to resume",
+            db.display()
+        )),
+        "{err}"
+    );
 }

@@ -1,8 +1,9 @@
-//! Where work runs: job directories, the job process, and the local process pool with
-//! its wall-time limits, retry budgets, failure tolerance and crash reconciliation.
+//! Where work runs: job directories (one per calculation, one per attempt inside), the
+//! job process, and the local process pool with its wall-time limits, retry budgets,
+//! failure tolerance, cancellation and crash reconciliation.
 
 pub mod job;
 pub mod local;
 
-pub use job::{execute_job_dir, JobFile, JobResult};
-pub use local::{run_local, ExecError, ExecEvent, Launcher, LocalOptions, Observer, RunSummary};
+pub use job::{attempt_dir_rel, calc_dir_rel, execute_job_dir, JobFile, JobResult};
+pub use local::{plural, run_local, ExecError, ExecEvent, Launcher, LocalOptions, Observer, RunSummary};

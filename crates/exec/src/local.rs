@@ -1,17 +1,24 @@
 //! The local executor: a pool of job processes on this machine.
 //!
 //! Each attempt runs as its own process, in its own process group (so a wall-time kill
-//! takes the engine and everything it started), in its own job directory. The
+//! takes the engine and everything it started), in its own directory
+//! `RUN/jobs/NNN/NNNNNN/attempt-K/` (the database records the calculation's directory
+//! `jobs/NNN/NNNNNN`; the attempt's is derived from the attempt number). The
 //! orchestrator owns the database; every transition is committed before the next step
 //! (attempt recorded before the process starts; result harvested from `result.json`).
 //!
 //! After a crash of the orchestrator, `run` first reconciles: a job whose lock is still
 //! held is adopted and waited for; a job that left a result is harvested; a job that is
 //! gone without a result is put back to pending without touching its failure budgets.
+//!
+//! Another process may cancel calculations while a batch runs (`autopipe jobs cancel`):
+//! the pool notices that the database changed, stops the process group of every running
+//! calculation that is no longer `running`, and never harvests it.
 
-use crate::job::{lock_is_held, read_result, write_atomic, JobFile, JOB_FILE};
+use crate::job::{calc_dir_rel, lock_is_held, read_result, write_atomic, JobError, JobFile, JobResult};
+use crate::job::{JOB_FILE, RESULT_FILE};
 use autopipe_engines::{EngineOutcome, EngineSpec};
-use autopipe_store::{CalcResult, Claimed, FailureKind, InFlight, JobStore, StoreError};
+use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, InFlight, JobStore, StoreError};
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -85,36 +92,74 @@ pub enum ExecEvent {
         kind: FailureKind,
         message: String,
     },
+    /// Cancelled (by `autopipe jobs cancel`) while in flight: its process group was
+    /// stopped and its result, if any, is not used.
+    Cancelled {
+        id: i64,
+    },
+    /// Too many failures: nothing more is launched or retried; the `running` jobs
+    /// already started are let finish.
     Stopping {
         failed: u64,
         batch: u64,
         tolerance: f64,
+        running: usize,
     },
+    /// SIGINT/SIGTERM: `requeued` running jobs were stopped and put back to pending;
+    /// `labels` finished labels are in the database at `database`.
     Interrupted {
         requeued: usize,
+        labels: u64,
+        database: PathBuf,
     },
+}
+
+/// "1 attempt", "2 attempts".
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "a physics failure", "an input failure".
+fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {word}")
 }
 
 impl ExecEvent {
     /// The line a person reads for this event, where there is one.
     pub fn log_line(&self) -> Option<String> {
         match self {
-            ExecEvent::Retrying { id, attempt, of, kind, message } => {
-                Some(format!("Retrying calculation {id} (attempt {attempt} of {of}) after a {} failure: {message}", kind.as_str()))
+            ExecEvent::Retrying { id, attempt, of, kind, message } => Some(format!(
+                "Retrying calculation {id} (attempt {attempt} of {of}) after {} failure: {message}",
+                with_article(kind.as_str())
+            )),
+            ExecEvent::Failed { id, kind: FailureKind::Input, message } => {
+                Some(format!("Calculation {id} can never succeed with this input and is not retried: {message}"))
             }
             ExecEvent::Failed { id, kind, message } => {
                 Some(format!("Calculation {id} failed ({}) and has no retries left: {message}", kind.as_str()))
             }
-            ExecEvent::Stopping { failed, batch, tolerance } => Some(format!(
-                "Stopping: {failed} of {batch} calculations in this batch failed, more than failure_tolerance = {tolerance}. \
-                 Finished labels are kept and the rest stay pending; fix the cause, then `autopipe jobs reset --failed` and run again."
+            ExecEvent::Cancelled { id } => {
+                Some(format!("Calculation {id} was cancelled: its job was stopped and its result is not used"))
+            }
+            ExecEvent::Stopping { failed, batch, tolerance, running } => Some(format!(
+                "Stopping: {failed} of {batch} calculations in this batch failed, more than failure_tolerance = {tolerance}; \
+                 nothing more is launched or retried{}",
+                if *running > 0 { format!(" (waiting for {} to finish)", plural(*running as u64, "running job", "running jobs")) } else { String::new() }
             )),
             ExecEvent::Batch { adopted, harvested, requeued, .. } if adopted + harvested + requeued > 0 => Some(format!(
-                "Resuming: {adopted} jobs still running were adopted, {harvested} finished results harvested, {requeued} lost jobs requeued"
+                "Resuming: adopted {} still running, harvested {}, requeued {}",
+                plural(*adopted as u64, "job", "jobs"),
+                plural(*harvested as u64, "finished result", "finished results"),
+                plural(*requeued as u64, "lost job", "lost jobs"),
             )),
-            ExecEvent::Interrupted { requeued } => {
-                Some(format!("Interrupted: {requeued} running jobs were stopped and put back to pending"))
-            }
+            ExecEvent::Interrupted { requeued, labels, database } => Some(format!(
+                "interrupted: {} saved in {}; {} stopped and put back to pending; run the same command again to resume",
+                plural(*labels, "label is", "labels are"),
+                database.display(),
+                plural(*requeued as u64, "running job was", "running jobs were"),
+            )),
             _ => None,
         }
     }
@@ -133,11 +178,17 @@ impl<F: FnMut(&ExecEvent)> Observer for F {
 /// How a batch ended.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct RunSummary {
+    /// Calculations this batch had to finish (cancelled ones are not counted).
     pub batch: u64,
     pub done: u64,
     pub failed: u64,
     pub timeout: u64,
-    /// Set when the batch stopped because too many calculations failed.
+    /// Running calculations cancelled from outside while the batch ran.
+    pub cancelled: u64,
+    /// Calculations still pending when the batch ended.
+    pub pending: u64,
+    /// Set when the batch stopped because too many calculations failed: what was kept,
+    /// and the command that brings the failed ones back.
     pub stopped: Option<String>,
     pub interrupted: bool,
 }
@@ -146,8 +197,8 @@ pub struct RunSummary {
 pub enum ExecError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot start the job process {program}: {source}")]
-    Launcher { program: PathBuf, source: std::io::Error },
+    #[error("cannot start the job process {program}: {error}")]
+    Launcher { program: PathBuf, error: std::io::Error },
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -174,10 +225,40 @@ fn restore_signal_handlers() {
     }
 }
 
-/// The job directory of a calculation, relative to the run directory.
+/// The directory of a calculation, relative to the run directory (what the database
+/// records as its job directory; each attempt runs in `attempt-K/` inside).
 pub fn job_dir_rel(id: i64) -> String {
-    format!("jobs/{:03}/{:06}", id / 1000, id)
+    calc_dir_rel(id)
 }
+
+/// The directory attempt `attempt` of a calculation runs in: `attempt-K/` inside the
+/// calculation's directory, or the calculation's directory itself for an attempt started
+/// by a version that ran every attempt there.
+pub fn attempt_dir(run_dir: &Path, job_dir: Option<&str>, id: i64, attempt: u32) -> PathBuf {
+    let calc = run_dir.join(job_dir.map(str::to_string).unwrap_or_else(|| calc_dir_rel(id)));
+    let dir = calc.join(format!("attempt-{attempt}"));
+    if !dir.exists() && calc.join(JOB_FILE).is_file() {
+        return calc;
+    }
+    dir
+}
+
+/// Stop the job of an attempt that another process started (`jobs cancel`): its process
+/// group `backend_id` is killed, only while the attempt's lock is held, so that a process
+/// id recycled after the job ended is never signalled. True when a live job was stopped.
+pub fn stop_job(run_dir: &Path, job_dir: Option<&str>, id: i64, attempt: u32, backend_id: Option<&str>) -> bool {
+    let dir = attempt_dir(run_dir, job_dir, id, attempt);
+    match backend_id.and_then(|b| b.parse::<i32>().ok()) {
+        Some(pgid) if pgid > 1 && lock_is_held(&dir) => {
+            kill_group(pgid);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How often the pool looks whether another process changed the database (cancel).
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 enum Slot {
     /// A process this orchestrator started.
@@ -186,12 +267,41 @@ enum Slot {
     Adopted { flight: InFlight, job_dir: PathBuf, killed_for_time: bool },
 }
 
+impl Slot {
+    fn id(&self) -> i64 {
+        match self {
+            Slot::Own { claimed, .. } => claimed.calculation_id,
+            Slot::Adopted { flight, .. } => flight.calculation_id,
+        }
+    }
+
+    /// Kill the slot's process group (and reap our own child).
+    fn kill(&mut self) {
+        match self {
+            Slot::Own { child, .. } => {
+                kill_group(child.id() as i32);
+                let _ = child.wait();
+            }
+            Slot::Adopted { flight, job_dir, .. } => {
+                if lock_is_held(job_dir) {
+                    if let Some(pgid) = flight.backend_id.as_deref().and_then(|b| b.parse::<i32>().ok()) {
+                        kill_group(pgid);
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Pool<'a> {
     store: &'a mut JobStore,
     run_dir: &'a Path,
     opts: &'a LocalOptions,
     observer: &'a mut dyn Observer,
     summary: RunSummary,
+    /// The database's `data_version` when last looked at.
+    version: i64,
+    checked: Instant,
 }
 
 /// Run every pending calculation of `store` with the local pool, after reconciling
@@ -217,7 +327,9 @@ fn run_pool(
     launcher: &Launcher,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, ExecError> {
-    let mut pool = Pool { store, run_dir, opts, observer, summary: RunSummary::default() };
+    let version = store.data_version()?;
+    let mut pool =
+        Pool { store, run_dir, opts, observer, summary: RunSummary::default(), version, checked: Instant::now() };
     let mut slots = pool.reconcile()?;
     let workers = opts.workers.max(1);
     let mut sleep = Duration::from_micros(200);
@@ -226,7 +338,7 @@ fn run_pool(
             pool.interrupt(slots)?;
             break;
         }
-        let mut progressed = false;
+        let mut progressed = pool.drop_cancelled(&mut slots)?;
         while pool.summary.stopped.is_none() && slots.len() < workers {
             let ids = pool.store.pending_ids(workers - slots.len())?;
             if ids.is_empty() {
@@ -244,7 +356,8 @@ fn run_pool(
         }
         let mut i = 0;
         while i < slots.len() {
-            match pool.poll(&mut slots[i])? {
+            let running = slots.len();
+            match pool.poll(&mut slots[i], running)? {
                 true => {
                     slots.swap_remove(i);
                     progressed = true;
@@ -259,7 +372,19 @@ fn run_pool(
             sleep = (sleep * 2).min(Duration::from_millis(20));
         }
     }
+    pool.summary.pending = pool.store.counts()?.pending;
+    if pool.summary.stopped.is_some() {
+        let line = pool.stop_message()?;
+        pool.store.log_event(None, "stopped", &line)?;
+        pool.summary.stopped = Some(line);
+    }
     Ok(pool.summary)
+}
+
+/// A transition that found the calculation cancelled (by another process) instead of
+/// running: the attempt is dropped, not recorded.
+fn was_cancelled(e: &ExecError) -> bool {
+    matches!(e, ExecError::Store(StoreError::WrongState { found, .. }) if found == CalcStatus::Cancelled.as_str())
 }
 
 impl Pool<'_> {
@@ -267,47 +392,109 @@ impl Pool<'_> {
         let mut slots = Vec::new();
         let (mut harvested, mut requeued) = (0, 0);
         for flight in self.store.in_flight()? {
-            let job_dir = self.run_dir.join(flight.job_dir.as_deref().unwrap_or(""));
-            if flight.job_dir.is_some() && lock_is_held(&job_dir) {
+            let job_dir = attempt_dir(self.run_dir, flight.job_dir.as_deref(), flight.calculation_id, flight.attempt);
+            if lock_is_held(&job_dir) {
                 slots.push(Slot::Adopted { flight, job_dir, killed_for_time: false });
                 continue;
             }
             let claimed = self.store.load_running(flight.calculation_id, flight.attempt_id)?;
-            match read_result(&job_dir).filter(|r| r.calculation_id == flight.calculation_id) {
-                // A result of this attempt, or finished labels of an earlier attempt.
-                Some(r) if r.attempt == flight.attempt || matches!(r.outcome, EngineOutcome::Labels { .. }) => {
-                    self.harvest(&claimed, r)?;
+            let outcome = match read_result(&job_dir) {
+                Ok(Some(r))
+                    if r.calculation_id == flight.calculation_id
+                    // A result of this attempt, or finished labels of an earlier attempt
+                    // (the layout of older versions, one directory for every attempt).
+                    && (r.attempt == flight.attempt || matches!(r.outcome, EngineOutcome::Labels { .. })) =>
+                {
                     harvested += 1;
+                    self.harvest(&claimed, r)
+                }
+                Err(e) => {
+                    harvested += 1;
+                    self.fail(&claimed, FailureKind::Crashed, &e.to_string())
                 }
                 _ => {
-                    self.store.requeue_lost(
-                        flight.calculation_id,
-                        flight.attempt_id,
-                        "the orchestrator stopped while this attempt was in flight and the job left no result",
-                    )?;
                     requeued += 1;
+                    self.store
+                        .requeue_lost(
+                            flight.calculation_id,
+                            flight.attempt_id,
+                            "the orchestrator stopped while this attempt was in flight and the job left no result",
+                        )
+                        .map_err(ExecError::from)
                 }
-            }
+            };
+            self.settle(flight.calculation_id, outcome)?;
         }
-        let counts = self.store.counts()?;
-        let total = counts.pending + slots.len() as u64;
-        self.summary.batch = total;
-        self.observer.event(&ExecEvent::Batch { total, adopted: slots.len(), harvested, requeued });
+        self.summary.batch = self.batch_size(slots.len())?;
+        self.observer.event(&ExecEvent::Batch { total: self.summary.batch, adopted: slots.len(), harvested, requeued });
         Ok(slots)
     }
 
+    /// The calculations of this batch: those finished by it, those in flight, those pending.
+    fn batch_size(&self, in_flight: usize) -> Result<u64, ExecError> {
+        let s = &self.summary;
+        Ok(s.done + s.failed + s.timeout + in_flight as u64 + self.store.counts()?.pending)
+    }
+
+    /// A transition's result, where finding the calculation cancelled is not an error.
+    fn settle(&mut self, id: i64, result: Result<(), ExecError>) -> Result<(), ExecError> {
+        match result {
+            Err(e) if was_cancelled(&e) => {
+                self.summary.cancelled += 1;
+                self.observer.event(&ExecEvent::Cancelled { id });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// When another process changed the database, stop every slot whose calculation is
+    /// no longer running (cancelled), and count the batch again. True when a slot went.
+    fn drop_cancelled(&mut self, slots: &mut Vec<Slot>) -> Result<bool, ExecError> {
+        if self.checked.elapsed() < CANCEL_CHECK {
+            return Ok(false);
+        }
+        self.checked = Instant::now();
+        let version = self.store.data_version()?;
+        if version == self.version {
+            return Ok(false);
+        }
+        self.version = version;
+        let mut dropped = false;
+        let mut i = 0;
+        while i < slots.len() {
+            let id = slots[i].id();
+            if self.store.status_of(id)? == Some(CalcStatus::Running) {
+                i += 1;
+                continue;
+            }
+            let mut slot = slots.swap_remove(i);
+            slot.kill();
+            self.summary.cancelled += 1;
+            self.observer.event(&ExecEvent::Cancelled { id });
+            dropped = true;
+        }
+        self.summary.batch = self.batch_size(slots.len())?;
+        Ok(dropped)
+    }
+
     fn launch(&mut self, id: i64, launcher: &Launcher) -> Result<Option<Slot>, ExecError> {
-        let rel = job_dir_rel(id);
-        let claimed = self.store.start_attempt(id, "local", &rel)?;
+        let claimed = match self.store.start_attempt(id, "local", &calc_dir_rel(id)) {
+            Ok(c) => c,
+            // Cancelled or forgotten by another process since it was listed as pending.
+            Err(StoreError::WrongState { .. } | StoreError::NoSuchCalculation(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         self.observer.event(&ExecEvent::Started { id, attempt: claimed.attempt });
-        let job_dir = self.run_dir.join(&rel);
+        let job_dir = self.run_dir.join(crate::job::attempt_dir_rel(id, claimed.attempt));
         match self.spawn(&claimed, &job_dir, launcher) {
             Ok(child) => {
                 self.store.set_backend_id(id, claimed.attempt_id, &child.id().to_string())?;
                 Ok(Some(Slot::Own { claimed, job_dir, child, started: Instant::now(), killed_for_time: false }))
             }
             Err(message) => {
-                self.fail(&claimed, FailureKind::Setup, &message)?;
+                let r = self.fail(&claimed, FailureKind::Setup, &message);
+                self.settle(id, r)?;
                 Ok(None)
             }
         }
@@ -316,6 +503,11 @@ impl Pool<'_> {
     fn spawn(&self, claimed: &Claimed, job_dir: &Path, launcher: &Launcher) -> Result<Child, String> {
         let at = |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
         std::fs::create_dir_all(job_dir).map_err(|e| at("create the job directory", job_dir, e))?;
+        // A directory left by a forgotten calculation whose id was given again.
+        let stale = job_dir.join(RESULT_FILE);
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| at("remove the stale", &stale, e))?;
+        }
         let engine: EngineSpec = serde_json::from_value(claimed.run_spec.clone())
             .map_err(|e| format!("stored engine settings are unreadable: {e}"))?;
         let job = JobFile {
@@ -329,11 +521,13 @@ impl Pool<'_> {
             .map_err(|e| e.to_string())?;
         let log = |name: &str| -> Result<File, String> {
             let p = job_dir.join(name);
-            OpenOptions::new().create(true).append(true).open(&p).map_err(|e| at("open", &p, e))
+            OpenOptions::new().create(true).write(true).truncate(true).open(&p).map_err(|e| at("open", &p, e))
         };
         Command::new(&launcher.program)
             .args(&launcher.args)
             .arg(job_dir)
+            .env("AUTOPIPE_CALCULATION_ID", claimed.calculation_id.to_string())
+            .env("AUTOPIPE_ATTEMPT", claimed.attempt.to_string())
             .stdin(Stdio::null())
             .stdout(log("stdout")?)
             .stderr(log("stderr")?)
@@ -343,26 +537,30 @@ impl Pool<'_> {
     }
 
     /// Check one slot; true when it finished (and was recorded).
-    fn poll(&mut self, slot: &mut Slot) -> Result<bool, ExecError> {
+    fn poll(&mut self, slot: &mut Slot, running: usize) -> Result<bool, ExecError> {
         let walltime = self.opts.walltime;
-        match slot {
+        let id = slot.id();
+        let result = match slot {
             Slot::Own { claimed, job_dir, child, started, killed_for_time } => match child.try_wait() {
                 Ok(Some(status)) => {
                     let (claimed, job_dir, killed) = (claimed.clone(), job_dir.clone(), *killed_for_time);
-                    self.finished(&claimed, &job_dir, Some(status), killed)?;
-                    Ok(true)
+                    self.finished(&claimed, &job_dir, Some(status), killed, running)
                 }
                 Ok(None) => {
                     if !*killed_for_time && started.elapsed() > walltime {
                         kill_group(child.id() as i32);
                         *killed_for_time = true;
                     }
-                    Ok(false)
+                    return Ok(false);
                 }
                 Err(e) => {
                     let claimed = claimed.clone();
-                    self.fail(&claimed, FailureKind::Crashed, &format!("cannot wait for the job process: {e}"))?;
-                    Ok(true)
+                    self.fail_in(
+                        &claimed,
+                        FailureKind::Crashed,
+                        &format!("cannot wait for the job process: {e}"),
+                        running,
+                    )
                 }
             },
             Slot::Adopted { flight, job_dir, killed_for_time } => {
@@ -378,10 +576,11 @@ impl Pool<'_> {
                 }
                 let claimed = self.store.load_running(flight.calculation_id, flight.attempt_id)?;
                 let (job_dir, killed) = (job_dir.clone(), *killed_for_time);
-                self.finished(&claimed, &job_dir, None, killed)?;
-                Ok(true)
+                self.finished(&claimed, &job_dir, None, killed, running)
             }
-        }
+        };
+        self.settle(id, result)?;
+        Ok(true)
     }
 
     fn finished(
@@ -390,21 +589,26 @@ impl Pool<'_> {
         job_dir: &Path,
         status: Option<ExitStatus>,
         killed_for_time: bool,
+        running: usize,
     ) -> Result<(), ExecError> {
         if killed_for_time {
             let message = format!(
                 "wall time of {} s exceeded; the job's process group was killed",
                 self.opts.walltime.as_secs_f64()
             );
-            return self.fail(claimed, FailureKind::Timeout, &message);
+            return self.fail_in(claimed, FailureKind::Timeout, &message, running);
         }
-        let result =
-            read_result(job_dir).filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt);
+        let result = match read_result(job_dir) {
+            Ok(r) => r.filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt),
+            Err(e @ (JobError::CorruptResult { .. } | JobError::Io { .. } | JobError::BadJobFile { .. })) => {
+                return self.fail_in(claimed, FailureKind::Crashed, &e.to_string(), running);
+            }
+        };
         match (result, status) {
-            (Some(r), _) => self.harvest(claimed, r),
+            (Some(r), _) => self.harvest_in(claimed, r, running),
             (None, Some(s)) if s.signal().is_some() => {
                 let message = format!("the job process was killed by signal {}", s.signal().unwrap_or(0));
-                self.fail(claimed, FailureKind::Killed, &message)
+                self.fail_in(claimed, FailureKind::Killed, &message, running)
             }
             (None, s) => {
                 let code =
@@ -413,12 +617,17 @@ impl Pool<'_> {
                     "the job process {code} without a result{}",
                     last_line(&job_dir.join("stderr")).map(|l| format!(": {l}")).unwrap_or_default()
                 );
-                self.fail(claimed, FailureKind::Crashed, &message)
+                self.fail_in(claimed, FailureKind::Crashed, &message, running)
             }
         }
     }
 
-    fn harvest(&mut self, claimed: &Claimed, result: crate::job::JobResult) -> Result<(), ExecError> {
+    fn harvest(&mut self, claimed: &Claimed, result: JobResult) -> Result<(), ExecError> {
+        self.harvest_in(claimed, result, 0)
+    }
+
+    /// Record a job's result; `running` is how many jobs are in flight (for messages).
+    fn harvest_in(&mut self, claimed: &Claimed, result: JobResult, running: usize) -> Result<(), ExecError> {
         match result.outcome {
             EngineOutcome::Labels { labels, scf_steps } => {
                 let calc = CalcResult {
@@ -437,19 +646,34 @@ impl Pool<'_> {
                 });
                 Ok(())
             }
-            EngineOutcome::PhysicsFailure { message } => self.fail(claimed, FailureKind::Physics, &message),
-            EngineOutcome::Error { message } => self.fail(claimed, FailureKind::Crashed, &message),
+            EngineOutcome::PhysicsFailure { message } => self.fail_in(claimed, FailureKind::Physics, &message, running),
+            EngineOutcome::Error { message } if result.input_error => {
+                self.fail_in(claimed, FailureKind::Input, &message, running)
+            }
+            EngineOutcome::Error { message } => self.fail_in(claimed, FailureKind::Crashed, &message, running),
         }
     }
 
-    /// Record a failed attempt, retrying within the budget of its kind.
     fn fail(&mut self, claimed: &Claimed, kind: FailureKind, message: &str) -> Result<(), ExecError> {
+        self.fail_in(claimed, kind, message, 0)
+    }
+
+    /// Record a failed attempt, retrying within the budget of its kind (input errors
+    /// are never retried). Once the batch is stopping, an attempt with budget left goes
+    /// back to pending quietly, for the next run. `running` counts the jobs in flight.
+    fn fail_in(
+        &mut self,
+        claimed: &Claimed,
+        kind: FailureKind,
+        message: &str,
+        running: usize,
+    ) -> Result<(), ExecError> {
         let (used, budget) = if kind.is_physics() {
             (claimed.physics_failures, self.opts.max_physics_retries)
         } else {
             (claimed.infra_failures, self.opts.max_infra_retries)
         };
-        let retry = used < budget;
+        let retry = used < budget && kind != FailureKind::Input;
         let remediation = if retry && kind.is_physics() {
             serde_json::from_value::<EngineSpec>(claimed.run_spec.clone())
                 .ok()
@@ -467,6 +691,9 @@ impl Pool<'_> {
             retry,
             remediation.as_ref().map(|(v, c)| (v, c.as_str())),
         )?;
+        if retry && self.summary.stopped.is_some() {
+            return Ok(());
+        }
         let event = if retry {
             let attempt = claimed.attempt + 1;
             let of = attempt + (budget - used - 1);
@@ -492,30 +719,61 @@ impl Pool<'_> {
             && self.summary.stopped.is_none()
             && failed as f64 > self.opts.failure_tolerance * self.summary.batch as f64
         {
-            let event =
-                ExecEvent::Stopping { failed, batch: self.summary.batch, tolerance: self.opts.failure_tolerance };
+            let event = ExecEvent::Stopping {
+                failed,
+                batch: self.summary.batch,
+                tolerance: self.opts.failure_tolerance,
+                running: running.saturating_sub(1),
+            };
             let line = event.log_line().unwrap_or_default();
-            self.store.log_event(None, "stopped", &line)?;
+            self.store.log_event(None, "stopping", &line)?;
             self.summary.stopped = Some(line);
             self.observer.event(&event);
         }
         Ok(())
     }
 
+    /// What a stopped batch kept, and the command that brings its failures back.
+    fn stop_message(&self) -> Result<String, ExecError> {
+        let s = &self.summary;
+        let counts = self.store.counts()?;
+        let flags = match (s.failed > 0, s.timeout > 0) {
+            (true, true) => "--failed --timeout",
+            (false, true) => "--timeout",
+            _ => "--failed",
+        };
+        let what = match (s.failed, s.timeout) {
+            (f, 0) => plural(f, "failed calculation", "failed calculations"),
+            (0, t) => plural(t, "timed-out calculation", "timed-out calculations"),
+            (f, t) => format!("{f} failed and {t} timed-out calculations"),
+        };
+        Ok(format!(
+            "Stopped: {} kept in {} ({} finished by this batch); {} pending for the next run. \
+             To run the {what} again, fix the cause, then `autopipe jobs reset --dir {} {flags}` and run the same command again.",
+            plural(counts.done, "label is", "labels are"),
+            self.store.path().display(),
+            s.done,
+            plural(counts.pending, "calculation stays", "calculations stay"),
+            self.run_dir.display(),
+        ))
+    }
+
     /// SIGINT/SIGTERM: stop our own jobs and put them back to pending; jobs adopted from
     /// an earlier run keep running and are adopted again next time.
     fn interrupt(&mut self, slots: Vec<Slot>) -> Result<(), ExecError> {
         let mut requeued = 0;
-        for slot in slots {
-            if let Slot::Own { claimed, mut child, .. } = slot {
-                kill_group(child.id() as i32);
-                let _ = child.wait();
+        for mut slot in slots {
+            if let Slot::Own { claimed, .. } = &slot {
+                let claimed = claimed.clone();
+                slot.kill();
                 self.store.requeue_lost(claimed.calculation_id, claimed.attempt_id, "interrupted by the user")?;
                 requeued += 1;
             }
         }
         self.summary.interrupted = true;
-        self.observer.event(&ExecEvent::Interrupted { requeued });
+        let labels = self.store.counts()?.done;
+        let database = self.store.path().to_path_buf();
+        self.observer.event(&ExecEvent::Interrupted { requeued, labels, database });
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! `running -> pending` when an attempt fails with retry budget left or when the
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
+mod admin;
 mod configs;
 mod learning;
 mod lock;
@@ -111,6 +112,9 @@ pub enum FailureKind {
     Crashed,
     /// The job could not even be started (job directory, executable ...).
     Setup,
+    /// The input can never succeed (invalid structure, unsupported element, missing
+    /// pseudopotential file): failed at once, no retry.
+    Input,
 }
 
 impl FailureKind {
@@ -121,6 +125,7 @@ impl FailureKind {
             FailureKind::Killed => "killed",
             FailureKind::Crashed => "crashed",
             FailureKind::Setup => "setup",
+            FailureKind::Input => "input",
         }
     }
 
