@@ -110,7 +110,7 @@ fn malformed_structure_files_are_refused_and_the_database_is_unchanged() {
     let out = run(&["jobs", "import", truncated.to_str().unwrap(), "--dir", d]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("truncated.xyz") && err.contains("frame 3") && err.contains("truncated"), "{err}");
+    assert!(err.contains("truncated.xyz") && err.contains("frame 4") && err.contains("truncated"), "{err}");
 
     // Malformed: a bad number on a known line.
     let bad = dir.join("bad.xyz");
@@ -120,7 +120,7 @@ fn malformed_structure_files_are_refused_and_the_database_is_unchanged() {
     )
     .unwrap();
     let err = stderr(&run(&["jobs", "import", bad.to_str().unwrap(), "--dir", d]));
-    assert!(err.contains("bad.xyz:3") && err.contains("frame 0"), "{err}");
+    assert!(err.contains("bad.xyz:3") && err.contains("frame 1"), "{err}");
 
     // An element EMT cannot compute is refused before anything is written.
     let fe = dir.join("fe.xyz");
