@@ -61,17 +61,15 @@ pub enum ExtxyzErrorKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtxyzError {
-    /// A parse error. `frame` is 0-based, `line` is 1-based.
-    #[error("{file}:{line}: frame {frame} (0-based): {message}")]
+    /// A parse error. `frame` is 0-based in the value, shown 1-based (as editors
+    /// number); `line` is 1-based.
+    #[error("{file}:{line}: frame {}: {message}", .frame + 1)]
     Parse { file: String, frame: usize, line: usize, kind: ExtxyzErrorKind, message: String },
     #[error("{path}: {err}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        err: std::io::Error,
-    },
-    /// A frame that cannot be written faithfully (see [`check_frame`]). `frame` is 0-based.
-    #[error("cannot write frame {frame} (0-based): {message}")]
+    Io { path: PathBuf, err: std::io::Error },
+    /// A frame that cannot be written faithfully (see [`check_frame`]). `frame` is
+    /// 0-based in the value, shown 1-based.
+    #[error("cannot write frame {}: {message}", .frame + 1)]
     InvalidFrame { frame: usize, message: String },
 }
 
@@ -941,34 +939,15 @@ fn json_to_serde(j: Json) -> serde_json::Value {
 // Writing
 // ---------------------------------------------------------------------------------------
 
-/// Writes frames to a file atomically: a temporary file in the same directory, then a
-/// rename. Frames are checked with [`check_frame`] first.
+/// Writes frames to a file: `-` is standard output, a link or device is written
+/// through, a plain file is replaced atomically (see [`crate::output::write_output`]).
+/// Frames are checked with [`check_frame`] first.
 pub fn write_extxyz_file(path: &Path, frames: &[Frame]) -> Result<(), ExtxyzError> {
     for (k, f) in frames.iter().enumerate() {
         check_frame(f).map_err(|message| ExtxyzError::InvalidFrame { frame: k, message })?;
     }
     let text = write_extxyz(frames);
-    let io = |err| ExtxyzError::Io { path: path.to_path_buf(), err };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out.xyz".into());
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let result = (|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::output::write_output(path, text.as_bytes()).map_err(|err| ExtxyzError::Io { path: path.to_path_buf(), err })
 }
 
 /// All frames as extended XYZ text.

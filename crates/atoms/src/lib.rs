@@ -6,6 +6,7 @@ pub mod elements;
 pub mod extxyz;
 pub mod frame;
 pub mod neighbors;
+pub mod output;
 pub mod structure;
 pub mod units;
 

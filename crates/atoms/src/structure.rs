@@ -27,9 +27,9 @@ pub struct Structure {
 pub enum StructureError {
     #[error("{positions} positions but {species} species")]
     LengthMismatch { positions: usize, species: usize },
-    #[error("the cell is singular (volume {volume_a3} Å³) but periodic along some direction")]
+    #[error("periodic, but the cell is singular (volume {volume_a3} Å³; no Lattice given?)")]
     SingularCell { volume_a3: f64 },
-    #[error("position of atom {index} is not finite")]
+    #[error("position of atom {} is not finite", .index + 1)]
     NonFinite { index: usize },
 }
 

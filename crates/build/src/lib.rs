@@ -39,6 +39,16 @@ impl Lattice {
         }
     }
 
+    /// Atoms in the cell [`bulk`] builds.
+    pub fn sites(self) -> usize {
+        match self {
+            Lattice::Sc => 1,
+            Lattice::Bcc | Lattice::Hcp => 2,
+            Lattice::Fcc => 4,
+            Lattice::Diamond => 8,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Lattice> {
         Lattice::ALL.into_iter().find(|l| l.name() == s)
     }
@@ -85,9 +95,9 @@ pub fn supercell(s: &Structure, n: [usize; 3]) -> Structure {
         species: Vec::with_capacity(s.len() * n[0] * n[1] * n[2]),
         pbc: s.pbc,
     };
-    for k in 0..3 {
-        for c in 0..3 {
-            out.cell_a[k][c] = s.cell_a[k][c] * n[k] as f64;
+    for ((row, src), &nk) in out.cell_a.iter_mut().zip(&s.cell_a).zip(&n) {
+        for (x, y) in row.iter_mut().zip(src) {
+            *x = y * nk as f64;
         }
     }
     for i in 0..n[0] {
@@ -177,6 +187,35 @@ pub fn rng_from_seed(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// Physical limits of a [`BulkRecipe`], checked by [`BulkRecipe::validate`] (the
+/// configuration and the command line use the same ones).
+pub mod limits {
+    /// Lattice constant, Å (exclusive at both ends: `0.5 < a < 50`).
+    pub const LATTICE_CONSTANT_A: (f64, f64) = (0.5, 50.0);
+    /// Each Voigt strain component is drawn from `[-max_strain, max_strain]`, `0 ..= 0.2`.
+    pub const MAX_STRAIN: f64 = 0.2;
+    /// Standard deviation of the rattle per Cartesian component, `0 ..= 0.5` Å.
+    pub const MAX_RATTLE_A: f64 = 0.5;
+    /// Repetitions of the conventional cell along each axis, `1 ..= 50`.
+    pub const MAX_SUPERCELL: usize = 50;
+    /// Atoms in one generated structure, at most.
+    pub const MAX_ATOMS: usize = 100_000;
+    /// Structures in one recipe, `1 ..= 100000`.
+    pub const MAX_COUNT: usize = 100_000;
+}
+
+/// Why a [`BulkRecipe`] is refused: the field (named as in the struct, e.g.
+/// `lattice_constant_a`, so that a caller can map it to its own flag or key) and a
+/// message that states the limit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RecipeError {
+    /// One of `elements`, `lattice_constant_a`, `supercell`, `count`, `max_strain`,
+    /// `rattle_a`, `vacancy_fraction`.
+    pub field: &'static str,
+    pub message: String,
+}
+
 /// How to generate a set of bulk candidates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BulkRecipe {
@@ -192,22 +231,88 @@ pub struct BulkRecipe {
     pub seed: u64,
 }
 
+impl BulkRecipe {
+    /// Atoms per structure before vacancies (saturating: a huge supercell gives `usize::MAX`).
+    pub fn atoms_per_structure(&self) -> usize {
+        self.supercell.iter().fold(self.lattice.sites(), |n, &k| n.saturating_mul(k))
+    }
+
+    /// Checks every field against [`limits`]; the first violation, naming its field.
+    /// A recipe that passes gives [`generate_bulk`] non-degenerate cells (the strain
+    /// cannot shrink any direction by more than 40 %) and never makes it panic.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        let bad = |field: &'static str, message: String| Err(RecipeError { field, message });
+        if self.elements.is_empty() {
+            return bad("elements", "needs at least one element".into());
+        }
+        let (lo, hi) = limits::LATTICE_CONSTANT_A;
+        let a = self.lattice_constant_a;
+        if !(a.is_finite() && a > lo && a < hi) {
+            return bad("lattice_constant_a", format!("{a} Å is outside the plausible range {lo} .. {hi} Å"));
+        }
+        if let Some(n) = self.supercell.iter().find(|&&n| n == 0 || n > limits::MAX_SUPERCELL) {
+            return bad(
+                "supercell",
+                format!("{n} repetitions: each repetition must be between 1 and {}", limits::MAX_SUPERCELL),
+            );
+        }
+        let atoms = self.atoms_per_structure();
+        if atoms > limits::MAX_ATOMS {
+            return bad(
+                "supercell",
+                format!(
+                    "{}x{}x{} {} cells make {atoms} atoms, more than {}",
+                    self.supercell[0],
+                    self.supercell[1],
+                    self.supercell[2],
+                    self.lattice.name(),
+                    limits::MAX_ATOMS
+                ),
+            );
+        }
+        if self.count == 0 || self.count > limits::MAX_COUNT {
+            return bad("count", format!("{} structures: must be between 1 and {}", self.count, limits::MAX_COUNT));
+        }
+        let s = self.max_strain;
+        if !(s.is_finite() && (0.0..=limits::MAX_STRAIN).contains(&s)) {
+            return bad("max_strain", format!("{s} is outside 0 ..= {}", limits::MAX_STRAIN));
+        }
+        let r = self.rattle_a;
+        if !(r.is_finite() && (0.0..=limits::MAX_RATTLE_A).contains(&r)) {
+            return bad("rattle_a", format!("{r} Å is outside 0 ..= {} Å", limits::MAX_RATTLE_A));
+        }
+        let v = self.vacancy_fraction;
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return bad("vacancy_fraction", format!("{v} is outside 0 ..= 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Generate `recipe.count` strained, rattled (alloyed, vacancy-containing) supercells.
-/// Structure `k` depends only on the seed and `k`.
+/// Structure `k` depends only on the seed and `k`. The recipe should have passed
+/// [`BulkRecipe::validate`]: an invalid one gives no structures (use
+/// [`try_generate_bulk`] to get the reason).
 pub fn generate_bulk(recipe: &BulkRecipe) -> Vec<Structure> {
+    try_generate_bulk(recipe).unwrap_or_default()
+}
+
+/// [`BulkRecipe::validate`], then [`generate_bulk`].
+pub fn try_generate_bulk(recipe: &BulkRecipe) -> Result<Vec<Structure>, RecipeError> {
+    recipe.validate()?;
     let base = supercell(&bulk(recipe.lattice, recipe.elements[0], recipe.lattice_constant_a), recipe.supercell);
-    (0..recipe.count)
+    Ok((0..recipe.count)
         .map(|k| {
             let mut rng = rng_from_seed(recipe.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut s = random_alloy(&base, &recipe.elements, &mut rng);
-            if rng.gen_bool(recipe.vacancy_fraction.clamp(0.0, 1.0)) && s.len() > 1 {
+            if rng.gen_bool(recipe.vacancy_fraction) && s.len() > 1 {
                 s = vacancies(&s, 1, &mut rng);
             }
             let eps = random_strain(&mut rng, recipe.max_strain);
             s = strain(&s, eps);
             rattle(&s, recipe.rattle_a, &mut rng)
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

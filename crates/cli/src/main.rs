@@ -11,6 +11,7 @@ mod progress;
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_build::{BulkRecipe, Lattice};
+use autopipe_engines::EngineSpec;
 use autopipe_exec::Launcher;
 use autopipe_store::JobStore;
 use autopipe_workflow::examples::{example, EXAMPLES};
@@ -49,6 +50,22 @@ enum Command {
         /// Run directory (default: the configuration file's directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Accept label-defining changes of the configuration (oracle settings, elements):
+        /// the run's structures are labelled again with the new settings.
+        #[arg(long)]
+        accept_changes: bool,
+    },
+    /// Check a configuration completely (every value, every limit) without doing any work.
+    Validate { config: PathBuf },
+    /// Check a run directory's database in full and say what can be recovered; with
+    /// --recover, rebuild a damaged database from the job directories' results.
+    Doctor {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long)]
+        recover: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Where the learning loop stands (generation, phase, labels, errors, gamma).
     Status {
@@ -126,12 +143,15 @@ enum PotentialCommand {
         /// Take [potential] and [fit] from this configuration.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, default_value_t = 8)]
-        twojmax: usize,
-        #[arg(long, default_value_t = 4.7)]
-        cutoff_a: f64,
-        #[arg(long, default_value_t = 0.1)]
-        test_fraction: f64,
+        /// SNAP 2J (default 8, or the configuration's); overrides --config.
+        #[arg(long)]
+        twojmax: Option<usize>,
+        /// SNAP cutoff, Å (default 4.7, or the configuration's); overrides --config.
+        #[arg(long)]
+        cutoff_a: Option<f64>,
+        /// Held-out share (default 0.1, or the configuration's); overrides --config.
+        #[arg(long)]
+        test_fraction: Option<f64>,
     },
 }
 
@@ -209,19 +229,65 @@ enum BuildCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only print die quietly on a closed pipe (`status | head -1`), as
+    // Unix tools do; the ones that run work keep the default (an error they handle).
+    if !matches!(cli.command, Command::Run { .. } | Command::Jobs(jobs::JobsCommand::Run { .. }) | Command::JobExec { .. }) {
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
 }
 
+/// An error and its causes on one line, each cause once: a cause whose text the
+/// message already shows (thiserror's `{source}`) is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Where a command's report goes: stdout, unless stdout carries the data (`-`).
+fn report_line(out_path: &Path, line: &str) {
+    if autopipe_atoms::output::is_stdout(out_path) {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// Frames of an extended XYZ input, which must have at least one.
+fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
+    let frames = read_extxyz_file(path)?;
+    if frames.is_empty() {
+        bail!("{}: no frames (an empty file?)", path.display());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        f.structure.validate().with_context(|| format!("{}: frame {}", path.display(), i + 1))?;
+    }
+    Ok(frames)
+}
+
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Init { example: name, list } => init(name, list),
-        Command::Run { config, dir } => run(&config, dir),
+        Command::Run { config, dir, accept_changes } => run(&config, dir, accept_changes),
+        Command::Validate { config } => validate(&config),
+        Command::Doctor { dir, recover, json } => doctor(&dir, recover, json),
         Command::Jobs(j) => jobs::run(j),
         Command::Status { dir, json } => loop_status(&dir, json),
         Command::Export { lammps, dir, generation, model } => {
@@ -229,8 +295,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 Some(p) => p,
                 None => models::run_model_path(&dir, generation)?,
             };
-            let model = models::read_model(&path)?;
-            for f in models::export_lammps(&model, &lammps)? {
+            for f in models::export_lammps_file(&path, &lammps)? {
                 println!("{}", f.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -239,11 +304,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Md(args) => md(args),
         Command::Label { file, out } => {
             let emt = autopipe_engines::emt::Emt::new();
-            let mut frames = read_extxyz_file(&file)?;
+            let mut frames = read_frames(&file)?;
             for (i, f) in frames.iter_mut().enumerate() {
-                models::label_with_emt(&emt, f).with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
+                EngineSpec::Emt
+                    .check_structure(&f.structure)
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|_| models::label_with_emt(&emt, f).map_err(anyhow::Error::from))
+                    .with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
             }
             write_extxyz_file(&out, &frames)?;
+            report_line(&out, &format!("{} frames labelled with EMT, written to {}", frames.len(), out.display()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(b) => build(b),
@@ -257,7 +327,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
-    let store = JobStore::open_existing(dir)?;
+    let store = JobStore::open_read_only(dir)?;
     let status = models::loop_status(&store)?;
     if json {
         println!("{status}");
@@ -277,37 +347,121 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
     }
     let gens = status["generations"].as_array().cloned().unwrap_or_default();
     if !gens.is_empty() {
+        // One row per generation: what it labelled, the fit, and what its exploration found.
         println!(
-            "{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}",
+            "{:>4} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9} {:>10} {:>9}",
             "gen",
-            "candidates",
-            "selected",
             "labelled",
             "failed",
             "test F (eV/Å)",
             "test E (meV/at)",
             "max γ",
-            "uncertain"
+            "uncertain",
+            "candidates",
+            "selected"
         );
         let num = |v: &serde_json::Value, scale: f64| {
             v.as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or_else(|| "-".into())
         };
-        for g in gens {
+        let int = |v: &serde_json::Value| v.as_i64().map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let mut below = Vec::new();
+        for g in &gens {
+            let x = &g["explore"];
+            if x["filled_below_gamma_select"] == true {
+                below.push(g["generation"].to_string());
+            }
             println!(
-                "{:>4} {:>10} {:>8} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9}",
+                "{:>4} {:>8} {:>6} {:>14} {:>15} {:>9} {:>9} {:>10} {:>9}",
                 g["generation"].to_string(),
-                g["n_candidates"].to_string(),
-                g["n_selected"].to_string(),
-                g["n_labelled"].to_string(),
-                g["n_failed"].to_string(),
+                int(&g["n_labelled"]),
+                int(&g["n_failed"]),
                 num(&g["test_force_rmse_ev_per_a"], 1.0),
                 num(&g["test_energy_rmse_ev_per_atom"], 1e3),
-                num(&g["gamma"]["max"], 1.0),
-                g["gamma"]["n_uncertain"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+                num(&x["max_gamma"], 1.0),
+                int(&x["n_uncertain"]),
+                int(&x["n_candidates"]),
+                int(&x["n_selected_for_next"]),
+            );
+        }
+        println!("(candidates and selected: found by that generation's exploration, labelled by the next)");
+        if !below.is_empty() {
+            println!(
+                "generation {}: nothing was above gamma_select; the next generation's quota was filled with the \
+                 most uncertain frames below it because the test errors missed their targets",
+                below.join(", ")
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate(config_path: &Path) -> Result<ExitCode> {
+    let c = autopipe_workflow::load_config(config_path)?;
+    let atoms_per_cell = autopipe_build::generate_bulk(&BulkRecipe { count: 1, ..c.generate.clone() })
+        .first()
+        .map(|s| s.len())
+        .unwrap_or(0);
+    println!(
+        "{}: valid. run {:?}: {} ({}, {} atoms per cell, {} structures in generation 0), oracle {}, SNAP 2J={} \
+         cutoff {} Å, {} MD segments of {} steps, at most {} generations of {} labels, {} workers",
+        config_path.display(),
+        c.name,
+        c.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-"),
+        c.generate.lattice.name(),
+        atoms_per_cell,
+        c.generate.count,
+        c.oracle.name(),
+        c.snap.twojmax,
+        c.snap.rcutfac,
+        autopipe_workflow::learn::segments(&c).len(),
+        c.explore.steps,
+        c.loop_.max_generations,
+        c.loop_.per_generation,
+        c.execution.workers
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(dir: &Path, recover: bool, json: bool) -> Result<ExitCode> {
+    let r = autopipe_workflow::doctor::doctor(dir, recover)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        match &r.problems {
+            None => println!(
+                "{}: sound (integrity_check ok), {} labels",
+                r.database.display(),
+                r.labels_in_database.unwrap_or(0)
+            ),
+            Some(p) => {
+                println!("{}: DAMAGED ({} problems):", r.database.display(), p.len());
+                for line in p.iter().take(10) {
+                    println!("  {line}");
+                }
+            }
+        }
+        println!("{} finished labels in the job directories of {}", r.labels_in_job_dirs, dir.display());
+        if !r.unreadable_job_dirs.is_empty() {
+            println!("{} job results could not be read:", r.unreadable_job_dirs.len());
+            for p in r.unreadable_job_dirs.iter().take(10) {
+                println!("  {}", p.display());
+            }
+        }
+        match (&r.problems, r.recovered) {
+            (Some(_), Some(n)) => println!(
+                "recovered {n} labels into a fresh {}{}; `autopipe run` resumes from them (no finished label runs again)",
+                r.database.display(),
+                r.damaged_moved_to.as_ref().map(|p| format!(" (the damaged file is now {})", p.display())).unwrap_or_default()
+            ),
+            (Some(_), None) => println!(
+                "`autopipe doctor --dir {} --recover` rebuilds the database from those {} labels (the damaged file is kept aside)",
+                dir.display(),
+                r.labels_in_job_dirs
+            ),
+            _ => {}
+        }
+    }
+    Ok(if r.problems.is_some() && r.recovered.is_none() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
@@ -336,30 +490,84 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                 None => models::run_model_path(&dir, None)?,
             };
             let model = models::read_model(&path)?;
-            let frames = read_extxyz_file(&file)?;
-            let metrics = autopipe_potential::evaluate_errors(&model, &frames)?;
+            let frames = read_frames(&file)?;
+            check_model_elements(&model, &path, &frames, &file)?;
+            let metrics = autopipe_potential::evaluate_errors(&model, &frames)
+                .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
             print_metrics("", &metrics);
             Ok(ExitCode::SUCCESS)
         }
         PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction } => {
-            let frames = read_extxyz_file(&file)?;
-            let (params, mut opts) = match config {
+            let frames = read_frames(&file)?;
+            for (i, f) in frames.iter().enumerate() {
+                if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
+                    bail!("{}: frame {}: no energy and forces to fit on", file.display(), i + 1);
+                }
+            }
+            let (mut params, mut opts) = match config {
                 Some(c) => {
                     let c = autopipe_workflow::load_config(&c)?;
                     (c.snap, c.fit)
                 }
-                None => (models::default_snap_params(&frames, twojmax, cutoff_a), Default::default()),
+                None => (models::default_snap_params(&frames, 8, 4.7), Default::default()),
             };
-            opts.test_fraction = test_fraction;
-            let report = autopipe_potential::fit(&frames, params, &opts)?;
-            std::fs::write(&out, serde_json::to_vec(&report.model)?)
+            // An explicit flag wins over the configuration, always.
+            if let Some(t) = twojmax {
+                if !(2..=12).contains(&t) {
+                    bail!("--twojmax {t} is outside 2 ..= 12");
+                }
+                params.twojmax = t;
+            }
+            if let Some(r) = cutoff_a {
+                if !(r.is_finite() && r > 1.0 && r < 15.0) {
+                    bail!("--cutoff-a {r} is outside 1 .. 15 Å");
+                }
+                params.rcutfac = r;
+            }
+            if let Some(t) = test_fraction {
+                if !(0.0..1.0).contains(&t) {
+                    bail!("--test-fraction {t} is outside 0 .. 1");
+                }
+                opts.test_fraction = t;
+            }
+            let report = autopipe_potential::fit(&frames, params, &opts)
+                .with_context(|| format!("fitting {}", file.display()))?;
+            autopipe_atoms::output::write_output(&out, &serde_json::to_vec(&report.model)?)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             print_metrics("train_", &report.train);
             print_metrics("test_", &report.test);
-            eprintln!("model written to {}", out.display());
+            eprintln!(
+                "model (SNAP 2J={}, cutoff {} Å) written to {}",
+                report.model.params.twojmax,
+                report.model.params.rcutfac,
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every element of the frames must be one of the model's.
+fn check_model_elements(
+    model: &autopipe_potential::SnapModel,
+    model_path: &Path,
+    frames: &[autopipe_atoms::Frame],
+    file: &Path,
+) -> Result<()> {
+    let known: Vec<_> = model.params.elements.iter().map(|e| e.element).collect();
+    for (i, f) in frames.iter().enumerate() {
+        if let Some((k, e)) = f.structure.species.iter().enumerate().find(|(_, e)| !known.contains(e)) {
+            bail!(
+                "{}: frame {}: atom {} is {e}, which is not one of the elements of the model {} ({})",
+                file.display(),
+                i + 1,
+                k + 1,
+                model_path.display(),
+                known.iter().map(|e| e.symbol()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn md(a: MdArgs) -> Result<ExitCode> {
@@ -369,7 +577,7 @@ fn md(a: MdArgs) -> Result<ExitCode> {
         _ => bail!("give --emt or --model MODEL"),
     };
     let structure = match &a.structure {
-        Some(p) => read_extxyz_file(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
+        Some(p) => read_frames(p)?.pop().with_context(|| format!("{} has no frame", p.display()))?.structure,
         None => {
             let lattice = Lattice::parse(&a.lattice).with_context(|| format!("unknown lattice {:?}", a.lattice))?;
             let elements =
@@ -459,7 +667,7 @@ pub fn launcher() -> Result<Launcher> {
     Ok(Launcher { program, args: vec!["job-exec".into()] })
 }
 
-fn run(config_path: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
+fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
     let run_dir = dir.unwrap_or_else(|| {
         config_path
@@ -479,25 +687,47 @@ fn run(config_path: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
         run_dir.display()
     );
     let mut progress = progress::Progress::new();
-    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut progress);
+    let options = autopipe_workflow::RunOptions { accept_changes };
+    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut progress, options);
     progress.finish();
     match outcome {
         Ok(o) => {
             eprintln!(
-                "{} after generation {}: {} labels; model {}",
+                "{} after generation {}: {} labels in {}; model {}",
                 o.state.phase.as_str(),
                 o.state.generation,
                 o.labels,
+                run_dir.join("labels.xyz").display(),
                 o.model.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
             );
-            Ok(ExitCode::SUCCESS)
+            if o.state.phase == autopipe_store::Phase::Converged {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "not converged ({}); raise loop.max_generations and run again to go on",
+                    o.state.message.as_deref().unwrap_or("max_generations reached")
+                );
+                Ok(ExitCode::from(4))
+            }
         }
         Err(RunError::Stopped(message)) => {
             eprintln!("{message}");
             Ok(ExitCode::from(3))
         }
         Err(RunError::Interrupted) => {
-            eprintln!("interrupted; run the same command again to resume");
+            let saved = JobStore::open_read_only(&run_dir)
+                .ok()
+                .and_then(|s| Some((s.counts().ok()?.done, s.loop_state().ok()??)))
+                .map(|(n, st)| {
+                    format!(
+                        "{n} labels and generation {} (phase {}) are saved in {}; ",
+                        st.generation,
+                        st.phase.as_str(),
+                        run_dir.join(autopipe_store::DB_FILE).display()
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!("interrupted: {saved}running jobs were stopped and put back to pending; run the same command again to resume");
             Ok(ExitCode::from(130))
         }
         Err(e) => Err(e.into()),

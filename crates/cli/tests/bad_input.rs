@@ -28,12 +28,12 @@ fn the_example_config_validates_runs_and_resumes_without_recomputing() {
         .replace("steps = 1000", "steps = 100")
         .replace("max_generations = 7", "max_generations = 1");
     std::fs::write(&path, text).unwrap();
-    let out = ok(&["run", path.to_str().unwrap()]);
+    let out = run_loop(&[path.to_str().unwrap()]);
     assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
     let first = status_json(tmp.path());
     assert_eq!(first["executions"], 6);
     // Running again: the loop is over, nothing is computed again.
-    let out = ok(&["run", path.to_str().unwrap()]);
+    let out = run_loop(&[path.to_str().unwrap()]);
     assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
     assert_eq!(status_json(tmp.path())["executions"], 6);
 }

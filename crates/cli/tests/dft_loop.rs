@@ -27,7 +27,7 @@ fn two_generations(example: &str, program: &str) {
     assert!(text.contains("max_generations = 4"));
     std::fs::write(&config, text.replace("max_generations = 4", "max_generations = 2")).unwrap();
     let start = Instant::now();
-    let out = ok(&["run", config.to_str().unwrap()]);
+    let out = run_loop(&[config.to_str().unwrap()]);
     let wall_s = start.elapsed().as_secs_f64();
     let status: serde_json::Value =
         serde_json::from_slice(&ok(&["status", "--dir", dir.to_str().unwrap(), "--json"]).stdout).unwrap();

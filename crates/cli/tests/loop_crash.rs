@@ -42,7 +42,7 @@ fn kill_9_in_each_phase_then_resume_ends_like_an_uninterrupted_run() {
     // The reference: one uninterrupted run.
     let reference = tempfile::tempdir().unwrap();
     let cfg = config(reference.path());
-    ok(&["run", cfg.to_str().unwrap()]);
+    run_loop(&[cfg.to_str().unwrap()]);
     let want = status(reference.path());
     assert_eq!(want["phase"], "finished", "{want}");
     let want_labels = want["labels"].as_u64().unwrap();
@@ -72,7 +72,7 @@ fn kill_9_in_each_phase_then_resume_ends_like_an_uninterrupted_run() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    ok(&["run", cfg.to_str().unwrap()]);
+    run_loop(&[cfg.to_str().unwrap()]);
     let got = status(dir);
     assert_eq!(got["phase"], "finished", "{got}");
     assert_eq!(got["labels"], want_labels, "a resumed run must end with the same labels");

@@ -18,8 +18,8 @@
 //! | stress | ` STRESS TENSOR [GPa]` with `X`/`Y`/`Z` rows | `STRESS\| Analytical stress tensor [GPa]` | same (or `[bar]`) |
 
 use crate::output::{
-    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason, tail_lines,
-    voigt, ParseError, ParsedOutput, RunError, RunStatus,
+    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason,
+    scheduler_kill, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::Structure;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,9 @@ pub const CP2K_GPA_TO_EV_PER_A3: f64 = 1e9 / CP2K_AU_PA * CP2K_HA_PER_BOHR3_TO_E
 /// * stress: the last `STRESS| Analytical stress tensor [GPa|bar]` (or old
 ///   ` STRESS TENSOR [GPa]`) block, with ASE's sign (ASE stress = -CP2K stress);
 /// * status: `[ABORT]` box -> crashed (with CP2K's message); `exceeded requested
-///   execution time` -> out_of_time; no `PROGRAM ENDED AT` -> truncated; `SCF run NOT
+///   execution time` -> out_of_time; no `PROGRAM ENDED AT` -> truncated, or what the
+///   batch scheduler said at the end of the file (Slurm `... CANCELLED AT ... ***` ->
+///   crashed, `... DUE TO TIME LIMIT ***` -> out_of_time, with its line); `SCF run NOT
 ///   converged` / `outer SCF loop FAILED` on the last SCF -> scf_not_converged (CP2K
 ///   exits 0 and prints energy and forces anyway: they are *not* reported);
 ///   `MAXIMUM NUMBER OF OPTIMIZATION STEPS REACHED` -> relax_not_converged.
@@ -314,7 +316,13 @@ pub fn parse_cp2k_output(text: &str, source: &str) -> Result<ParsedOutput, Parse
             Some("CP2K stopped at its time limit (WALLTIME: exceeded requested execution time)".into()),
         )
     } else if !ended {
-        (RunStatus::Truncated, Some("the output stops before `PROGRAM ENDED AT` (killed, or still running)".into()))
+        match scheduler_kill(text) {
+            Some((status, m)) => (status, Some(m)),
+            None => (
+                RunStatus::Truncated,
+                Some("the output stops before `PROGRAM ENDED AT` (killed, or still running)".into()),
+            ),
+        }
     } else if last_scf_converged == Some(false) {
         let n = scf_steps.map(|n| format!(" after {n} steps")).unwrap_or_default();
         (

@@ -18,9 +18,11 @@ pub enum RunStatus {
     ScfNotConverged,
     /// A geometry optimisation stopped at its step limit (or gave up) without converging.
     RelaxNotConverged,
-    /// The engine stopped itself on its own time limit (QE `max_seconds`, CP2K `WALLTIME`).
+    /// The engine stopped itself on its own time limit (QE `max_seconds`, CP2K `WALLTIME`),
+    /// or the batch scheduler stopped it at the job's time limit (Slurm `... DUE TO TIME LIMIT ***`).
     OutOfTime,
-    /// The engine reported an error (QE `%%%%` block, CP2K `[ABORT]` box).
+    /// The engine reported an error (QE `%%%%` block, CP2K `[ABORT]` box), or the batch
+    /// scheduler killed it for another reason (Slurm `CANCELLED AT`, out of memory).
     Crashed,
     /// The output stops mid-run: no end-of-job marker and no error message.
     Truncated,
@@ -136,6 +138,47 @@ pub(crate) fn last_run<'a>(text: &'a str, marker: &str) -> (&'a str, usize) {
         }
         None => (text, 0),
     }
+}
+
+/// How many lines at the end of an output [`scheduler_kill`] looks at.
+const SCHEDULER_TAIL_LINES: usize = 60;
+
+/// The batch scheduler's own words at the end of an output whose program did not finish
+/// (stdout and stderr in one file): Slurm `slurmstepd: error: *** JOB 123 ON node CANCELLED
+/// AT 2024-04-20T09:09:37 [DUE TO TIME LIMIT] ***` (also `STEP 123.0`, `slurmstepd-host:` and
+/// `0: ` rank labels), `srun: Force Terminated job 123`, Slurm's out-of-memory kill, PBS
+/// `job killed: walltime ... exceeded limit`, LSF `TERM_RUNLIMIT`. Only the last
+/// [`SCHEDULER_TAIL_LINES`] lines are read. Returns `OutOfTime` when the job hit its time
+/// limit, `Crashed` otherwise, with a message quoting the scheduler's line.
+pub(crate) fn scheduler_kill(text: &str) -> Option<(RunStatus, String)> {
+    let mut time_limit = false;
+    let mut best: Option<(u8, &str)> = None; // (rank, line): a `JOB ... CANCELLED` line is the most telling
+    for line in text.lines().rev().take(SCHEDULER_TAIL_LINES) {
+        let t = line.trim();
+        let rank = if t.contains("slurmstepd") && t.contains("CANCELLED") {
+            time_limit |= t.contains("DUE TO TIME LIMIT");
+            if t.contains("*** JOB") {
+                4
+            } else {
+                3
+            }
+        } else if t.contains("oom-kill") || t.contains("out-of-memory handler") {
+            3
+        } else if t.contains("PBS: job killed: walltime") || t.contains("TERM_RUNLIMIT") {
+            time_limit = true;
+            3
+        } else if t.starts_with("srun: Force Terminated") || t.starts_with("srun: forcing job termination") {
+            1
+        } else {
+            continue;
+        };
+        if !matches!(best, Some((r, _)) if r >= rank) {
+            best = Some((rank, t));
+        }
+    }
+    let (_, line) = best?;
+    let status = if time_limit { RunStatus::OutOfTime } else { RunStatus::Crashed };
+    Some((status, format!("killed by the batch scheduler: {line}")))
 }
 
 /// Largest per-atom force norm.

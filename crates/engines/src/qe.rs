@@ -9,8 +9,8 @@
 //! (`Modules/constants.f90`), which in QE 6.7 are the CODATA 2018 values.
 
 use crate::output::{
-    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason, tail_lines,
-    voigt, ParseError, ParsedOutput, RunError, RunStatus,
+    crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason,
+    scheduler_kill, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
 };
 use autopipe_atoms::structure::{cross, dot, norm};
 use autopipe_atoms::Structure;
@@ -54,13 +54,21 @@ pub const QE_RY_KBAR: f64 = 10.0
 ///   one line per atom and follows the last energy;
 /// * stress: the last `total   stress` block, read from its Ry/bohr³ columns (more digits
 ///   than the kbar columns), with ASE's sign (ASE stress = -QE stress);
-/// * status: `%%%%` error block -> crashed (with QE's message); no `JOB DONE.` ->
-///   truncated; `Maximum CPU time exceeded` -> out_of_time; `convergence NOT achieved`
-///   on the last SCF -> scf_not_converged; `The maximum number of steps has been
-///   reached.` / `bfgs failed` -> relax_not_converged.
+/// * wall time: the `PWSCF  :  1.20s CPU  1.25s WALL` line (QE 4.0/4.1:
+///   `PWSCF  :  1.35s CPU time,  3.94s wall time`);
+/// * status: `%%%%` error block -> crashed (with QE's message); `Maximum CPU time
+///   exceeded` -> out_of_time; the run did not reach its end -> truncated, or what the
+///   batch scheduler said at the end of the file (Slurm `... CANCELLED AT ... DUE TO TIME
+///   LIMIT ***` -> out_of_time, other cancellations -> crashed); `convergence NOT
+///   achieved` on the last SCF -> scf_not_converged; `The maximum number of steps has been
+///   reached.` / `bfgs failed` -> relax_not_converged. The end of the run is `JOB DONE.`
+///   (QE >= 4.3) or the final `PWSCF  :` timing line (QE 4.0-4.2 print no `JOB DONE.`).
 ///
-/// Energy, forces and stress are reported only for converged and relax_not_converged
-/// runs (the last SCF converged); otherwise they are None and `message` says why.
+/// Energy, forces and stress are reported for converged and relax_not_converged runs
+/// (the last SCF converged). A run cut off before its end (truncated, or killed by the
+/// scheduler) whose last SCF converged keeps that SCF's `!` energy, and its forces and
+/// stress if they were printed completely after it; it never becomes a label (its status
+/// is not converged). Otherwise they are None and `message` says why.
 /// Empty, binary or unrelated text is a [`ParseError::NotAnOutput`].
 #[allow(clippy::collapsible_match, clippy::collapsible_if)]
 pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseError> {
@@ -85,6 +93,7 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
     let mut relax_failed: Option<String> = None;
     let mut error_block: Option<String> = None;
     let mut job_done = false;
+    let mut timing_done = false;
     let mut wall: Option<f64> = None;
     let mut bad_numbers: Vec<String> = Vec::new();
 
@@ -126,7 +135,9 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
             b'P' => {
                 if t.starts_with("Program PWSCF") {
                     saw_program = true;
-                } else if t.starts_with("PWSCF") && t.contains("WALL") {
+                } else if t.starts_with("PWSCF") && (t.contains("WALL") || t.contains("wall time")) {
+                    // the last timing report: printed only when pw.x reaches its end
+                    timing_done = true;
                     wall = qe_wall_time(t).or(wall);
                 }
             }
@@ -245,12 +256,19 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
     }
 
     let scf_steps = scf_steps_explicit.or(last_iteration);
+    let mut cut_off = false;
     let (status, mut message) = if let Some(err) = error_block {
         (RunStatus::Crashed, Some(err))
     } else if out_of_time {
         (RunStatus::OutOfTime, Some("pw.x stopped at its time limit (Maximum CPU time exceeded, max_seconds)".into()))
-    } else if !job_done {
-        (RunStatus::Truncated, Some("the output stops before `JOB DONE.` (killed, or still running)".into()))
+    } else if !job_done && !timing_done {
+        cut_off = true;
+        match scheduler_kill(text) {
+            Some((status, m)) => (status, Some(m)),
+            None => {
+                (RunStatus::Truncated, Some("the output stops before `JOB DONE.` (killed, or still running)".into()))
+            }
+        }
     } else if last_scf_converged == Some(false) {
         let n = scf_steps.map(|n| format!(" after {n} iterations")).unwrap_or_default();
         (RunStatus::ScfNotConverged, Some(format!("SCF convergence NOT achieved{n}")))
@@ -271,7 +289,12 @@ pub fn parse_pw_output(text: &str, source: &str) -> Result<ParsedOutput, ParseEr
         status,
         message: None,
     };
-    if trusted {
+    // a run cut off after a converged SCF: that SCF's values (never a label: not converged)
+    let partial = cut_off && last_scf_converged == Some(true) && energy_ry.is_some();
+    if partial {
+        message = Some(join_msg(message, "values of the last converged SCF".into()));
+    }
+    if trusted || partial {
         out.energy_ev = energy_ry.map(|e| e * QE_RYTOEV);
         if let Some(p) = forces_problem {
             message = Some(join_msg(message, p));
@@ -339,11 +362,13 @@ fn parse_stress_row(l: &str) -> Option<[f64; 3]> {
     None
 }
 
-/// `PWSCF        :      1.20s CPU      1.25s WALL` (also `1m23.45s`, `1h23m`, `1d 2h 3m`).
+/// `PWSCF        :      1.20s CPU      1.25s WALL` (also `1m23.45s`, `1h23m`, `1d 2h 3m`);
+/// QE 4.0/4.1: `PWSCF        :     1.35s CPU time,    3.94s wall time`.
 fn qe_wall_time(t: &str) -> Option<f64> {
     let (_, rest) = t.split_once(':')?;
-    let before_wall = rest.split("WALL").next()?;
-    let after_cpu = before_wall.split("CPU").nth(1)?;
+    let end = rest.find("WALL").or_else(|| rest.find("wall time"))?;
+    let after_cpu = rest[..end].split("CPU").nth(1)?.trim_start();
+    let after_cpu = after_cpu.strip_prefix("time,").unwrap_or(after_cpu);
     parse_qe_duration(after_cpu.trim())
 }
 
@@ -905,6 +930,9 @@ mod tests {
         assert_eq!(parse_qe_duration("2d 3h 4m"), Some(2.0 * 86400.0 + 3.0 * 3600.0 + 240.0));
         assert_eq!(parse_qe_duration("abc"), None);
         assert_eq!(qe_wall_time("PWSCF        :      1.20s CPU      1.25s WALL"), Some(1.25));
+        assert_eq!(qe_wall_time("PWSCF        :     1.35s CPU time,    3.94s wall time"), Some(3.94));
+        assert!((qe_wall_time("PWSCF        :  1m48.02s CPU     1m50.68s WALL").unwrap() - 110.68).abs() < 1e-9);
+        assert_eq!(qe_wall_time("PWSCF        :     1.35s CPU time"), None);
     }
 
     #[test]

@@ -777,6 +777,31 @@ fn parse_calculation(block: &str) -> IonicStep {
     }
 }
 
+/// Whether the first element of an XML text (after the `<?xml ...?>` declaration,
+/// comments and doctype) is `<modeling>`; otherwise the start of the element found.
+fn modeling_root(xml: &str) -> Result<(), String> {
+    let mut rest = xml.trim_start_matches('\u{feff}').trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("<?") {
+            rest = r.split_once("?>").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(r) = rest.strip_prefix("<!--") {
+            rest = r.split_once("-->").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(r) = rest.strip_prefix("<!") {
+            rest = r.split_once('>').map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    if rest.strip_prefix("<modeling").is_some_and(|r| r.starts_with(['>', ' ', '\t', '\r', '\n', '/'])) {
+        return Ok(());
+    }
+    if !rest.starts_with('<') {
+        return Err("missing (the file is not XML)".into());
+    }
+    let name: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '>').take(60).collect();
+    Err(format!("{name}>"))
+}
+
 /// Parse `vasprun.xml`.
 ///
 /// * the last complete `<calculation>` (ionic step): `e_fr_energy` of its last
@@ -793,8 +818,8 @@ pub fn parse_vasprun(xml: &str, source: &str) -> Result<ParsedOutput, ParseError
     if let Some(reason) = not_text_reason(xml) {
         return Err(not_output(reason));
     }
-    if !xml.contains("<modeling>") && !xml.contains("<calculation>") {
-        return Err(not_output("no <modeling> root element and no <calculation>".into()));
+    if let Err(root) = modeling_root(xml) {
+        return Err(not_output(format!("its root element is {root}, not <modeling>")));
     }
     let complete = xml.contains("</modeling>");
     // parameters: the full <parameters> section (with VASP's defaults) when present
@@ -928,10 +953,15 @@ pub fn parse_outcar(text: &str, source: &str) -> Result<ParsedOutput, ParseError
     if let Some(reason) = not_text_reason(text) {
         return Err(not_output(reason));
     }
+    if text.trim_start().starts_with('<') {
+        return Err(not_output("it is an XML file (vasprun.xml is read by the vasprun parser)".into()));
+    }
+    // OUTCAR opens with ` vasp.6.2.1 16May21 (build ...)`; a file cut before that line, or
+    // with it lost, must still show OUTCAR's own lines
     let head_ok = text.lines().take(50).any(|l| l.trim_start().starts_with("vasp."));
     let has_toten = text.contains("free  energy   TOTEN");
-    if !head_ok && !has_toten && !text.contains("POTCAR:") {
-        return Err(not_output("no `vasp.` version header, no POTCAR lines and no TOTEN".into()));
+    if !head_ok && !(text.contains("POTCAR:") && (has_toten || text.contains("NIONS ="))) {
+        return Err(not_output("no `vasp.` version header, and no POTCAR lines with NIONS or TOTEN".into()));
     }
     let nelm = outcar_param(text, "NELM").map(|v| v as i64);
     let nsw = outcar_param(text, "NSW").map(|v| v as i64);

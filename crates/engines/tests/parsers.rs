@@ -3,8 +3,10 @@
 //! results.
 
 use autopipe_engines::cp2k::parse_cp2k_output;
+use autopipe_engines::orca::parse_orca_output;
 use autopipe_engines::output::{ParseError, ParsedOutput, RunStatus};
 use autopipe_engines::qe::{parse_pw_output, parse_pw_xml_convergence};
+use autopipe_engines::vasp::{parse_outcar, parse_vasprun};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -69,8 +71,13 @@ fn check_fixtures(engine: &str, parse: Parser) {
             let msg = p.message.clone().unwrap_or_default();
             assert!(msg.contains(m), "{ctx}: message {msg:?} should contain {m:?}");
         }
-        // labels only for converged runs
-        assert_eq!(p.to_labels().is_some(), status == RunStatus::Converged, "{ctx}: labels");
+        // labels only for converged runs with forces (a truncated run keeps its last
+        // converged energy, and is still never a label)
+        assert_eq!(
+            p.to_labels().is_some(),
+            status == RunStatus::Converged && p.forces_ev_per_a.is_some(),
+            "{ctx}: labels"
+        );
         // the JSON printed by `autopipe parse` round-trips
         let j = serde_json::to_string(&p).unwrap();
         let back: ParsedOutput = serde_json::from_str(&j).unwrap();
@@ -217,9 +224,20 @@ fn empty_binary_and_random_files_are_errors() {
 #[test]
 fn every_prefix_of_a_fixture_parses_without_panic_and_never_claims_success_early() {
     let mut rng = Rng(42);
-    for (engine, parse, end_marker) in
-        [("qe", parse_pw_output as Parser, "JOB DONE"), ("cp2k", parse_cp2k_output as Parser, "PROGRAM ENDED AT")]
-    {
+    // the end of a pw.x run: `JOB DONE.`, or the final `PWSCF :` timing line (QE 4.0-4.2
+    // print no `JOB DONE.`)
+    let qe_ended = |t: &str| {
+        t.contains("JOB DONE")
+            || t.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("PWSCF") && (l.contains("WALL") || l.contains("wall time"))
+            })
+    };
+    let cp2k_ended = |t: &str| t.contains("PROGRAM ENDED AT");
+    for (engine, parse, ended) in [
+        ("qe", parse_pw_output as Parser, &qe_ended as &dyn Fn(&str) -> bool),
+        ("cp2k", parse_cp2k_output as Parser, &cp2k_ended),
+    ] {
         for entry in std::fs::read_dir(data(engine)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) != Some("out") {
@@ -236,11 +254,7 @@ fn every_prefix_of_a_fixture_parses_without_panic_and_never_claims_success_early
                 let prefix = &text[..cut];
                 if let Ok(p) = parse(prefix, "prefix") {
                     if p.status == RunStatus::Converged {
-                        assert!(
-                            prefix.contains(end_marker),
-                            "{}: prefix of {cut} bytes claims convergence",
-                            path.display()
-                        );
+                        assert!(ended(prefix), "{}: prefix of {cut} bytes claims convergence", path.display());
                     }
                     if p.to_labels().is_some() {
                         assert!(p.forces_ev_per_a.as_ref().unwrap().iter().all(|f| f.iter().all(|x| x.is_finite())));
@@ -300,4 +314,134 @@ fn file_helpers_name_the_file() {
     assert!(e.starts_with(&format!("{} is not a CP2K output", bin.display())), "{e}");
     let e = autopipe_engines::qe::parse_pw_file(&data("qe").join("expected.json")).unwrap_err().to_string();
     assert!(e.contains("is not a Quantum ESPRESSO pw.x output"), "{e}");
+}
+
+#[test]
+fn qe_without_job_done_ends_with_its_timing_report() {
+    // QE 4.0.3 prints no `JOB DONE.`: the `PWSCF : ... wall time` line opens its final
+    // timing report (real output, EPW/examples/sic of QE)
+    let text = std::fs::read_to_string(data("qe").join("v4.0.3_sic_scf.out")).unwrap();
+    assert!(!text.contains("JOB DONE"));
+    let p = parse_pw_output(&text, "v4.0.3").unwrap();
+    assert_eq!(p.status, RunStatus::Converged, "{:?}", p.message);
+    assert_eq!(p.wall_time_s, Some(3.94));
+    assert!(p.to_labels().is_some());
+    // the same output cut just before that line is truncated, and keeps its energy
+    let cut = &text[..text.find("     PWSCF        :").unwrap()];
+    let t = parse_pw_output(cut, "cut").unwrap();
+    assert_eq!(t.status, RunStatus::Truncated);
+    assert_eq!(t.energy_ev, p.energy_ev);
+    assert!(t.to_labels().is_none());
+}
+
+#[test]
+fn truncated_after_a_converged_scf_keeps_the_energy_but_is_never_a_label() {
+    let si8 = std::fs::read_to_string(data("qe").join("si8.out")).unwrap();
+    let full = parse_pw_output(&si8, "si8").unwrap();
+    // cut after the forces were printed completely: energy and forces, status truncated
+    let end_of_forces = si8.find("Total force").unwrap();
+    let p = parse_pw_output(&si8[..end_of_forces], "cut").unwrap();
+    assert_eq!(p.status, RunStatus::Truncated);
+    assert_eq!(p.energy_ev, full.energy_ev);
+    assert_eq!(p.forces_ev_per_a, full.forces_ev_per_a);
+    assert!(p.to_labels().is_none(), "a truncated output must never become a label");
+    // cut before the SCF converged: nothing
+    let before = si8.find("!    total energy").unwrap();
+    let p = parse_pw_output(&si8[..before], "cut").unwrap();
+    assert_eq!(p.status, RunStatus::Truncated);
+    assert_eq!(p.energy_ev, None);
+    // a later SCF that failed after the converged one: no energy
+    let failed = format!("{}\n     convergence NOT achieved after   3 iterations: stopping\n", &si8[..end_of_forces]);
+    assert_eq!(parse_pw_output(&failed, "failed").unwrap().energy_ev, None);
+}
+
+#[test]
+fn scheduler_kills_at_the_end_of_an_output() {
+    let time_limit = "srun: Job step aborted: Waiting up to 47 seconds for job step to finish.\n\
+        slurmstepd: error: *** JOB 494583 ON n1 CANCELLED AT 2024-04-20T09:09:37 DUE TO TIME LIMIT ***\n\
+        slurmstepd: error: *** STEP 494583.0 ON n1 CANCELLED AT 2024-04-20T09:09:37 DUE TO TIME LIMIT ***\n";
+    let cancelled = "   0: slurmstepd: error: *** STEP 23893144.0 ON nid02518 CANCELLED AT 2019-08-15T19:17:26 ***\n";
+    let oom = "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=1234.0. Some of your processes may have been \
+        killed by the cgroup out-of-memory handler.\n";
+    let pbs = "=>> PBS: job killed: walltime 3634 exceeded limit 3600\n";
+    let cases = [
+        (time_limit, RunStatus::OutOfTime, "*** JOB 494583 ON n1 CANCELLED AT 2024-04-20T09:09:37 DUE TO TIME LIMIT"),
+        (cancelled, RunStatus::Crashed, "STEP 23893144.0 ON nid02518 CANCELLED AT 2019-08-15T19:17:26"),
+        (oom, RunStatus::Crashed, "oom-kill"),
+        (pbs, RunStatus::OutOfTime, "walltime 3634 exceeded limit 3600"),
+    ];
+    let qe = std::fs::read_to_string(data("qe").join("truncated.out")).unwrap();
+    let cp = std::fs::read_to_string(data("cp2k").join("truncated.out")).unwrap();
+    for (tail, status, words) in cases {
+        for (name, parse, text) in [("qe", parse_pw_output as Parser, &qe), ("cp2k", parse_cp2k_output as Parser, &cp)]
+        {
+            let p = parse(&format!("{text}\n{tail}"), "killed").unwrap();
+            assert_eq!(p.status, status, "{name}: {tail}");
+            let m = p.message.clone().unwrap();
+            assert!(m.contains("batch scheduler") && m.contains(words), "{name}: {m}");
+            assert!(p.to_labels().is_none());
+        }
+    }
+    // a finished run followed by scheduler noise is still finished; a crash keeps the engine's message
+    let si2 = std::fs::read_to_string(data("qe").join("si2.out")).unwrap();
+    assert_eq!(parse_pw_output(&format!("{si2}{time_limit}"), "x").unwrap().status, RunStatus::Converged);
+    let crashed = std::fs::read_to_string(data("cp2k").join("crashed.out")).unwrap();
+    let p = parse_cp2k_output(&format!("{crashed}{cancelled}"), "x").unwrap();
+    assert_eq!(p.status, RunStatus::Crashed);
+    assert!(!p.message.unwrap().contains("batch scheduler"));
+    // scheduler words far from the end (in an echoed input, say) are not read
+    let echo = format!("{cancelled}{}", text_lines(100));
+    let p = parse_pw_output(&format!("{qe}\n{echo}"), "x").unwrap();
+    assert_eq!(p.status, RunStatus::Truncated);
+}
+
+fn text_lines(n: usize) -> String {
+    (0..n).map(|i| format!("     line {i}\n")).collect()
+}
+
+/// Every parser refuses every other engine's output (and the QE XML data file) with
+/// "FILE is not a <engine> output".
+#[test]
+fn each_parser_refuses_the_other_engines_outputs() {
+    let read = |engine: &str, file: &str| std::fs::read_to_string(data(engine).join(file)).unwrap();
+    let files = [
+        ("qe", read("qe", "si2.out")),
+        ("qe", read("qe", "v4.0.3_sic_scf.out")),
+        ("qe-xml", read("qe", "si2.data-file-schema.xml")),
+        ("cp2k", read("cp2k", "si2.out")),
+        ("cp2k", read("cp2k", "v9.0_si_bulk8.out")),
+        ("orca", read("orca", "water_engrad.out")),
+        ("orca", read("orca", "v5.0.0_water_mp2.out")),
+        ("orca-engrad", read("orca", "water.engrad")),
+        ("vasprun", read("vasp", "vasprun_pstress.xml")),
+        ("outcar", read("vasp", "OUTCAR_example_1")),
+    ];
+    let parsers: [(&str, Parser, &str); 5] = [
+        ("qe", parse_pw_output, "is not a Quantum ESPRESSO pw.x output"),
+        ("cp2k", parse_cp2k_output, "is not a CP2K output"),
+        ("orca", parse_orca_output, "is not a ORCA output"),
+        ("vasprun", parse_vasprun, "is not a VASP vasprun.xml output"),
+        ("outcar", parse_outcar, "is not a VASP OUTCAR output"),
+    ];
+    for (pname, parse, words) in parsers {
+        for (fname, text) in &files {
+            if *fname == pname {
+                assert!(parse(text, "FILE").is_ok(), "{pname} must read its own {fname} file");
+                continue;
+            }
+            match parse(text, "FILE") {
+                Err(e @ ParseError::NotAnOutput { .. }) => {
+                    let m = e.to_string();
+                    assert!(m.starts_with(&format!("FILE {words}: ")), "{fname} given to {pname}: {m}");
+                }
+                other => panic!("{fname} given to {pname}: {other:?}"),
+            }
+        }
+    }
+    // the audit's case: a QE XML data file given to `autopipe parse --engine vasp`
+    let e = parse_vasprun(&read("qe", "si2.data-file-schema.xml"), "data-file-schema.xml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("data-file-schema.xml is not a VASP vasprun.xml output: its root element is <qes:espresso"),
+        "{e}"
+    );
 }

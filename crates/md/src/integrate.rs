@@ -31,6 +31,7 @@
 
 use crate::forcefield::{Evaluation, ForceField};
 use crate::observers::{Control, Observer};
+use crate::stability::{close_pair_message, closest_pair_within, limits, StabilityGuard};
 use crate::state::{masses_amu, remove_com_velocity, MdState};
 use crate::units::{
     AMU_A2_PER_FS2_IN_EV, BOLTZMANN_EV_PER_K, EV_IN_AMU_A2_PER_FS2, EV_PER_A3_IN_GPA, GPA_IN_EV_PER_A3,
@@ -52,6 +53,9 @@ fn default_compressibility() -> f64 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_guard() -> Option<StabilityGuard> {
+    Some(StabilityGuard::default())
 }
 
 /// Which ensemble to sample.
@@ -102,17 +106,41 @@ pub struct MdSettings {
     /// Call the observers on the starting state (before the first step) too.
     #[serde(default = "default_true")]
     pub observe_initial: bool,
+    /// Stop with [`MdError::Unstable`] when the dynamics blow up (on by default;
+    /// `None` turns the guard off).
+    #[serde(default = "default_guard")]
+    pub stability: Option<StabilityGuard>,
 }
 
 impl MdSettings {
     pub fn new(timestep_fs: f64, steps: u64, ensemble: Ensemble, seed: u64) -> MdSettings {
-        MdSettings { timestep_fs, steps, ensemble, seed, fix_com: true, observe_initial: true }
+        MdSettings {
+            timestep_fs,
+            steps,
+            ensemble,
+            seed,
+            fix_com: true,
+            observe_initial: true,
+            stability: default_guard(),
+        }
     }
 
+    /// Checks every setting against [`crate::stability::limits`]: time step `> 0` and
+    /// `<= 20` fs, steps `<= 1e9`, temperature `0 ..= 20000` K, friction `0 ..= 10` /fs,
+    /// pressure `-50 ..= 1000` GPa, barostat time `> 0` and `<= 1e6` fs, compressibility
+    /// `> 0` and `<= 10` /GPa, and the stability guard's bounds. The message names the
+    /// field (as in the struct) and states the limit.
     pub fn validate(&self) -> Result<(), MdError> {
         let bad = |m: String| Err(MdError::InvalidSettings(m));
-        if !(self.timestep_fs.is_finite() && self.timestep_fs > 0.0) {
-            return bad(format!("timestep_fs must be positive, got {}", self.timestep_fs));
+        let dt = self.timestep_fs;
+        if !(dt.is_finite() && dt > 0.0 && dt <= limits::MAX_TIMESTEP_FS) {
+            return bad(format!("timestep_fs must be > 0 and <= {} fs, got {dt} fs", limits::MAX_TIMESTEP_FS));
+        }
+        if self.steps > limits::MAX_STEPS {
+            return bad(format!("steps must be <= {}, got {}", limits::MAX_STEPS, self.steps));
+        }
+        if let Some(g) = &self.stability {
+            g.validate().map_err(MdError::InvalidSettings)?;
         }
         match &self.ensemble {
             Ensemble::Nve => {}
@@ -128,14 +156,18 @@ impl MdSettings {
                 ..
             } => {
                 check_thermostat(*temperature_k, *friction_per_fs)?;
-                if !pressure_gpa.is_finite() {
-                    return bad(format!("pressure_gpa must be finite, got {pressure_gpa}"));
+                let (lo, hi) = limits::PRESSURE_GPA;
+                if !(pressure_gpa.is_finite() && (lo..=hi).contains(pressure_gpa)) {
+                    return bad(format!("pressure_gpa must be in {lo} ..= {hi} GPa, got {pressure_gpa} GPa"));
                 }
-                if !(barostat_time_fs.is_finite() && *barostat_time_fs > 0.0) {
-                    return bad(format!("barostat_time_fs must be positive, got {barostat_time_fs}"));
+                let tau_max = limits::MAX_BAROSTAT_TIME_FS;
+                if !(barostat_time_fs.is_finite() && *barostat_time_fs > 0.0 && *barostat_time_fs <= tau_max) {
+                    return bad(format!("barostat_time_fs must be > 0 and <= {tau_max} fs, got {barostat_time_fs} fs"));
                 }
-                if !(compressibility_per_gpa.is_finite() && *compressibility_per_gpa > 0.0) {
-                    return bad(format!("compressibility_per_gpa must be positive, got {compressibility_per_gpa}"));
+                let beta_max = limits::MAX_COMPRESSIBILITY_PER_GPA;
+                let beta = *compressibility_per_gpa;
+                if !(beta.is_finite() && beta > 0.0 && beta <= beta_max) {
+                    return bad(format!("compressibility_per_gpa must be > 0 and <= {beta_max} /GPa, got {beta} /GPa"));
                 }
             }
         }
@@ -144,11 +176,13 @@ impl MdSettings {
 }
 
 fn check_thermostat(t: f64, gamma: f64) -> Result<(), MdError> {
-    if !(t.is_finite() && t >= 0.0) {
-        return Err(MdError::InvalidSettings(format!("temperature_k must be >= 0, got {t}")));
+    let t_max = limits::MAX_TEMPERATURE_K;
+    if !(t.is_finite() && (0.0..=t_max).contains(&t)) {
+        return Err(MdError::InvalidSettings(format!("temperature_k must be in 0 ..= {t_max} K, got {t} K")));
     }
-    if !(gamma.is_finite() && gamma >= 0.0) {
-        return Err(MdError::InvalidSettings(format!("friction_per_fs must be >= 0, got {gamma}")));
+    let g_max = limits::MAX_FRICTION_PER_FS;
+    if !(gamma.is_finite() && (0.0..=g_max).contains(&gamma)) {
+        return Err(MdError::InvalidSettings(format!("friction_per_fs must be in 0 ..= {g_max} /fs, got {gamma} /fs")));
     }
     Ok(())
 }
@@ -193,6 +227,25 @@ pub enum MdError {
     MissingStress,
     #[error("barostat unstable at step {step}: ln V changed by {dlnv:.3} in one step (increase barostat_time_fs or decrease compressibility_per_gpa)")]
     BarostatUnstable { step: u64, dlnv: f64 },
+    /// The [`StabilityGuard`] fired: the state after step `step` (counted like
+    /// [`MdState::step`]) failed it and was not shown to the observers; every state they
+    /// saw had a step below `step`.
+    #[error("MD unstable at step {step}: {reason} (the dynamics blew up; reduce the time step?)")]
+    Unstable { step: u64, reason: String },
+}
+
+impl MdError {
+    /// The step at which the dynamics blew up ([`MdError::Unstable`],
+    /// [`MdError::NonFinite`], [`MdError::BarostatUnstable`]); `None` for other errors.
+    /// Frames the observers collected before this step passed the guard.
+    pub fn unstable_step(&self) -> Option<u64> {
+        match self {
+            MdError::Unstable { step, .. }
+            | MdError::NonFinite { step, .. }
+            | MdError::BarostatUnstable { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
 }
 
 /// Runs `settings.steps` steps of MD from `state` (which is advanced in place),
@@ -237,6 +290,10 @@ fn run_inner(
     let mut eval = evaluate(ff, state, state.step)?;
     if matches!(settings.ensemble, Ensemble::Npt { .. }) && eval.stress_ev_per_a3.is_none() {
         return Err(MdError::MissingStress);
+    }
+    let guard = settings.stability.as_ref().map(|g| Guard::new(g, settings, state, &eval));
+    if let Some(g) = &guard {
+        g.check(state, &eval, true)?;
     }
     if settings.observe_initial {
         if let Some(r) = notify(observers, state, &eval) {
@@ -292,13 +349,73 @@ fn run_inner(
         state.step += 1;
         state.time_fs += dt;
         if let Some(i) = state.velocities_a_per_fs.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
-            return Err(MdError::NonFinite { step: state.step, what: format!("velocity of atom {i}") });
+            return Err(MdError::NonFinite { step: state.step, what: format!("velocity of atom {}", i + 1) });
+        }
+        if let Some(g) = &guard {
+            g.check(state, &eval, (done + 1) % g.limits.distance_check_every == 0)?;
         }
         if let Some(r) = notify(observers, state, &eval) {
             return Ok(MdOutcome { steps_done: done + 1, reason: StopReason::Observer(r) });
         }
     }
     Ok(MdOutcome { steps_done: settings.steps, reason: StopReason::Completed })
+}
+
+/// The stability guard of one run, with its bounds resolved.
+struct Guard<'a> {
+    limits: &'a StabilityGuard,
+    max_temperature_k: f64,
+    start_energy_per_atom_ev: f64,
+}
+
+impl<'a> Guard<'a> {
+    fn new(limits: &'a StabilityGuard, settings: &MdSettings, state: &MdState, eval: &Evaluation) -> Guard<'a> {
+        let target_k = match &settings.ensemble {
+            Ensemble::Nve => state.temperature_k(),
+            Ensemble::Nvt { temperature_k, .. } | Ensemble::Npt { temperature_k, .. } => *temperature_k,
+        };
+        let n = state.structure.len().max(1) as f64;
+        Guard {
+            limits,
+            max_temperature_k: limits.temperature_bound_k(target_k),
+            start_energy_per_atom_ev: eval.energy_ev / n,
+        }
+    }
+
+    fn check(&self, state: &MdState, eval: &Evaluation, distances: bool) -> Result<(), MdError> {
+        let unstable = |reason: String| Err(MdError::Unstable { step: state.step, reason });
+        let t = state.temperature_k();
+        if t.is_nan() || t > self.max_temperature_k {
+            return unstable(format!("temperature {t:.0} K exceeds {:.0} K", self.max_temperature_k));
+        }
+        let f_max = self.limits.max_force_ev_per_a;
+        if let Some((i, f)) = eval
+            .forces_ev_per_a
+            .iter()
+            .map(|f| (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt())
+            .enumerate()
+            .find(|(_, f)| f.is_nan() || *f > f_max)
+        {
+            return unstable(format!("force on atom {} is {f:.1} eV/Å, above {f_max} eV/Å", i + 1));
+        }
+        let n = state.structure.len().max(1) as f64;
+        let de = eval.energy_ev / n - self.start_energy_per_atom_ev;
+        let de_max = self.limits.max_energy_change_ev_per_atom;
+        if de.is_nan() || de.abs() > de_max {
+            return unstable(format!(
+                "potential energy per atom changed by {de:.2} eV/atom from the start, beyond ±{de_max} eV/atom"
+            ));
+        }
+        let d_min = self.limits.min_distance_a;
+        if distances && d_min > 0.0 {
+            if let Some((i, j, d)) = closest_pair_within(&state.structure, d_min) {
+                if d < d_min {
+                    return unstable(close_pair_message(i, j, d, d_min));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Calls every observer (all of them, even after one asked to stop); the first stop
@@ -327,7 +444,7 @@ fn evaluate(ff: &mut dyn ForceField, state: &MdState, step: u64) -> Result<Evalu
         return Err(MdError::NonFinite { step, what: "energy".into() });
     }
     if let Some(i) = e.forces_ev_per_a.iter().position(|f| f.iter().any(|x| !x.is_finite())) {
-        return Err(MdError::NonFinite { step, what: format!("force on atom {i}") });
+        return Err(MdError::NonFinite { step, what: format!("force on atom {}", i + 1) });
     }
     if let Some(s) = &e.stress_ev_per_a3 {
         if s.iter().any(|x| !x.is_finite()) {

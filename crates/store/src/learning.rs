@@ -407,6 +407,26 @@ impl JobStore {
         })
     }
 
+    /// Start `generation` over from labelling (a new labelling lineage): calculations
+    /// for the new settings are added, its model record and MD segments are dropped
+    /// (the next fit and exploration redo them) and the candidates its exploration
+    /// found are rejected; one transaction. Returns how many calculations were added.
+    pub fn restart_generation(&mut self, generation: i64, calcs: &[NewCalculation], why: &str) -> Result<usize> {
+        self.write(|tx| {
+            let summary = import_in(tx, calcs)?;
+            exec(tx, "DELETE FROM models WHERE generation = ?1", params![generation])?;
+            exec(tx, "DELETE FROM md_segments WHERE generation = ?1", params![generation])?;
+            exec(
+                tx,
+                "UPDATE structures SET status = 'rejected' WHERE generation = ?1 AND status = 'candidate'",
+                params![generation + 1],
+            )?;
+            exec(tx, "UPDATE generations SET finished_at = NULL WHERE generation = ?1", params![generation])?;
+            Self::set_phase_in(tx, generation, Phase::Label, Some(why))?;
+            Ok(summary.added)
+        })
+    }
+
     /// Every generation's record, oldest first.
     pub fn generations(&self) -> Result<Vec<GenerationRecord>> {
         let mut st = self

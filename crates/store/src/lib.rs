@@ -9,10 +9,15 @@
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
 mod admin;
+mod configs;
 mod learning;
+mod lock;
+mod recover;
 mod schema;
 
+pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
+pub use lock::{utc, RunLock, LOCK_FILE};
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -26,8 +31,12 @@ pub const DB_FILE: &str = "autopipe.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: not an MLIP-AutoPipe database (the file is damaged or of another kind: {source}); it was left untouched")]
+    #[error("{path}: not an MLIP-AutoPipe database (the file is damaged or of another kind: {source}); it was left untouched (`autopipe doctor` checks a damaged run directory)")]
     Corrupt { path: PathBuf, source: rusqlite::Error },
+    #[error("{path}: the database is damaged ({problems}); nothing was changed. `autopipe doctor --dir {dir}` checks it and says what can be recovered")]
+    Damaged { path: PathBuf, dir: PathBuf, problems: String },
+    #[error("another autopipe ({holder}) is running in {dir}; wait for it to end or stop it, then run this again")]
+    Locked { dir: PathBuf, holder: String },
     #[error("{path}: no job database here (run `autopipe jobs import` or `autopipe run` first)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema version {found} is newer than this program understands ({supported}); upgrade autopipe")]
@@ -234,6 +243,12 @@ pub struct Label {
     pub calculation_id: i64,
     pub structure: Structure,
     pub engine: String,
+    /// The label-defining parameters (canonical JSON text, as hashed into the key).
+    pub label_params: String,
+    /// Where the structure came from: "generated:fcc", "md:GEN:SEGMENT", "import:FILE" ...
+    pub origin: String,
+    /// The generation the structure entered the run in.
+    pub generation: i64,
     pub result: CalcResult,
 }
 
@@ -354,6 +369,27 @@ fn import_in(tx: &Connection, items: &[NewCalculation]) -> rusqlite::Result<Impo
     Ok(summary)
 }
 
+/// `PRAGMA quick_check` or `integrity_check`: the problems listed (none when it says ok).
+fn check_pragma(conn: &Connection, pragma: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare(&format!("PRAGMA {pragma}"))?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let lines = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(if lines.len() == 1 && lines[0] == "ok" { Vec::new() } else { lines })
+}
+
+/// A path for an SQLite `file:` URI (percent-encoding the characters URIs reserve).
+fn uri_path(path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' | ' ' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Execute a statement through the connection's prepared-statement cache.
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -384,13 +420,84 @@ impl JobStore {
         Self::open_path(&path)
     }
 
-    /// Open the database of `run_dir`, which must exist.
+    /// Open the database of `run_dir`, which must exist, for writing.
     pub fn open_existing(run_dir: &Path) -> Result<JobStore> {
         let path = run_dir.join(DB_FILE);
         if !path.is_file() {
             return Err(StoreError::Missing { path });
         }
         Self::open_path(&path)
+    }
+
+    /// Open the database of `run_dir` for reading only: never writes, never creates a
+    /// file, works in a directory the user cannot write (then SQLite's `immutable`
+    /// mode, which cannot see transactions still in a `-wal` file: said on stderr).
+    /// A database with an older schema is brought up to date first when the directory
+    /// is writable.
+    pub fn open_read_only(run_dir: &Path) -> Result<JobStore> {
+        use rusqlite::OpenFlags;
+        let path = run_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let corrupt = |source| StoreError::Corrupt { path: path.clone(), source };
+        let probe = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        // A directory this user may not write: SQLite cannot keep the WAL index (-shm)
+        // there, so the file is read as an immutable snapshot.
+        let writable = {
+            use std::os::unix::ffi::OsStrExt;
+            let c = std::ffi::CString::new(run_dir.as_os_str().as_bytes()).unwrap_or_default();
+            // SAFETY: access(2) on a NUL-terminated path we own.
+            unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+        };
+        let conn = if writable {
+            let c = Connection::open_with_flags(&path, flags).map_err(|e| sqlite_error(&path, e))?;
+            probe(&c).map_err(corrupt)?;
+            c
+        } else {
+            let wal = run_dir.join(format!("{DB_FILE}-wal"));
+            if wal.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+                eprintln!(
+                    "warning: {} is not writable: reading {} as it is on disk; transactions still in {} are not shown",
+                    run_dir.display(),
+                    path.display(),
+                    wal.display()
+                );
+            }
+            let uri = format!("file:{}?immutable=1", uri_path(&path));
+            let c = Connection::open_with_flags(&uri, flags).map_err(corrupt)?;
+            probe(&c).map_err(corrupt)?;
+            c
+        };
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+        let supported = schema::MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path, found: version, supported });
+        }
+        if version < supported {
+            drop(conn);
+            return match Self::open_existing(run_dir) {
+                Ok(_) => Self::open_read_only(run_dir),
+                Err(StoreError::Sqlite { .. }) | Err(StoreError::Io { .. }) => Err(StoreError::Sqlite {
+                    path,
+                    source: rusqlite::Error::InvalidParameterName(format!(
+                        "schema version {version} needs an upgrade to {supported}, which needs write access"
+                    )),
+                }),
+                Err(e) => Err(e),
+            };
+        }
+        conn.execute_batch("PRAGMA query_only=ON; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
+        Ok(JobStore { conn, path })
+    }
+
+    /// `PRAGMA integrity_check`: the problems found (empty when the database is sound).
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        check_pragma(&self.conn, "integrity_check").map_err(self.sq())
     }
 
     fn open_path(path: &Path) -> Result<JobStore> {
@@ -402,6 +509,18 @@ impl JobStore {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(corrupt)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery });
+        }
+        // A command that writes first checks every page it could touch: a damaged
+        // database is reported and left as it is, never written into.
+        let problems = check_pragma(&conn, "quick_check").map_err(corrupt)?;
+        if !problems.is_empty() {
+            let n = problems.len();
+            let first = problems.into_iter().next().unwrap_or_default();
+            return Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                problems: if n > 1 { format!("{first}; and {} more problems", n - 1) } else { first },
+            });
         }
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
@@ -774,38 +893,53 @@ impl JobStore {
 
     /// Every finished label, in calculation order.
     pub fn labels(&self) -> Result<Vec<Label>> {
+        self.labels_where(None)
+    }
+
+    /// The finished labels of one engine and label-defining parameters (one labelling
+    /// lineage: labels that can be fitted together), in calculation order.
+    pub fn labels_of(&self, engine: &str, label_params: &serde_json::Value) -> Result<Vec<Label>> {
+        self.labels_where(Some((engine, &label_params.to_string())))
+    }
+
+    fn labels_where(&self, filter: Option<(&str, &str)>) -> Result<Vec<Label>> {
+        let (engine, params) = filter.unzip();
         let mut st = self
             .conn
             .prepare(
                 "SELECT c.id, s.atoms_json, c.engine, c.energy_ev, c.forces_json, c.stress_json,
-                        c.max_force_ev_per_a, c.scf_steps, c.wall_time_s
+                        c.max_force_ev_per_a, c.scf_steps, c.wall_time_s, c.label_params_json, s.origin, s.generation
                  FROM calculations c JOIN structures s ON s.id = c.structure_id
-                 WHERE c.status = 'done' ORDER BY c.id",
+                 WHERE c.status = 'done' AND (?1 IS NULL OR (c.engine = ?1 AND c.label_params_json = ?2))
+                 ORDER BY c.id",
             )
             .map_err(self.sq())?;
         let rows = st
-            .query_map([], |r| {
+            .query_map(params![engine, params], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, f64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, f64>(6)?,
-                    r.get::<_, Option<u32>>(7)?,
-                    r.get::<_, Option<f64>>(8)?,
+                    (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, f64>(6)?),
+                    (r.get::<_, Option<u32>>(7)?, r.get::<_, Option<f64>>(8)?),
+                    (r.get::<_, String>(9)?, r.get::<_, String>(10)?, r.get::<_, i64>(11)?),
                 ))
             })
             .map_err(self.sq())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, atoms, engine, energy_ev, forces, stress, max_force, scf_steps, wall) = row.map_err(self.sq())?;
+            let (
+                (id, atoms, engine, energy_ev),
+                (forces, stress, max_force),
+                (scf_steps, wall),
+                (lp, origin, generation),
+            ) = row.map_err(self.sq())?;
             let bad = |message: String| StoreError::BadRow { id, message };
             out.push(Label {
                 calculation_id: id,
                 structure: serde_json::from_str(&atoms).map_err(|e| bad(format!("atoms: {e}")))?,
                 engine,
+                label_params: lp,
+                origin,
+                generation,
                 result: CalcResult {
                     energy_ev,
                     forces_ev_per_a: serde_json::from_str(&forces).map_err(|e| bad(format!("forces: {e}")))?,

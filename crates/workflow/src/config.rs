@@ -58,9 +58,9 @@ struct RawConfig {
     execution: RawExecution,
     #[serde(default)]
     potential: RawPotential,
-    /// Passed to the fitter's own options (validated there).
+    /// The fitter's own options (unknown keys refused by its `deny_unknown_fields`).
     #[serde(default)]
-    fit: Option<toml::Value>,
+    fit: Option<FitOptions>,
     #[serde(default)]
     explore: RawExplore,
     #[serde(default, rename = "loop")]
@@ -321,16 +321,75 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     parse_config(&text, path)
 }
 
-/// Parse and validate configuration text; `file` names it in errors.
+/// Limits of the configuration that are not limits of the parts it configures (those
+/// live with the parts: `autopipe_build::limits`, `autopipe_md::stability::limits`).
+pub mod limits {
+    /// `run.name`: at most this many characters.
+    pub const MAX_NAME_CHARS: usize = 100;
+    /// `explore.temperatures_k`: `1 ..= autopipe_md::stability::limits::MAX_TEMPERATURE_K`.
+    pub const MIN_EXPLORE_TEMPERATURE_K: f64 = 1.0;
+    /// `explore.steps` per segment.
+    pub const MAX_EXPLORE_STEPS: u64 = 10_000_000;
+    /// `explore.max_frames_per_segment`.
+    pub const MAX_FRAMES_PER_SEGMENT: usize = 100_000;
+    /// `explore.gamma_select`, `explore.gamma_break`: finite, `1 <= select < break <= 1e6`.
+    pub const MAX_GAMMA: f64 = 1e6;
+    /// `loop.max_generations`.
+    pub const MAX_GENERATIONS: u32 = 1000;
+    /// `loop.per_generation`.
+    pub const MAX_PER_GENERATION: usize = 100_000;
+    /// `execution.workers`.
+    pub const MAX_WORKERS: usize = 4096;
+    /// `execution.walltime_s`: 30 days.
+    pub const MAX_WALLTIME_S: f64 = 30.0 * 86400.0;
+    /// `execution.max_physics_retries`, `execution.max_infra_retries`.
+    pub const MAX_RETRIES: u32 = 100;
+    /// `potential.twojmax`.
+    pub const TWOJMAX: (usize, usize) = (2, 12);
+    /// `potential.cutoff_a`, exclusive.
+    pub const CUTOFF_A: (f64, f64) = (1.0, 15.0);
+    /// `potential.radii.*`: `0 < r <= 1` (the pair cutoff is `cutoff_a * (r_i + r_j)`).
+    pub const MAX_RADIUS: f64 = 1.0;
+    /// `potential.weights.*`: `0 < w <= 1000`.
+    pub const MAX_WEIGHT: f64 = 1000.0;
+    /// `fit.alpha`: `0 ..= 1`.
+    pub const MAX_ALPHA: f64 = 1.0;
+    /// `fit.threads`.
+    pub const MAX_THREADS: usize = 4096;
+    /// `fit.batch_frames`.
+    pub const MAX_BATCH_FRAMES: usize = 100_000;
+}
+
+/// Parse and validate configuration text; `file` names it in errors. Every value is
+/// checked here, before any work starts; an error names the key (dotted path), its
+/// 1-based line and column, and the limit it broke.
 pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| from_toml_error(text, file, &e))?;
     let doc = toml_edit::ImDocument::parse(text.to_string()).ok();
+    let raw: RawConfig = toml::from_str(text).map_err(|e| from_toml_error(text, file, doc.as_ref(), &e))?;
     let err = |path: &[&str], message: String| {
         let span = doc.as_ref().and_then(|d| span_of(d, path));
         let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
         ConfigError { file: file.to_path_buf(), line, column, key: Some(path.join(".")), message }
     };
+    use autopipe_md::stability::limits as md;
 
+    // ---- [run]
+    let name = match &raw.run.name {
+        Some(n) => {
+            check_name(n).map_err(|m| err(&["run", "name"], m))?;
+            n.clone()
+        }
+        None => {
+            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            check_name(&stem).map_err(|m| {
+                err(&["run", "name"], format!("not set, and the file name {stem:?} is no run name ({m}); set it"))
+            })?;
+            stem
+        }
+    };
+    let seed = raw.run.seed.unwrap_or(42);
+
+    // ---- [system]
     let mut elements = Vec::new();
     if raw.system.elements.is_empty() {
         return Err(err(&["system", "elements"], "needs at least one chemical symbol, e.g. [\"Cu\"]".into()));
@@ -344,6 +403,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         elements.push(e);
     }
 
+    // ---- [generate]: the limits are BulkRecipe::validate's.
     let g = &raw.generate;
     let lattice = Lattice::parse(&g.lattice).ok_or_else(|| {
         err(
@@ -352,10 +412,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         )
     })?;
     let lattice_constant_a = match g.lattice_constant_a {
-        Some(a) if a.is_finite() && a > 0.5 && a < 50.0 => a,
-        Some(a) => {
-            return Err(err(&["generate", "lattice_constant_a"], format!("{a} Å is not a plausible lattice constant")))
-        }
+        Some(a) => a,
         None => default_lattice_constant_a(elements[0], lattice).ok_or_else(|| {
             err(
                 &["generate", "lattice_constant_a"],
@@ -363,22 +420,6 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             )
         })?,
     };
-    if g.supercell.iter().any(|&n| n == 0 || n > 50) {
-        return Err(err(&["generate", "supercell"], "each repetition must be between 1 and 50".into()));
-    }
-    if g.structures == 0 {
-        return Err(err(&["generate", "structures"], "must be at least 1".into()));
-    }
-    if !(0.0..=0.2).contains(&g.max_strain) {
-        return Err(err(&["generate", "max_strain"], format!("{} is outside 0 ..= 0.2", g.max_strain)));
-    }
-    if !(0.0..=0.5).contains(&g.rattle_a) {
-        return Err(err(&["generate", "rattle_a"], format!("{} Å is outside 0 ..= 0.5 Å", g.rattle_a)));
-    }
-    if !(0.0..=1.0).contains(&g.vacancy_fraction) {
-        return Err(err(&["generate", "vacancy_fraction"], format!("{} is outside 0 ..= 1", g.vacancy_fraction)));
-    }
-    let seed = raw.run.seed.unwrap_or(42);
     let generate = BulkRecipe {
         lattice,
         elements: elements.clone(),
@@ -390,14 +431,14 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         vacancy_fraction: g.vacancy_fraction,
         seed,
     };
-
-    let oracle: EngineSpec = raw.oracle.clone().try_into().map_err(|e: toml::de::Error| {
-        let mut message = e.message().to_string();
-        if message.contains("missing field `engine`") {
-            message = "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into();
-        }
-        err(&["oracle"], message)
+    generate.validate().map_err(|e| match e.field {
+        "elements" => err(&["system", "elements"], e.message),
+        "count" => err(&["generate", "structures"], e.message),
+        field => err(&["generate", field], e.message),
     })?;
+
+    // ---- [oracle]
+    let oracle = parse_oracle(text, file, doc.as_ref(), &raw.oracle, &err)?;
     for e in &elements {
         let probe = autopipe_atoms::Structure {
             cell_a: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
@@ -408,6 +449,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         oracle.check_structure(&probe).map_err(|m| err(&["oracle", "engine"], m))?;
     }
 
+    // ---- [execution]
     let x = &raw.execution;
     if x.backend != "local" {
         return Err(err(
@@ -415,13 +457,24 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             format!("unknown backend {:?}; this version runs \"local\"", x.backend),
         ));
     }
-    if x.workers == 0 || x.workers > 4096 {
-        return Err(err(&["execution", "workers"], format!("{} is not between 1 and 4096", x.workers)));
+    if x.workers == 0 || x.workers > limits::MAX_WORKERS {
+        return Err(err(
+            &["execution", "workers"],
+            format!("{} is not between 1 and {}", x.workers, limits::MAX_WORKERS),
+        ));
     }
-    if !(x.walltime_s.is_finite() && x.walltime_s > 0.0) {
-        return Err(err(&["execution", "walltime_s"], format!("{} s is not a positive time", x.walltime_s)));
+    if !(x.walltime_s.is_finite() && x.walltime_s > 0.0 && x.walltime_s <= limits::MAX_WALLTIME_S) {
+        return Err(err(
+            &["execution", "walltime_s"],
+            format!("{} s: must be > 0 and <= {} s (30 days)", x.walltime_s, limits::MAX_WALLTIME_S),
+        ));
     }
-    if !(0.0..=1.0).contains(&x.failure_tolerance) {
+    for (key, n) in [("max_physics_retries", x.max_physics_retries), ("max_infra_retries", x.max_infra_retries)] {
+        if n > limits::MAX_RETRIES {
+            return Err(err(&["execution", key], format!("{n} is outside 0 ..= {}", limits::MAX_RETRIES)));
+        }
+    }
+    if !(x.failure_tolerance.is_finite() && (0.0..=1.0).contains(&x.failure_tolerance)) {
         return Err(err(&["execution", "failure_tolerance"], format!("{} is outside 0 ..= 1", x.failure_tolerance)));
     }
     let execution = ExecutionConfig {
@@ -431,14 +484,35 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         max_infra_retries: x.max_infra_retries,
         failure_tolerance: x.failure_tolerance,
     };
+
+    // ---- [potential]
     let p = &raw.potential;
-    for (key, map) in [("radii", &p.radii), ("weights", &p.weights)] {
+    let (j_lo, j_hi) = limits::TWOJMAX;
+    if !(j_lo..=j_hi).contains(&p.twojmax) {
+        return Err(err(&["potential", "twojmax"], format!("{} is outside {j_lo} ..= {j_hi}", p.twojmax)));
+    }
+    let (c_lo, c_hi) = limits::CUTOFF_A;
+    if !(p.cutoff_a.is_finite() && p.cutoff_a > c_lo && p.cutoff_a < c_hi) {
+        return Err(err(&["potential", "cutoff_a"], format!("{} Å is outside {c_lo} .. {c_hi} Å", p.cutoff_a)));
+    }
+    if !(p.rfac0.is_finite() && p.rfac0 > 0.0 && p.rfac0 <= 1.0) {
+        return Err(err(&["potential", "rfac0"], format!("{} must be > 0 and <= 1", p.rfac0)));
+    }
+    for (key, map, max) in [("radii", &p.radii, limits::MAX_RADIUS), ("weights", &p.weights, limits::MAX_WEIGHT)] {
         if let Some(bad) = map.keys().find(|k| !raw.system.elements.contains(k)) {
-            return Err(err(&["potential", key], format!("{bad} is not one of system.elements")));
+            return Err(err(&["potential", key, bad], format!("{bad} is not one of system.elements")));
         }
-        if let Some((k, v)) = map.iter().find(|(_, v)| !(v.is_finite() && **v > 0.0)) {
-            return Err(err(&["potential", key], format!("{k} = {v} must be positive")));
+        if let Some((k, v)) = map.iter().find(|(_, v)| !(v.is_finite() && **v > 0.0 && **v <= max)) {
+            return Err(err(&["potential", key, k], format!("{v} must be > 0 and <= {max}")));
         }
+    }
+    let radius = |e: &Element| p.radii.get(e.symbol()).copied().unwrap_or(0.5);
+    let min_pair_cutoff_a = elements.iter().map(radius).fold(f64::INFINITY, f64::min) * 2.0 * p.cutoff_a;
+    if !(p.rmin0_a.is_finite() && p.rmin0_a >= 0.0 && p.rmin0_a < min_pair_cutoff_a) {
+        return Err(err(
+            &["potential", "rmin0_a"],
+            format!("{} Å must be >= 0 and below the smallest pair cutoff, {min_pair_cutoff_a} Å", p.rmin0_a),
+        ));
     }
     let snap = SnapParams {
         twojmax: p.twojmax,
@@ -452,37 +526,76 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .iter()
             .map(|e| SnapElement {
                 element: *e,
-                radius: p.radii.get(e.symbol()).copied().unwrap_or(0.5),
+                radius: radius(e),
                 weight: p.weights.get(e.symbol()).copied().unwrap_or(1.0),
             })
             .collect(),
     };
-    if !(2..=12).contains(&p.twojmax) {
-        return Err(err(&["potential", "twojmax"], format!("{} is outside 2 ..= 12", p.twojmax)));
-    }
-    if !(p.cutoff_a.is_finite() && p.cutoff_a > 1.0 && p.cutoff_a < 15.0) {
-        return Err(err(&["potential", "cutoff_a"], format!("{} Å is outside 1 .. 15 Å", p.cutoff_a)));
-    }
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
 
+    // ---- [fit]
+    let fit = raw.fit.clone().unwrap_or_default();
+    check_fit(&fit).map_err(|(key, m)| err(&["fit", key], m))?;
+
+    // ---- [explore]: the MD limits are autopipe_md's.
     let ex = &raw.explore;
-    if ex.temperatures_k.is_empty() || ex.temperatures_k.iter().any(|t| !(t.is_finite() && *t > 0.0 && *t < 1e5)) {
-        return Err(err(&["explore", "temperatures_k"], "needs one or more positive temperatures in K".into()));
+    let t_lo = limits::MIN_EXPLORE_TEMPERATURE_K;
+    let t_hi = md::MAX_TEMPERATURE_K;
+    if ex.temperatures_k.is_empty() {
+        return Err(err(&["explore", "temperatures_k"], "needs one or more temperatures in K".into()));
     }
-    if ex.pressures_gpa.iter().any(|p| !p.is_finite()) {
-        return Err(err(&["explore", "pressures_gpa"], "pressures must be finite numbers in GPa".into()));
+    if let Some((i, t)) =
+        ex.temperatures_k.iter().enumerate().find(|(_, t)| !(t.is_finite() && (t_lo..=t_hi).contains(*t)))
+    {
+        return Err(err(
+            &["explore", "temperatures_k"],
+            format!("{t} K (number {}) is outside {t_lo} ..= {t_hi} K", i + 1),
+        ));
     }
-    if !(ex.timestep_fs.is_finite() && ex.timestep_fs > 0.0 && ex.timestep_fs <= 20.0) {
-        return Err(err(&["explore", "timestep_fs"], format!("{} fs is outside 0 .. 20 fs", ex.timestep_fs)));
+    let (p_lo, p_hi) = md::PRESSURE_GPA;
+    if let Some((i, p)) =
+        ex.pressures_gpa.iter().enumerate().find(|(_, p)| !(p.is_finite() && (p_lo..=p_hi).contains(*p)))
+    {
+        return Err(err(
+            &["explore", "pressures_gpa"],
+            format!("{p} GPa (number {}) is outside {p_lo} ..= {p_hi} GPa", i + 1),
+        ));
     }
-    if ex.steps == 0 || ex.sample_every == 0 {
-        return Err(err(&["explore", "steps"], "steps and sample_every must be at least 1".into()));
+    let dt_hi = md::MAX_TIMESTEP_FS;
+    if !(ex.timestep_fs.is_finite() && ex.timestep_fs > 0.0 && ex.timestep_fs <= dt_hi) {
+        return Err(err(&["explore", "timestep_fs"], format!("{} fs: must be > 0 and <= {dt_hi} fs", ex.timestep_fs)));
     }
-    if !(ex.friction_per_fs.is_finite() && ex.friction_per_fs > 0.0) {
-        return Err(err(&["explore", "friction_per_fs"], "must be positive (1/fs)".into()));
+    if ex.steps == 0 || ex.steps > limits::MAX_EXPLORE_STEPS {
+        return Err(err(&["explore", "steps"], format!("{} is outside 1 ..= {}", ex.steps, limits::MAX_EXPLORE_STEPS)));
     }
-    if !(ex.gamma_select >= 1.0 && ex.gamma_break > ex.gamma_select) {
-        return Err(err(&["explore", "gamma_select"], "needs 1 <= gamma_select < gamma_break".into()));
+    if ex.sample_every == 0 || ex.sample_every > ex.steps {
+        return Err(err(
+            &["explore", "sample_every"],
+            format!("{} is outside 1 ..= explore.steps ({})", ex.sample_every, ex.steps),
+        ));
+    }
+    let f_hi = md::MAX_FRICTION_PER_FS;
+    if !(ex.friction_per_fs.is_finite() && ex.friction_per_fs > 0.0 && ex.friction_per_fs <= f_hi) {
+        return Err(err(
+            &["explore", "friction_per_fs"],
+            format!("{} /fs: must be > 0 and <= {f_hi} /fs", ex.friction_per_fs),
+        ));
+    }
+    let g_hi = limits::MAX_GAMMA;
+    if !(ex.gamma_select.is_finite() && ex.gamma_select >= 1.0 && ex.gamma_select < g_hi) {
+        return Err(err(&["explore", "gamma_select"], format!("{} is outside 1 .. {g_hi}", ex.gamma_select)));
+    }
+    if !(ex.gamma_break.is_finite() && ex.gamma_break > ex.gamma_select && ex.gamma_break <= g_hi) {
+        return Err(err(
+            &["explore", "gamma_break"],
+            format!("{} must be above explore.gamma_select ({}) and <= {g_hi}", ex.gamma_break, ex.gamma_select),
+        ));
+    }
+    if ex.max_frames_per_segment == 0 || ex.max_frames_per_segment > limits::MAX_FRAMES_PER_SEGMENT {
+        return Err(err(
+            &["explore", "max_frames_per_segment"],
+            format!("{} is outside 1 ..= {}", ex.max_frames_per_segment, limits::MAX_FRAMES_PER_SEGMENT),
+        ));
     }
     let explore = ExploreConfig {
         temperatures_k: ex.temperatures_k.clone(),
@@ -493,11 +606,30 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         sample_every: ex.sample_every,
         gamma_select: ex.gamma_select,
         gamma_break: ex.gamma_break,
-        max_frames_per_segment: ex.max_frames_per_segment.max(1),
+        max_frames_per_segment: ex.max_frames_per_segment,
     };
+
+    // ---- [loop]
     let l = &raw.loop_;
-    if l.per_generation == 0 {
-        return Err(err(&["loop", "per_generation"], "must be at least 1".into()));
+    if l.max_generations == 0 || l.max_generations > limits::MAX_GENERATIONS {
+        return Err(err(
+            &["loop", "max_generations"],
+            format!("{} is outside 1 ..= {}", l.max_generations, limits::MAX_GENERATIONS),
+        ));
+    }
+    if l.per_generation == 0 || l.per_generation > limits::MAX_PER_GENERATION {
+        return Err(err(
+            &["loop", "per_generation"],
+            format!("{} is outside 1 ..= {}", l.per_generation, limits::MAX_PER_GENERATION),
+        ));
+    }
+    for (key, v, unit) in [
+        ("target_force_rmse_ev_per_a", l.target_force_rmse_ev_per_a, "eV/Å"),
+        ("target_energy_rmse_mev_per_atom", l.target_energy_rmse_mev_per_atom, "meV/atom"),
+    ] {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(err(&["loop", key], format!("{v} {unit}: a target must be a positive number of {unit}")));
+        }
     }
     let loop_ = LoopConfig {
         max_generations: l.max_generations,
@@ -505,18 +637,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         target_force_rmse_ev_per_a: l.target_force_rmse_ev_per_a,
         target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
     };
-    let fit: FitOptions = match raw.fit.clone() {
-        None => FitOptions::default(),
-        Some(v) => v.try_into().map_err(|e: toml::de::Error| err(&["fit"], e.message().to_string()))?,
-    };
-    if !(0.0..1.0).contains(&fit.test_fraction) {
-        return Err(err(&["fit", "test_fraction"], format!("{} is outside 0 .. 1", fit.test_fraction)));
-    }
 
-    let name =
-        raw.run.name.clone().unwrap_or_else(|| {
-            file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
-        });
     Ok(Config {
         file: file.to_path_buf(),
         name,
@@ -530,6 +651,194 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         explore,
         loop_,
     })
+}
+
+/// A run name: the name of its directory and of its database rows.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.chars().count() > limits::MAX_NAME_CHARS {
+        return Err(format!("{} characters: at most {}", name.chars().count(), limits::MAX_NAME_CHARS));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || *c == '/' || *c == '\\') {
+        return Err(format!("{name:?} contains {c:?}; a name has no '/', '\\' or control characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a name"));
+    }
+    Ok(())
+}
+
+/// The `[fit]` options: `(key, message)` of the first bad one.
+fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
+    for (key, w) in
+        [("energy_weight", fit.energy_weight), ("force_weight", fit.force_weight), ("stress_weight", fit.stress_weight)]
+    {
+        if !(w.is_finite() && w >= 0.0) {
+            return Err((key, format!("{w}: a weight must be >= 0 and finite")));
+        }
+    }
+    if fit.energy_weight == 0.0 && fit.force_weight == 0.0 {
+        return Err((
+            "force_weight",
+            "energy_weight and force_weight are both 0: nothing to fit (stresses alone do not determine a potential)"
+                .into(),
+        ));
+    }
+    if !(fit.alpha.is_finite() && (0.0..=limits::MAX_ALPHA).contains(&fit.alpha)) {
+        return Err(("alpha", format!("{} is outside 0 ..= {}", fit.alpha, limits::MAX_ALPHA)));
+    }
+    if !(fit.test_fraction.is_finite() && (0.0..1.0).contains(&fit.test_fraction)) {
+        return Err(("test_fraction", format!("{} is outside 0 ..< 1", fit.test_fraction)));
+    }
+    if !fit.active_set {
+        return Err((
+            "active_set",
+            "must be true: the loop selects frames by their extrapolation grade, which needs the active set".into(),
+        ));
+    }
+    if !(fit.rank_rtol.is_finite() && fit.rank_rtol > 0.0 && fit.rank_rtol < 1.0) {
+        return Err(("rank_rtol", format!("{} is outside 0 .. 1 (exclusive)", fit.rank_rtol)));
+    }
+    if fit.threads > limits::MAX_THREADS {
+        return Err(("threads", format!("{} is outside 0 ..= {} (0: all cores)", fit.threads, limits::MAX_THREADS)));
+    }
+    if fit.batch_frames == 0 || fit.batch_frames > limits::MAX_BATCH_FRAMES {
+        return Err(("batch_frames", format!("{} is outside 1 ..= {}", fit.batch_frames, limits::MAX_BATCH_FRAMES)));
+    }
+    let m = &fit.maxvol;
+    if !(m.coarse_tol.is_finite() && m.coarse_tol >= 1.0) {
+        return Err(("maxvol", format!("coarse_tol = {} must be >= 1 and finite", m.coarse_tol)));
+    }
+    if !(m.fine_tol.is_finite() && m.fine_tol >= 1.0 && m.fine_tol <= m.coarse_tol) {
+        return Err(("maxvol", format!("fine_tol = {} must be >= 1 and <= coarse_tol ({})", m.fine_tol, m.coarse_tol)));
+    }
+    if m.max_swaps_per_column == 0 {
+        return Err(("maxvol", "max_swaps_per_column must be at least 1".into()));
+    }
+    if !(m.rank_rtol.is_finite() && m.rank_rtol > 0.0 && m.rank_rtol < 1.0) {
+        return Err(("maxvol", format!("rank_rtol = {} is outside 0 .. 1 (exclusive)", m.rank_rtol)));
+    }
+    if !(m.residual_tol.is_finite() && m.residual_tol > 0.0) {
+        return Err(("maxvol", format!("residual_tol = {} must be > 0 and finite", m.residual_tol)));
+    }
+    Ok(())
+}
+
+const ENGINES: [&str; 6] = ["emt", "command", "qe", "cp2k", "orca", "vasp"];
+
+/// The `[oracle]` table as an engine. Keys that are not settings of the chosen engine
+/// are errors at their line (serde alone does not refuse them for `engine = "emt"`, and
+/// reports errors inside a tagged enum without a place); the settings of each engine are
+/// first read on their own from the file text, so an error points at its key.
+fn parse_oracle(
+    text: &str,
+    file: &Path,
+    doc: Option<&toml_edit::ImDocument<String>>,
+    raw: &toml::Value,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<EngineSpec, ConfigError> {
+    let Some(table) = raw.as_table() else {
+        return Err(err(&["oracle"], "must be a table with a key `engine`".into()));
+    };
+    let engine = match table.get("engine") {
+        None => {
+            return Err(err(
+                &["oracle"],
+                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into(),
+            ))
+        }
+        Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
+        Some(other) => return Err(err(
+            &["oracle", "engine"],
+            format!(
+                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
+            ),
+        )),
+    };
+    // Keys in the file's order (the first stray one is reported).
+    let keys: Vec<String> = match doc.and_then(|d| d.get("oracle")).and_then(|i| i.as_table_like()) {
+        Some(t) => t.iter().map(|(k, _)| k.to_string()).collect(),
+        None => table.keys().cloned().collect(),
+    };
+    if engine == "emt" {
+        if let Some(k) = keys.iter().find(|k| *k != "engine") {
+            let owners: Vec<String> = ENGINES[1..]
+                .iter()
+                .filter(|e| {
+                    let Some(value) = table.get(k.as_str()) else { return false };
+                    let mut probe = toml::Table::new();
+                    probe.insert("engine".into(), toml::Value::String(e.to_string()));
+                    probe.insert(k.clone(), value.clone());
+                    let r: Result<EngineSpec, _> = toml::Value::Table(probe).try_into();
+                    r.err().is_none_or(|e| !e.message().contains("unknown field"))
+                })
+                .map(|e| format!("{e:?}"))
+                .collect();
+            let hint = match owners.is_empty() {
+                true => String::new(),
+                false => format!("; it is a setting of engine {}", owners.join(", ")),
+            };
+            return Err(err(
+                &["oracle", k],
+                format!("`{k}` is not a setting of engine \"emt\", which takes none (remove it){hint}"),
+            ));
+        }
+    } else if let Some(blanked) = doc.and_then(|d| without_engine_key(text, d)) {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct CommandSettings {
+            command: String,
+            #[serde(default)]
+            label_params: serde_json::Map<String, serde_json::Value>,
+        }
+        let checked = match engine {
+            "command" => check_oracle_section::<CommandSettings>(&blanked),
+            "qe" => check_oracle_section::<autopipe_engines::qe::QeSettings>(&blanked),
+            "cp2k" => check_oracle_section::<autopipe_engines::cp2k::Cp2kSettings>(&blanked),
+            "orca" => check_oracle_section::<autopipe_engines::orca::OrcaSettings>(&blanked),
+            _ => check_oracle_section::<autopipe_engines::vasp::VaspSettings>(&blanked),
+        };
+        if let Err(e) = checked {
+            let mut e = from_toml_error(text, file, doc, &e);
+            if e.key.as_deref().is_none_or(|k| !k.starts_with("oracle")) {
+                e.key = Some("oracle".into());
+            }
+            if e.message.starts_with("unknown field") {
+                let k = e.key.clone().unwrap_or_default();
+                e.message = format!("not a setting of engine {engine:?} ({})", e.message);
+                e.key = Some(k);
+            }
+            return Err(e);
+        }
+    }
+    raw.clone().try_into().map_err(|e: toml::de::Error| err(&["oracle"], e.message().to_string()))
+}
+
+/// Deserialize `T` from the `[oracle]` table of `text` (other tables ignored).
+fn check_oracle_section<T: serde::de::DeserializeOwned>(text: &str) -> Result<(), toml::de::Error> {
+    #[derive(Deserialize)]
+    struct Section<T> {
+        #[allow(dead_code)]
+        oracle: T,
+    }
+    toml::from_str::<Section<T>>(text).map(|_| ())
+}
+
+/// The text with `engine = "..."` of a standard `[oracle]` table blanked out (spaces,
+/// so that every other offset stays), for reading the engine's settings on their own.
+fn without_engine_key(text: &str, doc: &toml_edit::ImDocument<String>) -> Option<String> {
+    let table = doc.get("oracle")?.as_table()?;
+    let (key, value) = table.get_key_value("engine")?;
+    let (start, end) = (key.span()?.start, value.span()?.end);
+    if key.span()?.start != start || end > text.len() || text[start..end].contains('\n') {
+        return None;
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    bytes[start..end].fill(b' ');
+    String::from_utf8(bytes).ok()
 }
 
 /// Experimental lattice constants (Å) for the elements EMT knows, in their ground-state
@@ -577,60 +886,104 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The span of the value at a dotted path (or of the deepest table found).
+/// The span of the key at a dotted path (or of the deepest table found): the line of
+/// the key is the line of the error.
 fn span_of(doc: &toml_edit::ImDocument<String>, path: &[&str]) -> Option<Range<usize>> {
     let mut item = doc.as_item();
     let mut best = None;
     for key in path {
-        match item.get(key) {
-            Some(next) => {
-                item = next;
-                if let Some(span) = item.span() {
-                    best = Some(span);
-                }
-            }
-            None => break,
+        let Some((k, next)) = item.as_table_like().and_then(|t| t.get_key_value(key)) else { break };
+        item = next;
+        if let Some(span) = k.span().or_else(|| item.span()) {
+            best = Some(span);
         }
     }
     best
 }
 
-fn from_toml_error(text: &str, file: &Path, e: &toml::de::Error) -> ConfigError {
+/// The dotted path of the deepest key whose key or value contains `offset`.
+fn path_at(doc: &toml_edit::ImDocument<String>, offset: usize) -> Vec<String> {
+    fn visit(item: &toml_edit::Item, offset: usize, path: &mut Vec<String>, best: &mut Vec<String>) {
+        let Some(table) = item.as_table_like() else { return };
+        for (name, _) in table.iter() {
+            let Some((key, value)) = table.get_key_value(name) else { continue };
+            path.push(name.to_string());
+            let inside =
+                |s: Option<Range<usize>>| s.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
+            if (inside(key.span()) || inside(value.span())) && path.len() > best.len() {
+                *best = path.clone();
+            }
+            visit(value, offset, path, best);
+            path.pop();
+        }
+    }
+    let mut best = Vec::new();
+    visit(doc.as_item(), offset, &mut Vec::new(), &mut best);
+    best
+}
+
+fn from_toml_error(
+    text: &str,
+    file: &Path,
+    doc: Option<&toml_edit::ImDocument<String>>,
+    e: &toml::de::Error,
+) -> ConfigError {
     let span = e.span();
-    let (line, column) = span.clone().map(|s| line_col(text, s.start)).unzip();
+    let (mut line, mut column) = span.clone().map(|s| line_col(text, s.start)).unzip();
     let message = e.message().trim().to_string();
-    let key = span
-        .and_then(|s| key_at(text, s.start, &message))
-        .or_else(|| message.strip_prefix("missing field `").and_then(|m| m.split('`').next()).map(str::to_string));
+    let named = |prefix: &str| message.split('`').nth(1).filter(|_| message.starts_with(prefix)).map(str::to_string);
+    let mut key = match (doc, &span) {
+        (Some(d), Some(s)) => {
+            let mut path = path_at(d, s.start);
+            if let Some(field) = named("missing field").or_else(|| named("unknown field")) {
+                if path.last() != Some(&field) {
+                    path.push(field);
+                }
+            }
+            (!path.is_empty()).then(|| path.join("."))
+        }
+        _ => None,
+    };
+    if key.is_none() {
+        key = span.and_then(|s| key_at(text, s.start, &message)).or_else(|| named("missing field"));
+    }
+    // An unknown key: point at the key itself.
+    if let (Some(d), Some(k), true) = (doc, &key, message.starts_with("unknown field")) {
+        let path: Vec<&str> = k.split('.').collect();
+        if let Some(s) = span_of(d, &path) {
+            (line, column) = Some(line_col(text, s.start)).unzip();
+        }
+    }
     ConfigError { file: file.to_path_buf(), line, column, key, message }
 }
 
-/// The dotted key an error at `offset` is about: the table header above it, and the key
-/// on its line (or the field a "missing field" message names).
+/// The name of a table header line (`[a.b]   # comment` -> `a.b`).
+fn header_name(line: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix('[')?;
+    if rest.starts_with('[') {
+        return None;
+    }
+    let end = rest.find(']')?;
+    Some(rest[..end].trim().to_string())
+}
+
+/// The dotted key an error at `offset` is about, from the text alone (when the file is
+/// not valid TOML): the table header above it, and the key on its line (or the field a
+/// "missing field" message names).
 fn key_at(text: &str, offset: usize, message: &str) -> Option<String> {
     let line_start = text[..offset.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let header = |upto: usize| {
-        text[..upto]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('[') && !l.starts_with("[["))
-            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
-    };
     let named = |prefix: &str| message.split('`').nth(1).filter(|_| message.starts_with(prefix)).map(str::to_string);
-    let trimmed = line.trim();
-    if trimmed.starts_with('[') {
-        let table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    if let Some(table) = header_name(line) {
         return Some(match named("missing field") {
             Some(field) => format!("{table}.{field}"),
             None => table,
         });
     }
-    let table = header(line_start);
+    let table = text[..line_start].lines().rev().find_map(header_name);
     let field = named("unknown field")
         .or_else(|| named("missing field"))
-        .or_else(|| trimmed.split_once('=').map(|(k, _)| k.trim().to_string()))?;
+        .or_else(|| line.split('#').next().and_then(|l| l.split_once('=')).map(|(k, _)| k.trim().to_string()))?;
     Some(match table {
         Some(t) => format!("{t}.{field}"),
         None => field,

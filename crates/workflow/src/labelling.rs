@@ -57,6 +57,12 @@ pub fn label_frame(label: &Label) -> Frame {
     frame.stress_ev_per_a3 = label.result.stress_ev_per_a3;
     frame.info.insert("calculation_id".into(), InfoValue::Int(label.calculation_id));
     frame.info.insert("engine".into(), InfoValue::Str(label.engine.clone()));
+    frame.info.insert("config_type".into(), InfoValue::Str(label.origin.clone()));
+    frame.info.insert("generation".into(), InfoValue::Int(label.generation));
+    // MD candidates are "md:GENERATION:SEGMENT".
+    if let Some(segment) = label.origin.strip_prefix("md:").and_then(|r| r.split_once(':')).map(|(_, s)| s) {
+        frame.info.insert("segment".into(), InfoValue::Str(segment.to_string()));
+    }
     frame
 }
 
@@ -72,6 +78,9 @@ pub enum RunError {
     Interrupted,
     #[error("{0}")]
     Stopped(String),
+    /// The configuration differs from the run's in a way that is refused.
+    #[error("{0}")]
+    ConfigDrift(String),
     #[error("cannot write {path}: {message}")]
     Output { path: std::path::PathBuf, message: String },
 }

@@ -8,7 +8,8 @@
 //! `kill -9` at any instant and `autopipe run` again repeats at most the phase step
 //! that was in flight, and ends with the same labels.
 
-use crate::config::Config;
+use crate::config::{parse_config, Config};
+use crate::drift::{classify, config_hash, label_hash, Drift};
 use crate::labelling::{label_frame, new_calculations, RunError};
 use crate::select::select_diverse;
 use autopipe_atoms::{Frame, Structure};
@@ -18,7 +19,7 @@ use autopipe_md::{
     maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState,
 };
 use autopipe_potential::{fit, ModelEvaluator, Snap, SnapModel};
-use autopipe_store::{JobStore, LoopState, ModelRecord, Phase, SegmentRecord};
+use autopipe_store::{JobStore, Label, LoopState, ModelRecord, Phase, RunLock, SegmentRecord};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,14 @@ pub struct LoopOutcome {
     pub state: LoopState,
     pub labels: usize,
     pub model: Option<PathBuf>,
+}
+
+/// How `autopipe run` treats a configuration that differs from the run's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Accept label-defining changes: the run's structures are labelled again with the
+    /// new settings (a new labelling lineage); the old labels stay, unused.
+    pub accept_changes: bool,
 }
 
 /// The loop's messages to a person (one line each).
@@ -112,24 +121,29 @@ fn segment_seed(run_seed: u64, generation: i64, index: usize) -> u64 {
 }
 
 /// Run (or resume) the loop of `config` in `run_dir` until it converges, reaches
-/// `max_generations`, or a labelling batch stops.
+/// `max_generations`, or a labelling batch stops. Takes the run directory's lock for
+/// its whole life; compares `config` with the configuration the run goes by first.
 pub fn run_loop(
     config: &Config,
     run_dir: &Path,
     launcher: &Launcher,
     reporter: &mut dyn LoopReporter,
+    options: RunOptions,
 ) -> Result<LoopOutcome, RunError> {
+    let _lock = RunLock::acquire(run_dir)?;
     let mut store = JobStore::open_or_create(run_dir)?;
+    reconcile_config(config, run_dir, &mut store, options, reporter)?;
     let fit_options = &config.fit;
     if store.loop_state()?.is_none() {
         let structures = generate_bulk(&config.generate);
         let origin = format!("generated:{}", config.generate.lattice.name());
-        let calcs = new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {i}"))
-            .map_err(RunError::Input)?;
+        let calcs =
+            new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {}", i + 1))
+                .map_err(RunError::Input)?;
         store.start_loop(&calcs)?;
     }
     loop {
-        let state = store.loop_state()?.expect("the loop was started");
+        let state = store.loop_state()?.ok_or_else(|| RunError::Input("the loop state vanished".into()))?;
         let g = state.generation;
         match state.phase {
             Phase::Label => {
@@ -142,14 +156,43 @@ pub fn run_loop(
                     return Err(RunError::Stopped(message));
                 }
                 store.finish_labelling(g)?;
+                write_labels_file(config, run_dir, &store)?;
             }
             Phase::Fit => {
-                let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
+                let labels = lineage_labels(config, &store)?;
+                let others = store.counts()?.done as usize - labels.len();
+                if others > 0 {
+                    reporter.say(&format!(
+                        "generation {g}: {others} labels of other engine settings in this run directory are not used \
+                         (the loop fits only labels of its own oracle settings)"
+                    ));
+                }
+                let frames: Vec<Frame> = labels.iter().map(label_frame).collect();
+                if frames.is_empty() {
+                    return Err(RunError::Input(format!(
+                        "generation {g}: no label of this run's oracle settings to fit on (all its calculations failed?)"
+                    )));
+                }
                 let start = std::time::Instant::now();
                 let report = fit(&frames, config.snap.clone(), fit_options)
                     .map_err(|e| RunError::Input(format!("fitting generation {g}: {e}")))?;
                 let rel = model_rel_path(g);
-                write_atomic(&run_dir.join(&rel), &serde_json::to_vec(&report.model).expect("models serialise"))?;
+                let mut model_json = serde_json::to_value(&report.model).expect("models serialise");
+                model_json["provenance"] = json!({
+                    "program": concat!("autopipe ", env!("CARGO_PKG_VERSION")),
+                    "run": config.name,
+                    "generation": g,
+                    "labels": frames.len(),
+                    "train_frames": report.train_frames.len(),
+                    "test_frames": report.test_frames.len(),
+                    "oracle": config.oracle.name(),
+                    "oracle_label_params": config.oracle.label_params(),
+                    "config_hash": config_hash(config),
+                    "label_hash": label_hash(config),
+                    "test": report.test,
+                    "train": report.train,
+                });
+                write_atomic(&run_dir.join(&rel), &serde_json::to_vec(&model_json).expect("models serialise"))?;
                 let metrics = json!({
                     "train": report.train,
                     "test": report.test,
@@ -178,17 +221,158 @@ pub fn run_loop(
             Phase::Explore => explore(config, run_dir, &mut store, g, reporter)?,
             Phase::Select => select(config, &mut store, g, reporter)?,
             Phase::Converged | Phase::Finished => {
-                // Every label of the run, for other fitting codes (written again on each
-                // call: the database stays the source of truth).
-                let frames: Vec<Frame> = store.labels()?.iter().map(label_frame).collect();
-                let labels_file = run_dir.join("labels.xyz");
-                autopipe_atoms::extxyz::write_extxyz_file(&labels_file, &frames)
-                    .map_err(|e| RunError::Output { path: labels_file.clone(), message: e.to_string() })?;
+                // Written again on each call: the database stays the source of truth.
+                let n = write_labels_file(config, run_dir, &store)?;
                 let model = store.model(None)?.map(|m| run_dir.join(m.path));
-                return Ok(LoopOutcome { state, labels: frames.len(), model });
+                return Ok(LoopOutcome { state, labels: n, model });
             }
         }
     }
+}
+
+/// The labels the loop fits on: those of its oracle's engine and label-defining settings.
+fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunError> {
+    Ok(store.labels_of(config.oracle.name(), &config.oracle.label_params())?)
+}
+
+/// `RUN/labels.xyz`: every label the loop fits on, each frame with where it came from
+/// (`config_type` = origin, `generation`, `segment` for MD frames, `calculation_id`)
+/// and whether the fit holds it out (`in_test_split`). Returns how many were written.
+fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Result<usize, RunError> {
+    let labels = lineage_labels(config, store)?;
+    let frames: Vec<Frame> = labels
+        .iter()
+        .map(|l| {
+            let mut f = label_frame(l);
+            let test =
+                autopipe_potential::is_test_structure(&l.structure, config.fit.test_fraction, config.fit.split_salt);
+            f.info.insert("in_test_split".into(), autopipe_atoms::InfoValue::Bool(test));
+            f
+        })
+        .collect();
+    let path = run_dir.join("labels.xyz");
+    autopipe_atoms::extxyz::write_extxyz_file(&path, &frames)
+        .map_err(|e| RunError::Output { path: path.clone(), message: e.to_string() })?;
+    Ok(frames.len())
+}
+
+/// Compare `config` with the configuration the run goes by, and act on the differences:
+/// label-defining changes are refused (or, with `accept_changes`, start a new labelling
+/// lineage); model, exploration and execution changes are taken from their next use;
+/// changed loop limits reopen a finished or converged run. The accepted configuration is
+/// recorded (text, hashes, what changed) and copied to `RUN/configs/NNN.toml`.
+fn reconcile_config(
+    config: &Config,
+    run_dir: &Path,
+    store: &mut JobStore,
+    options: RunOptions,
+    reporter: &mut dyn LoopReporter,
+) -> Result<(), RunError> {
+    let text = std::fs::read_to_string(&config.file)
+        .map_err(|e| RunError::Input(format!("{}: cannot read: {e}", config.file.display())))?;
+    let file = config.file.display().to_string();
+    let (hash, lhash) = (config_hash(config), label_hash(config));
+    let current = store.current_config()?;
+    let Some(previous) = current else {
+        let note = store.loop_state()?.map(|_| {
+            "configuration recorded on resume (the run began before configurations were recorded)".to_string()
+        });
+        let id = store.record_config(&file, &text, &hash, &lhash, 0, note.as_deref())?;
+        return copy_config(run_dir, id, &text);
+    };
+    if previous.hash == hash {
+        return Ok(());
+    }
+    let drift = match parse_config(&previous.text, Path::new(&previous.file)) {
+        Ok(old) => classify(&old, config),
+        // The recorded text no longer validates (a stricter program): compare by hash.
+        Err(e) if previous.label_hash == lhash => {
+            Drift { model: vec![format!("(the recorded configuration no longer validates: {e})")], ..Drift::default() }
+        }
+        Err(_) => Drift { label: vec!["label-defining settings (by hash)".into()], ..Drift::default() },
+    };
+    let mut drift = drift;
+    if drift.is_empty() {
+        drift.execution.push("run.name".into());
+    }
+    let label_changed = !drift.label.is_empty() || previous.label_hash != lhash;
+    if label_changed && !options.accept_changes {
+        return Err(RunError::ConfigDrift(format!(
+            "{file}: label-defining settings differ from those this run started with ({}; recorded from {}): \
+             labels computed with different settings cannot be fitted together. Use a new run directory (--dir), \
+             or run again with --accept-changes to label this run's structures again with the new settings \
+             (a new labelling lineage; the old labels stay in the database, unused). Other changes: {}",
+            drift.label.join(", "),
+            previous.file,
+            Drift { label: vec![], ..drift.clone() }.summary().if_empty("none"),
+        )));
+    }
+    let state = store.loop_state()?;
+    let mut lineage = previous.lineage;
+    let mut effects = Vec::new();
+    if label_changed {
+        lineage += 1;
+        if let Some(state) = &state {
+            // Every structure that has a label of any lineage gets one with the new settings.
+            let structures: Vec<Structure> = store
+                .labels()?
+                .into_iter()
+                .map(|l| l.structure)
+                .filter(|s| s.species.iter().all(|e| config.elements.contains(e)))
+                .filter(|s| config.oracle.check_structure(s).is_ok())
+                .collect();
+            let n_structures = structures.len();
+            let calcs = new_calculations(structures, "relabel", state.generation, &config.oracle, |i| {
+                format!("labelled structure {}", i + 1)
+            })
+            .map_err(RunError::Input)?;
+            let why = format!("labelling lineage {lineage}: {}", drift.label.join(", "));
+            let added = store.restart_generation(state.generation, &calcs, &why)?;
+            effects.push(format!(
+                "new labelling lineage {lineage}: {added} of {n_structures} labelled structures to label again \
+                 with the new settings; generation {} starts over from labelling",
+                state.generation
+            ));
+        }
+    } else if let Some(state) = state.as_ref().filter(|s| s.phase.is_final()) {
+        if !drift.limits.is_empty() {
+            store.set_phase(state.generation, Phase::Select, Some("reopened: the configuration changed"))?;
+            effects.push(format!(
+                "the {} run is reopened at generation {} (selection) under the new limits",
+                state.phase.as_str(),
+                state.generation
+            ));
+        }
+    }
+    if !drift.model.is_empty() {
+        effects.push("model settings apply from the next fit".into());
+    }
+    if !drift.explore.is_empty() {
+        effects.push("exploration settings apply from the next exploration".into());
+    }
+    let note = format!("configuration changed: {} ({})", drift.summary(), effects.join("; ").if_empty("recorded"));
+    reporter.say(&note);
+    let id = store.record_config(&file, &text, &hash, &lhash, lineage, Some(&note))?;
+    copy_config(run_dir, id, &text)
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() {
+            other.to_string()
+        } else {
+            self
+        }
+    }
+}
+
+/// `RUN/configs/NNN.toml`: the configuration text the run accepted as its NNN-th.
+fn copy_config(run_dir: &Path, id: i64, text: &str) -> Result<(), RunError> {
+    write_atomic(&run_dir.join("configs").join(format!("{id:03}.toml")), text.as_bytes())
 }
 
 fn fmt_stat(v: Option<f64>, scale: f64, unit: &str) -> String {
@@ -242,6 +426,12 @@ fn explore(
             Ok(o) => (o.steps_done, (o.reason != autopipe_md::StopReason::Completed).then(|| o.reason.to_string())),
             // A model far outside its training domain can blow the dynamics up: what was
             // collected until then is exactly what the next generation needs.
+            Err(err) if state.step == 0 => {
+                return Err(RunError::Input(format!(
+                    "generation {g}: MD {name} could not start with the model {}: {err}",
+                    record.path
+                )))
+            }
             Err(err) => (state.step, Some(format!("MD error: {err}"))),
         };
         // Candidates: every collected frame above gamma_select (the watchdog), plus the
@@ -354,12 +544,22 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
         new_calculations(structures, "md", g + 1, &config.oracle, |k| format!("candidate {}", pool[chosen[k]].0))
             .map_err(RunError::Input)?;
     let selected: Vec<(i64, autopipe_store::NewCalculation)> = chosen.iter().map(|&k| pool[k].0).zip(calcs).collect();
+    let below = n_uncertain == 0 && !selected.is_empty();
+    let mut gamma_stats = gamma_stats;
+    gamma_stats["n_selected"] = json!(selected.len());
+    gamma_stats["filled_below_gamma_select"] = json!(below);
     reporter.say(&format!(
-        "generation {g}: selected {} of {} candidates ({n_uncertain} above gamma_select {}) for generation {}",
+        "generation {g}: selected {} of {} candidates ({n_uncertain} above gamma_select {}) for generation {}{}",
         selected.len(),
         candidates.len(),
         e.gamma_select,
-        g + 1
+        g + 1,
+        if below {
+            ": nothing was uncertain, the quota was filled with the most uncertain frames below gamma_select \
+             because the test errors miss their targets"
+        } else {
+            ""
+        }
     ));
     store.advance(g, &selected, &gamma_stats)?;
     Ok(())

@@ -2,6 +2,8 @@
 //! labelling and export through the job database and an executor.
 
 pub mod config;
+pub mod doctor;
+pub mod drift;
 pub mod examples;
 
 pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
@@ -11,4 +13,4 @@ pub mod models;
 pub mod select;
 
 pub use labelling::{label_frame, new_calculations, RunError};
-pub use learn::{run_loop, LoopOutcome, LoopReporter};
+pub use learn::{run_loop, LoopOutcome, LoopReporter, RunOptions};

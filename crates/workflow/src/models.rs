@@ -18,14 +18,20 @@ use std::path::{Path, PathBuf};
 pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
     let state = store.loop_state()?;
     let counts = store.counts()?;
-    let generations: Vec<serde_json::Value> = store
-        .generations()?
-        .into_iter()
-        .map(|g| {
+    let records = store.generations()?;
+    // Each row is one generation's story: what it labelled (selected by the previous
+    // exploration), the model fitted on everything so far, and what that model's
+    // exploration found and selected for the next generation.
+    let generations: Vec<serde_json::Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
             let metric = |set: &str, key: &str| g.metrics.as_ref().and_then(|m| m[set][key]["rmse"].as_f64());
+            let next = records.get(i + 1);
+            let gamma = g.gamma.as_ref();
+            let max_gamma = gamma.and_then(|x| x["max"].as_f64()).filter(|x| x.is_finite() && *x < 1e300);
             json!({
                 "generation": g.generation,
-                "n_candidates": g.n_candidates,
                 "n_selected": g.n_selected,
                 "n_labelled": g.n_labelled,
                 "n_failed": g.n_failed,
@@ -36,6 +42,13 @@ pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
                 "test_energy_rmse_ev_per_atom": metric("test", "energy_ev_per_atom"),
                 "test_stress_rmse_gpa": metric("test", "stress_gpa"),
                 "metrics": g.metrics,
+                "explore": {
+                    "max_gamma": max_gamma,
+                    "n_uncertain": gamma.and_then(|x| x["n_uncertain"].as_u64()),
+                    "n_candidates": gamma.and_then(|x| x["n_candidates"].as_u64()).or(next.map(|n| n.n_candidates as u64)),
+                    "n_selected_for_next": next.map(|n| n.n_selected),
+                    "filled_below_gamma_select": gamma.and_then(|x| x["filled_below_gamma_select"].as_bool()),
+                },
                 "gamma": g.gamma,
                 "started_at_s": g.started_at_s,
                 "finished_at_s": g.finished_at_s,
@@ -57,7 +70,7 @@ pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
 
 /// The model of a run directory (latest generation, or the given one).
 pub fn run_model_path(run_dir: &Path, generation: Option<i64>) -> Result<PathBuf, RunError> {
-    let store = JobStore::open_existing(run_dir)?;
+    let store = JobStore::open_read_only(run_dir)?;
     let record = store.model(generation)?.ok_or_else(|| {
         RunError::Input(format!(
             "{}: no fitted model yet{}",
@@ -71,24 +84,105 @@ pub fn run_model_path(run_dir: &Path, generation: Option<i64>) -> Result<PathBuf
 /// Write `ELEMENTS.snapcoeff`, `ELEMENTS.snapparam`, `pair_coeff.lammps` (the lines for
 /// a LAMMPS input) and the model JSON into `out_dir`. Returns the files written.
 pub fn export_lammps(model: &SnapModel, out_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
+    export_with_provenance(model, &serde_json::Value::Null, out_dir)
+}
+
+/// [`export_lammps`] of a model file, carrying its provenance (generation, errors,
+/// labels, program version, configuration hash) into every file written.
+pub fn export_lammps_file(model_path: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
+    let model = load_model(model_path)?;
+    let text = std::fs::read_to_string(model_path)
+        .map_err(|e| RunError::Input(format!("{}: cannot read the model: {e}", model_path.display())))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| RunError::Input(format!("{}: not a SNAP model file: {e}", model_path.display())))?;
+    let mut provenance = json.get("provenance").cloned().unwrap_or(serde_json::Value::Null);
+    if provenance.is_object() {
+        provenance["model_file"] = json!(std::fs::canonicalize(model_path).unwrap_or(model_path.to_path_buf()));
+    }
+    export_with_provenance(&model, &provenance, out_dir)
+}
+
+fn export_with_provenance(
+    model: &SnapModel,
+    provenance: &serde_json::Value,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>, RunError> {
     let out = |p: &Path, e: std::io::Error| RunError::Output { path: p.to_path_buf(), message: e.to_string() };
     std::fs::create_dir_all(out_dir).map_err(|e| out(out_dir, e))?;
+    let abs_dir = std::fs::canonicalize(out_dir).map_err(|e| out(out_dir, e))?;
     let stem: String = model.params.elements.iter().map(|e| e.element.symbol()).collect();
     let coeff = format!("{stem}.snapcoeff");
     let param = format!("{stem}.snapparam");
+    // Comment lines saying where the potential comes from (LAMMPS skips `#` lines in
+    // all three files).
+    let mut header = String::from("# SNAP potential exported by autopipe ");
+    header.push_str(env!("CARGO_PKG_VERSION"));
+    header.push('\n');
+    if let Some(p) = provenance.as_object() {
+        let get = |k: &str| p.get(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+        header.push_str(&format!(
+            "# run {}, generation {}, fitted by {} on {} labels ({} train, {} test) of oracle {}\n",
+            get("run"),
+            get("generation"),
+            get("program").trim_matches('"'),
+            get("labels"),
+            get("train_frames"),
+            get("test_frames"),
+            get("oracle"),
+        ));
+        let rmse = |set: &str, key: &str, scale: f64| {
+            p.get(set).and_then(|t| t[key]["rmse"].as_f64()).map(|x| format!("{:.4}", x * scale)).unwrap_or("-".into())
+        };
+        header.push_str(&format!(
+            "# test RMSE: forces {} eV/Å, energy {} meV/atom; configuration hash {}\n",
+            rmse("test", "forces_ev_per_a", 1.0),
+            rmse("test", "energy_ev_per_atom", 1e3),
+            get("config_hash").trim_matches('"'),
+        ));
+    }
+    let masses: String = model
+        .params
+        .elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("mass {} {}   # {}\n", i + 1, e.element.mass_amu(), e.element.symbol()))
+        .collect();
+    let names: Vec<&str> = model.params.elements.iter().map(|e| e.element.symbol()).collect();
+    let include = format!(
+        "{header}# Include after the box exists (read_data / create_box), with `units metal` and\n\
+         # atom_style atomic; atom types 1..{n} are {names}. The files are named by absolute path,\n\
+         # so this works from any directory.\n{masses}{pair}",
+        n = names.len(),
+        names = names.join(", "),
+        pair = pair_coeff_snippet(model, &quote(&abs_dir.join(&coeff)), &quote(&abs_dir.join(&param))),
+    );
+    let mut model_json = serde_json::to_value(model).expect("models serialise");
+    if !provenance.is_null() {
+        model_json["provenance"] = provenance.clone();
+    }
     let files = [
-        (coeff.clone(), to_snapcoeff(model)),
-        (param.clone(), to_snapparam(model)),
-        ("pair_coeff.lammps".to_string(), pair_coeff_snippet(model, &coeff, &param)),
-        (format!("{stem}.model.json"), serde_json::to_string_pretty(model).expect("models serialise")),
+        (coeff.clone(), format!("{header}{}", to_snapcoeff(model))),
+        (param.clone(), format!("{header}{}", to_snapparam(model))),
+        ("pair_coeff.lammps".to_string(), include),
+        (format!("{stem}.model.json"), serde_json::to_string_pretty(&model_json).expect("models serialise")),
     ];
     let mut written = Vec::new();
     for (name, text) in files {
         let path = out_dir.join(name);
-        std::fs::write(&path, text).map_err(|e| out(&path, e))?;
+        autopipe_atoms::output::write_output(&path, text.as_bytes()).map_err(|e| out(&path, e))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// A path for a LAMMPS command line: quoted when it has spaces.
+fn quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if s.contains(char::is_whitespace) {
+        format!("\"{s}\"")
+    } else {
+        s
+    }
 }
 
 /// SNAP parameters for the elements of `frames` (in order of first appearance).

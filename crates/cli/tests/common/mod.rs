@@ -71,3 +71,19 @@ pub fn one_atom_cells(path: &Path, n: usize) {
 
 /// A shell command for `--engine command` that writes a valid one-atom label.
 pub const WRITE_LABEL: &str = r#"printf '1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 pbc="T T T"\nCu 0 0 0 0.1 0 0\n' > output.xyz"#;
+
+/// Run `autopipe run ARGS`, which must end converged (exit 0) or finished without
+/// converging (exit 4).
+pub fn run_loop(args: &[&str]) -> Output {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(
+        matches!(out.status.code(), Some(0 | 4)),
+        "autopipe {all:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
