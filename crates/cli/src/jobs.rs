@@ -7,7 +7,7 @@ use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_engines::EngineSpec;
 use autopipe_exec::local::attempt_dir;
 use autopipe_exec::{calc_dir_rel, plural, run_local, LocalOptions, RunSummary};
-use autopipe_store::{CalcStatus, JobStore, RunLock};
+use autopipe_store::{utc, CalcStatus, JobStore, RunLock, StoreError};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -138,7 +138,7 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             if !(0.0..=1.0).contains(&exec.failure_tolerance) {
                 bail!("--failure-tolerance must be between 0 and 1");
             }
-            let _lock = RunLock::acquire(&dir)?;
+            let _lock = lock_existing(&dir)?;
             let mut store = JobStore::open_existing(&dir)?;
             let opts = LocalOptions {
                 workers: exec.workers as usize,
@@ -164,14 +164,12 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             let store = JobStore::open_read_only(&dir)?;
             let frames: Vec<_> = store.labels()?.iter().map(autopipe_workflow::label_frame).collect();
             write_extxyz_file(&out, &frames)?;
-            crate::report_line(
-                &out,
-                &format!("{} written to {}", plural(frames.len() as u64, "label", "labels"), out.display()),
-            );
+            let line = format!("{} written to {}", plural(frames.len() as u64, "label", "labels"), out.display());
+            crate::report_line(&out, &line);
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Reset { dir, failed, timeout, cancelled } => {
-            let _lock = RunLock::acquire(&dir)?;
+            let _lock = lock_existing(&dir)?;
             let mut store = JobStore::open_existing(&dir)?;
             let statuses = match (failed, timeout, cancelled) {
                 (false, false, false) => vec![CalcStatus::Failed, CalcStatus::Timeout],
@@ -185,6 +183,15 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { dir, ids, pending, failed, timeout } => {
+            // The run lock when it is free; when `jobs run` (or `autopipe run`) holds it,
+            // cancel goes ahead anyway: it is one transaction, and the running
+            // orchestrator watches for cancellations, stops those jobs and never harvests
+            // them. (Waiting for the lock would make cancelling a running job impossible.)
+            let _lock = match lock_existing(&dir) {
+                Ok(lock) => Some(lock),
+                Err(StoreError::Locked { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
             let mut store = JobStore::open_existing(&dir)?;
             let ids = if ids.is_empty() {
                 let mut v = Vec::new();
@@ -202,7 +209,7 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             cancel(&mut store, &dir, &ids)
         }
         JobsCommand::Forget { dir, ids } => {
-            let _lock = RunLock::acquire(&dir)?;
+            let _lock = lock_existing(&dir)?;
             let mut store = JobStore::open_existing(&dir)?;
             forget(&mut store, &dir, &ids)
         }
@@ -365,21 +372,14 @@ fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+/// The run lock of an existing run directory: a directory without a database is the
+/// database's error (no run here), not a lock file created in a new directory.
+fn lock_existing(dir: &Path) -> Result<RunLock, StoreError> {
+    let db = dir.join(autopipe_store::DB_FILE);
+    if !db.is_file() {
+        return Err(StoreError::Missing { path: db });
+    }
+    RunLock::acquire(dir)
 }
 
 /// `jobs status --id ID`: everything about one calculation.
@@ -508,14 +508,4 @@ fn status(store: &JobStore, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(951_782_400.5), "2000-02-29 00:00:00 UTC");
-        assert_eq!(super::utc(1_700_000_000.0), "2023-11-14 22:13:20 UTC");
-    }
 }

@@ -130,7 +130,7 @@ fn cancelled_calculations_never_run_and_reset_brings_them_back() {
 }
 
 #[test]
-fn cancel_from_another_process_stops_a_running_job_and_forget_refuses_it_while_it_runs() {
+fn cancel_from_another_process_stops_a_running_job_that_is_never_harvested() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // Calculation 1 hangs (and records its process id); calculation 2 is quick.
@@ -144,9 +144,10 @@ fn cancel_from_another_process_stops_a_running_job_and_forget_refuses_it_while_i
     let pid_file = dir.join("jobs/000/000001/pid");
     wait_until("calculation 1 to start", || pid_file.exists() && count(&status_json(dir), "done") == 1);
 
+    // Writers wait their turn (the run lock), cancel does not.
     let out = run(&["jobs", "forget", "--dir", d(dir), "1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("calculation 1 is running; cancel first"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another autopipe"), "{}", stderr(&out));
 
     let start = Instant::now();
     let out = ok(&["jobs", "cancel", "--dir", d(dir), "1"]);
@@ -341,4 +342,42 @@ fn an_input_error_fails_at_once_without_retries() {
     assert_eq!(s["executions"], 1);
     assert_eq!(outcomes(dir, 1), ["input"]);
     assert!(detail(dir, 1)["message"].as_str().unwrap().contains("no-such-pseudo-dir/Si.pbe-rrkj.UPF"));
+}
+
+#[test]
+fn a_job_orphaned_by_kill_9_cannot_be_forgotten_but_can_be_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    import_command(dir, 1, &format!("echo $$ > ../pid; sleep 30; {WRITE_LABEL}"));
+    let mut child = autopipe().args(["jobs", "run", "--dir", d(dir)]).spawn().unwrap();
+    let pid_file = dir.join("jobs/000/000001/pid");
+    wait_until("the job to start", || pid_file.exists());
+    child.kill().unwrap(); // SIGKILL: the job lives on, the database says running
+    child.wait().unwrap();
+    let out = run(&["jobs", "forget", "--dir", d(dir), "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("calculation 1 is running; cancel first") && err.contains("nothing was changed"), "{err}");
+    assert_eq!(count(&status_json(dir), "running"), 1);
+    // No orchestrator is left to stop it: cancel stops the live job itself.
+    let out = ok(&["jobs", "cancel", "--dir", d(dir), "1"]);
+    assert!(stdout(&out).contains("cancelled calculation 1 (it was running)"), "{}", stdout(&out));
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    wait_until("the orphaned engine to die", || !pid_alive(pid));
+    ok(&["jobs", "forget", "--dir", d(dir), "1"]);
+    assert_eq!(
+        status_json(dir)["counts"],
+        serde_json::json!({"pending": 0, "submitted": 0, "running": 0, "done": 0, "failed": 0, "timeout": 0, "cancelled": 0})
+    );
+}
+
+#[test]
+fn an_error_shows_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-attempt");
+    let out = run(&["job-exec", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(missing.join(".lock").to_str().unwrap()), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
