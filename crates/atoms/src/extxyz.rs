@@ -1558,7 +1558,7 @@ mod tests {
         assert!(e.to_string().contains("missing.xyz"));
         std::fs::write(&path, "1\nLattice=\"1 2\"\nH 0 0 0\n").unwrap();
         let e = read_extxyz_file(&path).unwrap_err().to_string();
-        assert!(e.contains("a.xyz:2: frame 0"), "{e}");
+        assert!(e.contains("a.xyz:2: frame 1"), "{e}");
         let mut bad = frames[0].clone();
         bad.forces_ev_per_a = Some(vec![]);
         assert!(matches!(write_extxyz_file(&path, &[bad]), Err(ExtxyzError::InvalidFrame { .. })));
