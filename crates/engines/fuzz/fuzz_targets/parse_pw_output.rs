@@ -9,7 +9,14 @@ fuzz_target!(|data: &[u8]| {
     let text = bytes_to_text(data);
     if let Ok(p) = autopipe_engines::qe::parse_pw_output(&text, "fuzz") {
         if p.status == RunStatus::Converged {
-            assert!(text.contains("JOB DONE"));
+            // the end of a run: `JOB DONE.`, or the final `PWSCF :` timing line (QE 4.0-4.2)
+            assert!(
+                text.contains("JOB DONE")
+                    || text.lines().any(|l| {
+                        let l = l.trim_start();
+                        l.starts_with("PWSCF") && (l.contains("WALL") || l.contains("wall time"))
+                    })
+            );
         }
         if let Some(l) = p.to_labels() {
             assert!(l.energy_ev.is_finite());
