@@ -1,24 +1,13 @@
 //! What the stability guard costs: a 108-atom Cu EMT NVT run timed with and without it.
 //! `cargo run --release -p autopipe-md --example guard_cost [steps]`
-use autopipe_atoms::{Element, Structure};
+use autopipe_atoms::Element;
 use autopipe_build::{bulk, rng_from_seed, supercell, Lattice};
-use autopipe_engines::emt::Emt;
-use autopipe_md::{maxwell_boltzmann, run_md, Ensemble, Evaluation, ForceField, MdSettings, MdState, StabilityGuard};
+use autopipe_md::{maxwell_boltzmann, run_md, Ensemble, MdSettings, MdState, StabilityGuard};
 use std::time::Instant;
 
-struct EmtFf(Emt);
-
-impl ForceField for EmtFf {
-    fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
-        let l = self.0.calculate(s).map_err(|e| e.to_string())?;
-        Ok(Evaluation {
-            energy_ev: l.energy_ev,
-            forces_ev_per_a: l.forces_ev_per_a,
-            stress_ev_per_a3: l.stress_ev_per_a3,
-            gamma: None,
-        })
-    }
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::EmtFf;
 
 fn main() {
     let steps: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
@@ -36,7 +25,7 @@ fn main() {
             settings.stability = guard.clone();
             let mut state = MdState::new(s.clone(), v.clone());
             let t0 = Instant::now();
-            run_md(&mut state, &mut EmtFf(Emt::new()), &settings, &mut []).expect("stable MD");
+            run_md(&mut state, &mut EmtFf::new(), &settings, &mut []).expect("stable MD");
             let us = t0.elapsed().as_secs_f64() * 1e6 / steps as f64;
             if round == 1 {
                 println!("{name:34} {us:8.1} µs/step ({} atoms, {steps} steps)", s.len());

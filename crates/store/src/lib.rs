@@ -369,6 +369,44 @@ fn import_in(tx: &Connection, items: &[NewCalculation]) -> rusqlite::Result<Impo
     Ok(summary)
 }
 
+/// `from -> done` for calculation `id` with its result (and its structure becomes
+/// `labelled`); returns how many calculations changed (0 when it is not in `from`).
+fn set_done(
+    tx: &Connection,
+    id: i64,
+    from: CalcStatus,
+    now: f64,
+    result: &CalcResult,
+    message: Option<&str>,
+) -> rusqlite::Result<usize> {
+    let n = exec(
+        tx,
+        "UPDATE calculations SET status = 'done', finished_at = ?2, wall_time_s = ?3, energy_ev = ?4,
+             forces_json = ?5, stress_json = ?6, max_force_ev_per_a = ?7, scf_steps = ?8, message = ?9
+         WHERE id = ?1 AND status = ?10",
+        params![
+            id,
+            now,
+            result.wall_time_s,
+            result.energy_ev,
+            serde_json::to_string(&result.forces_ev_per_a).expect("forces serialise"),
+            result.stress_ev_per_a3.map(|s| serde_json::to_string(&s).expect("stress serialises")),
+            result.max_force_ev_per_a,
+            result.scf_steps,
+            message,
+            from.as_str(),
+        ],
+    )?;
+    if n > 0 {
+        exec(
+            tx,
+            "UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)",
+            [id],
+        )?;
+    }
+    Ok(n)
+}
+
 /// `PRAGMA quick_check` or `integrity_check`: the problems listed (none when it says ok).
 fn check_pragma(conn: &Connection, pragma: &str) -> rusqlite::Result<Vec<String>> {
     let mut st = conn.prepare(&format!("PRAGMA {pragma}"))?;
@@ -673,30 +711,11 @@ impl JobStore {
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        let n = tx
-            .execute(
-                "UPDATE calculations SET status = 'done', finished_at = ?2, wall_time_s = ?3, energy_ev = ?4,
-                     forces_json = ?5, stress_json = ?6, max_force_ev_per_a = ?7, scf_steps = ?8, message = NULL
-                 WHERE id = ?1 AND status = 'running'",
-                params![
-                    id,
-                    now,
-                    result.wall_time_s,
-                    result.energy_ev,
-                    serde_json::to_string(&result.forces_ev_per_a).expect("forces serialise"),
-                    result.stress_ev_per_a3.map(|s| serde_json::to_string(&s).expect("stress serialises")),
-                    result.max_force_ev_per_a,
-                    result.scf_steps,
-                ],
-            )
-            .map_err(sq)?;
-        if n == 0 {
+        if set_done(&tx, id, CalcStatus::Running, now, result, None).map_err(sq)? == 0 {
             drop(tx);
             return Err(self.wrong_state(id, "running"));
         }
         exec(&tx, "UPDATE attempts SET finished_at = ?2, outcome = 'done' WHERE id = ?1", params![attempt_id, now])
-            .map_err(sq)?;
-        exec(&tx, "UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])
             .map_err(sq)?;
         tx.commit().map_err(sq)
     }

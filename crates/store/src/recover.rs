@@ -1,8 +1,10 @@
 //! Recovery into a fresh database: finished labels found elsewhere (the job
 //! directories' `result.json`) become `done` calculations, in one transaction.
 
-use crate::{exec, import_in, now_s, CalcResult, JobStore, NewCalculation, Result};
-use rusqlite::params;
+use crate::{
+    calculation_key, exec, import_in, now_s, set_done, CalcResult, CalcStatus, JobStore, NewCalculation, Result,
+};
+use rusqlite::{params, OptionalExtension};
 
 impl JobStore {
     /// Add each calculation (when its idempotency key is new) as `done` with its
@@ -10,32 +12,27 @@ impl JobStore {
     pub fn import_done(&mut self, items: &[(NewCalculation, CalcResult)]) -> Result<usize> {
         let now = now_s();
         self.write(|tx| {
-            let mut added = 0;
+            let key = |c: &NewCalculation| calculation_key(&c.structure.content_hash(), &c.engine, &c.label_params);
+            let id_of = |k: &str| {
+                tx.query_row("SELECT id FROM calculations WHERE key = ?1", [k], |r| r.get::<_, i64>(0)).optional()
+            };
+            // Only calculations new here get the recovered label; one already present keeps
+            // whatever it has.
+            let mut new = Vec::new();
             for (calc, result) in items {
-                if import_in(tx, std::slice::from_ref(calc))?.added == 0 {
-                    continue;
+                let k = key(calc);
+                if id_of(&k)?.is_none() && !new.iter().any(|(nk, _, _)| *nk == k) {
+                    new.push((k, calc.clone(), result));
                 }
-                let id = tx.last_insert_rowid();
-                exec(
-                    tx,
-                    "UPDATE calculations SET status = 'done', attempts = 1, finished_at = ?2, wall_time_s = ?3,
-                         energy_ev = ?4, forces_json = ?5, stress_json = ?6, max_force_ev_per_a = ?7, scf_steps = ?8,
-                         message = 'recovered from its job directory'
-                     WHERE id = ?1",
-                    params![
-                        id,
-                        now,
-                        result.wall_time_s,
-                        result.energy_ev,
-                        serde_json::to_string(&result.forces_ev_per_a).expect("forces serialise"),
-                        result.stress_ev_per_a3.map(|s| serde_json::to_string(&s).expect("stress serialises")),
-                        result.max_force_ev_per_a,
-                        result.scf_steps,
-                    ],
-                )?;
-                exec(tx, "UPDATE structures SET status = 'labelled' WHERE id = (SELECT structure_id FROM calculations WHERE id = ?1)", [id])?;
-                added += 1;
             }
+            let calcs: Vec<NewCalculation> = new.iter().map(|(_, c, _)| c.clone()).collect();
+            import_in(tx, &calcs)?;
+            for (k, _, result) in &new {
+                let id = id_of(k)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                set_done(tx, id, CalcStatus::Pending, now, result, Some("recovered from its job directory"))?;
+                exec(tx, "UPDATE calculations SET attempts = 1 WHERE id = ?1", [id])?;
+            }
+            let added = new.len();
             exec(
                 tx,
                 "INSERT INTO events (at, kind, message) VALUES (?1, 'recover', ?2)",

@@ -167,3 +167,26 @@ fn loop_phases_are_recorded_with_their_results() {
     assert_eq!((g[1].n_candidates, g[1].n_selected), (2, 1));
     assert_eq!(g[0].gamma, Some(serde_json::json!({"max": 3.0})));
 }
+
+#[test]
+fn import_done_labels_exactly_the_new_calculations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = JobStore::open_or_create(dir.path()).unwrap();
+    // Two calculations exist already (one pending); an event row is logged in between,
+    // so calculation and event ids no longer go in step.
+    s.import(&[new_calc(0.0), new_calc(0.01)]).unwrap();
+    s.log_event(None, "note", "an event").unwrap();
+    let with_energy = |e: f64| CalcResult { energy_ev: e, ..result() };
+    let items: Vec<_> = (0..4).map(|i| (new_calc(i as f64 * 0.01), with_energy(-(i as f64) - 1.0))).collect();
+    // The two already present stay as they were (pending): only the two new ones are done.
+    assert_eq!(s.import_done(&items).unwrap(), 2);
+    assert_eq!(s.import_done(&items).unwrap(), 0, "a second recovery adds nothing");
+    let labels = s.labels().unwrap();
+    assert_eq!(labels.len(), 2);
+    for l in &labels {
+        let k = items.iter().position(|(c, _)| c.structure == l.structure).unwrap();
+        assert!(k >= 2, "calculation {} was not new", l.calculation_id);
+        assert_eq!(l.result.energy_ev, items[k].1.energy_ev, "each label on its own calculation");
+    }
+    assert_eq!(s.counts().unwrap().pending, 2);
+}
