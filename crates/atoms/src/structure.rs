@@ -27,7 +27,7 @@ pub struct Structure {
 pub enum StructureError {
     #[error("{positions} positions but {species} species")]
     LengthMismatch { positions: usize, species: usize },
-    #[error("periodic, but the cell is singular (volume {volume_a3} Å³; no Lattice given?)")]
+    #[error("periodic but the cell is singular (no Lattice)")]
     SingularCell { volume_a3: f64 },
     #[error("position of atom {} is not finite", .index + 1)]
     NonFinite { index: usize },

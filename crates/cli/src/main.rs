@@ -399,10 +399,6 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
 
 fn validate(config_path: &Path) -> Result<ExitCode> {
     let c = autopipe_workflow::load_config(config_path)?;
-    let atoms_per_cell = autopipe_build::generate_bulk(&BulkRecipe { count: 1, ..c.generate.clone() })
-        .first()
-        .map(|s| s.len())
-        .unwrap_or(0);
     println!(
         "{}: valid. run {:?}: {} ({}, {} atoms per cell, {} structures in generation 0), oracle {}, SNAP 2J={} \
          cutoff {} Å, {} MD segments of {} steps, at most {} generations of {} labels, {} workers",
@@ -410,7 +406,7 @@ fn validate(config_path: &Path) -> Result<ExitCode> {
         c.name,
         c.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-"),
         c.generate.lattice.name(),
-        atoms_per_cell,
+        c.generate.atoms_per_structure(),
         c.generate.count,
         c.oracle.name(),
         c.snap.twojmax,

@@ -470,8 +470,9 @@ impl JobStore {
     /// Open the database of `run_dir` for reading only: never writes, never creates a
     /// file, works in a directory the user cannot write (then SQLite's `immutable`
     /// mode, which cannot see transactions still in a `-wal` file: said on stderr).
-    /// A database with an older schema is brought up to date first when the directory
-    /// is writable.
+    /// An older schema is read as it is, never upgraded here: every table a reader
+    /// needs exists since schema 2 (migration 3 added a status value and the
+    /// configurations that only `run` reads).
     pub fn open_read_only(run_dir: &Path) -> Result<JobStore> {
         use rusqlite::OpenFlags;
         let path = run_dir.join(DB_FILE);
@@ -480,7 +481,8 @@ impl JobStore {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let corrupt = |source| StoreError::Corrupt { path: path.clone(), source };
-        let probe = |conn: &Connection| -> rusqlite::Result<i64> {
+        // The first read tells a damaged file from a database.
+        let version = |conn: &Connection| -> rusqlite::Result<i64> {
             conn.busy_timeout(std::time::Duration::from_secs(30))?;
             conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         };
@@ -493,9 +495,7 @@ impl JobStore {
             unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
         };
         let conn = if writable {
-            let c = Connection::open_with_flags(&path, flags).map_err(|e| sqlite_error(&path, e))?;
-            probe(&c).map_err(corrupt)?;
-            c
+            Connection::open_with_flags(&path, flags).map_err(|e| sqlite_error(&path, e))?
         } else {
             let wal = run_dir.join(format!("{DB_FILE}-wal"));
             if wal.metadata().map(|m| m.len() > 0).unwrap_or(false) {
@@ -507,27 +507,12 @@ impl JobStore {
                 );
             }
             let uri = format!("file:{}?immutable=1", uri_path(&path));
-            let c = Connection::open_with_flags(&uri, flags).map_err(corrupt)?;
-            probe(&c).map_err(corrupt)?;
-            c
+            Connection::open_with_flags(&uri, flags).map_err(corrupt)?
         };
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+        let found = version(&conn).map_err(corrupt)?;
         let supported = schema::MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(StoreError::TooNew { path, found: version, supported });
-        }
-        if version < supported {
-            drop(conn);
-            return match Self::open_existing(run_dir) {
-                Ok(_) => Self::open_read_only(run_dir),
-                Err(StoreError::Sqlite { .. }) | Err(StoreError::Io { .. }) => Err(StoreError::Sqlite {
-                    path,
-                    source: rusqlite::Error::InvalidParameterName(format!(
-                        "schema version {version} needs an upgrade to {supported}, which needs write access"
-                    )),
-                }),
-                Err(e) => Err(e),
-            };
+        if found > supported {
+            return Err(StoreError::TooNew { path, found, supported });
         }
         conn.execute_batch("PRAGMA query_only=ON; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
         Ok(JobStore { conn, path })

@@ -286,7 +286,7 @@ fn reconcile_config(
     if previous.hash == hash {
         return Ok(());
     }
-    let drift = match parse_config(&previous.text, Path::new(&previous.file)) {
+    let mut drift = match parse_config(&previous.text, Path::new(&previous.file)) {
         Ok(old) => classify(&old, config),
         // The recorded text no longer validates (a stricter program): compare by hash.
         Err(e) if previous.label_hash == lhash => {
@@ -294,7 +294,6 @@ fn reconcile_config(
         }
         Err(_) => Drift { label: vec!["label-defining settings (by hash)".into()], ..Drift::default() },
     };
-    let mut drift = drift;
     if drift.is_empty() {
         drift.execution.push("run.name".into());
     }
@@ -307,7 +306,7 @@ fn reconcile_config(
              (a new labelling lineage; the old labels stay in the database, unused). Other changes: {}",
             drift.label.join(", "),
             previous.file,
-            Drift { label: vec![], ..drift.clone() }.summary().if_empty("none"),
+            or(Drift { label: vec![], ..drift.clone() }.summary(), "none"),
         )));
     }
     let state = store.loop_state()?;
@@ -353,23 +352,18 @@ fn reconcile_config(
     if !drift.explore.is_empty() {
         effects.push("exploration settings apply from the next exploration".into());
     }
-    let note = format!("configuration changed: {} ({})", drift.summary(), effects.join("; ").if_empty("recorded"));
+    let note = format!("configuration changed: {} ({})", drift.summary(), or(effects.join("; "), "recorded"));
     reporter.say(&note);
     let id = store.record_config(&file, &text, &hash, &lhash, lineage, Some(&note))?;
     copy_config(run_dir, id, &text)
 }
 
-trait IfEmpty {
-    fn if_empty(self, other: &str) -> String;
-}
-
-impl IfEmpty for String {
-    fn if_empty(self, other: &str) -> String {
-        if self.is_empty() {
-            other.to_string()
-        } else {
-            self
-        }
+/// `text`, or `other` when it is empty.
+fn or(text: String, other: &str) -> String {
+    if text.is_empty() {
+        other.to_string()
+    } else {
+        text
     }
 }
 
