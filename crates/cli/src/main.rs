@@ -431,8 +431,14 @@ fn doctor(dir: &Path, recover: bool, json: bool) -> Result<ExitCode> {
                 r.database.display(),
                 r.labels_in_database.unwrap_or(0)
             ),
+            Some(_) if r.missing => println!("{}: there is no database", r.database.display()),
             Some(p) => {
-                println!("{}: DAMAGED ({} problems):", r.database.display(), p.len());
+                println!(
+                    "{}: DAMAGED ({} {}):",
+                    r.database.display(),
+                    p.len(),
+                    if p.len() == 1 { "problem" } else { "problems" }
+                );
                 for line in p.iter().take(10) {
                     println!("  {line}");
                 }
@@ -451,8 +457,8 @@ fn doctor(dir: &Path, recover: bool, json: bool) -> Result<ExitCode> {
                 r.database.display(),
                 r.damaged_moved_to.as_ref().map(|p| format!(" (the damaged file is now {})", p.display())).unwrap_or_default()
             ),
-            (Some(_), None) => println!(
-                "`autopipe doctor --dir {} --recover` rebuilds the database from those {} labels (the damaged file is kept aside)",
+            (Some(_), None) if r.labels_in_job_dirs > 0 || !r.missing => println!(
+                "`autopipe doctor --dir {} --recover` builds a database from those {} labels (a damaged file is kept aside)",
                 dir.display(),
                 r.labels_in_job_dirs
             ),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DoctorReport {
     pub database: PathBuf,
+    /// There is no database file at all (then `problems` says so too).
+    pub missing: bool,
     /// None: sound (integrity_check says ok); Some: what is wrong.
     pub problems: Option<Vec<String>>,
     /// Finished labels the database holds (when it could be read).
@@ -85,7 +87,11 @@ fn read_found(result_path: &Path) -> Result<Option<Found>, String> {
 /// Check `run_dir`; with `recover`, rebuild a damaged (or missing) database from the
 /// job directories: the damaged file is moved aside, never deleted.
 pub fn doctor(run_dir: &Path, recover: bool) -> Result<DoctorReport, RunError> {
+    if !run_dir.is_dir() {
+        return Err(RunError::Input(format!("{}: no such run directory", run_dir.display())));
+    }
     let database = run_dir.join(DB_FILE);
+    let missing = !database.exists();
     let (problems, labels_in_database) = match JobStore::open_read_only(run_dir) {
         Ok(store) => match store.integrity_problems() {
             Ok(p) if p.is_empty() => (None, store.counts().ok().map(|c| c.done as usize)),
@@ -119,6 +125,7 @@ pub fn doctor(run_dir: &Path, recover: bool) -> Result<DoctorReport, RunError> {
     }
     let mut report = DoctorReport {
         database: database.clone(),
+        missing,
         problems,
         labels_in_database,
         labels_in_job_dirs: found.len(),
@@ -128,6 +135,12 @@ pub fn doctor(run_dir: &Path, recover: bool) -> Result<DoctorReport, RunError> {
     };
     if !recover || report.problems.is_none() {
         return Ok(report);
+    }
+    if missing && found.is_empty() {
+        return Err(RunError::Input(format!(
+            "{}: nothing to recover (no database, and no finished label in its job directories)",
+            run_dir.display()
+        )));
     }
     let _lock = RunLock::acquire(run_dir)?;
     let fresh_dir = run_dir.join(format!(".recover-{}", std::process::id()));
