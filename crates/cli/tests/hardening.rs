@@ -269,6 +269,12 @@ fn the_loop_fits_only_labels_of_its_own_oracle_settings() {
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("models/gen-000.json")).unwrap()).unwrap();
     assert_eq!(model["provenance"]["labels"], 4, "{}", model["provenance"]);
+
+    // A new lineage labels again the loop's own structures, not the imported ones (EMT's
+    // labels do not depend on the element list: each keeps its key, none is added).
+    edit(&cfg, "elements = [\"Cu\"]", "elements = [\"Cu\", \"Ni\"]");
+    let out = run_loop(&[cfg.to_str().unwrap(), "--accept-changes"]);
+    assert!(stderr(&out).contains("0 of 4 labelled structures to label again"), "{}", stderr(&out));
 }
 
 /// Garbage over one page in the middle of the database file.

@@ -181,6 +181,7 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
         &m.target_energy_rmse_mev_per_atom,
     );
 
+    diff(&mut d.execution, "run.name", &old.name, &new.name);
     let (x, y) = (&old.execution, &new.execution);
     diff(&mut d.execution, "execution.workers", &x.workers, &y.workers);
     diff(&mut d.execution, "execution.walltime_s", &x.walltime_s, &y.walltime_s);
@@ -216,6 +217,8 @@ mod tests {
         assert_eq!(d.model, vec!["fit.force_weight"]);
         let d = classify(&base, &cu(|t| t.replace("max_generations = 7", "max_generations = 9")));
         assert_eq!(d.limits, vec!["loop.max_generations"]);
+        let d = classify(&base, &cu(|t| t.replace("name = \"cu-emt\"", "name = \"copper\"")));
+        assert_eq!(d.execution, vec!["run.name"]);
         let d = classify(&base, &cu(|t| t.replace("steps = 1000", "steps = 500")));
         assert_eq!(d.explore, vec!["explore.steps"]);
         assert_ne!(config_hash(&base), config_hash(&cu(|t| t.replace("steps = 1000", "steps = 500"))));

@@ -286,17 +286,15 @@ fn reconcile_config(
     if previous.hash == hash {
         return Ok(());
     }
-    let mut drift = match parse_config(&previous.text, Path::new(&previous.file)) {
-        Ok(old) => classify(&old, config),
+    let old = parse_config(&previous.text, Path::new(&previous.file));
+    let drift = match &old {
+        Ok(old) => classify(old, config),
         // The recorded text no longer validates (a stricter program): compare by hash.
         Err(e) if previous.label_hash == lhash => {
             Drift { model: vec![format!("(the recorded configuration no longer validates: {e})")], ..Drift::default() }
         }
         Err(_) => Drift { label: vec!["label-defining settings (by hash)".into()], ..Drift::default() },
     };
-    if drift.is_empty() {
-        drift.execution.push("run.name".into());
-    }
     let label_changed = !drift.label.is_empty() || previous.label_hash != lhash;
     if label_changed && !options.accept_changes {
         return Err(RunError::ConfigDrift(format!(
@@ -315,9 +313,13 @@ fn reconcile_config(
     if label_changed {
         lineage += 1;
         if let Some(state) = &state {
-            // Every structure that has a label of any lineage gets one with the new settings.
-            let structures: Vec<Structure> = store
-                .labels()?
+            // Every structure labelled in the previous lineage (all labelled ones when its
+            // configuration can no longer be read) gets a label with the new settings.
+            let labelled = match &old {
+                Ok(old) => lineage_labels(old, store)?,
+                Err(_) => store.labels()?,
+            };
+            let structures: Vec<Structure> = labelled
                 .into_iter()
                 .map(|l| l.structure)
                 .filter(|s| s.species.iter().all(|e| config.elements.contains(e)))
@@ -352,7 +354,11 @@ fn reconcile_config(
     if !drift.explore.is_empty() {
         effects.push("exploration settings apply from the next exploration".into());
     }
-    let note = format!("configuration changed: {} ({})", drift.summary(), or(effects.join("; "), "recorded"));
+    let note = format!(
+        "configuration changed: {} ({})",
+        or(drift.summary(), "nothing that changes the run"),
+        or(effects.join("; "), "recorded")
+    );
     reporter.say(&note);
     let id = store.record_config(&file, &text, &hash, &lhash, lineage, Some(&note))?;
     copy_config(run_dir, id, &text)
@@ -453,12 +459,10 @@ fn explore(
                 };
                 (f.structure, g, step)
             })
+            .chain(top.frames.into_iter().map(|(g, step, s)| (s, g, step)))
             .filter(|(_, g, step)| g.is_finite() && keep_before.is_none_or(|k| *step < k))
             .map(|(s, g, _)| (s, g))
             .collect();
-        candidates.extend(
-            top.frames.into_iter().filter(|(_, step, _)| keep_before.is_none_or(|k| *step < k)).map(|(g, _, s)| (s, g)),
-        );
         // An oracle never sees a frame with atoms on top of each other.
         candidates.retain(|(s, _)| autopipe_md::check_frame_sane(s, MIN_LABEL_DISTANCE_A).is_ok());
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -494,7 +498,7 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
     let segs = store.segments(g)?;
     let n_uncertain = candidates.iter().filter(|c| c.2 > e.gamma_select).count();
     let max_gamma = segs.iter().filter_map(|s| s.max_gamma).fold(f64::NAN, f64::max);
-    let gamma_stats = json!({
+    let mut gamma_stats = json!({
         "max": if max_gamma.is_finite() { json!(max_gamma) } else { json!(null) },
         "n_uncertain": n_uncertain,
         "n_candidates": candidates.len(),
@@ -557,7 +561,6 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
             .map_err(RunError::Input)?;
     let selected: Vec<(i64, autopipe_store::NewCalculation)> = chosen.iter().map(|&k| pool[k].0).zip(calcs).collect();
     let below = n_uncertain == 0 && !selected.is_empty();
-    let mut gamma_stats = gamma_stats;
     gamma_stats["n_selected"] = json!(selected.len());
     gamma_stats["filled_below_gamma_select"] = json!(below);
     reporter.say(&format!(
