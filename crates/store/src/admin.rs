@@ -91,8 +91,11 @@ pub struct CalcDetail {
     pub message: Option<String>,
 }
 
+/// (id, status) of the calculations found, and the ids that do not exist.
+type Statuses = (Vec<(i64, CalcStatus)>, Vec<i64>);
+
 /// Ids from `ids` with their status, and the ids that do not exist.
-fn statuses_of(tx: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result<(Vec<(i64, CalcStatus)>, Vec<i64>)> {
+fn statuses_of(tx: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result<Statuses> {
     let mut st = tx.prepare_cached("SELECT status FROM calculations WHERE id = ?1")?;
     let (mut found, mut unknown) = (Vec::new(), Vec::new());
     for &id in ids {
