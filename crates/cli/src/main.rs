@@ -308,11 +308,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let emt = autopipe_engines::emt::Emt::new();
             let mut frames = read_frames(&file)?;
             for (i, f) in frames.iter_mut().enumerate() {
-                autopipe_engines::EngineSpec::Emt
-                    .check_structure(&f.structure)
-                    .map_err(anyhow::Error::msg)
-                    .and_then(|_| models::label_with_emt(&emt, f).map_err(anyhow::Error::from))
-                    .with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
+                models::label_with_emt(&emt, f).with_context(|| format!("{}: frame {}", file.display(), i + 1))?;
             }
             write_extxyz_file(&out, &frames)?;
             report_line(&out, &format!("{} frames labelled with EMT, written to {}", frames.len(), out.display()));

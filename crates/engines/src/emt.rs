@@ -63,7 +63,8 @@ fn table_index(e: Element) -> Option<usize> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmtError {
-    #[error("EMT has no parameters for {element} (atom {index}); it supports Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O")]
+    /// `index` is 0-based in the value, shown 1-based.
+    #[error("EMT has no parameters for {element} (atom {}); it supports Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O", .index + 1)]
     UnsupportedElement { element: Element, index: usize },
     #[error("invalid structure for EMT: {0}")]
     InvalidStructure(#[from] StructureError),
