@@ -90,11 +90,12 @@ pub fn export_lammps(model: &SnapModel, out_dir: &Path) -> Result<Vec<PathBuf>, 
 /// [`export_lammps`] of a model file, carrying its provenance (generation, errors,
 /// labels, program version, configuration hash) into every file written.
 pub fn export_lammps_file(model_path: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
-    let model = load_model(model_path)?;
     let text = std::fs::read_to_string(model_path)
         .map_err(|e| RunError::Input(format!("{}: cannot read the model: {e}", model_path.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| RunError::Input(format!("{}: not a SNAP model file: {e}", model_path.display())))?;
+    let not_a_model =
+        |e: serde_json::Error| RunError::Input(format!("{}: not a SNAP model file: {e}", model_path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(not_a_model)?;
+    let model: SnapModel = serde_json::from_value(json.clone()).map_err(not_a_model)?;
     let mut provenance = json.get("provenance").cloned().unwrap_or(serde_json::Value::Null);
     if provenance.is_object() {
         provenance["model_file"] = json!(std::fs::canonicalize(model_path).unwrap_or(model_path.to_path_buf()));
