@@ -364,7 +364,12 @@ fn a_read_only_run_directory_can_be_inspected() {
     for p in [tmp.path(), dir.as_path()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let bin = env!("CARGO_BIN_EXE_autopipe");
+    // A copy of the binary nobody can run, wherever the checkout lies (a home directory
+    // of mode 700, say).
+    let bin = tmp.path().join("autopipe");
+    std::fs::copy(env!("CARGO_BIN_EXE_autopipe"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin.to_str().unwrap();
     let as_nobody = |args: &[&str]| {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])

@@ -451,9 +451,28 @@ impl JobStore {
     /// and bring its schema up to date.
     pub fn open_or_create(run_dir: &Path) -> Result<JobStore> {
         let path = run_dir.join(DB_FILE);
+        fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+            move |source| StoreError::Io { path: path.to_path_buf(), source }
+        }
         if !run_dir.exists() {
-            std::fs::create_dir_all(run_dir)
-                .map_err(|source| StoreError::Io { path: run_dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        }
+        if !path.exists() {
+            // Created whole, or not at all: the schema is built in a file of its own that
+            // then takes the database's name, so a reader (or a crash) never meets a
+            // database without its tables.
+            let fresh = run_dir.join(format!(".{DB_FILE}.new-{}", std::process::id()));
+            let _ = std::fs::remove_file(&fresh);
+            drop(Self::open_path(&fresh)?);
+            // A hard link does not replace a database another process created meanwhile;
+            // where links are not possible, a rename does the same but for that race.
+            match std::fs::hard_link(&fresh, &path) {
+                Ok(()) => std::fs::remove_file(&fresh).map_err(io(&fresh))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(&fresh).map_err(io(&fresh))?
+                }
+                Err(_) => std::fs::rename(&fresh, &path).map_err(io(&path))?,
+            }
         }
         Self::open_path(&path)
     }

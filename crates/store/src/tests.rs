@@ -190,3 +190,21 @@ fn import_done_labels_exactly_the_new_calculations() {
     }
     assert_eq!(s.counts().unwrap().pending, 2);
 }
+
+#[test]
+fn a_new_database_appears_whole_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = JobStore::open_or_create(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n.starts_with(DB_FILE)), "no building file is left: {names:?}");
+    // A reader opening it at once finds the whole schema.
+    let r = JobStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(r.counts().unwrap().total(), 0);
+    drop(s);
+    // Opening it again (it exists now) keeps it: nothing is created twice.
+    let mut again = JobStore::open_or_create(dir.path()).unwrap();
+    again.import(&[new_calc(0.0)]).unwrap();
+    assert_eq!(JobStore::open_or_create(dir.path()).unwrap().counts().unwrap().pending, 1);
+}
