@@ -80,10 +80,19 @@ impl ParsedOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// Empty, binary or unrelated text: "FILE is not a Quantum ESPRESSO pw.x output: ...".
-    #[error("{file} is not a {engine} output: {reason}")]
+    #[error("{file} is not {} {engine} output: {reason}", article(engine))]
     NotAnOutput { engine: &'static str, file: String, reason: String },
     #[error("cannot read {file}: {error}")]
     Io { file: String, error: String },
+}
+
+/// "a" or "an" before a program's name ("an ORCA output", "a CP2K output").
+fn article(name: &str) -> &'static str {
+    if name.starts_with(['A', 'E', 'I', 'O', 'U', 'a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// Why a text cannot be a program's text output at all (empty, binary), or None.

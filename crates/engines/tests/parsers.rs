@@ -419,7 +419,7 @@ fn each_parser_refuses_the_other_engines_outputs() {
     let parsers: [(&str, Parser, &str); 5] = [
         ("qe", parse_pw_output, "is not a Quantum ESPRESSO pw.x output"),
         ("cp2k", parse_cp2k_output, "is not a CP2K output"),
-        ("orca", parse_orca_output, "is not a ORCA output"),
+        ("orca", parse_orca_output, "is not an ORCA output"),
         ("vasprun", parse_vasprun, "is not a VASP vasprun.xml output"),
         ("outcar", parse_outcar, "is not a VASP OUTCAR output"),
     ];
