@@ -171,6 +171,18 @@ impl EngineSpec {
         }
     }
 
+    /// The same settings with the engine told to stop itself within `seconds` (QE
+    /// `max_seconds`, CP2K `WALLTIME`; a smaller limit already set is kept). A run option,
+    /// never label-defining. Engines without a time limit of their own are unchanged.
+    pub fn with_time_limit_s(&self, seconds: f64) -> EngineSpec {
+        let min = |a: Option<f64>| Some(a.map_or(seconds, |a| a.min(seconds)));
+        match self {
+            EngineSpec::Qe(s) => EngineSpec::Qe(QeSettings { max_seconds: min(s.max_seconds), ..s.clone() }),
+            EngineSpec::Cp2k(s) => EngineSpec::Cp2k(Cp2kSettings { walltime_s: min(s.walltime_s), ..s.clone() }),
+            other => other.clone(),
+        }
+    }
+
     /// Run the engine on `structure` in `job_dir` (which exists and is writable).
     pub fn run(&self, job_dir: &Path, structure: &Structure) -> EngineOutcome {
         match self {
