@@ -183,6 +183,22 @@ impl EngineSpec {
         }
     }
 
+    /// The same settings using `cores` cores, when the user left the engine at one core
+    /// (`mpi_ranks = 1`, `omp_threads = 1`): QE and CP2K then run `cores` MPI ranks. Set by
+    /// the executor from the cores a job was given (allocation mode, a scheduler's
+    /// `cpus_per_task`); settings the user chose are kept.
+    pub fn with_cores(&self, cores: u32) -> EngineSpec {
+        match self {
+            EngineSpec::Qe(s) if cores > 1 && s.mpi_ranks == 1 && s.omp_threads == 1 => {
+                EngineSpec::Qe(QeSettings { mpi_ranks: cores, ..s.clone() })
+            }
+            EngineSpec::Cp2k(s) if cores > 1 && s.mpi_ranks == 1 && s.omp_threads == 1 => {
+                EngineSpec::Cp2k(Cp2kSettings { mpi_ranks: cores, ..s.clone() })
+            }
+            other => other.clone(),
+        }
+    }
+
     /// Run the engine on `structure` in `job_dir` (which exists and is writable).
     pub fn run(&self, job_dir: &Path, structure: &Structure) -> EngineOutcome {
         match self {

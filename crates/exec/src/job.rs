@@ -252,8 +252,15 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
         return Ok(reused);
     }
     let start = Instant::now();
-    let (outcome, input_error) = match check_input(&job.engine, &job.structure, job_dir) {
-        Ok(()) => (job.engine.run(job_dir, &job.structure), false),
+    // What the local pool sets for the job process, set here too for jobs a scheduler
+    // started (a command engine may read them). This process has no other thread yet.
+    std::env::set_var("AUTOPIPE_CALCULATION_ID", job.calculation_id.to_string());
+    std::env::set_var("AUTOPIPE_ATTEMPT", job.attempt.to_string());
+    // The cores this job was given (allocation mode, a scheduler's cpus_per_task).
+    let cores = std::env::var("AUTOPIPE_CORES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(1);
+    let engine = job.engine.with_cores(cores);
+    let (outcome, input_error) = match check_input(&engine, &job.structure, job_dir) {
+        Ok(()) => (engine.run(job_dir, &job.structure), false),
         Err(message) => (EngineOutcome::Error { message }, true),
     };
     let result = JobResult {

@@ -527,6 +527,11 @@ impl Campaign<'_> {
                 return Err(sched_error(e));
             }
         };
+        // Fault injection for the test of two-phase submission (a kill between the
+        // scheduler's submission and the database write cannot be timed from outside).
+        if std::env::var_os("AUTOPIPE_TEST_ABORT_AFTER_SUBMIT").is_some() {
+            std::process::abort();
+        }
         let confirmed: Vec<(i64, i64, String)> =
             ready.iter().zip(&task_ids).map(|((cl, _), id)| (cl.calculation_id, cl.attempt_id, id.clone())).collect();
         pool.store.confirm_submitted(&confirmed)?;
@@ -541,12 +546,12 @@ impl Campaign<'_> {
                 running: false,
             });
         }
-        pool.observer.event(&ExecEvent::Submitted {
-            name,
-            tasks: confirmed.len(),
-            scheduler: self.sched.describe(),
-            script: script_path,
-        });
+        let event =
+            ExecEvent::Submitted { name, tasks: confirmed.len(), scheduler: self.sched.describe(), script: script_path };
+        if let Some(line) = event.log_line() {
+            pool.store.log_event(None, "submit", &line)?;
+        }
+        pool.observer.event(&event);
         pool.summary.batch = pool.batch_size(self.tracked.len())?;
         Ok(())
     }
