@@ -82,7 +82,7 @@ setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged -F \
 echo $! > "$DIR/munged.pid"
 for _ in $(seq 100); do [ -S "$DIR/munge/munge.socket" ] && break; sleep 0.1; done
 export SLURM_CONF="$DIR/slurm.conf"
-/usr/sbin/slurmctld -D -i -f "$SLURM_CONF" > "$DIR/slurmctld.out" 2>&1 &
+/usr/sbin/slurmctld -D -c -i -f "$SLURM_CONF" > "$DIR/slurmctld.out" 2>&1 &
 echo $! > "$DIR/slurmctld.pid"
 sleep 0.5
 /usr/sbin/slurmd -D -f "$SLURM_CONF" > "$DIR/slurmd.out" 2>&1 &

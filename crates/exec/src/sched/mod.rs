@@ -710,3 +710,6 @@ pub fn cancel_jobs(sched: &dyn Scheduler, backend_ids: &[String]) -> Result<(), 
         .collect();
     sched.cancel(&ids).map_err(sched_error)
 }
+
+#[cfg(test)]
+mod tests;
