@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn figure(name: &str, value: f64, unit: &str) {
+pub fn figure(name: &str, value: f64, unit: &str) {
     println!("{name} {value:.6} {unit}");
     let _ = std::io::stdout().flush();
 }
@@ -24,11 +24,12 @@ pub fn run(quick: bool) -> Result<()> {
     emt_speed(if quick { 0.3 } else { 2.0 })?;
     store_speed(if quick { 10_000 } else { 100_000 })?;
     local_pool(if quick { 100 } else { 500 }, if quick { 4 } else { 8 })?;
+    crate::bench_sched::run(quick)?;
     Ok(())
 }
 
 /// Distinct one-atom cells (simple cubic Cu with a different lattice constant each).
-fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
+pub fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
     let cu = Element::from_symbol("Cu").unwrap();
     (0..n).map(|i| bulk(Lattice::Sc, cu, 2.4 + 0.4 * i as f64 / n as f64)).collect()
 }
@@ -156,7 +157,7 @@ fn calibrate_busy_loop() -> Result<u64> {
     Ok(((n0 as f64) / t0).round() as u64)
 }
 
-fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
+pub fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
     let base = std::env::temp_dir().join(format!("autopipe-bench-{tag}-{}", std::process::id()));
     if Path::new(&base).exists() {
         std::fs::remove_dir_all(&base)?;
