@@ -348,7 +348,13 @@ fn run_batch(
     if detach && settings.kind == BackendKind::Local {
         bail!("--detach is for a scheduler's campaign (--backend slurm or flux): local jobs need this process to watch them");
     }
-    let _lock = lock_existing(dir)?;
+    // Shared: several `jobs run` may work on one database (leases keep their
+    // calculations apart); `import`, `reset`, `forget` and `autopipe run` wait for them.
+    let db = dir.join(autopipe_store::DB_FILE);
+    if !db.is_file() {
+        return Err(StoreError::Missing { path: db }.into());
+    }
+    let _lock = RunLock::acquire_shared(dir)?;
     let mut store = JobStore::open_existing(dir)?;
     let backend = settings.backend(detach, limit, max_fail_count);
     let mut observer = progress::Progress::new();

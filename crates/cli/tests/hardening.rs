@@ -220,7 +220,7 @@ fn configuration_drift_is_classified_refused_or_taken() {
 }
 
 #[test]
-fn a_second_run_in_the_same_directory_is_refused_and_status_still_reads() {
+fn a_second_writer_in_the_same_directory_is_refused_a_second_jobs_run_shares_and_status_still_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let d = dir.to_str().unwrap();
@@ -235,15 +235,21 @@ fn a_second_run_in_the_same_directory_is_refused_and_status_still_reads() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let cfg = tiny_config(dir, 1);
-    for args in [vec!["jobs", "run", "--dir", d], vec!["run", cfg.to_str().unwrap()]] {
+    for args in [vec!["jobs", "reset", "--dir", d], vec!["run", cfg.to_str().unwrap()]] {
         let out = run(&args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(&format!("another autopipe (pid {}", first.id())) && err.contains(d), "{args:?}: {err}");
     }
+    // A second `jobs run` may work beside the first (shared lock), but leaves the first
+    // one's running calculations alone (their leases): nothing is run twice.
+    let out = ok(&["jobs", "run", "--dir", d]);
+    assert!(stderr(&out).contains("batch of 0"), "{}", stderr(&out));
     ok(&["status", "--dir", d]); // read-only commands never need the lock
     assert!(first.wait().unwrap().success());
-    assert_eq!(status_json(dir)["counts"]["done"], 2);
+    let s = status_json(dir);
+    assert_eq!(s["counts"]["done"], 2);
+    assert_eq!(s["executions"], 2, "{s}");
 }
 
 #[test]

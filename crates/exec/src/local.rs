@@ -296,6 +296,10 @@ pub fn stop_job(run_dir: &Path, job_dir: Option<&str>, id: i64, attempt: u32, ba
     }
 }
 
+/// How long the lease of an in-flight calculation lasts unless renewed (it is renewed
+/// every quarter of that while this process runs).
+pub(crate) const LEASE: Duration = Duration::from_secs(120);
+
 /// How often the pool looks whether another process changed the database (cancel).
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
@@ -373,16 +377,22 @@ fn run_pool(
     launcher: &Launcher,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, ExecError> {
+    store.take_leases(autopipe_store::this_process_owner(), LEASE.as_secs_f64());
     let version = store.data_version()?;
     let mut pool =
         Pool { store, run_dir, opts, observer, summary: RunSummary::default(), version, checked: Instant::now() };
     let mut slots = pool.reconcile()?;
+    let mut renewed = Instant::now();
     let workers = opts.workers.max(1);
     let mut sleep = Duration::from_micros(200);
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             pool.interrupt(slots)?;
             break;
+        }
+        if renewed.elapsed() > LEASE / 4 {
+            pool.store.renew_leases()?;
+            renewed = Instant::now();
         }
         let mut progressed = pool.drop_cancelled(&mut slots)?;
         while pool.summary.stopped.is_none() && slots.len() < workers {
@@ -439,7 +449,7 @@ impl Pool<'_> {
     fn reconcile(&mut self) -> Result<Vec<Slot>, ExecError> {
         let mut slots = Vec::new();
         let (mut harvested, mut requeued) = (0, 0);
-        for flight in self.store.in_flight()? {
+        for flight in self.store.claim_in_flight()? {
             let job_dir = attempt_dir(self.run_dir, flight.job_dir.as_deref(), flight.calculation_id, flight.attempt);
             if lock_is_held(&job_dir) {
                 slots.push(Slot::Adopted { flight, job_dir, killed_for_time: false });

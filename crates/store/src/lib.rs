@@ -11,6 +11,7 @@
 pub mod admin;
 mod configs;
 mod learning;
+mod lease;
 mod lock;
 mod recover;
 mod sched;
@@ -19,6 +20,7 @@ mod schema;
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lock::{utc, RunLock, LOCK_FILE};
+pub use lease::this_process_owner;
 pub use sched::INTENT_PREFIX;
 
 use autopipe_atoms::Structure;
@@ -192,6 +194,8 @@ pub struct InFlight {
     pub backend: Option<String>,
     /// Submitted to a scheduler but not yet started (a scheduler backend's `submitted`).
     pub submitted: bool,
+    /// The orchestrator that watches it (see `claim_in_flight`).
+    pub lease_owner: Option<String>,
     pub attempt_id: i64,
     pub attempt: u32,
     pub backend_id: Option<String>,
@@ -271,6 +275,8 @@ pub struct FailureSummary {
 pub struct JobStore {
     conn: Connection,
     path: PathBuf,
+    /// This process's lease on the calculations it starts: (owner, seconds it lasts).
+    lease: Option<(String, f64)>,
 }
 
 /// What an attempt needs from a calculation's row.
@@ -540,7 +546,7 @@ impl JobStore {
             return Err(StoreError::TooNew { path, found, supported });
         }
         conn.execute_batch("PRAGMA query_only=ON; PRAGMA foreign_keys=ON;").map_err(corrupt)?;
-        Ok(JobStore { conn, path })
+        Ok(JobStore { conn, path, lease: None })
     }
 
     /// `PRAGMA integrity_check`: the problems found (empty when the database is sound).
@@ -573,7 +579,7 @@ impl JobStore {
         // WAL + synchronous=NORMAL: every committed transaction survives a crash of this
         // process (kill -9); only an operating-system crash can lose the last commits.
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(corrupt)?;
-        let mut store = JobStore { conn, path: path.to_path_buf() };
+        let mut store = JobStore { conn, path: path.to_path_buf(), lease: None };
         // Migrations run before foreign keys are enforced: migration 3 rebuilds the
         // calculations table that attempts refer to.
         store.migrate()?;
@@ -661,6 +667,7 @@ impl JobStore {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
+        let (lease_owner, lease_expiry) = (self.lease_owner(), self.lease_expiry(now));
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let row = CalcRow::read(&tx, id).map_err(sq)?.ok_or(StoreError::NoSuchCalculation(id))?;
         if row.status != "pending" {
@@ -670,8 +677,9 @@ impl JobStore {
         exec(
             &tx,
             "UPDATE calculations SET status = 'running', attempts = ?2, backend = ?3, backend_id = NULL,
-                 job_dir = ?4, started_at = ?5, submitted_at = ?5 WHERE id = ?1",
-            params![id, attempt, backend, job_dir, now],
+                 job_dir = ?4, started_at = ?5, submitted_at = ?5, lease_owner = ?6, lease_expires_at = ?7
+             WHERE id = ?1",
+            params![id, attempt, backend, job_dir, now, lease_owner, lease_expiry],
         )
         .map_err(sq)?;
         exec(
@@ -809,7 +817,7 @@ impl JobStore {
         let mut st = self
             .conn
             .prepare(
-                "SELECT c.id, a.id, a.attempt, c.backend_id, c.job_dir, a.started_at, c.backend, c.status
+                "SELECT c.id, a.id, a.attempt, c.backend_id, c.job_dir, a.started_at, c.backend, c.status, c.lease_owner
                  FROM calculations c JOIN attempts a ON a.calculation_id = c.id AND a.attempt = c.attempts
                  WHERE c.status IN ('running', 'submitted') ORDER BY c.id",
             )
@@ -820,6 +828,7 @@ impl JobStore {
                     calculation_id: r.get(0)?,
                     backend: r.get(6)?,
                     submitted: r.get::<_, String>(7)? == "submitted",
+                    lease_owner: r.get(8)?,
                     attempt_id: r.get(1)?,
                     attempt: r.get(2)?,
                     backend_id: r.get(3)?,

@@ -1,7 +1,9 @@
 //! The run lock: one process at a time may write a run directory.
 //!
 //! An exclusive `flock` on `RUN/autopipe.lock`, held for the life of the command that
-//! writes (`run`, `jobs import|run|reset|cancel|forget`, `doctor --recover`). The kernel
+//! writes (`run`, `jobs import|reset|cancel|forget`, `doctor --recover`); `jobs run` and
+//! `jobs submit` take it shared, so that several of them can work on one database (their
+//! calculations kept apart by leases) while no exclusive writer runs. The kernel
 //! releases it when the process dies, however it dies, so a stale lock cannot exist.
 //! The file holds who took it (pid, start time, command line), for the message the
 //! second process prints. Read-only commands never take it.
@@ -26,13 +28,23 @@ impl RunLock {
     /// Take the lock of `run_dir` (created when absent), or fail at once with
     /// [`StoreError::Locked`] naming the process that holds it.
     pub fn acquire(run_dir: &Path) -> Result<RunLock, StoreError> {
+        Self::take(run_dir, libc::LOCK_EX)
+    }
+
+    /// A shared lock: several holders at once (`jobs run` processes working on one
+    /// database, kept apart by leases), none while an exclusive holder writes.
+    pub fn acquire_shared(run_dir: &Path) -> Result<RunLock, StoreError> {
+        Self::take(run_dir, libc::LOCK_SH)
+    }
+
+    fn take(run_dir: &Path, mode: libc::c_int) -> Result<RunLock, StoreError> {
         let path = run_dir.join(LOCK_FILE);
         std::fs::create_dir_all(run_dir).map_err(|source| StoreError::Io { path: run_dir.to_path_buf(), source })?;
         let io = |source| StoreError::Io { path: path.clone(), source };
         let mut file =
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         // SAFETY: flock on a descriptor we own; the lock lives as long as `file`.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 return Err(io(err));

@@ -34,6 +34,7 @@ impl JobStore {
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let marker = format!("{INTENT_PREFIX}{intent}");
+        let (owner, expiry) = (self.lease_owner(), self.lease_expiry(now));
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
         let mut rows = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -45,8 +46,9 @@ impl JobStore {
             exec(
                 &tx,
                 "UPDATE calculations SET status = 'submitted', attempts = ?2, backend = ?3, backend_id = ?4,
-                     job_dir = ?5, submitted_at = ?6, started_at = NULL WHERE id = ?1",
-                params![id, attempt, backend, marker, job_dir(id), now],
+                     job_dir = ?5, submitted_at = ?6, started_at = NULL, lease_owner = ?7, lease_expires_at = ?8
+                 WHERE id = ?1",
+                params![id, attempt, backend, marker, job_dir(id), now, owner, expiry],
             )
             .map_err(sq)?;
             exec(

@@ -161,4 +161,11 @@ pub const MIGRATIONS: &[&str] = &[
         note          TEXT                     -- what changed from the previous one
     );
     "#,
+    // 4: leases: the orchestrator that watches an in-flight calculation (owner, and
+    // when its lease runs out unless renewed), so that two `jobs run` processes on one
+    // database never reconcile (and so never rerun) each other's calculations.
+    r#"
+    ALTER TABLE calculations ADD COLUMN lease_owner TEXT;
+    ALTER TABLE calculations ADD COLUMN lease_expires_at REAL;
+    "#,
 ];

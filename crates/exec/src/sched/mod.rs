@@ -263,6 +263,7 @@ fn campaign(
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, ExecError> {
     let run_dir_abs = std::fs::canonicalize(run_dir).map_err(|e| ExecError::Io { path: run_dir.into(), error: e })?;
+    store.take_leases(autopipe_store::this_process_owner(), crate::local::LEASE.as_secs_f64());
     let version = store.data_version()?;
     let mut pool =
         Pool { store, run_dir, opts, observer, summary: RunSummary::default(), version, checked: Instant::now() };
@@ -329,7 +330,7 @@ const MAX_QUERY_FAILURES: u32 = 30;
 
 impl Campaign<'_> {
     fn reconcile(&mut self, pool: &mut Pool) -> Result<(), ExecError> {
-        let flights = pool.store.in_flight()?;
+        let flights = pool.store.claim_in_flight()?;
         if flights.is_empty() {
             pool.summary.batch = pool.batch_size(0)?;
             pool.observer.event(&ExecEvent::Batch { total: pool.summary.batch, adopted: 0, harvested: 0, requeued: 0 });
@@ -558,6 +559,7 @@ impl Campaign<'_> {
 
     /// One look at the queue: start times recorded, ended tasks harvested or failed.
     fn poll(&mut self, pool: &mut Pool) -> Result<(), ExecError> {
+        pool.store.renew_leases()?;
         let queue = self.queue()?;
         let by_id: HashMap<&str, &SchedState> = queue.iter().map(|t| (t.id.as_str(), &t.state)).collect();
         let mut started = Vec::new();
