@@ -320,7 +320,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Bench { quick } => bench::run(quick).map(|_| ExitCode::SUCCESS),
         Command::Parse { engine, file } => parse(&engine, &file),
         Command::JobExec { dir } => {
-            autopipe_exec::execute_job_dir(&dir)?;
+            // An exploration segment, or an attempt of a calculation.
+            if autopipe_workflow::explore_job::is_segment_dir(&dir) {
+                autopipe_workflow::explore_job::execute_segment_dir(&dir).map_err(anyhow::Error::msg)?;
+            } else {
+                autopipe_exec::execute_job_dir(&dir)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -4,12 +4,13 @@
 
 use crate::sched::flux::{Flux, FluxSettings};
 use crate::sched::slurm::{Slurm, SlurmSettings};
-use crate::sched::{cancel_jobs, run_scheduled, SchedOptions, Scheduler};
+use crate::sched::{cancel_jobs, run_scheduled, run_tasks_scheduled, SchedOptions, Scheduler};
+use crate::tasks::{run_tasks_local, TaskEnd};
 use crate::{run_local, ExecError, Launcher, LocalOptions, Observer, RunSummary};
 use autopipe_store::admin::CancelledCalc;
 use autopipe_store::JobStore;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Runs the pending calculations of a job database.
@@ -26,6 +27,18 @@ pub trait Backend {
         launcher: &Launcher,
         observer: &mut dyn Observer,
     ) -> Result<RunSummary, ExecError>;
+
+    /// Run task directories (exploration segments: see `crate::tasks`) as jobs, in
+    /// parallel; `label` names the work (the same label for the same work, so that a
+    /// restarted orchestrator finds the jobs it left). How each task ended.
+    fn run_tasks(
+        &self,
+        run_dir: &Path,
+        label: &str,
+        dirs: &[PathBuf],
+        opts: &LocalOptions,
+        launcher: &Launcher,
+    ) -> Result<Vec<TaskEnd>, ExecError>;
 }
 
 /// The local process pool.
@@ -45,6 +58,17 @@ impl Backend for LocalPool {
         observer: &mut dyn Observer,
     ) -> Result<RunSummary, ExecError> {
         run_local(store, run_dir, opts, launcher, observer)
+    }
+
+    fn run_tasks(
+        &self,
+        _run_dir: &Path,
+        _label: &str,
+        dirs: &[PathBuf],
+        opts: &LocalOptions,
+        launcher: &Launcher,
+    ) -> Result<Vec<TaskEnd>, ExecError> {
+        run_tasks_local(dirs, opts, launcher)
     }
 }
 
@@ -68,6 +92,17 @@ impl<S: Scheduler> Backend for Scheduled<S> {
         observer: &mut dyn Observer,
     ) -> Result<RunSummary, ExecError> {
         run_scheduled(store, run_dir, opts, &self.scheduler, &self.options, launcher, observer)
+    }
+
+    fn run_tasks(
+        &self,
+        run_dir: &Path,
+        label: &str,
+        dirs: &[PathBuf],
+        opts: &LocalOptions,
+        launcher: &Launcher,
+    ) -> Result<Vec<TaskEnd>, ExecError> {
+        run_tasks_scheduled(&self.scheduler, run_dir, label, dirs, opts, self.options.poll, launcher)
     }
 }
 

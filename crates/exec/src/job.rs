@@ -145,7 +145,7 @@ pub fn lock_is_held(job_dir: &Path) -> bool {
 }
 
 /// Take the exclusive lock of `dir`, waiting for it when `wait`.
-fn lock(dir: &Path, wait: bool) -> Result<Option<File>, JobError> {
+pub fn lock(dir: &Path, wait: bool) -> Result<Option<File>, JobError> {
     let lock_path = dir.join(LOCK_FILE);
     let f = std::fs::OpenOptions::new()
         .create(true)

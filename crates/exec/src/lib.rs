@@ -7,6 +7,7 @@ pub mod backend;
 pub mod job;
 pub mod local;
 pub mod sched;
+pub mod tasks;
 
 pub use backend::{stop_cancelled, Backend, BackendKind, BackendSettings, LocalPool};
 pub use job::{attempt_dir_rel, calc_dir_rel, execute_job_dir, JobFile, JobResult};

@@ -238,6 +238,10 @@ pub enum ExecError {
     /// The scheduler refused a submission or cannot be reached.
     #[error("scheduler: {0}")]
     Scheduler(String),
+    /// SIGINT/SIGTERM while tasks ran (their processes were stopped; a scheduler's jobs
+    /// stay queued).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -247,7 +247,7 @@ impl Default for ExecutionConfig {
 }
 
 /// Exploration: molecular dynamics with the current model, watching its extrapolation grade.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct ExploreConfig {
     /// One NVT segment per temperature (per pressure too, when pressures are given: NPT).
     pub temperatures_k: Vec<f64>,

@@ -13,11 +13,9 @@ use crate::drift::{classify, config_hash, label_hash, Drift};
 use crate::labelling::{label_frame, new_calculations, RunError};
 use crate::select::select_diverse;
 use autopipe_atoms::{Frame, Structure};
-use autopipe_build::{generate_bulk, rng_from_seed, BulkRecipe};
+use autopipe_build::{generate_bulk, BulkRecipe};
 use autopipe_exec::{Launcher, Observer};
-use autopipe_md::{
-    maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState,
-};
+use autopipe_md::{Evaluation, ForceField};
 use autopipe_potential::{fit, ModelEvaluator, Snap, SnapModel};
 use autopipe_store::{JobStore, Label, LoopState, ModelRecord, Phase, RunLock, SegmentRecord};
 use serde_json::json;
@@ -80,25 +78,6 @@ impl ForceField for ModelForceField<'_> {
     }
 }
 
-/// Keeps the `capacity` sampled states of highest max γ (every `every` steps).
-struct TopGamma {
-    every: u64,
-    capacity: usize,
-    frames: Vec<(f64, u64, Structure)>,
-}
-
-impl autopipe_md::Observer for TopGamma {
-    fn observe(&mut self, state: &MdState, eval: &Evaluation) -> Control {
-        if state.step > 0 && state.step % self.every == 0 {
-            if let Some(g) = eval.max_gamma().filter(|g| g.is_finite()) {
-                self.frames.push((g, state.step, state.structure.clone()));
-                self.frames.sort_by(|a, b| b.0.total_cmp(&a.0));
-                self.frames.truncate(self.capacity);
-            }
-        }
-        Control::Continue
-    }
-}
 
 /// The exploration segments of a configuration: (name, temperature K, pressure GPa).
 pub fn segments(config: &Config) -> Vec<(String, f64, Option<f64>)> {
@@ -116,8 +95,7 @@ pub fn segments(config: &Config) -> Vec<(String, f64, Option<f64>)> {
     out
 }
 
-/// Closest approach (Å) allowed in a frame sent for labelling.
-const MIN_LABEL_DISTANCE_A: f64 = 0.5;
+use crate::explore_job::{SegmentJob, SegmentOutcome, SEGMENT_FILE};
 
 fn segment_seed(run_seed: u64, generation: i64, index: usize) -> u64 {
     run_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add((generation as u64) << 32).wrapping_add(index as u64 + 1)
@@ -223,7 +201,7 @@ pub fn run_loop(
                     metrics,
                 })?;
             }
-            Phase::Explore => explore(config, run_dir, &mut store, g, reporter)?,
+            Phase::Explore => explore(config, run_dir, &mut store, g, launcher, reporter)?,
             Phase::Select => select(config, &mut store, g, reporter)?,
             Phase::Converged | Phase::Finished => {
                 // Written again on each call: the database stays the source of truth.
@@ -397,100 +375,131 @@ fn explore(
     run_dir: &Path,
     store: &mut JobStore,
     g: i64,
+    launcher: &Launcher,
     reporter: &mut dyn LoopReporter,
 ) -> Result<(), RunError> {
     let record = store.model(Some(g))?.ok_or_else(|| RunError::Input(format!("generation {g} has no model")))?;
-    let model = load_model(&run_dir.join(&record.path))?;
-    let evaluator = model.evaluator().map_err(|e| RunError::Input(format!("{}: {e}", record.path)))?;
-    let mut ff = ModelForceField { evaluator };
-    let e = &config.explore;
+    let model_path = std::fs::canonicalize(run_dir.join(&record.path))
+        .map_err(|e| RunError::Input(format!("{}: {e}", run_dir.join(&record.path).display())))?;
+    // The model is read here once: a damaged file is an error before any job starts.
+    load_model(&model_path)?.evaluator().map_err(|e| RunError::Input(format!("{}: {e}", record.path)))?;
+    let base = run_dir.join("explore").join(format!("gen-{g:03}"));
+    let mut pending = Vec::new();
     for (index, (name, temperature_k, pressure_gpa)) in segments(config).into_iter().enumerate() {
         if store.segment_done(g, &name)? {
             continue;
         }
         let seed = segment_seed(config.seed, g, index);
-        let structure = start_structure(config, seed);
-        let velocities = maxwell_boltzmann(&structure, temperature_k, &mut rng_from_seed(seed));
-        let mut state = MdState::new(structure, velocities);
-        let ensemble = match pressure_gpa {
-            None => Ensemble::Nvt { temperature_k, friction_per_fs: e.friction_per_fs },
-            Some(pressure_gpa) => Ensemble::Npt {
-                temperature_k,
-                friction_per_fs: e.friction_per_fs,
-                pressure_gpa,
-                barostat_time_fs: 500.0,
-                compressibility_per_gpa: 0.01,
-                isotropic: true,
-            },
-        };
-        let settings = MdSettings::new(e.timestep_fs, e.steps, ensemble, seed);
-        let mut watchdog = GammaWatchdog::new(e.gamma_select, e.gamma_break).with_min_separation(e.sample_every);
-        let mut top = TopGamma { every: e.sample_every, capacity: e.max_frames_per_segment, frames: Vec::new() };
-        let outcome = run_md(&mut state, &mut ff, &settings, &mut [&mut watchdog, &mut top]);
-        // After a blow-up, the frames sampled just before it may already be hot: only
-        // those older than one sampling interval before the unstable step are kept.
-        let keep_before = match &outcome {
-            Err(err) => err.unstable_step().map(|s| s.saturating_sub(e.sample_every)),
-            Ok(_) => None,
-        };
-        let (steps_done, stop_reason) = match &outcome {
-            Ok(o) => (o.steps_done, (o.reason != autopipe_md::StopReason::Completed).then(|| o.reason.to_string())),
-            // A model far outside its training domain can blow the dynamics up: what was
-            // collected until then is exactly what the next generation needs.
-            Err(err) if state.step == 0 => {
-                return Err(RunError::Input(format!(
-                    "generation {g}: MD {name} could not start with the model {}: {err}",
-                    record.path
-                )))
-            }
-            Err(err) => (state.step, Some(format!("MD error: {err}"))),
-        };
-        // Candidates: every collected frame above gamma_select (the watchdog), plus the
-        // highest-γ samples (used only when nothing is above the threshold), deduplicated.
-        let mut candidates: Vec<(Structure, f64)> = watchdog
-            .take_collected()
-            .into_iter()
-            .map(|f| {
-                let g = match f.info.get("max_gamma") {
-                    Some(autopipe_atoms::InfoValue::Float(x)) => *x,
-                    _ => f64::INFINITY,
-                };
-                let step = match f.info.get("md_step") {
-                    Some(autopipe_atoms::InfoValue::Int(k)) => *k as u64,
-                    _ => u64::MAX,
-                };
-                (f.structure, g, step)
-            })
-            .chain(top.frames.into_iter().map(|(g, step, s)| (s, g, step)))
-            .filter(|(_, g, step)| g.is_finite() && keep_before.is_none_or(|k| *step < k))
-            .map(|(s, g, _)| (s, g))
-            .collect();
-        // An oracle never sees a frame with atoms on top of each other.
-        candidates.retain(|(s, _)| autopipe_md::check_frame_sane(s, MIN_LABEL_DISTANCE_A).is_ok());
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-        candidates.dedup_by(|a, b| a.0.content_hash() == b.0.content_hash());
-        candidates.truncate(e.max_frames_per_segment);
-        let n_uncertain = candidates.iter().filter(|(_, g)| *g > e.gamma_select).count() as u64;
-        let max_gamma = watchdog.max_gamma_seen();
-        let segment = SegmentRecord {
+        let job = SegmentJob {
             generation: g,
             name: name.clone(),
             temperature_k,
             pressure_gpa,
             seed,
-            steps_done,
-            stop_reason: stop_reason.clone(),
-            max_gamma,
-            n_uncertain,
+            model: model_path.clone(),
+            start: start_structure(config, seed),
+            explore: config.explore.clone(),
         };
-        store.record_segment(&segment, &candidates)?;
+        let dir = base.join(&name);
+        let file = dir.join(SEGMENT_FILE);
+        let text = serde_json::to_vec_pretty(&job).expect("segments serialise");
+        // A directory left by an earlier try of the same segment keeps its result only
+        // when it is the same job (same model, seed and settings).
+        if std::fs::read(&file).ok().as_deref() != Some(text.as_slice()) {
+            let stale = dir.join(autopipe_exec::job::RESULT_FILE);
+            match std::fs::remove_file(&stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RunError::Output { path: stale, message: e.to_string() })
+                }
+                _ => {}
+            }
+            write_atomic(&file, &text)?;
+        }
+        pending.push((job, dir));
+    }
+    if !pending.is_empty() {
+        let backend = config.execution.backend.backend(false, None, None);
         reporter.say(&format!(
-            "generation {g}: MD {name}: {steps_done} steps, max gamma {}, {n_uncertain} uncertain frames{}",
-            max_gamma.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into()),
-            stop_reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            "generation {g}: exploring {} as jobs ({} backend)",
+            autopipe_exec::plural(pending.len() as u64, "MD segment", "MD segments"),
+            backend.name()
         ));
+        let dirs: Vec<PathBuf> = pending.iter().map(|(_, d)| d.clone()).collect();
+        let opts = config.execution.local_options();
+        let mut ends = run_segments(backend.as_ref(), run_dir, g, &dirs, &opts, launcher)?;
+        // A segment lost to the infrastructure (killed, timed out) runs again, within the
+        // infrastructure budget: it is deterministic, so nothing changes but the cost.
+        for _ in 0..config.execution.max_infra_retries {
+            if ends.iter().all(Option::is_none) {
+                break;
+            }
+            ends = run_segments(backend.as_ref(), run_dir, g, &dirs, &opts, launcher)?;
+        }
+        for ((job, dir), end) in pending.into_iter().zip(ends) {
+            if let Some(why) = end {
+                return Err(RunError::Input(format!("generation {g}: MD segment {} failed: {why}", job.name)));
+            }
+            let path = dir.join(autopipe_exec::job::RESULT_FILE);
+            let outcome: SegmentOutcome = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .ok_or_else(|| RunError::Input(format!("{}: not a readable segment result", path.display())))?;
+            record_segment(config, store, &job, outcome, &record.path, reporter)?;
+        }
     }
     store.set_phase(g, Phase::Select, None)?;
+    Ok(())
+}
+
+/// Run the segments' task directories on the backend (label `x{g}`: generation g's
+/// exploration, so that a restarted orchestrator finds the jobs it left).
+fn run_segments(
+    backend: &dyn autopipe_exec::Backend,
+    run_dir: &Path,
+    g: i64,
+    dirs: &[PathBuf],
+    opts: &autopipe_exec::LocalOptions,
+    launcher: &Launcher,
+) -> Result<Vec<autopipe_exec::tasks::TaskEnd>, RunError> {
+    match backend.run_tasks(run_dir, &format!("x{g}"), dirs, opts, launcher) {
+        Err(autopipe_exec::ExecError::Interrupted) => Err(RunError::Interrupted),
+        other => Ok(other?),
+    }
+}
+
+/// Record a harvested segment and its candidates (one transaction) and say what it found.
+fn record_segment(
+    config: &Config,
+    store: &mut JobStore,
+    job: &SegmentJob,
+    outcome: SegmentOutcome,
+    model: &str,
+    reporter: &mut dyn LoopReporter,
+) -> Result<(), RunError> {
+    let g = job.generation;
+    if let Some(err) = outcome.error {
+        return Err(RunError::Input(format!("generation {g}: MD {} could not start with the model {model}: {err}", job.name)));
+    }
+    let n_uncertain = outcome.candidates.iter().filter(|(_, x)| *x > config.explore.gamma_select).count() as u64;
+    let segment = SegmentRecord {
+        generation: g,
+        name: job.name.clone(),
+        temperature_k: job.temperature_k,
+        pressure_gpa: job.pressure_gpa,
+        seed: job.seed,
+        steps_done: outcome.steps_done,
+        stop_reason: outcome.stop_reason.clone(),
+        max_gamma: outcome.max_gamma,
+        n_uncertain,
+    };
+    store.record_segment(&segment, &outcome.candidates)?;
+    reporter.say(&format!(
+        "generation {g}: MD {}: {} steps, max gamma {}, {n_uncertain} uncertain frames{}",
+        job.name,
+        outcome.steps_done,
+        outcome.max_gamma.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into()),
+        outcome.stop_reason.map(|r| format!(" ({r})")).unwrap_or_default()
+    ));
     Ok(())
 }
 

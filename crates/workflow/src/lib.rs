@@ -5,6 +5,7 @@ pub mod config;
 pub mod doctor;
 pub mod drift;
 pub mod examples;
+pub mod explore_job;
 
 pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;

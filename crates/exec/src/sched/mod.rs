@@ -425,23 +425,7 @@ impl Campaign<'_> {
     }
 
     fn queue(&mut self) -> Result<Vec<QueuedTask>, ExecError> {
-        let mut wait = Duration::from_millis(500);
-        loop {
-            match self.sched.queue(&self.prefix) {
-                Ok(q) => {
-                    self.query_failures = 0;
-                    return Ok(q);
-                }
-                Err(e) => {
-                    self.query_failures += 1;
-                    if self.query_failures >= MAX_QUERY_FAILURES {
-                        return Err(sched_error(e));
-                    }
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        queue_with_retries(self.sched, &self.prefix, &mut self.query_failures)
     }
 
     /// Submit pending calculations (up to the limit), one submission per `max_tasks`.
@@ -695,6 +679,125 @@ impl Campaign<'_> {
         });
         Ok(())
     }
+}
+
+/// The queue, asked again with backoff while the scheduler does not answer (a
+/// controller restarting); an error after `MAX_QUERY_FAILURES` failures in a row.
+fn queue_with_retries(sched: &dyn Scheduler, prefix: &str, failures: &mut u32) -> Result<Vec<QueuedTask>, ExecError> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match sched.queue(prefix) {
+            Ok(q) => {
+                *failures = 0;
+                return Ok(q);
+            }
+            Err(e) => {
+                *failures += 1;
+                if *failures >= MAX_QUERY_FAILURES {
+                    return Err(sched_error(e));
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Write a submission's manifest and script and submit it: the scheduler's task ids.
+fn submit_dirs(
+    sched: &dyn Scheduler,
+    run_dir: &Path,
+    name: &str,
+    dirs: &[&PathBuf],
+    opts: &LocalOptions,
+    launcher: &Launcher,
+) -> Result<(Vec<String>, PathBuf), ExecError> {
+    let sched_dir = run_dir.join("sched");
+    std::fs::create_dir_all(&sched_dir).map_err(|error| ExecError::Io { path: sched_dir.clone(), error })?;
+    let walltime_s = opts.walltime.as_secs_f64();
+    let sub = Submission {
+        name: name.to_string(),
+        run_dir: run_dir.to_path_buf(),
+        sched_dir: sched_dir.clone(),
+        manifest: sched_dir.join(format!("{name}.tasks")),
+        tasks: dirs.len(),
+        walltime_s,
+        engine_walltime_s: engine_walltime_s(walltime_s),
+        program: launcher.program.clone(),
+        args: launcher.args.clone(),
+    };
+    let manifest: String = dirs.iter().map(|d| format!("{}\n", d.display())).collect();
+    crate::job::write_atomic(&sub.manifest, manifest.as_bytes()).map_err(|e| ExecError::Job(e.to_string()))?;
+    let script_path = sched_dir.join(format!("{name}.sh"));
+    crate::job::write_atomic(&script_path, sched.script(&sub).as_bytes()).map_err(|e| ExecError::Job(e.to_string()))?;
+    let ids = sched.submit(&sub, &script_path).map_err(sched_error)?;
+    Ok((ids, script_path))
+}
+
+/// Run task directories (see `crate::tasks`) as one submission whose job name ends in
+/// `label` (the same label for the same work: generation 3's exploration is `x3`). Tasks
+/// of that name still in the queue, left by an orchestrator that died, are waited for
+/// first; only tasks without a result are submitted. Ctrl-C leaves the jobs to the
+/// scheduler (the next run waits for them).
+pub fn run_tasks_scheduled(
+    sched: &dyn Scheduler,
+    run_dir: &Path,
+    label: &str,
+    dirs: &[PathBuf],
+    opts: &LocalOptions,
+    poll: Duration,
+    launcher: &Launcher,
+) -> Result<Vec<crate::tasks::TaskEnd>, ExecError> {
+    use crate::tasks::task_done;
+    crate::local::install_signal_handlers();
+    INTERRUPTED.store(false, Ordering::SeqCst);
+    let result = (|| {
+        let run_dir = std::fs::canonicalize(run_dir).map_err(|error| ExecError::Io { path: run_dir.into(), error })?;
+        let prefix = campaign_prefix(&run_dir);
+        let name = format!("{prefix}{label}");
+        let mut failures = 0;
+        let wait_for_name = |failures: &mut u32| -> Result<(), ExecError> {
+            loop {
+                let q = queue_with_retries(sched, &prefix, failures)?;
+                if !q.iter().any(|t| t.name == name) {
+                    return Ok(());
+                }
+                let until = Instant::now() + poll;
+                while Instant::now() < until {
+                    if INTERRUPTED.load(Ordering::SeqCst) {
+                        return Err(ExecError::Interrupted);
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(poll));
+                }
+            }
+        };
+        wait_for_name(&mut failures)?;
+        let todo: Vec<&PathBuf> = dirs.iter().filter(|d| !task_done(d)).collect();
+        let mut ids = Vec::new();
+        if !todo.is_empty() {
+            let (task_ids, _) = submit_dirs(sched, &run_dir, &name, &todo, opts, launcher)?;
+            ids = task_ids;
+            wait_for_name(&mut failures)?;
+        }
+        let missing: Vec<String> =
+            todo.iter().zip(&ids).filter(|(d, _)| !task_done(d)).map(|(_, id)| id.clone()).collect();
+        let states = if missing.is_empty() { HashMap::new() } else { sched.final_states(&missing).unwrap_or_default() };
+        let by_dir: HashMap<&PathBuf, &String> = todo.iter().copied().zip(&ids).collect();
+        Ok(dirs
+            .iter()
+            .map(|d| {
+                if task_done(d) {
+                    return None;
+                }
+                let id = by_dir.get(d).map(|s| s.as_str()).unwrap_or("?");
+                let how = states.get(id).map(|(_, detail)| format!(" [{detail}]")).unwrap_or_default();
+                let stderr = last_line(&d.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
+                Some(format!("{} task {id} ended without a result{how}{stderr}", sched.describe()))
+            })
+            .collect())
+    })();
+    crate::local::restore_signal_handlers();
+    result
 }
 
 fn sched_error(e: SchedError) -> ExecError {
