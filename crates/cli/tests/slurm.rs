@@ -332,5 +332,16 @@ fn the_learning_loop_runs_its_labels_through_slurm() {
         let b = c["backend_id"].as_str().unwrap_or("");
         assert!(b.contains('_'), "calculation {id} ran as a Slurm task: {c}");
     }
-    assert_eq!(slurm_records(dir).len() as u64, s["executions"].as_u64().unwrap());
+    // The exploration segments ran as Slurm jobs too: one array per generation
+    // (job name ending in xG), one task per segment.
+    let segment_scripts = std::fs::read_dir(dir.join("sched"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sh") && e.file_name().to_string_lossy().contains("-x"))
+        .count();
+    assert!(segment_scripts >= 1, "exploration went through Slurm");
+    let records = slurm_records(dir);
+    let segment_tasks = records.len() as u64 - s["executions"].as_u64().unwrap();
+    assert_eq!(segment_tasks, 2 * segment_scripts as u64, "two segments (900 K, 1500 K) per generation: {records:?}");
+    assert!(dir.join("explore/gen-000/T900/result.json").is_file());
 }
