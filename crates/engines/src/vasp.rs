@@ -1122,6 +1122,18 @@ pub fn read_outcar(path: &Path) -> Result<ParsedOutput, ParseError> {
     parse_outcar(&text, &path.display().to_string())
 }
 
+/// Read and parse a `vasprun.xml` or an `OUTCAR` (either plain or gzip-compressed), told
+/// apart by their content.
+pub fn read_vasp_output(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::orca::read_maybe_gz(path)?;
+    let source = path.display().to_string();
+    if text.trim_start().starts_with("<?xml") || text.contains("<modeling>") {
+        parse_vasprun(&text, &source)
+    } else {
+        parse_outcar(&text, &source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
