@@ -404,6 +404,8 @@ pub(crate) struct Kernel<'a> {
     pub rfac0: f64,
     pub rmin0: f64,
     pub switchflag: bool,
+    /// read only by the x86-64 dispatch
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub simd: Simd,
 }
 
@@ -418,15 +420,20 @@ pub(crate) struct Simd {
 
 impl Simd {
     pub fn new(kernels: SnapKernels) -> Simd {
-        if kernels == SnapKernels::Portable {
-            return Simd { avx2: false, fma: false };
+        match kernels {
+            SnapKernels::Portable => Simd { avx2: false, fma: false },
+            SnapKernels::Native => Simd::detect(),
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2");
-            Simd { avx2, fma: avx2 && std::arch::is_x86_feature_detected!("fma") }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Simd {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        Simd { avx2, fma: avx2 && std::arch::is_x86_feature_detected!("fma") }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> Simd {
         Simd { avx2: false, fma: false }
     }
 }
