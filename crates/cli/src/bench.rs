@@ -185,7 +185,7 @@ fn store_speed(n: usize) -> Result<()> {
 }
 
 /// Throughput of trivially short jobs through the local pool with 2 workers, and the
-/// speedup of 2 workers over 1 on CPU-bound jobs of about a second each.
+/// speedup of 2 workers over 1 on CPU-bound jobs of `long_job_s` each (a second).
 fn local_pool(sizes: &Sizes) -> Result<()> {
     let (short_jobs, long_jobs) = (sizes.pool_short_jobs, sizes.pool_long_jobs);
     let launcher = crate::launcher()?;

@@ -28,9 +28,9 @@
 //! factorisation (only the blocks B needs when no gradients are asked), and dB/dr of all
 //! neighbours as register-tiled contractions of Z with the batched dU (AVX2/FMA code paths
 //! chosen at run time; [`SnapKernels::Portable`], or `AUTOPIPE_SNAP_PORTABLE=1` in the
-//! environment, forces the portable code on any CPU). On the 128-atom bcc W cell (2J=8) this is about 1.9x faster than
-//! LAMMPS 2025 `compute snad/atom` and 2.3x faster than `pair_style snap` on one core
-//! (`examples/snap_bench.rs`, `bench/lammps_snad_bench.py`).
+//! environment, forces the portable code on any CPU). On the 128-atom bcc W cell (2J=8)
+//! this is about 1.9x faster than LAMMPS 2025 `compute snad/atom` and 2.3x faster than
+//! `pair_style snap` on one core (`examples/snap_bench.rs`, `bench/lammps_snad_bench.py`).
 
 // Index-heavy numerical kernels read best with explicit index loops.
 #![allow(
