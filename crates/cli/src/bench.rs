@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn figure(name: &str, value: f64, unit: &str) {
+pub fn figure(name: &str, value: f64, unit: &str) {
     println!("{name} {value:.6} {unit}");
     let _ = std::io::stdout().flush();
 }
@@ -49,6 +49,10 @@ struct Sizes {
     long_job_s: f64,
     /// steps of LAMMPS's timed runs (None: the script's own)
     lammps_steps: Option<usize>,
+    /// calculations a restarted orchestrator reconciles with a queue, and of the Slurm
+    /// campaign (when a Slurm answers)
+    reconcile_calculations: usize,
+    slurm_campaign_calculations: usize,
 }
 
 impl Size {
@@ -67,6 +71,8 @@ impl Size {
                 pool_long_jobs: 8,
                 long_job_s: 1.0,
                 lammps_steps: None,
+                reconcile_calculations: 10_000,
+                slurm_campaign_calculations: 1000,
             },
             Size::Quick => Sizes {
                 desc: (5, 5),
@@ -77,6 +83,8 @@ impl Size {
                 store_calculations: 10_000,
                 pool_short_jobs: 100,
                 pool_long_jobs: 4,
+                reconcile_calculations: 2_000,
+                slurm_campaign_calculations: 100,
                 ..Size::Full.sizes()
             },
             Size::Smoke => Sizes {
@@ -92,6 +100,8 @@ impl Size {
                 pool_long_jobs: 2,
                 long_job_s: 0.1,
                 lammps_steps: Some(3),
+                reconcile_calculations: 200,
+                slurm_campaign_calculations: 4,
             },
         }
     }
@@ -104,11 +114,12 @@ pub fn run(size: Size) -> Result<()> {
     emt_speed(sizes.emt_seconds)?;
     store_speed(sizes.store_calculations)?;
     local_pool(&sizes)?;
+    crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     Ok(())
 }
 
 /// Distinct one-atom cells (simple cubic Cu with a different lattice constant each).
-fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
+pub fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
     let cu = Element::from_symbol("Cu").unwrap();
     (0..n).map(|i| bulk(Lattice::Sc, cu, 2.4 + 0.4 * i as f64 / n as f64)).collect()
 }
@@ -237,7 +248,7 @@ fn calibrate_busy_loop() -> Result<u64> {
     Ok(((n0 as f64) / t0).round() as u64)
 }
 
-fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
+pub fn tempfile_dir(tag: &str) -> Result<std::path::PathBuf> {
     let base = std::env::temp_dir().join(format!("autopipe-bench-{tag}-{}", std::process::id()));
     if Path::new(&base).exists() {
         std::fs::remove_dir_all(&base)?;

@@ -1,17 +1,17 @@
 //! `autopipe jobs ...`: the job manager (import, run, status, export, reset, cancel,
 //! forget).
 
+pub use crate::backend_args::ExecArgs;
 use crate::{launcher, progress};
 use anyhow::{bail, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
 use autopipe_engines::EngineSpec;
 use autopipe_exec::local::attempt_dir;
-use autopipe_exec::{calc_dir_rel, plural, run_local, LocalOptions, RunSummary};
+use autopipe_exec::{calc_dir_rel, plural, BackendKind, RunSummary};
 use autopipe_store::{utc, CalcStatus, JobStore, RunLock, StoreError};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -24,10 +24,30 @@ pub enum JobsCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Run every pending calculation; resumes after a crash.
+    /// Run every pending calculation (on this machine, or through Slurm or Flux with
+    /// --backend); resumes after a crash: jobs still queued or running are adopted,
+    /// finished ones harvested.
     Run {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        exec: ExecArgs,
+        /// Submit to the scheduler and return at once; a later `jobs run` picks the
+        /// campaign up.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Submit the next pending calculations to the scheduler and return (skipping
+    /// chronic failures); a later `jobs run` or `jobs submit` picks them up.
+    Submit {
+        #[arg(long)]
+        dir: PathBuf,
+        /// How many pending calculations to submit.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        batch_size: u64,
+        /// Skip calculations that failed this many times or more.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_fail_count: Option<u32>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -69,9 +89,15 @@ pub enum JobsCommand {
     Cancel {
         #[arg(long)]
         dir: PathBuf,
-        /// Calculation ids.
-        #[arg(required_unless_present_any = ["pending", "failed", "timeout"])]
+        /// Calculation ids (also as --id N).
+        #[arg(required_unless_present_any = ["pending", "failed", "timeout", "all", "id"])]
         ids: Vec<i64>,
+        /// A calculation id (repeatable).
+        #[arg(long = "id")]
+        id: Vec<i64>,
+        /// Every calculation not done: pending, queued, running, failed, timed out.
+        #[arg(long, conflicts_with_all = ["ids", "id", "pending", "failed", "timeout"])]
+        all: bool,
         /// Every pending calculation.
         #[arg(long, conflicts_with = "ids")]
         pending: bool,
@@ -109,48 +135,15 @@ pub struct EngineArgs {
     command: Option<String>,
 }
 
-#[derive(Args)]
-pub struct ExecArgs {
-    /// Concurrent job processes (1 to 1024).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    workers: u64,
-    /// Wall-time limit of one attempt, seconds.
-    #[arg(long, default_value_t = 3600.0)]
-    walltime_s: f64,
-    /// Retries after physics failures (0 to 100).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
-    max_physics_retries: u32,
-    /// Retries after infrastructure failures (0 to 100).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
-    max_infra_retries: u32,
-    /// Stop when more than this share of the batch has failed.
-    #[arg(long, default_value_t = 0.5)]
-    failure_tolerance: f64,
-}
-
 pub fn run(command: JobsCommand) -> Result<ExitCode> {
     match command {
         JobsCommand::Import { file, dir, engine } => import(&file, &dir, &engine),
-        JobsCommand::Run { dir, exec } => {
-            if !(exec.walltime_s.is_finite() && exec.walltime_s > 0.0) {
-                bail!("--walltime-s must be a positive number of seconds");
+        JobsCommand::Run { dir, exec, detach } => run_batch(&dir, &exec, detach, None, None),
+        JobsCommand::Submit { dir, batch_size, max_fail_count, exec } => {
+            if exec.resolve()?.1.kind == BackendKind::Local {
+                bail!("`jobs submit` hands calculations to a scheduler: give --backend slurm or flux (or a --config whose [execution] backend is one); on this machine, `jobs run` runs them");
             }
-            if !(0.0..=1.0).contains(&exec.failure_tolerance) {
-                bail!("--failure-tolerance must be between 0 and 1");
-            }
-            let _lock = lock_existing(&dir)?;
-            let mut store = JobStore::open_existing(&dir)?;
-            let opts = LocalOptions {
-                workers: exec.workers as usize,
-                walltime: Duration::from_secs_f64(exec.walltime_s),
-                max_physics_retries: exec.max_physics_retries,
-                max_infra_retries: exec.max_infra_retries,
-                failure_tolerance: exec.failure_tolerance,
-            };
-            let mut observer = progress::Progress::new();
-            let summary = run_local(&mut store, &dir, &opts, &launcher()?, &mut observer)?;
-            observer.finish();
-            Ok(summary_exit(&summary))
+            run_batch(&dir, &exec, true, Some(batch_size as usize), max_fail_count)
         }
         JobsCommand::Status { dir, json, id } => {
             let store = JobStore::open_read_only(&dir)?;
@@ -182,7 +175,8 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             println!("{} back to pending", plural(n as u64, "calculation", "calculations"));
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Cancel { dir, ids, pending, failed, timeout } => {
+        JobsCommand::Cancel { dir, mut ids, id, all, pending, failed, timeout } => {
+            ids.extend(id);
             // The run lock when it is free; when `jobs run` (or `autopipe run`) holds it,
             // cancel goes ahead anyway: it is one transaction, and the running
             // orchestrator watches for cancellations, stops those jobs and never harvests
@@ -195,9 +189,13 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             let mut store = JobStore::open_existing(&dir)?;
             let ids = if ids.is_empty() {
                 let mut v = Vec::new();
-                for (on, s) in
-                    [(pending, CalcStatus::Pending), (failed, CalcStatus::Failed), (timeout, CalcStatus::Timeout)]
-                {
+                for (on, s) in [
+                    (pending || all, CalcStatus::Pending),
+                    (all, CalcStatus::Submitted),
+                    (all, CalcStatus::Running),
+                    (failed || all, CalcStatus::Failed),
+                    (timeout || all, CalcStatus::Timeout),
+                ] {
                     if on {
                         v.extend(store.ids_with_status(s)?);
                     }
@@ -269,13 +267,18 @@ fn cancel(store: &mut JobStore, dir: &Path, ids: &[i64]) -> Result<ExitCode> {
     if !report.unknown.is_empty() {
         bail!(unknown_ids(&report.unknown, store));
     }
+    // The orchestrator running them stops them too; this covers jobs left running by an
+    // orchestrator that is gone (a local process group, a Slurm or Flux task).
+    let stopped = autopipe_exec::stop_cancelled(dir, &report.cancelled)?;
     for c in &report.cancelled {
         let mut line = format!("cancelled calculation {} (it was {})", c.id, c.was.as_str());
-        if matches!(c.was, CalcStatus::Running | CalcStatus::Submitted) {
-            // The orchestrator running it stops it too; this covers a job left running
-            // by an orchestrator that is gone.
-            autopipe_exec::local::stop_job(dir, c.job_dir.as_deref(), c.id, c.attempt, c.backend_id.as_deref());
-            line.push_str("; its job was stopped and its result will not be used");
+        if stopped.contains(&c.id) {
+            let how = match c.backend.as_deref() {
+                Some("slurm") => format!(" (scancel {})", c.backend_id.as_deref().unwrap_or("")),
+                Some("flux") => format!(" (flux cancel {})", c.backend_id.as_deref().unwrap_or("")),
+                _ => String::new(),
+            };
+            line.push_str(&format!("; its job was stopped{how} and its result will not be used"));
         }
         println!("{line}");
     }
@@ -330,6 +333,27 @@ fn forget(store: &mut JobStore, dir: &Path, ids: &[i64]) -> Result<ExitCode> {
         store.path().display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs run` and `jobs submit`: the batch on the backend the flags (or `--config`) name.
+fn run_batch(
+    dir: &Path,
+    exec: &ExecArgs,
+    detach: bool,
+    limit: Option<usize>,
+    max_fail_count: Option<u32>,
+) -> Result<ExitCode> {
+    let (opts, settings) = exec.resolve()?;
+    if detach && settings.kind == BackendKind::Local {
+        bail!("--detach is for a scheduler's campaign (--backend slurm or flux): local jobs need this process to watch them");
+    }
+    let _lock = lock_existing(dir)?;
+    let mut store = JobStore::open_existing(dir)?;
+    let backend = settings.backend(detach, limit, max_fail_count);
+    let mut observer = progress::Progress::new();
+    let summary = backend.run_batch(&mut store, dir, &opts, &launcher()?, &mut observer)?;
+    observer.finish();
+    Ok(summary_exit(&summary))
 }
 
 fn summary_exit(s: &RunSummary) -> ExitCode {

@@ -4,7 +4,9 @@
 //! 3 a batch stopped because more than `failure_tolerance` of it failed;
 //! 130 interrupted (SIGINT/SIGTERM), state saved.
 
+mod backend_args;
 mod bench;
+mod bench_sched;
 mod jobs;
 mod progress;
 

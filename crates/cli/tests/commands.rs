@@ -89,7 +89,7 @@ fn parse_prints_the_verified_values_of_every_real_output() {
 
 /// `autopipe bench` prints only `name value unit` lines with finite positive values, every
 /// measurement included (the LAMMPS ones too: this test needs LAMMPS's Python, like the
-/// other comparisons with LAMMPS). Run as `--smoke` (every measurement once at toy sizes,
+/// other comparisons with LAMMPS; the Slurm ones run when a Slurm answers). Run as `--smoke` (every measurement once at toy sizes,
 /// seconds) because `--quick` takes about a minute on 2 cores, too long for the suite.
 #[test]
 fn bench_prints_one_name_value_unit_line_per_figure() {
@@ -144,6 +144,7 @@ fn bench_prints_one_name_value_unit_line_per_figure() {
         "jobs_per_s_local",
         "job_seconds_each",
         "speedup_2_workers",
+        "reconcile_200_s",
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from:\n{text}");
     }

@@ -172,6 +172,34 @@ impl EngineSpec {
         }
     }
 
+    /// The same settings with the engine told to stop itself within `seconds` (QE
+    /// `max_seconds`, CP2K `WALLTIME`; a smaller limit already set is kept). A run option,
+    /// never label-defining. Engines without a time limit of their own are unchanged.
+    pub fn with_time_limit_s(&self, seconds: f64) -> EngineSpec {
+        let min = |a: Option<f64>| Some(a.map_or(seconds, |a| a.min(seconds)));
+        match self {
+            EngineSpec::Qe(s) => EngineSpec::Qe(QeSettings { max_seconds: min(s.max_seconds), ..s.clone() }),
+            EngineSpec::Cp2k(s) => EngineSpec::Cp2k(Cp2kSettings { walltime_s: min(s.walltime_s), ..s.clone() }),
+            other => other.clone(),
+        }
+    }
+
+    /// The same settings using `cores` cores, when the user left the engine at one core
+    /// (`mpi_ranks = 1`, `omp_threads = 1`): QE and CP2K then run `cores` MPI ranks. Set by
+    /// the executor from the cores a job was given (allocation mode, a scheduler's
+    /// `cpus_per_task`); settings the user chose are kept.
+    pub fn with_cores(&self, cores: u32) -> EngineSpec {
+        match self {
+            EngineSpec::Qe(s) if cores > 1 && s.mpi_ranks == 1 && s.omp_threads == 1 => {
+                EngineSpec::Qe(QeSettings { mpi_ranks: cores, ..s.clone() })
+            }
+            EngineSpec::Cp2k(s) if cores > 1 && s.mpi_ranks == 1 && s.omp_threads == 1 => {
+                EngineSpec::Cp2k(Cp2kSettings { mpi_ranks: cores, ..s.clone() })
+            }
+            other => other.clone(),
+        }
+    }
+
     /// Run the engine on `structure` in `job_dir` (which exists and is writable).
     pub fn run(&self, job_dir: &Path, structure: &Structure) -> EngineOutcome {
         match self {

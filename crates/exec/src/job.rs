@@ -104,6 +104,38 @@ pub fn read_result(job_dir: &Path) -> Result<Option<JobResult>, JobError> {
     serde_json::from_str(&text).map(Some).map_err(|e| JobError::CorruptResult { path, message: e.to_string() })
 }
 
+/// Make an attempt's directory ready to run: created, without a stale `result.json` (a
+/// directory left by a forgotten calculation whose id was given again), with its
+/// `job.json`. With `engine_walltime_s`, the engine is told to stop itself within that
+/// time (QE `max_seconds`, CP2K `WALLTIME`), below the wall time that kills it.
+pub fn prepare_attempt(
+    claimed: &autopipe_store::Claimed,
+    job_dir: &Path,
+    engine_walltime_s: Option<f64>,
+) -> Result<(), String> {
+    let at = |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    std::fs::create_dir_all(job_dir).map_err(|e| at("create the job directory", job_dir, e))?;
+    let stale = job_dir.join(RESULT_FILE);
+    match std::fs::remove_file(&stale) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(at("remove the stale", &stale, e)),
+    }
+    let mut engine: EngineSpec = serde_json::from_value(claimed.run_spec.clone())
+        .map_err(|e| format!("stored engine settings are unreadable: {e}"))?;
+    if let Some(s) = engine_walltime_s {
+        engine = engine.with_time_limit_s(s);
+    }
+    let job = JobFile {
+        calculation_id: claimed.calculation_id,
+        attempt: claimed.attempt,
+        engine,
+        structure: claimed.structure.clone(),
+    };
+    write_atomic(&job_dir.join(JOB_FILE), &serde_json::to_vec_pretty(&job).expect("job files serialise"))
+        .map_err(|e| e.to_string())
+}
+
 /// Whether a live process holds the job directory's lock (a job is running there).
 pub fn lock_is_held(job_dir: &Path) -> bool {
     let Ok(f) = File::open(job_dir.join(LOCK_FILE)) else { return false };
@@ -231,8 +263,15 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
         return Ok(reused);
     }
     let start = Instant::now();
-    let (outcome, input_error) = match check_input(&job.engine, &job.structure, job_dir) {
-        Ok(()) => (job.engine.run(job_dir, &job.structure), false),
+    // What the local pool sets for the job process, set here too for jobs a scheduler
+    // started (a command engine may read them). This process has no other thread yet.
+    std::env::set_var("AUTOPIPE_CALCULATION_ID", job.calculation_id.to_string());
+    std::env::set_var("AUTOPIPE_ATTEMPT", job.attempt.to_string());
+    // The cores this job was given (allocation mode, a scheduler's cpus_per_task).
+    let cores = std::env::var("AUTOPIPE_CORES").ok().and_then(|c| c.parse::<u32>().ok()).unwrap_or(1);
+    let engine = job.engine.with_cores(cores);
+    let (outcome, input_error) = match check_input(&engine, &job.structure, job_dir) {
+        Ok(()) => (engine.run(job_dir, &job.structure), false),
         Err(message) => (EngineOutcome::Error { message }, true),
     };
     let result = JobResult {

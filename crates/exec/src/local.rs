@@ -15,8 +15,8 @@
 //! the pool notices that the database changed, stops the process group of every running
 //! calculation that is no longer `running`, and never harvests it.
 
-use crate::job::{calc_dir_rel, lock_is_held, read_result, write_atomic, JobError, JobFile, JobResult};
-use crate::job::{JOB_FILE, RESULT_FILE};
+use crate::job::JOB_FILE;
+use crate::job::{calc_dir_rel, lock_is_held, read_result, JobError, JobResult};
 use autopipe_engines::{EngineOutcome, EngineSpec};
 use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, InFlight, JobStore, StoreError};
 use std::fs::{File, OpenOptions};
@@ -40,6 +40,9 @@ pub struct LocalOptions {
     pub max_infra_retries: u32,
     /// The batch stops when more than this fraction of it has failed for good.
     pub failure_tolerance: f64,
+    /// Allocation mode: each worker's job is bound to its own this many cores (CPU
+    /// affinity), with `OMP_NUM_THREADS` and `AUTOPIPE_CORES` set to match.
+    pub cores_per_worker: Option<usize>,
 }
 
 impl Default for LocalOptions {
@@ -50,6 +53,7 @@ impl Default for LocalOptions {
             max_physics_retries: 2,
             max_infra_retries: 2,
             failure_tolerance: 0.5,
+            cores_per_worker: None,
         }
     }
 }
@@ -105,6 +109,21 @@ pub enum ExecEvent {
         tolerance: f64,
         running: usize,
     },
+    /// A submission to a batch scheduler: `tasks` calculations as one job array.
+    Submitted {
+        name: String,
+        tasks: usize,
+        scheduler: String,
+        script: PathBuf,
+    },
+    /// The orchestrator stops watching (`--detach`, or Ctrl-C) while `in_flight` jobs stay
+    /// with the scheduler; the next `jobs run` (or `autopipe run`) picks them up.
+    Detached {
+        in_flight: usize,
+        labels: u64,
+        scheduler: String,
+        interrupted: bool,
+    },
     /// SIGINT/SIGTERM: `requeued` running jobs were stopped and put back to pending;
     /// `labels` finished labels are in the database at `database`.
     Interrupted {
@@ -154,6 +173,17 @@ impl ExecEvent {
                 plural(*harvested as u64, "finished result", "finished results"),
                 plural(*requeued as u64, "lost job", "lost jobs"),
             )),
+            ExecEvent::Submitted { name, tasks, scheduler, script } => Some(format!(
+                "submitted {} to {scheduler} as job array {name} ({})",
+                plural(*tasks as u64, "calculation", "calculations"),
+                script.display()
+            )),
+            ExecEvent::Detached { in_flight, labels, scheduler, interrupted } => Some(format!(
+                "{}{} saved; {} with {scheduler}; `autopipe jobs run` (or the same command) picks them up",
+                if *interrupted { "interrupted: " } else { "" },
+                plural(*labels, "label is", "labels are"),
+                plural(*in_flight as u64, "job stays", "jobs stay"),
+            )),
             ExecEvent::Interrupted { requeued, labels, database } => Some(format!(
                 "interrupted: {} saved in {}; {} stopped and put back to pending; run the same command again to resume",
                 plural(*labels, "label is", "labels are"),
@@ -191,6 +221,8 @@ pub struct RunSummary {
     /// and the command that brings the failed ones back.
     pub stopped: Option<String>,
     pub interrupted: bool,
+    /// Jobs left with a scheduler when the orchestrator stopped watching (`--detach`).
+    pub in_flight: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,15 +231,22 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error("cannot start the job process {program}: {error}")]
     Launcher { program: PathBuf, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{0}")]
+    Job(String),
+    /// The scheduler refused a submission or cannot be reached.
+    #[error("scheduler: {0}")]
+    Scheduler(String),
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -217,7 +256,7 @@ fn install_signal_handlers() {
 
 /// Outside a batch, Ctrl-C stops the program at once again (every other phase of a run
 /// is durable as it stands).
-fn restore_signal_handlers() {
+pub(crate) fn restore_signal_handlers() {
     // SAFETY: restoring the default dispositions.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
@@ -262,12 +301,19 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 enum Slot {
     /// A process this orchestrator started.
-    Own { claimed: Claimed, job_dir: PathBuf, child: Child, started: Instant, killed_for_time: bool },
+    Own { claimed: Claimed, job_dir: PathBuf, child: Child, started: Instant, killed_for_time: bool, cpu_slot: usize },
     /// A process a previous orchestrator started, still holding its job lock.
     Adopted { flight: InFlight, job_dir: PathBuf, killed_for_time: bool },
 }
 
 impl Slot {
+    fn cpu_slot(&self) -> Option<usize> {
+        match self {
+            Slot::Own { cpu_slot, .. } => Some(*cpu_slot),
+            Slot::Adopted { .. } => None,
+        }
+    }
+
     fn id(&self) -> i64 {
         match self {
             Slot::Own { claimed, .. } => claimed.calculation_id,
@@ -293,15 +339,15 @@ impl Slot {
     }
 }
 
-struct Pool<'a> {
-    store: &'a mut JobStore,
-    run_dir: &'a Path,
-    opts: &'a LocalOptions,
-    observer: &'a mut dyn Observer,
-    summary: RunSummary,
+pub(crate) struct Pool<'a> {
+    pub(crate) store: &'a mut JobStore,
+    pub(crate) run_dir: &'a Path,
+    pub(crate) opts: &'a LocalOptions,
+    pub(crate) observer: &'a mut dyn Observer,
+    pub(crate) summary: RunSummary,
     /// The database's `data_version` when last looked at.
-    version: i64,
-    checked: Instant,
+    pub(crate) version: i64,
+    pub(crate) checked: Instant,
 }
 
 /// Run every pending calculation of `store` with the local pool, after reconciling
@@ -345,7 +391,9 @@ fn run_pool(
                 break;
             }
             for id in ids {
-                if let Some(slot) = pool.launch(id, launcher)? {
+                // The lowest worker number free: its cores in allocation mode.
+                let cpu_slot = (0..).find(|k| !slots.iter().any(|s| s.cpu_slot() == Some(*k))).unwrap_or(0);
+                if let Some(slot) = pool.launch(id, launcher, cpu_slot)? {
                     slots.push(slot);
                 }
                 progressed = true;
@@ -431,13 +479,13 @@ impl Pool<'_> {
     }
 
     /// The calculations of this batch: those finished by it, those in flight, those pending.
-    fn batch_size(&self, in_flight: usize) -> Result<u64, ExecError> {
+    pub(crate) fn batch_size(&self, in_flight: usize) -> Result<u64, ExecError> {
         let s = &self.summary;
         Ok(s.done + s.failed + s.timeout + in_flight as u64 + self.store.counts()?.pending)
     }
 
     /// A transition's result, where finding the calculation cancelled is not an error.
-    fn settle(&mut self, id: i64, result: Result<(), ExecError>) -> Result<(), ExecError> {
+    pub(crate) fn settle(&mut self, id: i64, result: Result<(), ExecError>) -> Result<(), ExecError> {
         match result {
             Err(e) if was_cancelled(&e) => {
                 self.summary.cancelled += 1;
@@ -478,7 +526,7 @@ impl Pool<'_> {
         Ok(dropped)
     }
 
-    fn launch(&mut self, id: i64, launcher: &Launcher) -> Result<Option<Slot>, ExecError> {
+    fn launch(&mut self, id: i64, launcher: &Launcher, cpu_slot: usize) -> Result<Option<Slot>, ExecError> {
         let claimed = match self.store.start_attempt(id, "local", &calc_dir_rel(id)) {
             Ok(c) => c,
             // Cancelled or forgotten by another process since it was listed as pending.
@@ -487,10 +535,17 @@ impl Pool<'_> {
         };
         self.observer.event(&ExecEvent::Started { id, attempt: claimed.attempt });
         let job_dir = self.run_dir.join(crate::job::attempt_dir_rel(id, claimed.attempt));
-        match self.spawn(&claimed, &job_dir, launcher) {
+        match self.spawn(&claimed, &job_dir, launcher, cpu_slot) {
             Ok(child) => {
                 self.store.set_backend_id(id, claimed.attempt_id, &child.id().to_string())?;
-                Ok(Some(Slot::Own { claimed, job_dir, child, started: Instant::now(), killed_for_time: false }))
+                Ok(Some(Slot::Own {
+                    claimed,
+                    job_dir,
+                    child,
+                    started: Instant::now(),
+                    killed_for_time: false,
+                    cpu_slot,
+                }))
             }
             Err(message) => {
                 let r = self.fail(&claimed, FailureKind::Setup, &message);
@@ -500,34 +555,41 @@ impl Pool<'_> {
         }
     }
 
-    fn spawn(&self, claimed: &Claimed, job_dir: &Path, launcher: &Launcher) -> Result<Child, String> {
+    fn spawn(&self, claimed: &Claimed, job_dir: &Path, launcher: &Launcher, cpu_slot: usize) -> Result<Child, String> {
         let at = |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
-        std::fs::create_dir_all(job_dir).map_err(|e| at("create the job directory", job_dir, e))?;
-        // A directory left by a forgotten calculation whose id was given again.
-        let stale = job_dir.join(RESULT_FILE);
-        if stale.exists() {
-            std::fs::remove_file(&stale).map_err(|e| at("remove the stale", &stale, e))?;
-        }
-        let engine: EngineSpec = serde_json::from_value(claimed.run_spec.clone())
-            .map_err(|e| format!("stored engine settings are unreadable: {e}"))?;
-        let job = JobFile {
-            calculation_id: claimed.calculation_id,
-            attempt: claimed.attempt,
-            engine,
-            structure: claimed.structure.clone(),
-        };
-        let job_path = job_dir.join(JOB_FILE);
-        write_atomic(&job_path, &serde_json::to_vec_pretty(&job).expect("job files serialise"))
-            .map_err(|e| e.to_string())?;
+        let walltime_s = self.opts.walltime.as_secs_f64();
+        crate::job::prepare_attempt(claimed, job_dir, Some(crate::sched::engine_walltime_s(walltime_s)))?;
         let log = |name: &str| -> Result<File, String> {
             let p = job_dir.join(name);
             OpenOptions::new().create(true).write(true).truncate(true).open(&p).map_err(|e| at("open", &p, e))
         };
-        Command::new(&launcher.program)
+        let mut command = Command::new(&launcher.program);
+        if let Some(cores) = self.opts.cores_per_worker {
+            let allowed = allowed_cpus();
+            let first = cpu_slot * cores;
+            let cpus: Vec<usize> = (first..first + cores).map(|k| allowed[k % allowed.len()]).collect();
+            command.env("OMP_NUM_THREADS", cores.to_string()).env("AUTOPIPE_CORES", cores.to_string());
+            // SAFETY: sched_setaffinity on the child between fork and exec touches only a
+            // stack-allocated cpu_set_t, and is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &c in &cpus {
+                        libc::CPU_SET(c, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        command
             .args(&launcher.args)
             .arg(job_dir)
             .env("AUTOPIPE_CALCULATION_ID", claimed.calculation_id.to_string())
             .env("AUTOPIPE_ATTEMPT", claimed.attempt.to_string())
+            .env("AUTOPIPE_WALLTIME_S", (crate::sched::engine_walltime_s(walltime_s).floor() as u64).to_string())
             .stdin(Stdio::null())
             .stdout(log("stdout")?)
             .stderr(log("stderr")?)
@@ -541,7 +603,7 @@ impl Pool<'_> {
         let walltime = self.opts.walltime;
         let id = slot.id();
         let result = match slot {
-            Slot::Own { claimed, job_dir, child, started, killed_for_time } => match child.try_wait() {
+            Slot::Own { claimed, job_dir, child, started, killed_for_time, .. } => match child.try_wait() {
                 Ok(Some(status)) => {
                     let (claimed, job_dir, killed) = (claimed.clone(), job_dir.clone(), *killed_for_time);
                     self.finished(&claimed, &job_dir, Some(status), killed, running)
@@ -627,7 +689,7 @@ impl Pool<'_> {
     }
 
     /// Record a job's result; `running` is how many jobs are in flight (for messages).
-    fn harvest_in(&mut self, claimed: &Claimed, result: JobResult, running: usize) -> Result<(), ExecError> {
+    pub(crate) fn harvest_in(&mut self, claimed: &Claimed, result: JobResult, running: usize) -> Result<(), ExecError> {
         match result.outcome {
             EngineOutcome::Labels { labels, scf_steps } => {
                 let calc = CalcResult {
@@ -661,7 +723,7 @@ impl Pool<'_> {
     /// Record a failed attempt, retrying within the budget of its kind (input errors
     /// are never retried). Once the batch is stopping, an attempt with budget left goes
     /// back to pending quietly, for the next run. `running` counts the jobs in flight.
-    fn fail_in(
+    pub(crate) fn fail_in(
         &mut self,
         claimed: &Claimed,
         kind: FailureKind,
@@ -734,7 +796,7 @@ impl Pool<'_> {
     }
 
     /// What a stopped batch kept, and the command that brings its failures back.
-    fn stop_message(&self) -> Result<String, ExecError> {
+    pub(crate) fn stop_message(&self) -> Result<String, ExecError> {
         let s = &self.summary;
         let counts = self.store.counts()?;
         let flags = match (s.failed > 0, s.timeout > 0) {
@@ -778,6 +840,25 @@ impl Pool<'_> {
     }
 }
 
+/// The CPUs this process may run on (the allocation's, inside a scheduler's job), in
+/// order: worker K of allocation mode gets the K-th group of them.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        set
+    };
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect();
+    if cpus.is_empty() {
+        vec![0]
+    } else {
+        cpus
+    }
+}
+
 fn kill_group(pgid: i32) {
     if pgid > 1 {
         // SAFETY: sending a signal to a process group we created.
@@ -787,7 +868,7 @@ fn kill_group(pgid: i32) {
     }
 }
 
-fn last_line(path: &Path) -> Option<String> {
+pub(crate) fn last_line(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect())
 }

@@ -22,6 +22,8 @@ pub struct CancelledCalc {
     pub attempt: u32,
     /// Process group id (or scheduler id) of its running attempt.
     pub backend_id: Option<String>,
+    /// Who ran it: `local`, `slurm`, `flux`.
+    pub backend: Option<String>,
 }
 
 /// What `cancel` did. When `unknown` is not empty nothing was changed.
@@ -149,10 +151,17 @@ impl JobStore {
                     report.skipped.push((id, was));
                     continue;
                 }
-                let (job_dir, backend_id, attempt): (Option<String>, Option<String>, u32) =
-                    tx.query_row("SELECT job_dir, backend_id, attempts FROM calculations WHERE id = ?1", [id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?;
+                #[allow(clippy::type_complexity)]
+                let (job_dir, backend_id, attempt, backend): (
+                    Option<String>,
+                    Option<String>,
+                    u32,
+                    Option<String>,
+                ) = tx.query_row(
+                    "SELECT job_dir, backend_id, attempts, backend FROM calculations WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
                 exec(
                     tx,
                     "UPDATE calculations SET status = 'cancelled', finished_at = ?2, message = 'cancelled by the user'
@@ -170,7 +179,7 @@ impl JobStore {
                     "INSERT INTO events (at, calculation_id, kind, message) VALUES (?1, ?2, 'cancel', ?3)",
                     params![now, id, format!("calculation {id} cancelled (it was {})", was.as_str())],
                 )?;
-                report.cancelled.push(CancelledCalc { id, was, job_dir, attempt, backend_id });
+                report.cancelled.push(CancelledCalc { id, was, job_dir, attempt, backend_id, backend });
             }
             Ok(report)
         })

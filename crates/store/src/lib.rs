@@ -8,16 +8,18 @@
 //! `running -> pending` when an attempt fails with retry budget left or when the
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
-mod admin;
+pub mod admin;
 mod configs;
 mod learning;
 mod lock;
 mod recover;
+mod sched;
 mod schema;
 
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lock::{utc, RunLock, LOCK_FILE};
+pub use sched::INTENT_PREFIX;
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -186,6 +188,10 @@ pub struct Claimed {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InFlight {
     pub calculation_id: i64,
+    /// `local`, `slurm`, `flux`: who runs it.
+    pub backend: Option<String>,
+    /// Submitted to a scheduler but not yet started (a scheduler backend's `submitted`).
+    pub submitted: bool,
     pub attempt_id: i64,
     pub attempt: u32,
     pub backend_id: Option<String>,
@@ -701,7 +707,7 @@ impl JobStore {
         self.write(|tx| {
             exec(
                 tx,
-                "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status = 'running'",
+                "UPDATE calculations SET backend_id = ?2 WHERE id = ?1 AND status IN ('running', 'submitted')",
                 params![id, backend_id],
             )?;
             exec(tx, "UPDATE attempts SET backend_id = ?2 WHERE id = ?1", params![attempt_id, backend_id])?;
@@ -709,13 +715,16 @@ impl JobStore {
         })
     }
 
-    /// `running -> done` with the parsed result.
+    /// `running -> done` (or `submitted -> done`: a scheduler's job that ran between two
+    /// looks) with the parsed result.
     pub fn complete(&mut self, id: i64, attempt_id: i64, result: &CalcResult) -> Result<()> {
         let path = self.path.clone();
         let sq = |source| sqlite_error(&path, source);
         let now = now_s();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sq)?;
-        if set_done(&tx, id, CalcStatus::Running, now, result, None).map_err(sq)? == 0 {
+        if set_done(&tx, id, CalcStatus::Running, now, result, None).map_err(sq)? == 0
+            && set_done(&tx, id, CalcStatus::Submitted, now, result, None).map_err(sq)? == 0
+        {
             drop(tx);
             return Err(self.wrong_state(id, "running"));
         }
@@ -752,8 +761,9 @@ impl JobStore {
             .execute(
                 "UPDATE calculations SET status = ?2, fail_count = fail_count + 1,
                      physics_failures = physics_failures + ?3, infra_failures = infra_failures + ?4,
-                     message = ?5, finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?6 END
-                 WHERE id = ?1 AND status = 'running'",
+                     message = ?5, finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?6 END,
+                     backend_id = CASE WHEN ?2 = 'pending' THEN NULL ELSE backend_id END
+                 WHERE id = ?1 AND status IN ('running', 'submitted')",
                 params![id, new_status, physics, infra, message, now],
             )
             .map_err(sq)?;
@@ -799,7 +809,7 @@ impl JobStore {
         let mut st = self
             .conn
             .prepare(
-                "SELECT c.id, a.id, a.attempt, c.backend_id, c.job_dir, a.started_at
+                "SELECT c.id, a.id, a.attempt, c.backend_id, c.job_dir, a.started_at, c.backend, c.status
                  FROM calculations c JOIN attempts a ON a.calculation_id = c.id AND a.attempt = c.attempts
                  WHERE c.status IN ('running', 'submitted') ORDER BY c.id",
             )
@@ -808,6 +818,8 @@ impl JobStore {
             .query_map([], |r| {
                 Ok(InFlight {
                     calculation_id: r.get(0)?,
+                    backend: r.get(6)?,
+                    submitted: r.get::<_, String>(7)? == "submitted",
                     attempt_id: r.get(1)?,
                     attempt: r.get(2)?,
                     backend_id: r.get(3)?,

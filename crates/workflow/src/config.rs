@@ -190,6 +190,10 @@ impl Default for RawGenerate {
 #[serde(deny_unknown_fields, default)]
 struct RawExecution {
     backend: String,
+    /// Seconds between two looks at a scheduler's queue.
+    poll_s: Option<f64>,
+    slurm: autopipe_exec::SlurmSettings,
+    flux: autopipe_exec::FluxSettings,
     workers: usize,
     walltime_s: f64,
     max_physics_retries: u32,
@@ -202,6 +206,9 @@ impl Default for RawExecution {
         let e = ExecutionConfig::default();
         RawExecution {
             backend: "local".into(),
+            poll_s: None,
+            slurm: Default::default(),
+            flux: Default::default(),
             workers: e.workers,
             walltime_s: e.walltime_s,
             max_physics_retries: e.max_physics_retries,
@@ -216,6 +223,9 @@ impl Default for RawExecution {
 /// Where and how calculations run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionConfig {
+    /// Where calculations run: `backend = "local" | "slurm" | "flux"`, `poll_s`, and the
+    /// `[execution.slurm]` / `[execution.flux]` tables.
+    pub backend: autopipe_exec::BackendSettings,
     pub workers: usize,
     pub walltime_s: f64,
     pub max_physics_retries: u32,
@@ -226,6 +236,7 @@ pub struct ExecutionConfig {
 impl Default for ExecutionConfig {
     fn default() -> Self {
         ExecutionConfig {
+            backend: Default::default(),
             workers: 2,
             walltime_s: 3600.0,
             max_physics_retries: 2,
@@ -451,11 +462,19 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
     // ---- [execution]
     let x = &raw.execution;
-    if x.backend != "local" {
+    let Some(kind) = autopipe_exec::BackendKind::parse(&x.backend) else {
         return Err(err(
             &["execution", "backend"],
-            format!("unknown backend {:?}; this version runs \"local\"", x.backend),
+            format!("unknown backend {:?}; one of \"local\", \"slurm\", \"flux\"", x.backend),
         ));
+    };
+    let backend =
+        autopipe_exec::BackendSettings { kind, slurm: x.slurm.clone(), flux: x.flux.clone(), poll_s: x.poll_s };
+    if let Err(message) = backend.validate() {
+        // "slurm.partition = ...": the key is the first word.
+        let key = message.split([' ', ':']).next().unwrap_or("").to_string();
+        let path: Vec<&str> = std::iter::once("execution").chain(key.split('.')).collect();
+        return Err(err(&path, message));
     }
     if x.workers == 0 || x.workers > limits::MAX_WORKERS {
         return Err(err(
@@ -478,6 +497,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         return Err(err(&["execution", "failure_tolerance"], format!("{} is outside 0 ..= 1", x.failure_tolerance)));
     }
     let execution = ExecutionConfig {
+        backend,
         workers: x.workers,
         walltime_s: x.walltime_s,
         max_physics_retries: x.max_physics_retries,

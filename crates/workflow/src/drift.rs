@@ -183,6 +183,7 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
 
     diff(&mut d.execution, "run.name", &old.name, &new.name);
     let (x, y) = (&old.execution, &new.execution);
+    diff(&mut d.execution, "execution.backend", &x.backend, &y.backend);
     diff(&mut d.execution, "execution.workers", &x.workers, &y.workers);
     diff(&mut d.execution, "execution.walltime_s", &x.walltime_s, &y.walltime_s);
     diff(&mut d.execution, "execution.max_physics_retries", &x.max_physics_retries, &y.max_physics_retries);

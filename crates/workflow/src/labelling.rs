@@ -44,6 +44,7 @@ impl ExecutionConfig {
             max_physics_retries: self.max_physics_retries,
             max_infra_retries: self.max_infra_retries,
             failure_tolerance: self.failure_tolerance,
+            cores_per_worker: None,
         }
     }
 }

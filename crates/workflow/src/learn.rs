@@ -14,7 +14,7 @@ use crate::labelling::{label_frame, new_calculations, RunError};
 use crate::select::select_diverse;
 use autopipe_atoms::{Frame, Structure};
 use autopipe_build::{generate_bulk, rng_from_seed, BulkRecipe};
-use autopipe_exec::{run_local, Launcher, Observer};
+use autopipe_exec::{Launcher, Observer};
 use autopipe_md::{
     maxwell_boltzmann, run_md, Control, Ensemble, Evaluation, ForceField, GammaWatchdog, MdSettings, MdState,
 };
@@ -150,8 +150,14 @@ pub fn run_loop(
         let g = state.generation;
         match state.phase {
             Phase::Label => {
-                reporter.say(&format!("generation {g}: labelling with {}", config.oracle.name()));
-                let summary = run_local(&mut store, run_dir, &config.execution.local_options(), launcher, reporter)?;
+                let backend = config.execution.backend.backend(false, None, None);
+                reporter.say(&format!(
+                    "generation {g}: labelling with {} ({} backend)",
+                    config.oracle.name(),
+                    backend.name()
+                ));
+                let summary =
+                    backend.run_batch(&mut store, run_dir, &config.execution.local_options(), launcher, reporter)?;
                 if summary.interrupted {
                     return Err(RunError::Interrupted);
                 }
