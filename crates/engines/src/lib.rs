@@ -3,11 +3,13 @@
 //! * `emt`: the built-in effective-medium theory (pure computation, in process).
 //! * `qe`, `cp2k`: Quantum ESPRESSO and CP2K input writers, runners and output parsers.
 //! * `orca`, `vasp`: ORCA and VASP input writers and output parsers.
+//! * `job_dir`: what every runner does in its job directory before the engine starts.
 //! * `spec`: how a calculation runs (engine + settings), and running it in a job directory.
 //! * `output`: the common shape of what a parser reads from an engine's output.
 
 pub mod cp2k;
 pub mod emt;
+pub mod job_dir;
 pub mod labels;
 pub mod orca;
 pub mod output;

@@ -8,6 +8,7 @@
 //! itself and ASE (CODATA 2014) differ in the 8th significant digit.
 //! Forces are minus the gradient.
 
+use crate::job_dir::remove_stale_outputs;
 use crate::output::{
     crashed_output, describe_exit, floats, fortran_f64, join_msg, judge_exit, max_force, not_text_reason, tail_lines,
     ParseError, ParsedOutput, RunError, RunStatus,
@@ -375,7 +376,7 @@ pub fn run_orca(job_dir: &Path, structure: &Structure, settings: &OrcaSettings) 
     std::fs::write(&in_path, &input).map_err(|e| io(&in_path, e))?;
     let engrad_path = job_dir.join("orca.engrad");
     // gradients of an earlier attempt must not be read as this run's
-    let _ = std::fs::remove_file(&engrad_path);
+    remove_stale_outputs(job_dir, &["orca.engrad"])?;
     let out_path = job_dir.join("orca.out");
     let err_path = job_dir.join("orca.err");
     let stdout = std::fs::File::create(&out_path).map_err(|e| io(&out_path, e))?;

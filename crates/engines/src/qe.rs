@@ -8,6 +8,7 @@
 //! (and kbar). They are converted with the constants pw.x itself uses
 //! (`Modules/constants.f90`), which in QE 6.7 are the CODATA 2018 values.
 
+use crate::job_dir::remove_stale_outputs;
 use crate::output::{
     crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, last_run, max_force, not_text_reason,
     scheduler_kill, tail_lines, voigt, ParseError, ParsedOutput, RunError, RunStatus,
@@ -779,9 +780,7 @@ pub fn run_pw(job_dir: &Path, structure: &Structure, settings: &QeSettings) -> R
     let stderr = std::fs::File::create(&err_path).map_err(|e| io(&err_path, e))?;
 
     // an XML data file left by an earlier attempt must not be read as this run's
-    for f in ["out/pw.save/data-file-schema.xml", "out/pw.xml"] {
-        let _ = std::fs::remove_file(job_dir.join(f));
-    }
+    remove_stale_outputs(job_dir, &["out/pw.save/data-file-schema.xml", "out/pw.xml"])?;
     let mut words: Vec<String> = settings.command.split_whitespace().map(String::from).collect();
     if words.is_empty() {
         return Err(RunError::Settings("command is empty".into()));

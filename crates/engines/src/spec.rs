@@ -7,6 +7,7 @@
 
 use crate::cp2k::{self, Cp2kSettings};
 use crate::emt::Emt;
+use crate::job_dir::remove_stale_outputs;
 use crate::orca::{self, OrcaSettings};
 use crate::output::{ParsedOutput, RunError};
 use crate::qe::{self, QeSettings};
@@ -244,7 +245,10 @@ fn run_command(command: &str, job_dir: &Path, structure: &Structure) -> EngineOu
     let error = |message: String| EngineOutcome::Error { message };
     let input = job_dir.join(COMMAND_INPUT);
     let output = job_dir.join(COMMAND_OUTPUT);
-    let _ = std::fs::remove_file(&output);
+    // an output of an earlier attempt must not be read as this run's
+    if let Err(e) = remove_stale_outputs(job_dir, &[COMMAND_OUTPUT]) {
+        return error(e.to_string());
+    }
     if let Err(e) = write_extxyz_file(&input, &[Frame::from_structure(structure.clone())]) {
         return error(format!("cannot write {}: {e}", input.display()));
     }

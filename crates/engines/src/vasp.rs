@@ -11,6 +11,7 @@
 //! `[0, 4, 8, 5, 2, 1]`; the OUTCAR `in kB` parser likewise negates) therefore use
 //! `ASE stress = -VASP stress × 0.1 GPa`, which is what we do here.
 
+use crate::job_dir::remove_stale_outputs;
 use crate::output::{
     crashed_output, describe_exit, fortran_f64, join_msg, judge_exit, max_force, not_text_reason, tail_lines, voigt,
     ParseError, ParsedOutput, RunError, RunStatus,
@@ -570,9 +571,7 @@ pub fn run_vasp(
         std::fs::write(&p, text).map_err(|e| io(&p, e))?;
     }
     // outputs of an earlier attempt must not be read as this run's
-    for f in ["vasprun.xml", "OUTCAR", "OSZICAR", "CONTCAR"] {
-        let _ = std::fs::remove_file(job_dir.join(f));
-    }
+    remove_stale_outputs(job_dir, &["vasprun.xml", "OUTCAR", "OSZICAR", "CONTCAR"])?;
     let out_path = job_dir.join("vasp.out");
     let err_path = job_dir.join("vasp.err");
     let stdout = std::fs::File::create(&out_path).map_err(|e| io(&out_path, e))?;
@@ -1121,6 +1120,18 @@ pub fn read_vasprun(path: &Path) -> Result<ParsedOutput, ParseError> {
 pub fn read_outcar(path: &Path) -> Result<ParsedOutput, ParseError> {
     let text = crate::orca::read_maybe_gz(path)?;
     parse_outcar(&text, &path.display().to_string())
+}
+
+/// Read and parse a `vasprun.xml` or an `OUTCAR` (either plain or gzip-compressed), told
+/// apart by their content.
+pub fn read_vasp_output(path: &Path) -> Result<ParsedOutput, ParseError> {
+    let text = crate::orca::read_maybe_gz(path)?;
+    let source = path.display().to_string();
+    if text.trim_start().starts_with("<?xml") || text.contains("<modeling>") {
+        parse_vasprun(&text, &source)
+    } else {
+        parse_outcar(&text, &source)
+    }
 }
 
 #[cfg(test)]

@@ -342,3 +342,64 @@ fn orca_missing_program_is_a_clear_error() {
     let periodic = Structure { pbc: [true; 3], cell_a: [[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], ..water() };
     assert!(matches!(orca::run_orca(tmp.path(), &periodic, &OrcaSettings::default()), Err(RunError::Settings(_))));
 }
+
+// ---------------------------------------------------------------------------------
+// Every runner: a stale output that cannot be removed stops the run before it starts
+// ---------------------------------------------------------------------------------
+
+/// A directory (with a file in it) where an earlier run's output would be: removing it
+/// fails for real (EISDIR), not with NotFound. The runner must refuse to start the
+/// engine, naming the file, rather than let the old output be read as the new run's.
+#[test]
+fn a_stale_output_that_cannot_be_removed_stops_every_runner_before_the_engine_starts() {
+    use autopipe_engines::cp2k::{self, Cp2kSettings};
+    use autopipe_engines::qe::{self, QeSettings};
+    use autopipe_engines::spec::{EngineOutcome, EngineSpec};
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("fake_engine.sh");
+    write_script(&fake, "touch fake_ran\n");
+    let cu =
+        Structure::new([[3.6, 0.0, 0.0], [0.0, 3.6, 0.0], [0.0, 0.0, 3.6]], vec![[0.0; 3]], vec![el("Cu")], [true; 3])
+            .unwrap();
+    let job_with_stale = |name: &str, stale: &str| {
+        let job = tmp.path().join(name);
+        std::fs::create_dir_all(job.join(stale)).unwrap();
+        std::fs::write(job.join(stale).join("old"), "from an earlier run").unwrap();
+        job
+    };
+    let check = |job: &Path, stale: &str, message: String| {
+        assert!(message.contains(&job.join(stale).display().to_string()), "{message}");
+        assert!(message.contains("cannot remove the output of an earlier run"), "{message}");
+        assert!(!job.join("fake_ran").exists(), "the engine ran beside a stale {stale}");
+    };
+    let io_message = |r: Result<autopipe_engines::output::ParsedOutput, RunError>| match r {
+        Err(e @ RunError::Io { .. }) => e.to_string(),
+        other => panic!("expected an I/O error, got {other:?}"),
+    };
+
+    let job = job_with_stale("qe", "out/pw.xml");
+    let mut settings = QeSettings { command: fake.display().to_string(), ..Default::default() };
+    settings.pseudopotentials.insert("Cu".into(), "Cu.paw.UPF".into());
+    check(&job, "out/pw.xml", io_message(qe::run_pw(&job, &cu, &settings)));
+
+    let job = job_with_stale("cp2k", "cp2k.out");
+    let mut settings = Cp2kSettings { command: fake.display().to_string(), ..Default::default() };
+    settings.basis_sets.insert("Cu".into(), "DZVP-MOLOPT-SR-GTH".into());
+    settings.potentials.insert("Cu".into(), "GTH-PBE-q11".into());
+    check(&job, "cp2k.out", io_message(cp2k::run_cp2k(&job, &cu, &settings)));
+
+    let job = job_with_stale("vasp", "OUTCAR");
+    let settings = vasp_settings(format!("sh {}", fake.display()));
+    check(&job, "OUTCAR", io_message(vasp::run_vasp(&job, &cu, &settings, fake_potcar)));
+
+    let job = job_with_stale("orca", "orca.engrad");
+    let settings = OrcaSettings { command: fake.display().to_string(), ..Default::default() };
+    check(&job, "orca.engrad", io_message(orca::run_orca(&job, &water(), &settings)));
+
+    let job = job_with_stale("command", "output.xyz");
+    let spec = EngineSpec::Command { command: "touch fake_ran".into(), label_params: Default::default() };
+    match spec.run(&job, &cu) {
+        EngineOutcome::Error { message } => check(&job, "output.xyz", message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -141,12 +141,8 @@ pub struct BackendSettings {
 impl BackendSettings {
     /// The backend, with `detach`/`limit`/`max_fail_count` for a scheduler's campaign.
     pub fn backend(&self, detach: bool, limit: Option<usize>, max_fail_count: Option<u32>) -> Box<dyn Backend> {
-        let options = SchedOptions {
-            poll: Duration::from_secs_f64(self.poll_s.unwrap_or(5.0)),
-            detach,
-            limit,
-            max_fail_count,
-        };
+        let options =
+            SchedOptions { poll: Duration::from_secs_f64(self.poll_s.unwrap_or(5.0)), detach, limit, max_fail_count };
         match self.kind {
             BackendKind::Local => Box::new(LocalPool),
             BackendKind::Slurm => Box::new(Scheduled { scheduler: Slurm { settings: self.slurm.clone() }, options }),
@@ -172,10 +168,8 @@ impl BackendSettings {
 pub fn stop_cancelled(run_dir: &Path, cancelled: &[CancelledCalc]) -> Result<Vec<i64>, ExecError> {
     use autopipe_store::CalcStatus::{Running, Submitted};
     let mut stopped = Vec::new();
-    let mut by_sched: Vec<(Box<dyn Scheduler>, Vec<String>, Vec<i64>)> = vec![
-        (Box::new(Slurm::default()), Vec::new(), Vec::new()),
-        (Box::new(Flux::default()), Vec::new(), Vec::new()),
-    ];
+    let mut by_sched: Vec<(Box<dyn Scheduler>, Vec<String>, Vec<i64>)> =
+        vec![(Box::new(Slurm::default()), Vec::new(), Vec::new()), (Box::new(Flux::default()), Vec::new(), Vec::new())];
     for c in cancelled.iter().filter(|c| matches!(c.was, Running | Submitted)) {
         match c.backend.as_deref() {
             Some(name @ ("slurm" | "flux")) => {

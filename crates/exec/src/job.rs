@@ -183,7 +183,15 @@ fn earlier_labels(attempt_dir: &Path, job: &JobFile) -> Option<JobResult> {
         }
         // Wait for an attempt that is somehow still running here, then read its result.
         let _wait = if dir != calc_dir { lock(&dir, true).ok().flatten() } else { None };
-        let Ok(Some(previous)) = read_result(&dir) else { continue };
+        let previous = match read_result(&dir) {
+            Ok(Some(previous)) => previous,
+            Ok(None) => continue,
+            // Said in the job's stderr; the labels are computed again.
+            Err(e) => {
+                eprintln!("{e}; not reused");
+                continue;
+            }
+        };
         if previous.calculation_id != job.calculation_id || !matches!(previous.outcome, EngineOutcome::Labels { .. }) {
             continue;
         }
@@ -231,13 +239,16 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
     let job: JobFile = serde_json::from_str(&text)
         .map_err(|e| JobError::BadJobFile { path: job_path.clone(), message: e.to_string() })?;
     let result_path = job_dir.join(RESULT_FILE);
-    if let Ok(Some(previous)) = read_result(job_dir) {
-        if previous.calculation_id == job.calculation_id
-            && previous.attempt == job.attempt
-            && matches!(previous.outcome, EngineOutcome::Labels { .. })
+    match read_result(job_dir) {
+        Ok(Some(previous))
+            if previous.calculation_id == job.calculation_id
+                && previous.attempt == job.attempt
+                && matches!(previous.outcome, EngineOutcome::Labels { .. }) =>
         {
-            return Ok(previous);
+            return Ok(previous)
         }
+        Err(e) => eprintln!("{e}; this attempt computes its labels again"),
+        _ => {}
     }
     if result_path.exists() {
         std::fs::remove_file(&result_path).map_err(io(&result_path))?;
@@ -301,6 +312,20 @@ mod tests {
             Err(e @ JobError::CorruptResult { .. }) => assert!(e.to_string().contains("result.json: corrupt")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_corrupt_result_in_the_attempt_or_an_earlier_one_is_computed_again_not_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let calc = tmp.path().join(calc_dir_rel(7));
+        write_job(&calc.join("attempt-1"), 1, cu(2.6));
+        std::fs::write(calc.join("attempt-1").join(RESULT_FILE), "{\"calculation_id\": 7").unwrap();
+        write_job(&calc.join("attempt-2"), 2, cu(2.6));
+        std::fs::write(calc.join("attempt-2").join(RESULT_FILE), "{\"calculation_id\": 7, \"att").unwrap();
+        let r = execute_job_dir(&calc.join("attempt-2")).unwrap();
+        assert!(matches!(r.outcome, EngineOutcome::Labels { .. }), "{r:?}");
+        assert_eq!((r.attempt, r.reused_from_attempt), (2, None), "computed by attempt 2 itself");
+        assert_eq!(read_result(&calc.join("attempt-2")).unwrap().unwrap().attempt, 2);
     }
 
     #[test]

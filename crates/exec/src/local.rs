@@ -15,8 +15,8 @@
 //! the pool notices that the database changed, stops the process group of every running
 //! calculation that is no longer `running`, and never harvests it.
 
-use crate::job::{calc_dir_rel, lock_is_held, read_result, JobError, JobResult};
 use crate::job::JOB_FILE;
+use crate::job::{calc_dir_rel, lock_is_held, read_result, JobError, JobResult};
 use autopipe_engines::{EngineOutcome, EngineSpec};
 use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, InFlight, JobStore, StoreError};
 use std::fs::{File, OpenOptions};

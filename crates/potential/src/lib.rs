@@ -19,5 +19,5 @@ pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
 pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};
 pub use snap::{
     compute_descriptors, compute_descriptors_with_gradients, energy_forces_virial, n_descriptors, EnergyForcesVirial,
-    Snap, SnapDescriptors, SnapElement, SnapError, SnapGradients, SnapParams,
+    Snap, SnapDescriptors, SnapElement, SnapError, SnapGradients, SnapKernels, SnapParams, PORTABLE_ENV,
 };

@@ -7,7 +7,7 @@
 //! (the descriptor code does it, as LAMMPS does).
 
 use crate::active_set::ActiveSet;
-use crate::snap::{Snap, SnapError, SnapParams};
+use crate::snap::{Snap, SnapError, SnapKernels, SnapParams};
 use autopipe_atoms::Structure;
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +132,12 @@ impl ModelEvaluator<'_> {
     /// to the order of the final sums over thread blocks).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Evaluate with the given SNAP kernels (default: [`SnapKernels::from_env`]).
+    pub fn with_kernels(mut self, kernels: SnapKernels) -> Self {
+        self.snap = self.snap.with_kernels(kernels);
         self
     }
 

@@ -1,5 +1,7 @@
 //! Our SNAP descriptors, their gradients and virial contributions against LAMMPS's
-//! `compute sna/atom`, `snad/atom` and `snav/atom` on the same cells.
+//! `compute sna/atom`, `snad/atom` and `snav/atom` on the same cells, with both code paths
+//! of the kernels: the AVX2/FMA ones this CPU may have and the portable ones (what aarch64
+//! runs), chosen with `Snap::with_kernels`.
 //!
 //! Needs LAMMPS with ML-SNAP in a Python venv (default `/opt/autopipe-venv/bin/python`,
 //! override with `AUTOPIPE_LAMMPS_PYTHON`). Without it the test fails, saying how to
@@ -7,7 +9,7 @@
 
 mod common;
 use autopipe_atoms::{Element, Structure};
-use autopipe_potential::{Snap, SnapElement, SnapParams};
+use autopipe_potential::{Snap, SnapElement, SnapKernels, SnapParams, PORTABLE_ENV};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -221,25 +223,102 @@ fn descriptors_gradients_and_virials_agree_with_lammps() {
     let dir = tempfile::tempdir().unwrap();
     let reference = run_lammps(&cases, dir.path());
     println!("LAMMPS version {}", reference["lammps_version"]);
+    let results = reference["cases"].as_array().unwrap();
+    assert_eq!(results.len(), cases.len(), "LAMMPS returned {} results for {} cases", results.len(), cases.len());
+    for kernels in [SnapKernels::Native, SnapKernels::Portable] {
+        println!("{kernels:?} kernels (SIMD: {})", kernels.uses_simd());
+        let worst = compare_with_lammps(&cases, results, kernels);
+        println!("{kernels:?} kernels: max relative deviation from LAMMPS over all cases: {worst:.3e}");
+    }
+}
+
+/// The portable kernels really are another code path where the CPU has AVX2 and FMA: FMA
+/// rounds differently, so some descriptor differs in its last bits (and by no more).
+#[test]
+fn the_portable_switch_runs_other_code_with_the_same_numbers() {
+    let c = &cases()[0];
+    let native = Snap::new(&c.params).unwrap().with_kernels(SnapKernels::Native);
+    let portable = Snap::new(&c.params).unwrap().with_kernels(SnapKernels::Portable);
+    assert!(!SnapKernels::Portable.uses_simd());
+    let a = native.descriptors_with_gradients(&c.structure).unwrap();
+    let b = portable.descriptors_with_gradients(&c.structure).unwrap();
+    let (fa, fb) = (a.force_rows(), b.force_rows());
+    assert_eq!(fa.len(), fb.len());
+    let scale = fa.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let worst = fa.iter().zip(&fb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
+    let differing = a.b.iter().zip(&b.b).chain(fa.iter().zip(&fb)).filter(|(x, y)| x != y).count();
+    println!(
+        "native (SIMD: {}) vs portable: {differing} values differ, by up to {worst:.2e} relative",
+        native.kernels().uses_simd()
+    );
+    assert!(worst < 1e-12, "the two code paths disagree by {worst:e}");
+    if SnapKernels::Native.uses_simd() {
+        assert!(differing > 0, "with AVX2/FMA available, the portable switch changed nothing: it is not switching");
+    } else {
+        assert_eq!(differing, 0, "without AVX2/FMA both choices run the same code");
+    }
+}
+
+/// `AUTOPIPE_SNAP_PORTABLE=1` makes the portable kernels the default of every `Snap`: this
+/// test runs itself again in a child process with the variable set.
+#[test]
+fn the_environment_variable_makes_the_portable_kernels_the_default() {
+    let c = &cases()[3];
+    let default = Snap::new(&c.params).unwrap().kernels();
+    if std::env::var_os("AUTOPIPE_TEST_CHILD").is_some() {
+        assert_eq!(default, SnapKernels::Portable, "{PORTABLE_ENV} is set in this child");
+        return;
+    }
+    assert_eq!(default, SnapKernels::from_env_value(std::env::var_os(PORTABLE_ENV).as_deref()));
+    for (value, expected) in [
+        ("1", SnapKernels::Portable),
+        ("yes", SnapKernels::Portable),
+        ("0", SnapKernels::Native),
+        ("", SnapKernels::Native),
+    ] {
+        assert_eq!(
+            SnapKernels::from_env_value(Some(std::ffi::OsStr::new(value))),
+            expected,
+            "{PORTABLE_ENV}={value:?}"
+        );
+    }
+    assert_eq!(SnapKernels::from_env_value(None), SnapKernels::Native);
+    let name = "the_environment_variable_makes_the_portable_kernels_the_default";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture"])
+        .env(PORTABLE_ENV, "1")
+        .env("AUTOPIPE_TEST_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Every case against LAMMPS's results with the given kernels; the largest relative
+/// deviation (`compare` panics beyond 1e-8).
+fn compare_with_lammps(cases: &[Case], results: &[Value], kernels: SnapKernels) -> f64 {
     let mut worst_all = 0.0f64;
-    for (c, r) in cases.iter().zip(reference["cases"].as_array().unwrap()) {
+    for (c, r) in cases.iter().zip(results) {
         assert_eq!(r["name"], c.name);
+        let tag = format!("{} ({kernels:?})", c.name);
         // LAMMPS kept our positions
-        for (p, q) in c.structure.positions_a.iter().zip(rows(&r["positions"])) {
+        let positions = rows(&r["positions"]);
+        assert_eq!(positions.len(), c.structure.len(), "{}: LAMMPS has another number of atoms", tag);
+        for (p, q) in c.structure.positions_a.iter().zip(positions) {
             for k in 0..3 {
-                assert!((p[k] - q[k]).abs() < 1e-10, "{}: LAMMPS moved an atom: {p:?} vs {q:?}", c.name);
+                assert!((p[k] - q[k]).abs() < 1e-10, "{}: LAMMPS moved an atom: {p:?} vs {q:?}", tag);
             }
         }
-        let snap = Snap::new(&c.params).unwrap();
+        let snap = Snap::new(&c.params).unwrap().with_kernels(kernels);
         let d = snap.descriptors_with_gradients(&c.structure).unwrap();
         let d0 = snap.descriptors(&c.structure).unwrap();
         assert_eq!(d.b, d0.b);
         let nc = d.n_columns;
         let ne = d.n_elements;
-        let w1 = compare(&format!("{} sna/atom", c.name), &d.b, &rows(&r["sna"]), nc);
-        let w2 = compare(&format!("{} snad/atom", c.name), &d.force_rows(), &rows(&r["snad"]), 3 * ne * nc);
+        let w1 = compare(&format!("{} sna/atom", tag), &d.b, &rows(&r["sna"]), nc);
+        let w2 = compare(&format!("{} snad/atom", tag), &d.force_rows(), &rows(&r["snad"]), 3 * ne * nc);
         let snav = rows(&r["snav"]);
-        let w3 = compare(&format!("{} snav/atom", c.name), &d.per_atom_virial(), &snav, 6 * ne * nc);
+        let w3 = compare(&format!("{} snav/atom", tag), &d.per_atom_virial(), &snav, 6 * ne * nc);
         // the origin-free total equals the sum of LAMMPS's per-atom rows
         let mut total = vec![0.0; 6 * ne * nc];
         for row in &snav {
@@ -247,27 +326,27 @@ fn descriptors_gradients_and_virials_agree_with_lammps() {
                 *t += x;
             }
         }
-        let w4 = compare(&format!("{} Σ snav/atom", c.name), &d.virial_row(), &[total], 6 * ne * nc);
+        let w4 = compare(&format!("{} Σ snav/atom", tag), &d.virial_row(), &[total], 6 * ne * nc);
         // the adjoint energy/forces/virial path against pair_style snap
         let efv = snap.energy_forces_virial(&c.structure, &beta_for(c)).unwrap();
         let w5 =
-            compare(&format!("{} pair snap energy", c.name), &[efv.energy], &[vec![r["energy"].as_f64().unwrap()]], 1);
+            compare(&format!("{} pair snap energy", tag), &[efv.energy], &[vec![r["energy"].as_f64().unwrap()]], 1);
         let f: Vec<f64> = efv.forces.iter().flatten().copied().collect();
-        let w6 = compare(&format!("{} pair snap forces", c.name), &f, &rows(&r["forces"]), 3);
+        let w6 = compare(&format!("{} pair snap forces", tag), &f, &rows(&r["forces"]), 3);
         let vir = rows(&json!([r["virial"]]));
-        let w7 = compare(&format!("{} pair snap virial", c.name), &efv.virial, &vir, 6);
+        let w7 = compare(&format!("{} pair snap virial", tag), &efv.virial, &vir, 6);
         println!(
             "{}: pair snap energy {:.6} eV, deviations energy {w5:.2e} forces {w6:.2e} virial {w7:.2e}",
-            c.name, efv.energy
+            tag, efv.energy
         );
         let worst = w1.max(w2).max(w3).max(w4).max(w5).max(w6).max(w7);
         println!(
             "{}: {} atoms, {} pairs, max relative deviation sna {w1:.2e} snad {w2:.2e} snav {w3:.2e} Σsnav {w4:.2e}",
-            c.name,
+            tag,
             d.n_atoms,
             d.gradients.as_ref().unwrap().pair_j.len()
         );
         worst_all = worst_all.max(worst);
     }
-    println!("max relative deviation from LAMMPS over all cases: {worst_all:.3e}");
+    worst_all
 }

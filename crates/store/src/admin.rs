@@ -152,12 +152,16 @@ impl JobStore {
                     continue;
                 }
                 #[allow(clippy::type_complexity)]
-                let (job_dir, backend_id, attempt, backend): (Option<String>, Option<String>, u32, Option<String>) =
-                    tx.query_row(
-                        "SELECT job_dir, backend_id, attempts, backend FROM calculations WHERE id = ?1",
-                        [id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )?;
+                let (job_dir, backend_id, attempt, backend): (
+                    Option<String>,
+                    Option<String>,
+                    u32,
+                    Option<String>,
+                ) = tx.query_row(
+                    "SELECT job_dir, backend_id, attempts, backend FROM calculations WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
                 exec(
                     tx,
                     "UPDATE calculations SET status = 'cancelled', finished_at = ?2, message = 'cancelled by the user'

@@ -129,7 +129,11 @@ pub fn run_loop(
         match state.phase {
             Phase::Label => {
                 let backend = config.execution.backend.backend(false, None, None);
-                reporter.say(&format!("generation {g}: labelling with {} ({} backend)", config.oracle.name(), backend.name()));
+                reporter.say(&format!(
+                    "generation {g}: labelling with {} ({} backend)",
+                    config.oracle.name(),
+                    backend.name()
+                ));
                 let summary =
                     backend.run_batch(&mut store, run_dir, &config.execution.local_options(), launcher, reporter)?;
                 if summary.interrupted {

@@ -151,7 +151,8 @@ impl Scheduler for Flux {
     }
 
     fn submit(&self, sub: &Submission, script_path: &Path) -> Result<Vec<String>, SchedError> {
-        let out = run_tool("flux", &[vec!["submit".to_string()], submit_args(&self.settings, sub, script_path)].concat())?;
+        let out =
+            run_tool("flux", &[vec!["submit".to_string()], submit_args(&self.settings, sub, script_path)].concat())?;
         parse_submit(&out, sub.tasks).map_err(|m| SchedError::new("flux submit", m))
     }
 

@@ -380,7 +380,11 @@ impl Campaign<'_> {
                             // submit again (nothing has run twice; nothing is lost).
                             to_cancel.extend(found.iter().map(|q| q.id.clone()));
                             requeued += 1;
-                            pool.store.requeue_lost(f.calculation_id, f.attempt_id, "submission found unconfirmed; submitted again")?;
+                            pool.store.requeue_lost(
+                                f.calculation_id,
+                                f.attempt_id,
+                                "submission found unconfirmed; submitted again",
+                            )?;
                         }
                     }
                 } else if matches!(read_result(&t.job_dir), Ok(Some(_)) | Err(_)) {
@@ -531,8 +535,12 @@ impl Campaign<'_> {
                 running: false,
             });
         }
-        let event =
-            ExecEvent::Submitted { name, tasks: confirmed.len(), scheduler: self.sched.describe(), script: script_path };
+        let event = ExecEvent::Submitted {
+            name,
+            tasks: confirmed.len(),
+            scheduler: self.sched.describe(),
+            script: script_path,
+        };
         if let Some(line) = event.log_line() {
             pool.store.log_event(None, "submit", &line)?;
         }
@@ -598,25 +606,27 @@ impl Campaign<'_> {
         if no_result.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> =
-            no_result.iter().map(|(t, _)| t.backend_id.clone()).filter(|i| !i.is_empty()).collect();
+        let ids: Vec<String> = no_result.iter().map(|(t, _)| t.backend_id.clone()).filter(|i| !i.is_empty()).collect();
         let states = if ids.is_empty() { HashMap::new() } else { self.sched.final_states(&ids).unwrap_or_default() };
         let who = self.sched.describe();
         for (t, claimed) in no_result {
-            let stderr = last_line(&t.job_dir.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
+            let stderr =
+                last_line(&t.job_dir.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
             let (kind, message) = match states.get(&t.backend_id) {
-                _ if t.backend_id.is_empty() => (
-                    FailureKind::Killed,
-                    "a local job left by an earlier run ended without a result".to_string(),
-                ),
+                _ if t.backend_id.is_empty() => {
+                    (FailureKind::Killed, "a local job left by an earlier run ended without a result".to_string())
+                }
                 Some((SchedState::Ended(Ended::Timeout(w)), detail)) => (
                     FailureKind::Timeout,
-                    format!("{who} ended job {} {w} (wall time {} s) without a result [{detail}]", t.backend_id, pool.opts.walltime.as_secs_f64()),
+                    format!(
+                        "{who} ended job {} {w} (wall time {} s) without a result [{detail}]",
+                        t.backend_id,
+                        pool.opts.walltime.as_secs_f64()
+                    ),
                 ),
-                Some((SchedState::Ended(Ended::Killed(w)), detail)) => (
-                    FailureKind::Killed,
-                    format!("{who} ended job {} {w} without a result [{detail}]", t.backend_id),
-                ),
+                Some((SchedState::Ended(Ended::Killed(w)), detail)) => {
+                    (FailureKind::Killed, format!("{who} ended job {} {w} without a result [{detail}]", t.backend_id))
+                }
                 Some((SchedState::Ended(Ended::Failed(w)), detail)) => (
                     FailureKind::Crashed,
                     format!("{who} job {} ended {w} without a result [{detail}]{stderr}", t.backend_id),
@@ -627,7 +637,10 @@ impl Campaign<'_> {
                 ),
                 None => (
                     FailureKind::Killed,
-                    format!("{who} job {} left the queue without a result and the scheduler no longer knows it{stderr}", t.backend_id),
+                    format!(
+                        "{who} job {} left the queue without a result and the scheduler no longer knows it{stderr}",
+                        t.backend_id
+                    ),
                 ),
             };
             let running = self.tracked.len() + 1;
@@ -671,12 +684,7 @@ impl Campaign<'_> {
         pool.summary.in_flight = in_flight as u64;
         pool.summary.interrupted = interrupted;
         let labels = pool.store.counts()?.done;
-        pool.observer.event(&ExecEvent::Detached {
-            in_flight,
-            labels,
-            scheduler: self.sched.describe(),
-            interrupted,
-        });
+        pool.observer.event(&ExecEvent::Detached { in_flight, labels, scheduler: self.sched.describe(), interrupted });
         Ok(())
     }
 }

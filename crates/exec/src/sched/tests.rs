@@ -150,7 +150,8 @@ fn hostile_paths_are_quoted_and_never_run() {
         assert!(!tmp.path().join(f).exists() && !attempt.join(f).exists(), "{f} was created: {script}");
     }
     // A task with no line in the manifest fails, naming it.
-    let out = std::process::Command::new("bash").arg("-c").arg(&script).env("SLURM_ARRAY_TASK_ID", "3").output().unwrap();
+    let out =
+        std::process::Command::new("bash").arg("-c").arg(&script).env("SLURM_ARRAY_TASK_ID", "3").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("task 3 has no attempt directory"));
 }

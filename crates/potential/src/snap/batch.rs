@@ -103,8 +103,8 @@ impl Kernel<'_> {
         if n > 0 {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2.
+                if self.simd.avx2 {
+                    // SAFETY: the CPU supports AVX2 (`Simd::new` checked).
                     unsafe { uarray_avx2(self, b) };
                 } else {
                     uarray_body(self, b);
@@ -145,8 +145,8 @@ impl Kernel<'_> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2.
+            if self.simd.avx2 {
+                // SAFETY: the CPU supports AVX2 (`Simd::new` checked).
                 unsafe { duarray_avx2(self, w) };
                 return;
             }

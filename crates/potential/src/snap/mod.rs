@@ -27,9 +27,10 @@
 //! Speed: per atom, U of all neighbours at once (vectorised over neighbours), Z with LAMMPS's
 //! factorisation (only the blocks B needs when no gradients are asked), and dB/dr of all
 //! neighbours as register-tiled contractions of Z with the batched dU (AVX2/FMA code paths
-//! chosen at run time). On the 128-atom bcc W cell (2J=8) this is about 1.9x faster than
-//! LAMMPS 2025 `compute snad/atom` and 2.3x faster than `pair_style snap` on one core
-//! (`examples/snap_bench.rs`, `bench/lammps_snad_bench.py`).
+//! chosen at run time; [`SnapKernels::Portable`], or `AUTOPIPE_SNAP_PORTABLE=1` in the
+//! environment, forces the portable code on any CPU). On the 128-atom bcc W cell (2J=8)
+//! this is about 1.9x faster than LAMMPS 2025 `compute snad/atom` and 2.3x faster than
+//! `pair_style snap` on one core (`examples/snap_bench.rs`, `bench/lammps_snad_bench.py`).
 
 // Index-heavy numerical kernels read best with explicit index loops.
 #![allow(
@@ -48,7 +49,45 @@ use autopipe_atoms::{Element, NeighborList, Structure};
 use serde::{Deserialize, Serialize};
 
 pub use sna::n_descriptors;
-use sna::{Kernel, Nbr, Tables, Work};
+use sna::{Kernel, Nbr, Simd, Tables, Work};
+
+/// The environment variable that makes [`SnapKernels::Portable`] the default.
+pub const PORTABLE_ENV: &str = "AUTOPIPE_SNAP_PORTABLE";
+
+/// Which code the SNAP kernels run. Both give the same numbers up to rounding (FMA
+/// contracts some products); both are compared with LAMMPS by the tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapKernels {
+    /// The AVX2/FMA kernels where the CPU has them (detected at run time), the portable
+    /// ones elsewhere.
+    Native,
+    /// The portable kernels only (no target-specific instructions), whatever the CPU: the
+    /// code that runs on aarch64 or on an x86-64 CPU without AVX2.
+    Portable,
+}
+
+impl SnapKernels {
+    /// The process's default: `Portable` when `AUTOPIPE_SNAP_PORTABLE` is set to anything
+    /// but an empty string or `0`, `Native` otherwise. Read once, on first use.
+    pub fn from_env() -> SnapKernels {
+        static DEFAULT: std::sync::OnceLock<SnapKernels> = std::sync::OnceLock::new();
+        *DEFAULT.get_or_init(|| SnapKernels::from_env_value(std::env::var_os(PORTABLE_ENV).as_deref()))
+    }
+
+    /// The choice a value of `AUTOPIPE_SNAP_PORTABLE` makes (`None`: not set).
+    pub fn from_env_value(value: Option<&std::ffi::OsStr>) -> SnapKernels {
+        match value {
+            Some(v) if !v.is_empty() && v != std::ffi::OsStr::new("0") => SnapKernels::Portable,
+            _ => SnapKernels::Native,
+        }
+    }
+
+    /// Whether target-specific (AVX2/FMA) kernels run under this choice on this CPU.
+    pub fn uses_simd(self) -> bool {
+        let s = Simd::new(self);
+        s.avx2 || s.fma
+    }
+}
 
 /// One element of a SNAP model: its radius `R` (cutoff `rcutfac (R_i + R_j)`) and its
 /// neighbour weight `w`.
@@ -202,6 +241,7 @@ pub struct EnergyForcesVirial {
 pub struct Snap {
     params: SnapParams,
     tables: Tables,
+    kernels: SnapKernels,
 }
 
 struct AtomNeighbors {
@@ -212,7 +252,18 @@ struct AtomNeighbors {
 impl Snap {
     pub fn new(params: &SnapParams) -> Result<Snap, SnapError> {
         params.validate()?;
-        Ok(Snap { params: params.clone(), tables: Tables::new(params.twojmax) })
+        Ok(Snap { params: params.clone(), tables: Tables::new(params.twojmax), kernels: SnapKernels::from_env() })
+    }
+
+    /// The same calculator running the given kernels (the default is
+    /// [`SnapKernels::from_env`]).
+    pub fn with_kernels(mut self, kernels: SnapKernels) -> Snap {
+        self.kernels = kernels;
+        self
+    }
+
+    pub fn kernels(&self) -> SnapKernels {
+        self.kernels
     }
 
     pub fn params(&self) -> &SnapParams {
@@ -225,6 +276,7 @@ impl Snap {
             rfac0: self.params.rfac0,
             rmin0: self.params.rmin0,
             switchflag: self.params.switchflag,
+            simd: Simd::new(self.kernels),
         }
     }
 

@@ -10,6 +10,8 @@
 //! needed for the "left half" `2 mb <= j` of each block (the rest follows from the
 //! symmetry `U(j, j-ma, j-mb) = (-1)^(ma-mb) conj U(j, ma, mb)`).
 
+use super::SnapKernels;
+
 /// Index data for one Z element `Z(j1, j2, j; ma, mb)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ZIndex {
@@ -402,6 +404,38 @@ pub(crate) struct Kernel<'a> {
     pub rfac0: f64,
     pub rmin0: f64,
     pub switchflag: bool,
+    /// read only by the x86-64 dispatch
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub simd: Simd,
+}
+
+/// The target-specific kernels that may run: each flag is true only when the CPU has the
+/// instructions (detected at run time) and [`SnapKernels::Native`] was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Simd {
+    pub avx2: bool,
+    /// AVX2 and FMA
+    pub fma: bool,
+}
+
+impl Simd {
+    pub fn new(kernels: SnapKernels) -> Simd {
+        match kernels {
+            SnapKernels::Portable => Simd { avx2: false, fma: false },
+            SnapKernels::Native => Simd::detect(),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Simd {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        Simd { avx2, fma: avx2 && std::arch::is_x86_feature_detected!("fma") }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> Simd {
+        Simd { avx2: false, fma: false }
+    }
 }
 
 impl Kernel<'_> {
@@ -499,8 +533,8 @@ impl Kernel<'_> {
     pub fn compute_zi(&self, w: &mut Work, b_only: bool) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports AVX2 and FMA.
+            if self.simd.fma {
+                // SAFETY: the CPU supports AVX2 and FMA (`Simd::new` checked).
                 unsafe { zi_fma(self.t, w, b_only) };
                 return;
             }
@@ -683,8 +717,8 @@ impl Kernel<'_> {
         let (t, zr, zi, dub, out) = (self.t, &w.z_r[..], &w.z_i[..], &w.dub[..], &mut w.dbout[..]);
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
+            if self.simd.avx2 {
+                // SAFETY: the CPU supports AVX2 (`Simd::new` checked).
                 unsafe { db_batch_avx2(t, zr, zi, dub, width, out) };
                 return;
             }
@@ -876,8 +910,14 @@ mod tests {
 
     #[test]
     fn batched_gradients_equal_one_neighbour_at_a_time() {
+        for kernels in [SnapKernels::Native, SnapKernels::Portable] {
+            batched_gradients_equal_one_neighbour_at_a_time_with(kernels);
+        }
+    }
+
+    fn batched_gradients_equal_one_neighbour_at_a_time_with(kernels: SnapKernels) {
         let t = Tables::new(6);
-        let k = Kernel { t: &t, rfac0: 0.97, rmin0: 0.1, switchflag: true };
+        let k = Kernel { t: &t, rfac0: 0.97, rmin0: 0.1, switchflag: true, simd: Simd::new(kernels) };
         let mut w = Work::new(&t);
         let mut seed = 12345u64;
         let mut rnd = || {
@@ -903,7 +943,7 @@ mod tests {
         }
         k.compute_ui_batch(&mut w, &nbrs, true);
         for (a, b) in ur_single.iter().zip(&w.utot_r).chain(ui_single.iter().zip(&w.utot_i)) {
-            assert!((a - b).abs() < 1e-13, "Ui: {a} vs {b}");
+            assert!((a - b).abs() < 1e-13, "{kernels:?}: Ui: {a} vs {b}");
         }
         k.compute_zi(&mut w, false);
         k.compute_duidrj_batch(&mut w);
@@ -916,7 +956,7 @@ mod tests {
                 for jjb in 0..nb {
                     let a = single[(p * 3 + c) * nb + jjb];
                     let b = w.dbout[jjb * width + c * n + p];
-                    assert!((a - b).abs() < 1e-13 * scale, "pair {p} c {c} jjb {jjb}: {a} vs {b}");
+                    assert!((a - b).abs() < 1e-13 * scale, "{kernels:?}: pair {p} c {c} jjb {jjb}: {a} vs {b}");
                 }
             }
         }
