@@ -121,3 +121,41 @@ impl JobStore {
         Ok(self.in_flight()?.into_iter().filter(|f| f.lease_owner.as_deref() == Some(owner.as_str())).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::new_calc;
+    use crate::JobStore;
+
+    /// Two orchestrators on one database: each reconciles only what is its own, unowned,
+    /// expired, or owned by a process of this machine that is gone.
+    #[test]
+    fn leases_keep_two_orchestrators_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = JobStore::open_or_create(dir.path()).unwrap();
+        let mut b = JobStore::open_existing(dir.path()).unwrap();
+        a.import(&[new_calc(0.0), new_calc(0.1), new_calc(0.2)]).unwrap();
+        let me = super::this_process_owner();
+        a.take_leases(me.clone(), 60.0);
+        b.take_leases("otherhost:1:1".into(), 60.0);
+        let ids = a.pending_ids(10).unwrap();
+        a.start_attempt(ids[0], "local", "jobs/1").unwrap();
+        b.start_attempt(ids[1], "local", "jobs/2").unwrap();
+        // Each sees only its own (the other host's owner is alive as far as anyone can tell).
+        assert_eq!(a.claim_in_flight().unwrap().iter().map(|f| f.calculation_id).collect::<Vec<_>>(), [ids[0]]);
+        assert_eq!(b.claim_in_flight().unwrap().iter().map(|f| f.calculation_id).collect::<Vec<_>>(), [ids[1]]);
+        // B's lease runs out (it stopped renewing): A takes its calculation over.
+        b.take_leases("otherhost:1:1".into(), -1.0);
+        b.renew_leases().unwrap();
+        let mut got: Vec<i64> = a.claim_in_flight().unwrap().iter().map(|f| f.calculation_id).collect();
+        got.sort();
+        assert_eq!(got, [ids[0], ids[1]]);
+        assert!(b.claim_in_flight().unwrap().is_empty());
+        // An owner of this machine whose process is gone (pid 0 never is ours) is taken at once.
+        let host = me.split(':').next().unwrap().to_string();
+        let mut c = JobStore::open_existing(dir.path()).unwrap();
+        c.take_leases(format!("{host}:999999999:5"), 600.0);
+        c.start_attempt(ids[2], "local", "jobs/3").unwrap();
+        assert!(a.claim_in_flight().unwrap().iter().any(|f| f.calculation_id == ids[2]));
+    }
+}

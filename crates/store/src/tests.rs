@@ -12,7 +12,7 @@ fn structure(x: f64) -> Structure {
     .unwrap()
 }
 
-fn new_calc(x: f64) -> NewCalculation {
+pub(crate) fn new_calc(x: f64) -> NewCalculation {
     NewCalculation {
         structure: structure(x),
         origin: "test".into(),

@@ -596,6 +596,13 @@ impl Campaign<'_> {
                     let res = pool.harvest_in(&claimed, r, running);
                     pool.settle(t.calc, res)?;
                 }
+                // A local job left by an earlier local run, gone without a result: back to
+                // pending without using a retry, as the local pool does.
+                Ok(_) if t.backend_id.is_empty() => pool.store.requeue_lost(
+                    t.calc,
+                    t.attempt_id,
+                    "the orchestrator stopped while this attempt was in flight and the job left no result",
+                )?,
                 Ok(_) => no_result.push((t, claimed)),
                 Err(e @ (JobError::CorruptResult { .. } | JobError::Io { .. } | JobError::BadJobFile { .. })) => {
                     let res = pool.fail_in(&claimed, FailureKind::Crashed, &e.to_string(), running);
@@ -613,9 +620,6 @@ impl Campaign<'_> {
             let stderr =
                 last_line(&t.job_dir.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
             let (kind, message) = match states.get(&t.backend_id) {
-                _ if t.backend_id.is_empty() => {
-                    (FailureKind::Killed, "a local job left by an earlier run ended without a result".to_string())
-                }
                 Some((SchedState::Ended(Ended::Timeout(w)), detail)) => (
                     FailureKind::Timeout,
                     format!(
