@@ -319,21 +319,21 @@ fn the_learning_loop_runs_its_labels_through_slurm() {
     cluster();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // The cu-emt example as it is, but for its backend.
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
-        .replace("backend = \"local\" ", "backend = \"slurm\"\npoll_s = 0.3 ")
-        .replace("structures = 20 ", "structures = 8 ")
-        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [900, 1500]")
-        .replace("steps = 1000", "steps = 300")
-        .replace("max_generations = 7", "max_generations = 2")
-        .replace("per_generation = 20 ", "per_generation = 6 ");
+        .replace("backend = \"local\" ", "backend = \"slurm\"\npoll_s = 0.3 ");
     assert!(text.contains("backend = \"slurm\""), "{text}");
     let cfg = dir.join("slurm-loop.toml");
     std::fs::write(&cfg, text).unwrap();
     let out = run_loop(&[d(&cfg)]);
+    assert_eq!(out.status.code(), Some(0), "the loop converges: {}", stderr(&out));
     assert!(stderr(&out).contains("slurm backend"), "{}", stderr(&out));
+    let loop_status: serde_json::Value =
+        serde_json::from_slice(&ok(&["status", "--dir", d(dir), "--json"]).stdout).unwrap();
+    assert_eq!(loop_status["converged"], true, "{loop_status}");
     let s = status_json(dir);
     let done = count(&s, "done");
-    assert!(done > 8, "the loop went past generation 0: {s}");
+    assert!(done > 20, "the loop went past generation 0: {s}");
     // Every label was a Slurm array task.
     for id in 1..=done as i64 {
         let c = detail(dir, id);
@@ -350,6 +350,10 @@ fn the_learning_loop_runs_its_labels_through_slurm() {
     assert!(segment_scripts >= 1, "exploration went through Slurm");
     let records = slurm_records(dir);
     let segment_tasks = records.len() as u64 - s["executions"].as_u64().unwrap();
-    assert_eq!(segment_tasks, 2 * segment_scripts as u64, "two segments (900 K, 1500 K) per generation: {records:?}");
+    assert_eq!(
+        segment_tasks,
+        3 * segment_scripts as u64,
+        "three segments (300, 900, 1500 K) per generation: {records:?}"
+    );
     assert!(dir.join("explore/gen-000/T900/result.json").is_file());
 }

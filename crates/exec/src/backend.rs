@@ -168,7 +168,9 @@ impl BackendSettings {
 pub fn stop_cancelled(run_dir: &Path, cancelled: &[CancelledCalc]) -> Result<Vec<i64>, ExecError> {
     use autopipe_store::CalcStatus::{Running, Submitted};
     let mut stopped = Vec::new();
-    let mut by_sched: Vec<(Box<dyn Scheduler>, Vec<String>, Vec<i64>)> =
+    // Per scheduler: its tasks to stop and their calculations.
+    type Batch = (Box<dyn Scheduler>, Vec<String>, Vec<i64>);
+    let mut by_sched: Vec<Batch> =
         vec![(Box::new(Slurm::default()), Vec::new(), Vec::new()), (Box::new(Flux::default()), Vec::new(), Vec::new())];
     for c in cancelled.iter().filter(|c| matches!(c.was, Running | Submitted)) {
         match c.backend.as_deref() {

@@ -60,7 +60,7 @@ struct TopGamma {
 
 impl autopipe_md::Observer for TopGamma {
     fn observe(&mut self, state: &MdState, eval: &Evaluation) -> Control {
-        if state.step > 0 && state.step % self.every == 0 {
+        if state.step > 0 && state.step.is_multiple_of(self.every) {
             if let Some(g) = eval.max_gamma().filter(|g| g.is_finite()) {
                 self.frames.push((g, state.step, state.structure.clone()));
                 self.frames.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -582,14 +582,11 @@ impl Campaign<'_> {
     fn finish(&mut self, pool: &mut Pool, ended: Vec<Tracked>) -> Result<(), ExecError> {
         let mut no_result = Vec::new();
         for t in ended {
-            let claimed = match pool.store.load_running(t.calc, t.attempt_id) {
-                Ok(c) => c,
-                Err(e) => return Err(e.into()),
-            };
             // Another process (cancel) may have moved it meanwhile.
             if !matches!(pool.store.status_of(t.calc)?, Some(CalcStatus::Running | CalcStatus::Submitted)) {
                 continue;
             }
+            let claimed = pool.store.load_running(t.calc, t.attempt_id)?;
             let running = self.tracked.len() + 1;
             match read_result(&t.job_dir) {
                 Ok(Some(r)) if r.calculation_id == t.calc && r.attempt == t.attempt => {
@@ -803,7 +800,8 @@ pub fn run_tasks_scheduled(
                 }
                 let id = by_dir.get(d).map(|s| s.as_str()).unwrap_or("?");
                 let how = states.get(id).map(|(_, detail)| format!(" [{detail}]")).unwrap_or_default();
-                let stderr = last_line(&d.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
+                let stderr =
+                    last_line(&d.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
                 Some(format!("{} task {id} ended without a result{how}{stderr}", sched.describe()))
             })
             .collect())
