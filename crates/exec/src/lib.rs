@@ -2,6 +2,7 @@
 //! job process, and the local process pool with its wall-time limits, retry budgets,
 //! failure tolerance, cancellation and crash reconciliation.
 
+pub mod campaign;
 pub mod job;
 pub mod local;
 

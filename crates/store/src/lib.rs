@@ -9,12 +9,14 @@
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
 mod admin;
+mod campaign;
 mod configs;
 mod learning;
 mod lock;
 mod recover;
 mod schema;
 
+pub use campaign::{CalcBrief, CampaignMetrics, EngineMetrics, ResetReport, RunningCalc, UpdateCandidate, ValueStats};
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lock::{utc, RunLock, LOCK_FILE};

@@ -1,0 +1,450 @@
+//! The job manager of a campaign (`autopipe jobs status --metrics|--failed|--chronic`,
+//! `jobs reset --max-fail-count`, `jobs reset --stalled`, `jobs update`): aggregate
+//! metrics computed in SQL, listings of troubled calculations, and the transitions that
+//! bring them back or record attempts run outside the orchestrator.
+//!
+//! `fail_count` is the history of a calculation: it counts every failed attempt and is
+//! never cleared (a reset gives fresh retry budgets, `physics_failures` and
+//! `infra_failures`, but keeps `fail_count`). A calculation whose `fail_count` reaches a
+//! limit is *chronic*: `reset --max-fail-count K` leaves it as it is.
+
+use crate::{exec, now_s, CalcStatus, Claimed, JobStore, Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// Mean, median, minimum and maximum of one quantity over finished calculations.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValueStats {
+    /// How many calculations have a value.
+    pub n: u64,
+    pub mean: f64,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Metrics of the finished (`done`) calculations of one engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EngineMetrics {
+    pub engine: String,
+    pub done: u64,
+    pub max_force_ev_per_a: Option<ValueStats>,
+    pub scf_steps: Option<ValueStats>,
+    pub energy_ev: Option<ValueStats>,
+    pub wall_time_s: Option<ValueStats>,
+    /// Sum of wall time × cores of the finished calculations, hours.
+    pub core_hours: f64,
+}
+
+/// Metrics of a campaign, per engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignMetrics {
+    pub engines: Vec<EngineMetrics>,
+    /// All engines together, hours.
+    pub core_hours: f64,
+}
+
+/// One calculation in a listing (`--failed`, `--chronic`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CalcBrief {
+    pub id: i64,
+    pub status: CalcStatus,
+    pub engine: String,
+    /// Where the structure came from (`import:FILE#ID` for a CSV row).
+    pub origin: String,
+    pub attempts: u32,
+    pub fail_count: u32,
+    /// The last message recorded for it (the last failure's, for a failed one).
+    pub message: Option<String>,
+}
+
+/// A running calculation and its latest attempt.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunningCalc {
+    pub id: i64,
+    pub attempt_id: i64,
+    pub attempt: u32,
+    pub backend_id: Option<String>,
+    /// Job directory recorded for it, relative to the run directory.
+    pub job_dir: Option<String>,
+    pub started_at_s: f64,
+    pub fail_count: u32,
+}
+
+/// A calculation `jobs update` may find finished in its job directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateCandidate {
+    pub id: i64,
+    pub status: CalcStatus,
+    pub attempts: u32,
+    pub job_dir: Option<String>,
+    /// The latest attempt's row id, for a running (or submitted) calculation.
+    pub attempt_id: Option<i64>,
+}
+
+/// What a reset did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ResetReport {
+    /// Calculations put back to pending.
+    pub reset: Vec<i64>,
+    /// Left as they are: their fail_count reached the limit (id, fail_count).
+    pub chronic: Vec<(i64, u32)>,
+}
+
+/// The columns `--metrics` summarises, each with an index of its own (migration 4) so
+/// that aggregates and medians are index scans.
+const METRIC_COLUMNS: [&str; 4] = ["max_force_ev_per_a", "scf_steps", "energy_ev", "wall_time_s"];
+
+fn brief(r: &rusqlite::Row) -> rusqlite::Result<CalcBrief> {
+    Ok(CalcBrief {
+        id: r.get(0)?,
+        status: CalcStatus::parse(&r.get::<_, String>(1)?).unwrap_or(CalcStatus::Failed),
+        engine: r.get(2)?,
+        origin: r.get(3)?,
+        attempts: r.get(4)?,
+        fail_count: r.get(5)?,
+        message: r.get(6)?,
+    })
+}
+
+const BRIEF_SELECT: &str = "SELECT c.id, c.status, c.engine, s.origin, c.attempts, c.fail_count, c.message
+     FROM calculations c JOIN structures s ON s.id = c.structure_id";
+
+/// Median of the non-null values of `column` among the `n` finished calculations of
+/// `engine` that have one: the middle value (mean of the two middle ones for even n).
+fn median(conn: &Connection, column: &str, engine: &str, n: u64) -> rusqlite::Result<f64> {
+    let sql = format!(
+        "SELECT {column} FROM calculations WHERE status = 'done' AND engine = ?1 AND {column} IS NOT NULL
+         ORDER BY {column} LIMIT ?2 OFFSET ?3"
+    );
+    let take = if n % 2 == 0 { 2 } else { 1 };
+    let mut st = conn.prepare_cached(&sql)?;
+    let values = st
+        .query_map(params![engine, take, ((n - 1) / 2) as i64], |r| r.get::<_, f64>(0))?
+        .collect::<rusqlite::Result<Vec<f64>>>()?;
+    Ok(values.iter().sum::<f64>() / values.len().max(1) as f64)
+}
+
+impl JobStore {
+    /// Metrics of the finished calculations per engine (max force, SCF steps, final
+    /// energy, wall time: mean, median, min, max; core-hours), all computed by SQLite.
+    pub fn campaign_metrics(&self) -> Result<CampaignMetrics> {
+        let conn = &self.conn;
+        let engines: Vec<(String, u64)> = conn
+            .prepare_cached(
+                "SELECT engine, count(*) FROM calculations WHERE status = 'done' GROUP BY engine ORDER BY engine",
+            )
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.sq())?;
+        let mut out = CampaignMetrics { engines: Vec::new(), core_hours: 0.0 };
+        for (engine, done) in engines {
+            let mut m = EngineMetrics {
+                engine,
+                done,
+                max_force_ev_per_a: None,
+                scf_steps: None,
+                energy_ev: None,
+                wall_time_s: None,
+                core_hours: 0.0,
+            };
+            for column in METRIC_COLUMNS {
+                let sql = format!(
+                    "SELECT count({column}), avg({column}), min({column}), max({column}),
+                            coalesce(sum(wall_time_s * cores), 0)
+                     FROM calculations WHERE status = 'done' AND engine = ?1"
+                );
+                // Only the wall-time query asks for cores (its index holds them).
+                let sql = if column == "wall_time_s" { sql } else { sql.replace("sum(wall_time_s * cores)", "0") };
+                let (n, mean, min, max, core_s): (u64, Option<f64>, Option<f64>, Option<f64>, f64) = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut st| {
+                        st.query_row([&m.engine], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                    })
+                    .map_err(self.sq())?;
+                let stats = match (n, mean, min, max) {
+                    (1.., Some(mean), Some(min), Some(max)) => Some(ValueStats {
+                        n,
+                        mean,
+                        median: median(conn, column, &m.engine, n).map_err(self.sq())?,
+                        min,
+                        max,
+                    }),
+                    _ => None,
+                };
+                match column {
+                    "max_force_ev_per_a" => m.max_force_ev_per_a = stats,
+                    "scf_steps" => m.scf_steps = stats,
+                    "energy_ev" => m.energy_ev = stats,
+                    _ => {
+                        m.wall_time_s = stats;
+                        m.core_hours = core_s / 3600.0;
+                    }
+                }
+            }
+            out.core_hours += m.core_hours;
+            out.engines.push(m);
+        }
+        Ok(out)
+    }
+
+    /// Every failed and timed-out calculation with its last message, in id order.
+    pub fn failed_calculations(&self) -> Result<Vec<CalcBrief>> {
+        let sql = format!("{BRIEF_SELECT} WHERE c.status IN ('failed', 'timeout') ORDER BY c.id");
+        self.conn
+            .prepare(&sql)
+            .and_then(|mut st| st.query_map([], brief)?.collect())
+            .map_err(self.sq())
+    }
+
+    /// Calculations that failed at least `min_fail_count` times (whatever their status
+    /// now), in id order.
+    pub fn chronic_calculations(&self, min_fail_count: u32) -> Result<Vec<CalcBrief>> {
+        let sql = format!("{BRIEF_SELECT} WHERE c.fail_count >= ?1 ORDER BY c.id");
+        self.conn
+            .prepare(&sql)
+            .and_then(|mut st| st.query_map([min_fail_count], brief)?.collect())
+            .map_err(self.sq())
+    }
+
+    /// Running calculations (not those only submitted to a scheduler) with their latest
+    /// attempt, in id order.
+    pub fn running_calculations(&self) -> Result<Vec<RunningCalc>> {
+        self.conn
+            .prepare(
+                "SELECT c.id, a.id, a.attempt, c.backend_id, c.job_dir, a.started_at, c.fail_count
+                 FROM calculations c JOIN attempts a ON a.calculation_id = c.id AND a.attempt = c.attempts
+                 WHERE c.status = 'running' ORDER BY c.id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok(RunningCalc {
+                        id: r.get(0)?,
+                        attempt_id: r.get(1)?,
+                        attempt: r.get(2)?,
+                        backend_id: r.get(3)?,
+                        job_dir: r.get(4)?,
+                        started_at_s: r.get(5)?,
+                        fail_count: r.get(6)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(self.sq())
+    }
+
+    /// Calculations of the given statuses back to `pending` with fresh retry budgets;
+    /// `fail_count` is kept. With `max_fail_count`, those whose `fail_count` reached it
+    /// are chronic and left as they are. One transaction.
+    pub fn reset_counted(&mut self, statuses: &[CalcStatus], max_fail_count: Option<u32>) -> Result<ResetReport> {
+        let limit = max_fail_count.map(i64::from).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let mut report = ResetReport::default();
+            for s in statuses {
+                let mut st = tx.prepare_cached("SELECT id, fail_count FROM calculations WHERE status = ?1 ORDER BY id")?;
+                let rows = st
+                    .query_map([s.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for (id, fail_count) in rows {
+                    if i64::from(fail_count) >= limit {
+                        report.chronic.push((id, fail_count));
+                    } else {
+                        report.reset.push(id);
+                    }
+                }
+                exec(
+                    tx,
+                    "UPDATE calculations SET status = 'pending', physics_failures = 0, infra_failures = 0,
+                         finished_at = NULL WHERE status = ?1 AND fail_count < ?2",
+                    params![s.as_str(), limit],
+                )?;
+            }
+            report.reset.sort_unstable();
+            log_reset(tx, &report, "")?;
+            Ok(report)
+        })
+    }
+
+    /// A stalled running attempt (its job already stopped or gone) given up: the attempt
+    /// is recorded as `stalled`, the calculation goes back to `pending` with fresh retry
+    /// budgets and one more failure in `fail_count`. False (nothing changed) when the
+    /// calculation is no longer running that attempt.
+    pub fn reset_stalled(&mut self, id: i64, attempt_id: i64, message: &str) -> Result<bool> {
+        let now = now_s();
+        self.write(|tx| {
+            let n = exec(
+                tx,
+                "UPDATE calculations SET status = 'pending', fail_count = fail_count + 1, physics_failures = 0,
+                     infra_failures = 0, backend_id = NULL, finished_at = NULL, message = ?3
+                 WHERE id = ?1 AND status = 'running'
+                   AND attempts = (SELECT attempt FROM attempts WHERE id = ?2 AND calculation_id = ?1)",
+                params![id, attempt_id, message],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            exec(
+                tx,
+                "UPDATE attempts SET finished_at = ?2, outcome = 'stalled', message = ?3 WHERE id = ?1",
+                params![attempt_id, now, message],
+            )?;
+            let report = ResetReport { reset: vec![id], chronic: Vec::new() };
+            log_reset(tx, &report, " (stalled)")?;
+            Ok(true)
+        })
+    }
+
+    /// Calculations that are not finished (pending, submitted, running, failed, timeout),
+    /// in id order, with what `jobs update` needs to find their job directory.
+    pub fn update_candidates(&self) -> Result<Vec<UpdateCandidate>> {
+        self.conn
+            .prepare(
+                "SELECT c.id, c.status, c.attempts, c.job_dir, a.id
+                 FROM calculations c LEFT JOIN attempts a
+                   ON a.calculation_id = c.id AND a.attempt = c.attempts AND c.status IN ('running', 'submitted')
+                 WHERE c.status IN ('pending', 'submitted', 'running', 'failed', 'timeout') ORDER BY c.id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok(UpdateCandidate {
+                        id: r.get(0)?,
+                        status: CalcStatus::parse(&r.get::<_, String>(1)?).unwrap_or(CalcStatus::Failed),
+                        attempts: r.get(2)?,
+                        job_dir: r.get(3)?,
+                        attempt_id: r.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(self.sq())
+    }
+
+    /// An attempt that ran outside the orchestrator (found finished by `jobs update`):
+    /// a pending, failed or timed-out calculation becomes `running` with one more
+    /// attempt (backend `external`), ready to be completed or failed like any attempt.
+    pub fn start_external_attempt(&mut self, id: i64, job_dir: &str) -> Result<Claimed> {
+        let now = now_s();
+        let (row, attempt, attempt_id) = self.write(|tx| {
+            let row = crate::CalcRow::read(tx, id)?;
+            let Some(row) = row else { return Ok(None) };
+            if !matches!(row.status.as_str(), "pending" | "failed" | "timeout") {
+                return Ok(Some((row, 0, 0)));
+            }
+            let attempt = row.attempts + 1;
+            exec(
+                tx,
+                "UPDATE calculations SET status = 'running', attempts = ?2, backend = 'external', backend_id = NULL,
+                     job_dir = ?3, started_at = ?4, submitted_at = ?4, finished_at = NULL WHERE id = ?1",
+                params![id, attempt, job_dir, now],
+            )?;
+            exec(
+                tx,
+                "INSERT INTO attempts (calculation_id, attempt, backend, started_at) VALUES (?1, ?2, 'external', ?3)",
+                params![id, attempt, now],
+            )?;
+            Ok(Some((row, attempt, tx.last_insert_rowid())))
+        })?
+        .ok_or(StoreError::NoSuchCalculation(id))?;
+        if attempt == 0 {
+            return Err(StoreError::WrongState { id, expected: "pending, failed or timeout", found: row.status });
+        }
+        row.into_claimed(id, attempt_id, attempt)
+    }
+
+    /// After `complete` of an attempt whose output gave no wall time: the wall time is
+    /// unknown (NULL), not zero, so that it does not count in the metrics.
+    pub fn forget_wall_time(&mut self, id: i64) -> Result<()> {
+        self.write(|tx| exec(tx, "UPDATE calculations SET wall_time_s = NULL WHERE id = ?1", [id]).map(|_| ()))
+    }
+
+    /// The stored engine settings (run spec) of a calculation (None when there is none).
+    pub fn run_spec_of(&self, id: i64) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT run_spec_json FROM calculations WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.sq())?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::BadRow { id, message: format!("run spec: {e}") }))
+            .transpose()
+    }
+
+    /// The fail_count of a calculation (None when there is none).
+    pub fn fail_count(&self, id: i64) -> Result<Option<u32>> {
+        self.conn
+            .query_row("SELECT fail_count FROM calculations WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.sq())
+    }
+
+    /// Fill the database with `n` synthetic calculations in one transaction, for
+    /// `autopipe bench` (`status_metrics_ms_1m`): 90 % done with results spread over
+    /// two engines, the rest pending, failed or running; one attempt each but for the
+    /// pending ones. Not for real runs.
+    pub fn fill_synthetic(&mut self, n: usize) -> Result<()> {
+        let now = now_s();
+        let cu = autopipe_atoms::Element::from_symbol("Cu").expect("Cu is an element");
+        let cell = autopipe_atoms::Structure::new([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], vec![[0.0; 3]], vec![cu], [true; 3])
+            .expect("a one-atom cell is valid");
+        let atoms = serde_json::to_string(&cell).expect("structures serialise");
+        self.write(|tx| {
+            exec(
+                tx,
+                "INSERT INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at)
+                 VALUES ('synthetic', 0, 'bench', 'Cu', 1, ?1, 'selected', ?2)",
+                params![atoms, now],
+            )?;
+            let sid = tx.last_insert_rowid();
+            let mut calc = tx.prepare(
+                "INSERT INTO calculations (key, structure_id, engine, label_params_json, run_spec_json, status, attempts,
+                     fail_count, cores, created_at, started_at, finished_at, wall_time_s, energy_ev, forces_json,
+                     max_force_ev_per_a, scf_steps, message)
+                 VALUES (?1, ?2, ?3, '{}', '{\"engine\":\"emt\"}', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
+            let mut attempt = tx.prepare(
+                "INSERT INTO attempts (calculation_id, attempt, backend, started_at, finished_at, outcome)
+                 VALUES (?1, 1, 'local', ?2, ?3, ?4)",
+            )?;
+            for i in 0..n {
+                let x = (i as f64 * 0.618_033_988_75).fract();
+                let (status, outcome) = match i % 20 {
+                    0 => ("pending", None),
+                    1 => ("failed", Some("physics")),
+                    _ if i % 1000 == 2 => ("running", None),
+                    _ => ("done", Some("done")),
+                };
+                let done = status == "done";
+                let engine = if i % 3 == 0 { "orca" } else { "qe" };
+                let wall = 10.0 + 100.0 * x;
+                calc.execute(params![
+                    format!("synthetic-{i}"),
+                    sid,
+                    engine,
+                    status,
+                    if status == "pending" { 0 } else { 1 },
+                    if status == "failed" { 1 } else { 0 },
+                    1 + (i % 4) as i64,
+                    now,
+                    done.then_some(now),
+                    done.then_some(wall),
+                    done.then_some(-100.0 - x),
+                    done.then_some("[[0,0,0]]"),
+                    done.then_some(x),
+                    done.then_some(5 + (i % 30) as i64),
+                    (status == "failed").then_some("SCF NOT CONVERGED"),
+                ])?;
+                if status != "pending" {
+                    attempt.execute(params![tx.last_insert_rowid(), now, (status != "running").then_some(now), outcome])?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn log_reset(tx: &Connection, report: &ResetReport, what: &str) -> rusqlite::Result<()> {
+    let mut message = format!("{} calculations reset to pending{what}", report.reset.len());
+    if !report.chronic.is_empty() {
+        message.push_str(&format!("; {} chronic ones left as they are", report.chronic.len()));
+    }
+    exec(tx, "INSERT INTO events (at, kind, message) VALUES (?1, 'reset', ?2)", params![now_s(), message])?;
+    Ok(())
+}
