@@ -23,6 +23,7 @@ pub fn run(quick: bool) -> Result<()> {
     snap_figures(quick)?;
     emt_speed(if quick { 0.3 } else { 2.0 })?;
     store_speed(if quick { 10_000 } else { 100_000 })?;
+    status_metrics(if quick { 100_000 } else { 1_000_000 })?;
     local_pool(if quick { 100 } else { 500 }, if quick { 4 } else { 8 })?;
     Ok(())
 }
@@ -100,6 +101,30 @@ fn store_speed(n: usize) -> Result<()> {
         let label = if n == 100_000 { format!("{name}_100k") } else { format!("{name}_{n}") };
         figure(&label, times[times.len() / 2], "ms");
     }
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// `jobs status --metrics` (whole process) on a campaign of `n` calculations (90 %
+/// done, over two engines), built in one transaction.
+fn status_metrics(n: usize) -> Result<()> {
+    let tmp = tempfile_dir("metrics")?;
+    let start = Instant::now();
+    JobStore::open_or_create(&tmp)?.fill_synthetic(n)?;
+    let build_s = start.elapsed().as_secs_f64();
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let start = Instant::now();
+        let status =
+            Command::new(&exe).args(["jobs", "status", "--metrics", "--dir"]).arg(&tmp).stdout(Stdio::null()).status()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(status.success(), "jobs status --metrics failed");
+    }
+    times.sort_by(f64::total_cmp);
+    let label = if n == 1_000_000 { "1m".to_string() } else { n.to_string() };
+    figure(&format!("status_metrics_ms_{label}"), times[times.len() / 2], "ms");
+    eprintln!("(the {n}-calculation database was built in {build_s:.1} s)");
     std::fs::remove_dir_all(&tmp).ok();
     Ok(())
 }

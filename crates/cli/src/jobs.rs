@@ -149,6 +149,10 @@ pub struct EngineArgs {
     /// Take the engine and its settings from the [oracle] table of this configuration.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Take the engine and its settings from the [oracle] table of this TOML file, the
+    /// only table read (for a campaign on molecules, e.g. `engine = "orca"`).
+    #[arg(long, conflicts_with_all = ["config", "engine", "command"])]
+    oracle: Option<PathBuf>,
     /// The command line for --engine command, run with `sh -c` in the attempt's directory
     /// (AUTOPIPE_CALCULATION_ID and AUTOPIPE_ATTEMPT are set).
     #[arg(long)]
@@ -471,6 +475,9 @@ fn summary_exit(s: &RunSummary) -> ExitCode {
 }
 
 fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
+    if let Some(path) = &args.oracle {
+        return Ok(autopipe_workflow::load_oracle(path)?);
+    }
     if let Some(path) = &args.config {
         if args.command.is_some() {
             bail!("--command and --config exclude each other");

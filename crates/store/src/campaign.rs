@@ -448,3 +448,134 @@ fn log_reset(tx: &Connection, report: &ResetReport, what: &str) -> rusqlite::Res
     exec(tx, "INSERT INTO events (at, kind, message) VALUES (?1, 'reset', ?2)", params![now_s(), message])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{CalcResult, CalcStatus, FailureKind, JobStore, NewCalculation};
+    use autopipe_atoms::{Element, Structure};
+
+    fn store_with(n: usize, engine: &str) -> (tempfile::TempDir, JobStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = JobStore::open_or_create(tmp.path()).unwrap();
+        add(&mut store, n, engine, 0);
+        (tmp, store)
+    }
+
+    fn add(store: &mut JobStore, n: usize, engine: &str, offset: usize) {
+        let items: Vec<_> = (0..n)
+            .map(|i| NewCalculation {
+                structure: Structure::new(
+                    [[3.0 + (i + offset) as f64 * 0.1, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+                    vec![[0.0; 3]],
+                    vec![Element::from_symbol("Cu").unwrap()],
+                    [true; 3],
+                )
+                .unwrap(),
+                origin: "test".into(),
+                generation: 0,
+                engine: engine.into(),
+                label_params: serde_json::json!({}),
+                run_spec: serde_json::json!("emt"),
+            })
+            .collect();
+        store.import(&items).unwrap();
+    }
+
+    fn finish(store: &mut JobStore, id: i64, energy_ev: f64, force: f64, scf: Option<u32>, wall: f64) {
+        let c = store.start_attempt(id, "local", "x").unwrap();
+        let result = CalcResult {
+            energy_ev,
+            forces_ev_per_a: vec![[force, 0.0, 0.0]],
+            stress_ev_per_a3: None,
+            max_force_ev_per_a: force,
+            scf_steps: scf,
+            wall_time_s: wall,
+        };
+        store.complete(id, c.attempt_id, &result).unwrap();
+    }
+
+    #[test]
+    fn metrics_are_those_computed_by_hand() {
+        let (_tmp, mut store) = store_with(5, "qe");
+        add(&mut store, 2, "orca", 10);
+        // qe: 4 finished (even count: the median is the mean of the middle two), 1 pending
+        let qe = [(-10.0, 0.5, Some(12), 60.0), (-12.0, 0.1, Some(8), 120.0), (-11.0, 0.3, None, 30.0), (-9.0, 0.2, Some(9), 90.0)];
+        for (k, (e, f, s, w)) in qe.into_iter().enumerate() {
+            finish(&mut store, k as i64 + 1, e, f, s, w);
+        }
+        finish(&mut store, 6, -100.0, 1.5, Some(20), 3600.0);
+        let m = store.campaign_metrics().unwrap();
+        assert_eq!(m.engines.len(), 2);
+        let (orca, qe) = (&m.engines[0], &m.engines[1]);
+        assert_eq!((orca.engine.as_str(), orca.done), ("orca", 1));
+        assert_eq!((qe.engine.as_str(), qe.done), ("qe", 4));
+        let f = qe.max_force_ev_per_a.as_ref().unwrap();
+        assert_eq!((f.n, f.min, f.max), (4, 0.1, 0.5));
+        assert!((f.mean - 0.275).abs() < 1e-12 && (f.median - 0.25).abs() < 1e-12, "{f:?}");
+        let s = qe.scf_steps.as_ref().unwrap();
+        // three values: 8, 9, 12 (odd count: the middle one)
+        assert_eq!((s.n, s.median, s.min, s.max), (3, 9.0, 8.0, 12.0));
+        assert!((s.mean - 29.0 / 3.0).abs() < 1e-12);
+        let e = qe.energy_ev.as_ref().unwrap();
+        assert_eq!((e.median, e.min, e.max, e.mean), (-10.5, -12.0, -9.0, -10.5));
+        let w = qe.wall_time_s.as_ref().unwrap();
+        assert_eq!((w.median, w.mean), (75.0, 75.0));
+        assert!((qe.core_hours - 300.0 / 3600.0).abs() < 1e-12);
+        assert!((orca.core_hours - 1.0).abs() < 1e-12);
+        assert!((m.core_hours - (1.0 + 300.0 / 3600.0)).abs() < 1e-12);
+        // the aggregates run on the indexes of migration 4
+        let plan: String = store
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT count(energy_ev), avg(energy_ev) FROM calculations WHERE status = 'done' AND engine = 'qe'",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("COVERING INDEX calculations_metric_energy"), "{plan}");
+    }
+
+    #[test]
+    fn reset_keeps_fail_count_and_leaves_chronic_failures() {
+        let (_tmp, mut store) = store_with(3, "emt");
+        // 1 fails twice (retried once), 2 fails once, 3 stays pending
+        let c = store.start_attempt(1, "local", "x").unwrap();
+        store.fail_attempt(1, c.attempt_id, FailureKind::Physics, "scf", true, None).unwrap();
+        let c = store.start_attempt(1, "local", "x").unwrap();
+        store.fail_attempt(1, c.attempt_id, FailureKind::Physics, "scf", false, None).unwrap();
+        let c = store.start_attempt(2, "local", "x").unwrap();
+        store.fail_attempt(2, c.attempt_id, FailureKind::Crashed, "boom", false, None).unwrap();
+        assert_eq!(store.failed_calculations().unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(store.chronic_calculations(2).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
+        let r = store.reset_counted(&[CalcStatus::Failed], Some(2)).unwrap();
+        assert_eq!((r.reset, r.chronic), (vec![2], vec![(1, 2)]));
+        assert_eq!(store.status_of(1).unwrap(), Some(CalcStatus::Failed));
+        assert_eq!(store.status_of(2).unwrap(), Some(CalcStatus::Pending));
+        assert_eq!(store.fail_count(2).unwrap(), Some(1), "a reset keeps the fail count");
+        let detail = store.calculation(2).unwrap().unwrap();
+        assert_eq!((detail.physics_failures, detail.infra_failures), (0, 0), "fresh budgets");
+        // a stalled attempt given up counts as one more failure
+        let c = store.start_attempt(2, "local", "x").unwrap();
+        assert!(store.reset_stalled(2, c.attempt_id, "stalled").unwrap());
+        assert!(!store.reset_stalled(2, c.attempt_id, "stalled").unwrap(), "only a running attempt");
+        assert_eq!(store.fail_count(2).unwrap(), Some(2));
+        assert_eq!(store.attempts(2).unwrap()[1].outcome.as_deref(), Some("stalled"));
+        // an attempt run outside the orchestrator, recorded afterwards
+        let c = store.start_external_attempt(3, "jobs/000/000003").unwrap();
+        assert_eq!(c.attempt, 1);
+        assert_eq!(store.status_of(3).unwrap(), Some(CalcStatus::Running));
+        assert!(store.start_external_attempt(3, "jobs/000/000003").is_err());
+    }
+
+    #[test]
+    fn synthetic_fill_for_the_bench() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = JobStore::open_or_create(tmp.path()).unwrap();
+        store.fill_synthetic(2000).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts.total(), 2000);
+        assert_eq!((counts.pending, counts.failed, counts.running), (100, 100, 2));
+        let m = store.campaign_metrics().unwrap();
+        assert_eq!(m.engines.iter().map(|e| e.done).sum::<u64>(), counts.done);
+    }
+}

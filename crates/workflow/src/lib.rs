@@ -6,7 +6,7 @@ pub mod doctor;
 pub mod drift;
 pub mod examples;
 
-pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
+pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
 pub mod learn;
 pub mod models;

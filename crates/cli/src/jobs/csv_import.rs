@@ -160,10 +160,16 @@ pub fn calculations(file: &Path, columns: &Columns, engine: &EngineSpec) -> Resu
                 }
                 // The ORCA input writer's own checks (electron count and multiplicity).
                 if let Err(e) = autopipe_engines::orca::write_orca_input(&structure, &s) {
-                    let cols: Vec<&str> = columns.charge.iter().chain(columns.unpaired.iter()).copied().collect();
-                    let what = if cols.is_empty() { columns.geometry.to_string() } else { cols.join("\", \"") };
-                    let hint = if columns.unpaired.is_none() { " (give unpaired electrons with --unpaired-column)" } else { "" };
-                    return Err(bad(&what, format!("{e}{hint}")));
+                    let cols: Vec<String> =
+                        columns.charge.iter().chain(columns.unpaired.iter()).map(|c| format!("{c:?}")).collect();
+                    let hint =
+                        if columns.unpaired.is_none() { " (give unpaired electrons with --unpaired-column)" } else { "" };
+                    let columns = match cols.len() {
+                        0 => format!("column {:?}", columns.geometry),
+                        1 => format!("column {}", cols[0]),
+                        _ => format!("columns {}", cols.join(" and ")),
+                    };
+                    bail!("{name}: line {line}, {columns}: {e}{hint}; nothing was imported");
                 }
                 EngineSpec::Orca(s)
             }
