@@ -429,3 +429,40 @@ fn status_metrics_are_those_of_the_labels() {
     assert!(table.contains("  emt: 5 done"), "{table}");
     assert!(table.contains("    max force (eV/Å)             5"), "{table}");
 }
+
+#[test]
+fn update_harvests_jobs_run_by_hand_and_refuses_foreign_ones() {
+    use autopipe_atoms::{Element, Structure};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("RUN");
+    let csv = tmp.path().join("dimers.csv");
+    std::fs::write(&csv, "id,xyz\na,\"Cu 0 0 0\nCu 2.3 0 0\"\nb,\"Cu 0 0 0\nCu 2.4 0 0\"\n").unwrap();
+    ok(&["jobs", "import", d(&csv), "--dir", d(&dir)]);
+    // What a scheduler script would do: a job directory with job.json, then
+    // `autopipe job-exec DIR`, without the orchestrator.
+    let cu = Element::from_symbol("Cu").unwrap();
+    let dimer = |r: f64| Structure::new([[0.0; 3]; 3], vec![[0.0; 3], [r, 0.0, 0.0]], vec![cu, cu], [false; 3]).unwrap();
+    for (id, r) in [(1, 2.3), (2, 2.45)] {
+        let job_dir = dir.join(format!("jobs/000/{id:06}/attempt-1"));
+        std::fs::create_dir_all(&job_dir).unwrap();
+        let job = autopipe_exec::JobFile {
+            calculation_id: id,
+            attempt: 1,
+            engine: autopipe_engines::EngineSpec::Emt,
+            structure: dimer(r),
+        };
+        std::fs::write(job_dir.join("job.json"), serde_json::to_vec(&job).unwrap()).unwrap();
+        ok(&["job-exec", d(&job_dir)]);
+    }
+    let out = stdout(&ok(&["jobs", "update", "--dir", d(&dir)]));
+    assert!(out.contains("calculation 1: done (from result.json)"), "{out}");
+    // 2's directory holds a job of another structure (2.45 Å, not 2.4 Å): not taken.
+    assert!(out.contains("calculation 2: not updated: ") && out.contains("not a job of this calculation"), "{out}");
+    let s = status_json(&dir);
+    assert_eq!((s["done_ids"].clone(), s["pending_ids"].clone()), (serde_json::json!([1]), serde_json::json!([2])));
+    let one = detail(&dir, 1);
+    assert_eq!(one["attempts"][0]["outcome"], "done", "{one}");
+    // The label is the one EMT gives for that dimer.
+    let labels = autopipe_engines::emt::Emt::new().calculate(&dimer(2.3)).unwrap();
+    assert!((one["energy_ev"].as_f64().unwrap() - labels.energy_ev).abs() < 1e-9, "{one}");
+}

@@ -12,7 +12,7 @@
 //! remediation ladder), or an infrastructure failure. An output that stops mid-run
 //! (truncated) is a job still being written and is left alone.
 
-use crate::job::{calc_dir_rel, lock_is_held, read_result, JobResult, RESULT_FILE};
+use crate::job::{calc_dir_rel, lock_is_held, read_result, JobFile, JobResult, JOB_FILE, RESULT_FILE};
 use crate::local::{attempt_dir, stop_job, ExecError};
 use autopipe_engines::output::{ParsedOutput, RunStatus};
 use autopipe_engines::{cp2k, orca, qe, vasp, EngineOutcome, EngineSpec};
@@ -211,6 +211,24 @@ fn parse_output(engine: &EngineSpec, path: &Path) -> Result<ParsedOutput, String
     parsed.map_err(|e| e.to_string())
 }
 
+/// Whether the `job.json` of `dir` is a job of calculation `id`: the same structure and
+/// the same label-defining settings.
+fn same_job(store: &JobStore, id: i64, dir: &Path) -> Result<(), String> {
+    let path = dir.join(JOB_FILE);
+    let job: JobFile = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let calc = store.calculation(id).map_err(|e| e.to_string())?.ok_or("no such calculation")?;
+    if job.calculation_id != id
+        || job.structure.content_hash() != calc.structure.hash
+        || job.engine.label_params() != calc.label_params
+    {
+        return Err(format!("{} is not a job of this calculation (another structure or other settings)", path.display()));
+    }
+    Ok(())
+}
+
 /// What the harvest of one directory found to record.
 enum Found {
     Result(JobResult),
@@ -224,7 +242,7 @@ pub fn update(store: &mut JobStore, run_dir: &Path, opts: &UpdateOptions) -> Res
     let mut report = UpdateReport::default();
     for c in store.update_candidates()? {
         let calc_rel = c.job_dir.clone().unwrap_or_else(|| calc_dir_rel(c.id));
-        let in_flight = matches!(c.status, CalcStatus::Running | CalcStatus::Submitted);
+        let in_flight = c.status == CalcStatus::Running;
         let (dir, attempt) = if in_flight {
             (attempt_dir(run_dir, c.job_dir.as_deref(), c.id, c.attempts), c.attempts)
         } else {
@@ -241,7 +259,17 @@ pub fn update(store: &mut JobStore, run_dir: &Path, opts: &UpdateOptions) -> Res
         // The engine is the calculation's (its run spec), whatever a directory says.
         let found = if dir.join(RESULT_FILE).exists() {
             match read_result(&dir) {
-                Ok(Some(r)) if r.calculation_id == c.id && r.attempt == attempt => Found::Result(r),
+                Ok(Some(r)) if r.calculation_id == c.id && r.attempt == attempt => {
+                    // A job started outside the orchestrator: its job.json must be this
+                    // calculation's (not that of a forgotten one whose id was given again).
+                    if !in_flight {
+                        if let Err(why) = same_job(store, c.id, &dir) {
+                            report.problems.push((c.id, why));
+                            continue;
+                        }
+                    }
+                    Found::Result(r)
+                }
                 Ok(Some(r)) => {
                     let why = format!(
                         "{} is of calculation {} attempt {}, not of calculation {} attempt {attempt}",

@@ -78,7 +78,7 @@ pub struct UpdateCandidate {
     pub status: CalcStatus,
     pub attempts: u32,
     pub job_dir: Option<String>,
-    /// The latest attempt's row id, for a running (or submitted) calculation.
+    /// The latest attempt's row id, for a running calculation.
     pub attempt_id: Option<i64>,
 }
 
@@ -293,15 +293,16 @@ impl JobStore {
         })
     }
 
-    /// Calculations that are not finished (pending, submitted, running, failed, timeout),
-    /// in id order, with what `jobs update` needs to find their job directory.
+    /// Calculations that are not finished (pending, running, failed, timeout), in id
+    /// order, with what `jobs update` needs to find their job directory. Calculations
+    /// submitted to a scheduler are the scheduler reconciliation's, not listed here.
     pub fn update_candidates(&self) -> Result<Vec<UpdateCandidate>> {
         self.conn
             .prepare(
                 "SELECT c.id, c.status, c.attempts, c.job_dir, a.id
                  FROM calculations c LEFT JOIN attempts a
-                   ON a.calculation_id = c.id AND a.attempt = c.attempts AND c.status IN ('running', 'submitted')
-                 WHERE c.status IN ('pending', 'submitted', 'running', 'failed', 'timeout') ORDER BY c.id",
+                   ON a.calculation_id = c.id AND a.attempt = c.attempts AND c.status = 'running'
+                 WHERE c.status IN ('pending', 'running', 'failed', 'timeout') ORDER BY c.id",
             )
             .and_then(|mut st| {
                 st.query_map([], |r| {
