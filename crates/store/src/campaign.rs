@@ -8,7 +8,7 @@
 //! `infra_failures`, but keeps `fail_count`). A calculation whose `fail_count` reaches a
 //! limit is *chronic*: `reset --max-fail-count K` leaves it as it is.
 
-use crate::{exec, now_s, CalcStatus, Claimed, JobStore, Result, StoreError};
+use crate::{exec, now_s, CalcStatus, Claimed, Counts, JobStore, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -125,64 +125,159 @@ fn median(conn: &Connection, column: &str, engine: &str, n: u64) -> rusqlite::Re
     Ok(values.iter().sum::<f64>() / values.len().max(1) as f64)
 }
 
+/// The triggers of migration 4 that keep `calc_totals`.
+pub const TOTALS_TRIGGERS: [&str; 3] = ["calc_totals_insert", "calc_totals_delete", "calc_totals_update"];
+
+/// Minimum or maximum of `column` among the finished calculations of `engine`: one seek
+/// in the column's index.
+fn extreme(conn: &Connection, which: &str, column: &str, engine: &str) -> rusqlite::Result<Option<f64>> {
+    let sql = format!("SELECT {which}({column}) FROM calculations WHERE status = 'done' AND engine = ?1");
+    conn.prepare_cached(&sql)?.query_row([engine], |r| r.get(0))
+}
+
+/// Running totals of one engine's finished calculations: (count, sum) per column of
+/// [`METRIC_COLUMNS`], and core-seconds.
+struct Totals {
+    engine: String,
+    done: u64,
+    sums: [(u64, f64); 4],
+    core_s: f64,
+}
+
 impl JobStore {
-    /// Metrics of the finished calculations per engine (max force, SCF steps, final
-    /// energy, wall time: mean, median, min, max; core-hours), all computed by SQLite.
-    pub fn campaign_metrics(&self) -> Result<CampaignMetrics> {
+    /// Whether the running totals of migration 4 are kept (its triggers exist).
+    fn totals_kept(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?1, ?2, ?3)",
+                TOTALS_TRIGGERS,
+                |r| r.get(0),
+            )
+            .map_err(self.sq())?;
+        Ok(n == TOTALS_TRIGGERS.len() as i64)
+    }
+
+    /// Counts by status, from the running totals when they are kept (without a scan),
+    /// else as [`JobStore::counts`].
+    pub fn campaign_counts(&self) -> Result<Counts> {
+        if !self.totals_kept()? {
+            return self.counts();
+        }
+        let mut counts = Counts::default();
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT status, sum(n) FROM calc_totals GROUP BY status")
+            .map_err(self.sq())?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(self.sq())?;
+        for row in rows {
+            let (status, n) = row.map_err(self.sq())?;
+            let n = n.max(0) as u64;
+            match CalcStatus::parse(&status) {
+                Some(CalcStatus::Pending) => counts.pending = n,
+                Some(CalcStatus::Submitted) => counts.submitted = n,
+                Some(CalcStatus::Running) => counts.running = n,
+                Some(CalcStatus::Done) => counts.done = n,
+                Some(CalcStatus::Failed) => counts.failed = n,
+                Some(CalcStatus::Timeout) => counts.timeout = n,
+                Some(CalcStatus::Cancelled) => counts.cancelled = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Per engine: finished count, (count, sum) of each metric column, core-seconds;
+    /// from the running totals when kept, else by scanning the metric indexes.
+    fn done_totals(&self) -> Result<Vec<Totals>> {
         let conn = &self.conn;
+        if self.totals_kept()? {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT engine, n, n_force, sum_force, n_scf, sum_scf, n_energy, sum_energy, n_wall, sum_wall, core_s
+                     FROM calc_totals WHERE status = 'done' AND n > 0 ORDER BY engine",
+                )
+                .map_err(self.sq())?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(Totals {
+                        engine: r.get(0)?,
+                        done: r.get(1)?,
+                        sums: [
+                            (r.get(2)?, r.get(3)?),
+                            (r.get(4)?, r.get(5)?),
+                            (r.get(6)?, r.get(7)?),
+                            (r.get(8)?, r.get(9)?),
+                        ],
+                        core_s: r.get(10)?,
+                    })
+                })
+                .map_err(self.sq())?;
+            return rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq());
+        }
         let engines: Vec<(String, u64)> = conn
             .prepare_cached(
                 "SELECT engine, count(*) FROM calculations WHERE status = 'done' GROUP BY engine ORDER BY engine",
             )
             .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(self.sq())?;
-        let mut out = CampaignMetrics { engines: Vec::new(), core_hours: 0.0 };
+        let mut out = Vec::new();
         for (engine, done) in engines {
-            let mut m = EngineMetrics {
-                engine,
-                done,
-                max_force_ev_per_a: None,
-                scf_steps: None,
-                energy_ev: None,
-                wall_time_s: None,
-                core_hours: 0.0,
-            };
-            for column in METRIC_COLUMNS {
+            let mut t = Totals { engine, done, sums: [(0, 0.0); 4], core_s: 0.0 };
+            for (k, column) in METRIC_COLUMNS.iter().enumerate() {
                 let sql = format!(
-                    "SELECT count({column}), avg({column}), min({column}), max({column}),
-                            coalesce(sum(wall_time_s * cores), 0)
-                     FROM calculations WHERE status = 'done' AND engine = ?1"
+                    "SELECT count({column}), coalesce(sum({column}), 0) FROM calculations
+                     WHERE status = 'done' AND engine = ?1"
                 );
-                // Only the wall-time query asks for cores (its index holds them).
-                let sql = if column == "wall_time_s" { sql } else { sql.replace("sum(wall_time_s * cores)", "0") };
-                let (n, mean, min, max, core_s): (u64, Option<f64>, Option<f64>, Option<f64>, f64) = conn
+                t.sums[k] = conn
                     .prepare_cached(&sql)
-                    .and_then(|mut st| {
-                        st.query_row([&m.engine], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                    })
+                    .and_then(|mut st| st.query_row([&t.engine], |r| Ok((r.get(0)?, r.get(1)?))))
                     .map_err(self.sq())?;
-                let stats = match (n, mean, min, max) {
-                    (1.., Some(mean), Some(min), Some(max)) => Some(ValueStats {
-                        n,
-                        mean,
-                        median: median(conn, column, &m.engine, n).map_err(self.sq())?,
-                        min,
-                        max,
-                    }),
-                    _ => None,
-                };
-                match column {
-                    "max_force_ev_per_a" => m.max_force_ev_per_a = stats,
-                    "scf_steps" => m.scf_steps = stats,
-                    "energy_ev" => m.energy_ev = stats,
-                    _ => {
-                        m.wall_time_s = stats;
-                        m.core_hours = core_s / 3600.0;
-                    }
+            }
+            t.core_s = conn
+                .prepare_cached(
+                    "SELECT coalesce(sum(wall_time_s * cores), 0) FROM calculations WHERE status = 'done' AND engine = ?1",
+                )
+                .and_then(|mut st| st.query_row([&t.engine], |r| r.get(0)))
+                .map_err(self.sq())?;
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Metrics of the finished calculations per engine (max force, SCF steps, final
+    /// energy, wall time: mean, median, min, max; core-hours), all computed by SQLite:
+    /// counts and sums from running totals, minimum and maximum by index seeks, medians
+    /// by index skips.
+    pub fn campaign_metrics(&self) -> Result<CampaignMetrics> {
+        let conn = &self.conn;
+        let mut out = CampaignMetrics { engines: Vec::new(), core_hours: 0.0 };
+        for t in self.done_totals()? {
+            let mut stats: [Option<ValueStats>; 4] = Default::default();
+            for (k, column) in METRIC_COLUMNS.iter().enumerate() {
+                let (n, sum) = t.sums[k];
+                if n == 0 {
+                    continue;
+                }
+                let min = extreme(conn, "min", column, &t.engine).map_err(self.sq())?;
+                let max = extreme(conn, "max", column, &t.engine).map_err(self.sq())?;
+                if let (Some(min), Some(max)) = (min, max) {
+                    let median = median(conn, column, &t.engine, n).map_err(self.sq())?;
+                    stats[k] = Some(ValueStats { n, mean: sum / n as f64, median, min, max });
                 }
             }
-            out.core_hours += m.core_hours;
-            out.engines.push(m);
+            let [max_force_ev_per_a, scf_steps, energy_ev, wall_time_s] = stats;
+            let core_hours = t.core_s / 3600.0;
+            out.core_hours += core_hours;
+            out.engines.push(EngineMetrics {
+                engine: t.engine,
+                done: t.done,
+                max_force_ev_per_a,
+                scf_steps,
+                energy_ev,
+                wall_time_s,
+                core_hours,
+            });
         }
         Ok(out)
     }
@@ -382,11 +477,24 @@ impl JobStore {
     /// pending ones. Not for real runs.
     pub fn fill_synthetic(&mut self, n: usize) -> Result<()> {
         let now = now_s();
+        // A large page cache for the bulk insert (random keys in seven indexes).
+        self.conn.execute_batch("PRAGMA cache_size = -262144").map_err(self.sq())?;
         let cu = autopipe_atoms::Element::from_symbol("Cu").expect("Cu is an element");
         let cell = autopipe_atoms::Structure::new([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], vec![[0.0; 3]], vec![cu], [true; 3])
             .expect("a one-atom cell is valid");
         let atoms = serde_json::to_string(&cell).expect("structures serialise");
         self.write(|tx| {
+            // The running totals are computed once at the end (one scan) rather than
+            // kept row by row: the triggers are set aside for the bulk insert.
+            let triggers: Vec<String> = tx
+                .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'calculations'")?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .map(|row| {
+                    let (name, sql) = row?;
+                    tx.execute_batch(&format!("DROP TRIGGER {name}"))?;
+                    Ok(sql)
+                })
+                .collect::<rusqlite::Result<_>>()?;
             exec(
                 tx,
                 "INSERT INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at)
@@ -435,6 +543,22 @@ impl JobStore {
                 if status != "pending" {
                     attempt.execute(params![tx.last_insert_rowid(), now, (status != "running").then_some(now), outcome])?;
                 }
+            }
+            if !triggers.is_empty() {
+                tx.execute_batch(
+                    "DELETE FROM calc_totals;
+                     INSERT INTO calc_totals
+                        SELECT engine, status, count(*),
+                               count(max_force_ev_per_a), coalesce(sum(max_force_ev_per_a), 0),
+                               count(scf_steps), coalesce(sum(scf_steps), 0),
+                               count(energy_ev), coalesce(sum(energy_ev), 0),
+                               count(wall_time_s), coalesce(sum(wall_time_s), 0),
+                               coalesce(sum(wall_time_s * cores), 0)
+                        FROM calculations GROUP BY engine, status;",
+                )?;
+            }
+            for sql in triggers {
+                tx.execute_batch(&sql)?;
             }
             Ok(())
         })
@@ -534,6 +658,26 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("COVERING INDEX calculations_metric_energy"), "{plan}");
+
+        // The running totals follow every change (a calculation forgotten, a reset, a
+        // wall time dropped) and agree with full scans (the path without the triggers).
+        store.forget(&[6]).unwrap();
+        store.forget_wall_time(3).unwrap();
+        let c = store.start_attempt(5, "local", "x").unwrap();
+        store.fail_attempt(5, c.attempt_id, FailureKind::Crashed, "boom", false, None).unwrap();
+        let kept = store.campaign_metrics().unwrap();
+        assert_eq!(kept.engines.len(), 1);
+        assert_eq!(kept.engines[0].wall_time_s.as_ref().unwrap().n, 3);
+        assert!((kept.core_hours - 270.0 / 3600.0).abs() < 1e-12);
+        let counts = store.campaign_counts().unwrap();
+        assert_eq!(counts, store.counts().unwrap());
+        assert_eq!((counts.done, counts.failed, counts.total()), (4, 1, 6));
+        for t in super::TOTALS_TRIGGERS {
+            store.conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+        }
+        let scanned = store.campaign_metrics().unwrap();
+        assert_eq!(format!("{kept:.9?}"), format!("{scanned:.9?}"));
+        assert_eq!(store.campaign_counts().unwrap(), counts);
     }
 
     #[test]
@@ -578,5 +722,11 @@ mod tests {
         assert_eq!((counts.pending, counts.failed, counts.running), (100, 100, 2));
         let m = store.campaign_metrics().unwrap();
         assert_eq!(m.engines.iter().map(|e| e.done).sum::<u64>(), counts.done);
+        assert!(store.totals_kept().unwrap(), "the triggers are back after the bulk insert");
+        assert_eq!(store.campaign_counts().unwrap(), counts);
+        // and they keep the totals again
+        let c = store.start_attempt(1, "local", "x").unwrap();
+        store.fail_attempt(1, c.attempt_id, FailureKind::Crashed, "boom", false, None).unwrap();
+        assert_eq!(store.campaign_counts().unwrap(), store.counts().unwrap());
     }
 }

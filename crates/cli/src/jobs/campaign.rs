@@ -35,7 +35,7 @@ fn percent(n: u64, total: u64) -> f64 {
 }
 
 pub fn status(store: &JobStore, dir: &Path, json: bool, sections: &Sections) -> Result<()> {
-    let counts = store.counts()?;
+    let counts = store.campaign_counts()?;
     let total = counts.total();
     let executions = store.executions()?;
     let rows = [
