@@ -116,8 +116,11 @@ fn status_metrics(n: usize) -> Result<()> {
     let mut times = Vec::new();
     for _ in 0..7 {
         let start = Instant::now();
-        let status =
-            Command::new(&exe).args(["jobs", "status", "--metrics", "--dir"]).arg(&tmp).stdout(Stdio::null()).status()?;
+        let status = Command::new(&exe)
+            .args(["jobs", "status", "--metrics", "--dir"])
+            .arg(&tmp)
+            .stdout(Stdio::null())
+            .status()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(status.success(), "jobs status --metrics failed");
     }

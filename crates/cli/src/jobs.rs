@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum JobsCommand {
     /// Add one calculation per structure of an extended XYZ file, or per row of a CSV
     /// file of molecules (creates RUN if needed). A structure already present with the
@@ -363,13 +364,9 @@ fn extxyz_calculations(file: &Path, engine: &EngineSpec) -> Result<Vec<autopipe_
         }
     }
     let origin = format!("import:{}", file.display());
-    autopipe_workflow::new_calculations(
-        frames.into_iter().map(|f| f.structure).collect(),
-        &origin,
-        0,
-        engine,
-        |i| format!("{}: frame {}", file.display(), i + 1),
-    )
+    autopipe_workflow::new_calculations(frames.into_iter().map(|f| f.structure).collect(), &origin, 0, engine, |i| {
+        format!("{}: frame {}", file.display(), i + 1)
+    })
     .map_err(anyhow::Error::msg)
 }
 

@@ -213,7 +213,10 @@ fn charge_and_multiplicity_reach_the_orca_input_and_failures_are_managed() {
     // reset --max-fail-count: chronic failures are left as they are.
     let out = stdout(&ok(&["jobs", "reset", "--dir", d(&dir), "--failed", "--max-fail-count", "2"]));
     assert!(out.contains("0 calculations back to pending"), "{out}");
-    assert!(out.contains("3 calculations left as they are (chronic: fail count >= 2): #1 (2), #2 (2), #3 (2)"), "{out}");
+    assert!(
+        out.contains("3 calculations left as they are (chronic: fail count >= 2): #1 (2), #2 (2), #3 (2)"),
+        "{out}"
+    );
     assert_eq!(count(&status_json(&dir), "failed"), 3);
     // Without a limit they go back to pending, with fresh budgets and their fail count.
     let out = stdout(&ok(&["jobs", "reset", "--dir", d(&dir), "--failed"]));
@@ -231,7 +234,8 @@ fn update_picks_up_orca_outputs_left_in_attempt_directories() {
     let dir = tmp.path().join("RUN");
     let config = orca_config(tmp.path(), &failing_orca(tmp.path()));
     let csv = tmp.path().join("waters.csv");
-    let rows: String = (0..4).map(|k| format!("w{k},{}\n", csv_field(&WATER.replace("0.9572", &format!("0.95{k}"))))).collect();
+    let rows: String =
+        (0..4).map(|k| format!("w{k},{}\n", csv_field(&WATER.replace("0.9572", &format!("0.95{k}"))))).collect();
     std::fs::write(&csv, format!("id,xyz\n{rows}")).unwrap();
     ok(&["jobs", "import", d(&csv), "--dir", d(&dir), "--oracle", d(&config)]);
     let attempt = |id: i64| {
@@ -259,10 +263,8 @@ fn update_picks_up_orca_outputs_left_in_attempt_directories() {
         [0.025621056, 0.021510429, 0.0],
         [0.021510429, 0.025621056, -0.0000000001],
     ];
-    let max_force = gradient
-        .iter()
-        .map(|g| (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt() * eh_ev / bohr_a)
-        .fold(0.0, f64::max);
+    let max_force =
+        gradient.iter().map(|g| (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt() * eh_ev / bohr_a).fold(0.0, f64::max);
     let energy = -76.422436201230 * eh_ev;
     let one = detail(&dir, 1);
     assert!((one["energy_ev"].as_f64().unwrap() - energy).abs() < 1e-9, "{one}");
@@ -304,14 +306,15 @@ fn stalled_jobs_are_found_stopped_and_reset_and_finished_ones_harvested() {
     let dir = tmp.path().join("RUN");
     let csv = tmp.path().join("atoms.csv");
     std::fs::write(&csv, "id,xyz\nhangs,Cu 0 0 0\nfinishes,Cu 0 0 1\n").unwrap();
-    let command =
-        format!("echo $$ > sh.pid; if [ \"$AUTOPIPE_CALCULATION_ID\" = 1 ]; then sleep 600; fi; sleep 1; {WRITE_LABEL}");
+    let command = format!(
+        "echo $$ > sh.pid; if [ \"$AUTOPIPE_CALCULATION_ID\" = 1 ]; then sleep 600; fi; sleep 1; {WRITE_LABEL}"
+    );
     ok(&["jobs", "import", d(&csv), "--dir", d(&dir), "--engine", "command", "--command", &command]);
 
     // The orchestrator is killed while both jobs run; the jobs go on without it.
     let mut child = autopipe().args(["jobs", "run", "--dir", d(&dir), "--workers", "2"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(status_json(&dir)["running_ids"] == serde_json::json!([1, 2]) && !detail(&dir, 1)["backend_id"].is_null()) {
+    while status_json(&dir)["running_ids"] != serde_json::json!([1, 2]) || detail(&dir, 1)["backend_id"].is_null() {
         assert!(Instant::now() < deadline, "the jobs did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -396,7 +399,12 @@ fn status_metrics_are_those_of_the_labels() {
     let forces: Vec<f64> = frames
         .iter()
         .map(|f| {
-            f.forces_ev_per_a.as_ref().unwrap().iter().map(|g| g.iter().map(|x| x * x).sum::<f64>().sqrt()).fold(0.0, f64::max)
+            f.forces_ev_per_a
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|g| g.iter().map(|x| x * x).sum::<f64>().sqrt())
+                .fold(0.0, f64::max)
         })
         .collect();
     let energies: Vec<f64> = frames.iter().map(|f| f.energy_ev.unwrap()).collect();
@@ -407,7 +415,8 @@ fn status_metrics_are_those_of_the_labels() {
     let emt = &s["metrics"]["engines"][0];
     assert_eq!(emt["engine"], "emt");
     assert_eq!(emt["done"], 5);
-    for (key, values, tol) in [("max_force_ev_per_a", forces, 1e-6), ("energy_ev", energies, 1e-6), ("wall_time_s", walls, 1e-12)]
+    for (key, values, tol) in
+        [("max_force_ev_per_a", forces, 1e-6), ("energy_ev", energies, 1e-6), ("wall_time_s", walls, 1e-12)]
     {
         let (mean, median, min, max) = stats(values);
         let got = &emt[key];
@@ -441,7 +450,8 @@ fn update_harvests_jobs_run_by_hand_and_refuses_foreign_ones() {
     // What a scheduler script would do: a job directory with job.json, then
     // `autopipe job-exec DIR`, without the orchestrator.
     let cu = Element::from_symbol("Cu").unwrap();
-    let dimer = |r: f64| Structure::new([[0.0; 3]; 3], vec![[0.0; 3], [r, 0.0, 0.0]], vec![cu, cu], [false; 3]).unwrap();
+    let dimer =
+        |r: f64| Structure::new([[0.0; 3]; 3], vec![[0.0; 3], [r, 0.0, 0.0]], vec![cu, cu], [false; 3]).unwrap();
     for (id, r) in [(1, 2.3), (2, 2.45)] {
         let job_dir = dir.join(format!("jobs/000/{id:06}/attempt-1"));
         std::fs::create_dir_all(&job_dir).unwrap();

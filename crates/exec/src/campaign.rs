@@ -16,7 +16,7 @@ use crate::job::{calc_dir_rel, lock_is_held, read_result, JobFile, JobResult, JO
 use crate::local::{attempt_dir, stop_job, ExecError};
 use autopipe_engines::output::{ParsedOutput, RunStatus};
 use autopipe_engines::{cp2k, orca, qe, vasp, EngineOutcome, EngineSpec};
-use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, JobStore, RunningCalc};
+use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, JobStore, RunningCalc, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -130,11 +130,8 @@ pub fn reset_stalled(
             }
             report.stopped.push(s.id);
         }
-        let message = format!(
-            "stalled: nothing in {} changed for {:.1} h; reset to pending",
-            s.dir.display(),
-            s.idle_s / 3600.0
-        );
+        let message =
+            format!("stalled: nothing in {} changed for {:.1} h; reset to pending", s.dir.display(), s.idle_s / 3600.0);
         if store.reset_stalled(s.id, s.running.attempt_id, &message)? {
             report.reset.push(s.id);
         }
@@ -171,9 +168,8 @@ pub struct UpdateReport {
 /// (plain or gzipped): ORCA `orca.out` (or any `*.out`), QE `pw.out`, CP2K `cp2k.out`,
 /// VASP `vasprun.xml`.
 fn find_output(engine: &EngineSpec, dir: &Path) -> Option<PathBuf> {
-    let named = |names: &[&str]| {
-        names.iter().flat_map(|n| [dir.join(n), dir.join(format!("{n}.gz"))]).find(|p| p.is_file())
-    };
+    let named =
+        |names: &[&str]| names.iter().flat_map(|n| [dir.join(n), dir.join(format!("{n}.gz"))]).find(|p| p.is_file());
     match engine {
         EngineSpec::Orca(_) => named(&["orca.out"]).or_else(|| {
             // any other ORCA output name, the newest; never the job process's own logs
@@ -224,7 +220,10 @@ fn same_job(store: &JobStore, id: i64, dir: &Path) -> Result<(), String> {
         || job.structure.content_hash() != calc.structure.hash
         || job.engine.label_params() != calc.label_params
     {
-        return Err(format!("{} is not a job of this calculation (another structure or other settings)", path.display()));
+        return Err(format!(
+            "{} is not a job of this calculation (another structure or other settings)",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -318,7 +317,15 @@ pub fn update(store: &mut JobStore, run_dir: &Path, opts: &UpdateOptions) -> Res
                 None => continue,
             }
         } else {
-            store.start_external_attempt(c.id, &calc_rel)?
+            match store.start_external_attempt(c.id, &calc_rel) {
+                Ok(claimed) => claimed,
+                // cancelled or forgotten meanwhile (`jobs cancel` takes no run lock)
+                Err(e @ (StoreError::WrongState { .. } | StoreError::NoSuchCalculation(_))) => {
+                    report.problems.push((c.id, e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         record(store, &claimed, found, opts, &mut report)?;
     }
@@ -352,13 +359,12 @@ fn record(
                 scf_steps,
                 wall_time_s: wall_time_s.unwrap_or(0.0),
             };
-            store.complete(id, claimed.attempt_id, &calc)?;
-            if wall_time_s.is_none() {
-                store.forget_wall_time(id)?;
-            }
+            store.complete_found(id, claimed.attempt_id, &calc, wall_time_s.is_some())?;
             report.done.push((id, source));
         }
-        EngineOutcome::PhysicsFailure { message } => fail(store, claimed, FailureKind::Physics, &message, opts, report)?,
+        EngineOutcome::PhysicsFailure { message } => {
+            fail(store, claimed, FailureKind::Physics, &message, opts, report)?
+        }
         EngineOutcome::Error { message } => {
             let kind = if input_error { FailureKind::Input } else { FailureKind::Crashed };
             fail(store, claimed, kind, &message, opts, report)?
@@ -372,7 +378,8 @@ fn record(
 /// converged -> physics failure; anything else -> an error.
 fn parsed_outcome(p: ParsedOutput, n_atoms: usize) -> EngineOutcome {
     let what = || {
-        let status = serde_json::to_value(p.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let status =
+            serde_json::to_value(p.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         match &p.message {
             Some(m) => format!("{status}: {m}"),
             None => status,
@@ -386,7 +393,10 @@ fn parsed_outcome(p: ParsedOutput, n_atoms: usize) -> EngineOutcome {
             EngineOutcome::Labels { labels, scf_steps: p.scf_steps }
         }
         Some(labels) => EngineOutcome::Error {
-            message: format!("the output has forces on {} atoms, the structure {n_atoms}", labels.forces_ev_per_a.len()),
+            message: format!(
+                "the output has forces on {} atoms, the structure {n_atoms}",
+                labels.forces_ev_per_a.len()
+            ),
         },
         None if p.status == RunStatus::Converged => {
             EngineOutcome::Error { message: format!("{}: no energy or no forces in the output", what()) }
@@ -420,7 +430,14 @@ fn fail(
         None
     };
     let id = claimed.calculation_id;
-    store.fail_attempt(id, claimed.attempt_id, kind, message, retry, remediation.as_ref().map(|(v, c)| (v, c.as_str())))?;
+    store.fail_attempt(
+        id,
+        claimed.attempt_id,
+        kind,
+        message,
+        retry,
+        remediation.as_ref().map(|(v, c)| (v, c.as_str())),
+    )?;
     let status = if retry { CalcStatus::Pending } else { CalcStatus::Failed };
     let line = format!("jobs update: calculation {id} failed ({}): {message}", kind.as_str());
     store.log_event(Some(id), if retry { "retry" } else { "failed" }, &line)?;

@@ -8,7 +8,7 @@
 //! `infra_failures`, but keeps `fail_count`). A calculation whose `fail_count` reaches a
 //! limit is *chronic*: `reset --max-fail-count K` leaves it as it is.
 
-use crate::{exec, now_s, CalcStatus, Claimed, Counts, JobStore, Result, StoreError};
+use crate::{exec, now_s, CalcResult, CalcStatus, Claimed, Counts, JobStore, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -117,7 +117,7 @@ fn median(conn: &Connection, column: &str, engine: &str, n: u64) -> rusqlite::Re
         "SELECT {column} FROM calculations WHERE status = 'done' AND engine = ?1 AND {column} IS NOT NULL
          ORDER BY {column} LIMIT ?2 OFFSET ?3"
     );
-    let take = if n % 2 == 0 { 2 } else { 1 };
+    let take = if n.is_multiple_of(2) { 2 } else { 1 };
     let mut st = conn.prepare_cached(&sql)?;
     let values = st
         .query_map(params![engine, take, ((n - 1) / 2) as i64], |r| r.get::<_, f64>(0))?
@@ -165,10 +165,8 @@ impl JobStore {
             return self.counts();
         }
         let mut counts = Counts::default();
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT status, sum(n) FROM calc_totals GROUP BY status")
-            .map_err(self.sq())?;
+        let mut st =
+            self.conn.prepare_cached("SELECT status, sum(n) FROM calc_totals GROUP BY status").map_err(self.sq())?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(self.sq())?;
         for row in rows {
             let (status, n) = row.map_err(self.sq())?;
@@ -285,20 +283,14 @@ impl JobStore {
     /// Every failed and timed-out calculation with its last message, in id order.
     pub fn failed_calculations(&self) -> Result<Vec<CalcBrief>> {
         let sql = format!("{BRIEF_SELECT} WHERE c.status IN ('failed', 'timeout') ORDER BY c.id");
-        self.conn
-            .prepare(&sql)
-            .and_then(|mut st| st.query_map([], brief)?.collect())
-            .map_err(self.sq())
+        self.conn.prepare(&sql).and_then(|mut st| st.query_map([], brief)?.collect()).map_err(self.sq())
     }
 
     /// Calculations that failed at least `min_fail_count` times (whatever their status
     /// now), in id order.
     pub fn chronic_calculations(&self, min_fail_count: u32) -> Result<Vec<CalcBrief>> {
         let sql = format!("{BRIEF_SELECT} WHERE c.fail_count >= ?1 ORDER BY c.id");
-        self.conn
-            .prepare(&sql)
-            .and_then(|mut st| st.query_map([min_fail_count], brief)?.collect())
-            .map_err(self.sq())
+        self.conn.prepare(&sql).and_then(|mut st| st.query_map([min_fail_count], brief)?.collect()).map_err(self.sq())
     }
 
     /// Running calculations (not those only submitted to a scheduler) with their latest
@@ -335,7 +327,8 @@ impl JobStore {
         self.write(|tx| {
             let mut report = ResetReport::default();
             for s in statuses {
-                let mut st = tx.prepare_cached("SELECT id, fail_count FROM calculations WHERE status = ?1 ORDER BY id")?;
+                let mut st =
+                    tx.prepare_cached("SELECT id, fail_count FROM calculations WHERE status = ?1 ORDER BY id")?;
                 let rows = st
                     .query_map([s.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -419,36 +412,58 @@ impl JobStore {
     /// attempt (backend `external`), ready to be completed or failed like any attempt.
     pub fn start_external_attempt(&mut self, id: i64, job_dir: &str) -> Result<Claimed> {
         let now = now_s();
-        let (row, attempt, attempt_id) = self.write(|tx| {
-            let row = crate::CalcRow::read(tx, id)?;
-            let Some(row) = row else { return Ok(None) };
-            if !matches!(row.status.as_str(), "pending" | "failed" | "timeout") {
-                return Ok(Some((row, 0, 0)));
-            }
-            let attempt = row.attempts + 1;
-            exec(
+        let (row, attempt, attempt_id) = self
+            .write(|tx| {
+                let row = crate::CalcRow::read(tx, id)?;
+                let Some(row) = row else { return Ok(None) };
+                if !matches!(row.status.as_str(), "pending" | "failed" | "timeout") {
+                    return Ok(Some((row, 0, 0)));
+                }
+                let attempt = row.attempts + 1;
+                exec(
                 tx,
                 "UPDATE calculations SET status = 'running', attempts = ?2, backend = 'external', backend_id = NULL,
                      job_dir = ?3, started_at = ?4, submitted_at = ?4, finished_at = NULL WHERE id = ?1",
                 params![id, attempt, job_dir, now],
             )?;
-            exec(
+                exec(
                 tx,
                 "INSERT INTO attempts (calculation_id, attempt, backend, started_at) VALUES (?1, ?2, 'external', ?3)",
                 params![id, attempt, now],
             )?;
-            Ok(Some((row, attempt, tx.last_insert_rowid())))
-        })?
-        .ok_or(StoreError::NoSuchCalculation(id))?;
+                Ok(Some((row, attempt, tx.last_insert_rowid())))
+            })?
+            .ok_or(StoreError::NoSuchCalculation(id))?;
         if attempt == 0 {
             return Err(StoreError::WrongState { id, expected: "pending, failed or timeout", found: row.status });
         }
         row.into_claimed(id, attempt_id, attempt)
     }
 
-    /// After `complete` of an attempt whose output gave no wall time: the wall time is
-    /// unknown (NULL), not zero, so that it does not count in the metrics.
-    pub fn forget_wall_time(&mut self, id: i64) -> Result<()> {
+    /// `running -> done` with the result of an attempt found finished by `jobs update`,
+    /// as [`JobStore::complete`]; `wall_known` false when the output gave no wall time
+    /// (it is then unknown, NULL, not zero, and does not count in the metrics).
+    pub fn complete_found(&mut self, id: i64, attempt_id: i64, result: &CalcResult, wall_known: bool) -> Result<()> {
+        let now = now_s();
+        let done = self.write(|tx| {
+            if crate::set_done(tx, id, CalcStatus::Running, now, result, None)? == 0 {
+                return Ok(false);
+            }
+            if !wall_known {
+                exec(tx, "UPDATE calculations SET wall_time_s = NULL WHERE id = ?1", [id])?;
+            }
+            exec(tx, "UPDATE attempts SET finished_at = ?2, outcome = 'done' WHERE id = ?1", params![attempt_id, now])?;
+            Ok(true)
+        })?;
+        if !done {
+            return Err(self.wrong_state(id, "running"));
+        }
+        Ok(())
+    }
+
+    /// Forget the wall time of a calculation (unknown, NULL).
+    #[cfg(test)]
+    fn forget_wall_time(&mut self, id: i64) -> Result<()> {
         self.write(|tx| exec(tx, "UPDATE calculations SET wall_time_s = NULL WHERE id = ?1", [id]).map(|_| ()))
     }
 
@@ -480,21 +495,32 @@ impl JobStore {
         // A large page cache for the bulk insert (random keys in seven indexes).
         self.conn.execute_batch("PRAGMA cache_size = -262144").map_err(self.sq())?;
         let cu = autopipe_atoms::Element::from_symbol("Cu").expect("Cu is an element");
-        let cell = autopipe_atoms::Structure::new([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], vec![[0.0; 3]], vec![cu], [true; 3])
-            .expect("a one-atom cell is valid");
+        let cell = autopipe_atoms::Structure::new(
+            [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+            vec![[0.0; 3]],
+            vec![cu],
+            [true; 3],
+        )
+        .expect("a one-atom cell is valid");
         let atoms = serde_json::to_string(&cell).expect("structures serialise");
         self.write(|tx| {
-            // The running totals are computed once at the end (one scan) rather than
-            // kept row by row: the triggers are set aside for the bulk insert.
-            let triggers: Vec<String> = tx
-                .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'calculations'")?
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .map(|row| {
-                    let (name, sql) = row?;
-                    tx.execute_batch(&format!("DROP TRIGGER {name}"))?;
-                    Ok(sql)
-                })
-                .collect::<rusqlite::Result<_>>()?;
+            // A bulk load: the running totals are computed once at the end (one scan)
+            // rather than kept row by row, and the secondary indexes are built once at the
+            // end (a sort) rather than row by row: triggers and indexes are set aside.
+            let set_aside = |kind: &str| -> rusqlite::Result<Vec<String>> {
+                let sql = format!(
+                    "SELECT name, sql FROM sqlite_master WHERE type = '{kind}' AND sql IS NOT NULL
+                     AND tbl_name IN ('calculations', 'attempts')"
+                );
+                let found: Vec<(String, String)> =
+                    tx.prepare(&sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+                for (name, _) in &found {
+                    tx.execute_batch(&format!("DROP {} {name}", kind.to_uppercase()))?;
+                }
+                Ok(found.into_iter().map(|(_, sql)| sql).collect())
+            };
+            let triggers = set_aside("trigger")?;
+            let indexes = set_aside("index")?;
             exec(
                 tx,
                 "INSERT INTO structures (hash, generation, origin, formula, n_atoms, atoms_json, status, created_at)
@@ -557,8 +583,8 @@ impl JobStore {
                         FROM calculations GROUP BY engine, status;",
                 )?;
             }
-            for sql in triggers {
-                tx.execute_batch(&sql)?;
+            for sql in indexes.iter().chain(&triggers) {
+                tx.execute_batch(sql)?;
             }
             Ok(())
         })
@@ -624,7 +650,12 @@ mod tests {
         let (_tmp, mut store) = store_with(5, "qe");
         add(&mut store, 2, "orca", 10);
         // qe: 4 finished (even count: the median is the mean of the middle two), 1 pending
-        let qe = [(-10.0, 0.5, Some(12), 60.0), (-12.0, 0.1, Some(8), 120.0), (-11.0, 0.3, None, 30.0), (-9.0, 0.2, Some(9), 90.0)];
+        let qe = [
+            (-10.0, 0.5, Some(12), 60.0),
+            (-12.0, 0.1, Some(8), 120.0),
+            (-11.0, 0.3, None, 30.0),
+            (-9.0, 0.2, Some(9), 90.0),
+        ];
         for (k, (e, f, s, w)) in qe.into_iter().enumerate() {
             finish(&mut store, k as i64 + 1, e, f, s, w);
         }

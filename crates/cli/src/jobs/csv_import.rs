@@ -123,7 +123,9 @@ pub fn calculations(file: &Path, columns: &Columns, engine: &EngineSpec) -> Resu
             }
         };
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let bad = |column: &str, m: String| anyhow::anyhow!("{name}: line {line}, column {column:?}: {m}; nothing was imported");
+        let bad = |column: &str, m: String| {
+            anyhow::anyhow!("{name}: line {line}, column {column:?}: {m}; nothing was imported")
+        };
         let field = |i: usize| record.get(i).unwrap_or("");
         let id = field(id_col).trim().to_string();
         if id.is_empty() {
@@ -156,14 +158,19 @@ pub fn calculations(file: &Path, columns: &Columns, engine: &EngineSpec) -> Resu
                     s.charge = c;
                 }
                 if let Some(u) = unpaired {
-                    s.multiplicity = u.checked_add(1).ok_or_else(|| bad(columns.unpaired.unwrap_or(""), "too many unpaired electrons".into()))?;
+                    s.multiplicity = u
+                        .checked_add(1)
+                        .ok_or_else(|| bad(columns.unpaired.unwrap_or(""), "too many unpaired electrons".into()))?;
                 }
                 // The ORCA input writer's own checks (electron count and multiplicity).
                 if let Err(e) = autopipe_engines::orca::write_orca_input(&structure, &s) {
                     let cols: Vec<String> =
                         columns.charge.iter().chain(columns.unpaired.iter()).map(|c| format!("{c:?}")).collect();
-                    let hint =
-                        if columns.unpaired.is_none() { " (give unpaired electrons with --unpaired-column)" } else { "" };
+                    let hint = if columns.unpaired.is_none() {
+                        " (give unpaired electrons with --unpaired-column)"
+                    } else {
+                        ""
+                    };
                     let columns = match cols.len() {
                         0 => format!("column {:?}", columns.geometry),
                         1 => format!("column {}", cols[0]),
@@ -174,7 +181,9 @@ pub fn calculations(file: &Path, columns: &Columns, engine: &EngineSpec) -> Resu
                 EngineSpec::Orca(s)
             }
             other => {
-                for (value, column) in [(charge.unwrap_or(0) as i64, columns.charge), (unpaired.unwrap_or(0) as i64, columns.unpaired)] {
+                for (value, column) in
+                    [(charge.unwrap_or(0) as i64, columns.charge), (unpaired.unwrap_or(0) as i64, columns.unpaired)]
+                {
                     if value != 0 {
                         return Err(bad(
                             column.unwrap_or(""),
