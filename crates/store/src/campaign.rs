@@ -747,7 +747,13 @@ mod tests {
     fn synthetic_fill_for_the_bench() {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = JobStore::open_or_create(tmp.path()).unwrap();
+        let schema = |store: &JobStore| -> Vec<String> {
+            let mut st = store.conn.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let before = schema(&store);
         store.fill_synthetic(2000).unwrap();
+        assert_eq!(schema(&store), before, "indexes and triggers are back after the bulk insert");
         let counts = store.counts().unwrap();
         assert_eq!(counts.total(), 2000);
         assert_eq!((counts.pending, counts.failed, counts.running), (100, 100, 2));
