@@ -166,6 +166,15 @@ fn charge_and_multiplicity_reach_the_orca_input_and_failures_are_managed() {
             "uhf",
         ])
     };
+    // An oracle file is checked as the [oracle] table of a configuration is.
+    let typo = tmp.path().join("typo.toml");
+    std::fs::write(&typo, "[oracle]\nengine = \"orca\"\nfunctionnal = \"PBE\"\n").unwrap();
+    let out = run(&["jobs", "import", d(&csv), "--dir", d(&dir), "--oracle", d(&typo)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("{}:3:", typo.display())), "{}", stderr(&out));
+    assert!(stderr(&out).contains("functionnal"), "{}", stderr(&out));
+    assert!(!dir.exists());
+
     let out = import(&csv);
     assert!(out.status.success(), "{}", stderr(&out));
     // The same geometry with another charge is another calculation (charge and

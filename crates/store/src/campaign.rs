@@ -748,7 +748,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = JobStore::open_or_create(tmp.path()).unwrap();
         let schema = |store: &JobStore| -> Vec<String> {
-            let mut st = store.conn.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+            let mut st =
+                store.conn.prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
             st.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
         };
         let before = schema(&store);
