@@ -61,7 +61,7 @@ pub enum JobsCommand {
         stalled: bool,
         /// Hours without a change in its job directory after which a running
         /// calculation is stalled.
-        #[arg(long, default_value_t = 6.0, value_name = "HOURS")]
+        #[arg(long, default_value_t = 6.0, value_name = "HOURS", requires = "stalled")]
         stalled_after_h: f64,
         /// Calculations that failed at least K times (fail count, kept across resets).
         #[arg(long, value_name = "K")]
@@ -92,7 +92,7 @@ pub enum JobsCommand {
         #[arg(long)]
         stalled: bool,
         /// Hours without a change after which a running calculation is stalled.
-        #[arg(long, default_value_t = 6.0, value_name = "HOURS")]
+        #[arg(long, default_value_t = 6.0, value_name = "HOURS", requires = "stalled")]
         stalled_after_h: f64,
         /// Leave calculations whose fail count reached K as they are (chronic failures).
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
@@ -256,7 +256,11 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
                     .filter_map(|(on, s)| on.then_some(s))
                     .collect(),
             };
-            let counted = store.reset_counted(&statuses, max_fail_count)?;
+            let counted = if statuses.is_empty() {
+                autopipe_store::ResetReport::default()
+            } else {
+                store.reset_counted(&statuses, max_fail_count)?
+            };
             let stalled = match stalled_after_s {
                 Some(after_s) => {
                     Some(autopipe_exec::campaign::reset_stalled(&mut store, &dir, after_s, max_fail_count)?)
