@@ -144,7 +144,7 @@ pub enum JobsCommand {
 #[derive(Args)]
 pub struct EngineArgs {
     /// emt (built in) or command (any program reading input.xyz, writing output.xyz);
-    /// for qe and cp2k, give a configuration with --config.
+    /// for qe, cp2k, orca and vasp, give their settings with --oracle or --config.
     #[arg(long, default_value = "emt", conflicts_with = "config")]
     engine: String,
     /// Take the engine and its settings from the [oracle] table of this configuration.
@@ -490,8 +490,13 @@ fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
         ("emt", Some(_)) => bail!("--command is only for --engine command"),
         ("command", Some(c)) => Ok(EngineSpec::Command { command: c.clone(), label_params: Default::default() }),
         ("command", None) => bail!("--engine command needs --command \"...\""),
-        ("qe" | "cp2k", _) => bail!("--engine {} needs its settings: pass a configuration with --config", args.engine),
-        (other, _) => bail!("unknown engine {other:?}; this version has: emt, command, and qe/cp2k through --config"),
+        ("qe" | "cp2k" | "orca" | "vasp", _) => bail!(
+            "--engine {} needs its settings: give them with --oracle FILE (a TOML file with an [oracle] table) or --config",
+            args.engine
+        ),
+        (other, _) => bail!(
+            "unknown engine {other:?}; this version has: emt, command, and qe/cp2k/orca/vasp through --oracle or --config"
+        ),
     }
 }
 
