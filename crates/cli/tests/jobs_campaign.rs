@@ -327,6 +327,12 @@ fn stalled_jobs_are_found_stopped_and_reset_and_finished_ones_harvested() {
         assert!(Instant::now() < deadline, "the jobs did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // update and reset write: they take the run lock, which the running orchestrator holds.
+    for args in [vec!["jobs", "update", "--dir", d(&dir)], vec!["jobs", "reset", "--dir", d(&dir), "--stalled"]] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("another autopipe"), "{}", stderr(&out));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let job1 = dir.join("jobs/000/000001/attempt-1");
