@@ -491,3 +491,48 @@ fn update_harvests_jobs_run_by_hand_and_refuses_foreign_ones() {
     let labels = autopipe_engines::emt::Emt::new().calculate(&dimer(2.3)).unwrap();
     assert!((one["energy_ev"].as_f64().unwrap() - labels.energy_ev).abs() < 1e-9, "{one}");
 }
+
+#[test]
+fn update_reads_a_gzipped_quantum_espresso_output_with_its_scf_steps_and_wall_time() {
+    use autopipe_atoms::{Element, Frame, Structure};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("RUN");
+    let oracle = tmp.path().join("qe.toml");
+    std::fs::write(&oracle, "[oracle]\nengine = \"qe\"\npseudopotentials = { Si = \"Si.pbe-rrkj.UPF\" }\n").unwrap();
+    // The two-atom Si cell of the fixture's input (crates/engines/tests/data/qe/inputs/si2.in).
+    let si = Element::from_symbol("Si").unwrap();
+    let a = 5.43 / 2.0;
+    let cell = Structure::new(
+        [[0.0, a, a], [a, 0.0, a], [a, a, 0.0]],
+        vec![[0.0, 0.0, 0.0], [1.40, 1.30, 1.36]],
+        vec![si, si],
+        [true; 3],
+    )
+    .unwrap();
+    let xyz = tmp.path().join("si2.xyz");
+    autopipe_atoms::extxyz::write_extxyz_file(&xyz, &[Frame::from_structure(cell)]).unwrap();
+    ok(&["jobs", "import", d(&xyz), "--dir", d(&dir), "--oracle", d(&oracle)]);
+    let attempt = dir.join("jobs/000/000001/attempt-1");
+    std::fs::create_dir_all(&attempt).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engines/tests/data/qe/si2.out");
+    let gz = std::process::Command::new("gzip").arg("-c").arg(&fixture).output().unwrap();
+    assert!(gz.status.success());
+    std::fs::write(attempt.join("pw.out.gz"), gz.stdout).unwrap();
+
+    let out = stdout(&ok(&["jobs", "update", "--dir", d(&dir)]));
+    assert!(out.contains("calculation 1: done (from pw.out.gz)"), "{out}");
+    // Values from the fixture's expected.json (computed independently of the parser).
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.parent().unwrap().join("expected.json")).unwrap())
+            .unwrap();
+    let want = &expected["si2.out"];
+    let m = &status_with(&dir, &["--metrics"])["metrics"]["engines"][0];
+    assert_eq!(m["engine"], "qe");
+    assert!((m["energy_ev"]["mean"].as_f64().unwrap() - want["energy_ev"].as_f64().unwrap()).abs() < 1e-9, "{m}");
+    assert!(
+        (m["max_force_ev_per_a"]["max"].as_f64().unwrap() - want["max_force_ev_per_a"].as_f64().unwrap()).abs() < 1e-9
+    );
+    assert_eq!(m["scf_steps"]["median"].as_f64(), want["scf_steps"].as_f64());
+    assert_eq!(m["wall_time_s"]["min"].as_f64(), want["wall_time_s"].as_f64());
+    assert!((m["core_hours"].as_f64().unwrap() - want["wall_time_s"].as_f64().unwrap() / 3600.0).abs() < 1e-15);
+}
