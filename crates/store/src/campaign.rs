@@ -587,7 +587,11 @@ impl JobStore {
                 tx.execute_batch(sql)?;
             }
             Ok(())
-        })
+        })?;
+        // The bulk insert went through the write-ahead log whole; copy it into the
+        // database and empty it, as a campaign's steady state has it (readers would
+        // otherwise look every page up in a log of the whole database).
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(self.sq())
     }
 }
 
