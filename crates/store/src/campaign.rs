@@ -421,16 +421,18 @@ impl JobStore {
                 }
                 let attempt = row.attempts + 1;
                 exec(
-                tx,
-                "UPDATE calculations SET status = 'running', attempts = ?2, backend = 'external', backend_id = NULL,
-                     job_dir = ?3, started_at = ?4, submitted_at = ?4, finished_at = NULL WHERE id = ?1",
-                params![id, attempt, job_dir, now],
-            )?;
+                    tx,
+                    "UPDATE calculations SET status = 'running', attempts = ?2, backend = 'external',
+                         backend_id = NULL, job_dir = ?3, started_at = ?4, submitted_at = ?4, finished_at = NULL
+                     WHERE id = ?1",
+                    params![id, attempt, job_dir, now],
+                )?;
                 exec(
-                tx,
-                "INSERT INTO attempts (calculation_id, attempt, backend, started_at) VALUES (?1, ?2, 'external', ?3)",
-                params![id, attempt, now],
-            )?;
+                    tx,
+                    "INSERT INTO attempts (calculation_id, attempt, backend, started_at)
+                     VALUES (?1, ?2, 'external', ?3)",
+                    params![id, attempt, now],
+                )?;
                 Ok(Some((row, attempt, tx.last_insert_rowid())))
             })?
             .ok_or(StoreError::NoSuchCalculation(id))?;
@@ -567,7 +569,8 @@ impl JobStore {
                     (status == "failed").then_some("SCF NOT CONVERGED"),
                 ])?;
                 if status != "pending" {
-                    attempt.execute(params![tx.last_insert_rowid(), now, (status != "running").then_some(now), outcome])?;
+                    let finished = (status != "running").then_some(now);
+                    attempt.execute(params![tx.last_insert_rowid(), now, finished, outcome])?;
                 }
             }
             if !triggers.is_empty() {

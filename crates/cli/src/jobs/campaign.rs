@@ -58,10 +58,12 @@ pub fn status(store: &JobStore, dir: &Path, json: bool, sections: &Sections) -> 
         None => None,
     };
     if json {
+        let shares: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(s, n)| (s.as_str().to_string(), percent(*n, total).into())).collect();
         let mut out = serde_json::json!({
             "counts": counts,
             "total": total,
-            "percent": rows.iter().map(|(s, n)| (s.as_str().to_string(), serde_json::json!(percent(*n, total)))).collect::<serde_json::Map<_, _>>(),
+            "percent": shares,
             "completion_percent": percent(counts.done, total),
             "executions": executions,
             "pending_ids": store.ids_with_status(CalcStatus::Pending)?,
