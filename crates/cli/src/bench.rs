@@ -53,6 +53,8 @@ struct Sizes {
     /// campaign (when a Slurm answers)
     reconcile_calculations: usize,
     slurm_campaign_calculations: usize,
+    /// calculations of the database `jobs status --metrics` summarises
+    status_metrics_calculations: usize,
 }
 
 impl Size {
@@ -73,6 +75,7 @@ impl Size {
                 lammps_steps: None,
                 reconcile_calculations: 10_000,
                 slurm_campaign_calculations: 1000,
+                status_metrics_calculations: 1_000_000,
             },
             Size::Quick => Sizes {
                 desc: (5, 5),
@@ -85,6 +88,7 @@ impl Size {
                 pool_long_jobs: 4,
                 reconcile_calculations: 2_000,
                 slurm_campaign_calculations: 100,
+                status_metrics_calculations: 100_000,
                 ..Size::Full.sizes()
             },
             Size::Smoke => Sizes {
@@ -102,6 +106,7 @@ impl Size {
                 lammps_steps: Some(3),
                 reconcile_calculations: 200,
                 slurm_campaign_calculations: 4,
+                status_metrics_calculations: 1_000,
             },
         }
     }
@@ -113,6 +118,7 @@ pub fn run(size: Size) -> Result<()> {
     snap_figures(&sizes)?;
     emt_speed(sizes.emt_seconds)?;
     store_speed(sizes.store_calculations)?;
+    status_metrics(sizes.status_metrics_calculations)?;
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     Ok(())
@@ -191,6 +197,33 @@ fn store_speed(n: usize) -> Result<()> {
         let label = if n == 100_000 { format!("{name}_100k") } else { format!("{name}_{n}") };
         figure(&label, times[times.len() / 2], "ms");
     }
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// `jobs status --metrics` (whole process) on a campaign of `n` calculations (90 %
+/// done, over two engines), built in one transaction.
+fn status_metrics(n: usize) -> Result<()> {
+    let tmp = tempfile_dir("metrics")?;
+    let start = Instant::now();
+    JobStore::open_or_create(&tmp)?.fill_synthetic(n)?;
+    let build_s = start.elapsed().as_secs_f64();
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let start = Instant::now();
+        let status = Command::new(&exe)
+            .args(["jobs", "status", "--metrics", "--dir"])
+            .arg(&tmp)
+            .stdout(Stdio::null())
+            .status()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(status.success(), "jobs status --metrics failed");
+    }
+    times.sort_by(f64::total_cmp);
+    let label = if n == 1_000_000 { "1m".to_string() } else { n.to_string() };
+    figure(&format!("status_metrics_ms_{label}"), times[times.len() / 2], "ms");
+    eprintln!("(the {n}-calculation database was built in {build_s:.1} s)");
     std::fs::remove_dir_all(&tmp).ok();
     Ok(())
 }

@@ -1,5 +1,8 @@
 //! `autopipe jobs ...`: the job manager (import, run, status, export, reset, cancel,
-//! forget).
+//! forget, update).
+
+mod campaign;
+mod csv_import;
 
 pub use crate::backend_args::ExecArgs;
 use crate::{launcher, progress};
@@ -14,15 +17,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum JobsCommand {
-    /// Add one calculation per structure of an extended XYZ file (creates RUN if needed).
-    /// A structure already present with the same engine settings is not added twice.
+    /// Add one calculation per structure of an extended XYZ file, or per row of a CSV
+    /// file of molecules (creates RUN if needed). A structure already present with the
+    /// same engine settings (and charge and multiplicity) is not added twice.
     Import {
         file: PathBuf,
         #[arg(long)]
         dir: PathBuf,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        csv: CsvArgs,
     },
     /// Run every pending calculation (on this machine, or through Slurm or Flux with
     /// --backend); resumes after a crash: jobs still queued or running are adopted,
@@ -59,8 +66,26 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
         /// Everything about one calculation: structure, results, job directories, attempts.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["metrics", "failed", "stalled", "chronic"])]
         id: Option<i64>,
+        /// Metrics of the finished calculations per engine: max force, SCF steps, final
+        /// energy, wall time (mean, median, min, max) and core-hours.
+        #[arg(long)]
+        metrics: bool,
+        /// Every failed (and timed-out) calculation with its last message.
+        #[arg(long)]
+        failed: bool,
+        /// Running calculations whose attempt directory has not changed for
+        /// --stalled-after-h hours.
+        #[arg(long)]
+        stalled: bool,
+        /// Hours without a change in its job directory after which a running
+        /// calculation is stalled.
+        #[arg(long, default_value_t = 6.0, value_name = "HOURS", requires = "stalled")]
+        stalled_after_h: f64,
+        /// Calculations that failed at least K times (fail count, kept across resets).
+        #[arg(long, value_name = "K")]
+        chronic: Option<u32>,
     },
     /// Write every finished label as extended XYZ (energy, forces, stress).
     Export {
@@ -68,8 +93,8 @@ pub enum JobsCommand {
         dir: PathBuf,
         out: PathBuf,
     },
-    /// Put failed (and timed-out, or cancelled) calculations back to pending with fresh
-    /// retry budgets.
+    /// Put failed (and timed-out, cancelled or stalled) calculations back to pending with
+    /// fresh retry budgets; their fail count is kept (a stalled attempt adds one).
     Reset {
         #[arg(long)]
         dir: PathBuf,
@@ -82,6 +107,28 @@ pub enum JobsCommand {
         /// Reset cancelled calculations.
         #[arg(long)]
         cancelled: bool,
+        /// Reset running calculations whose attempt directory has not changed for
+        /// --stalled-after-h hours; a job still holding its lock is stopped first.
+        #[arg(long)]
+        stalled: bool,
+        /// Hours without a change after which a running calculation is stalled.
+        #[arg(long, default_value_t = 6.0, value_name = "HOURS", requires = "stalled")]
+        stalled_after_h: f64,
+        /// Leave calculations whose fail count reached K as they are (chronic failures).
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+        max_fail_count: Option<u32>,
+    },
+    /// Rescan the job directories and record what jobs run or finished outside the
+    /// orchestrator left there: a result.json, or an engine output (plain or gzipped).
+    Update {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Retries after physics failures found (0 to 100).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+        max_physics_retries: u32,
+        /// Retries after infrastructure failures found (0 to 100).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+        max_infra_retries: u32,
     },
     /// Calculations that must never run: pending, failed or timed-out ones become
     /// cancelled; a running one is stopped (its process group killed) and never harvested,
@@ -123,21 +170,47 @@ pub enum JobsCommand {
 #[derive(Args)]
 pub struct EngineArgs {
     /// emt (built in) or command (any program reading input.xyz, writing output.xyz);
-    /// for qe and cp2k, give a configuration with --config.
+    /// for qe, cp2k, orca and vasp, give their settings with --oracle or --config.
     #[arg(long, default_value = "emt", conflicts_with = "config")]
     engine: String,
     /// Take the engine and its settings from the [oracle] table of this configuration.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Take the engine and its settings from the [oracle] table of this TOML file, the
+    /// only table read (for a campaign on molecules, e.g. `engine = "orca"`).
+    #[arg(long, conflicts_with_all = ["config", "engine", "command"])]
+    oracle: Option<PathBuf>,
     /// The command line for --engine command, run with `sh -c` in the attempt's directory
     /// (AUTOPIPE_CALCULATION_ID and AUTOPIPE_ATTEMPT are set).
     #[arg(long)]
     command: Option<String>,
 }
 
+/// How `jobs import` reads its file.
+#[derive(Args)]
+pub struct CsvArgs {
+    /// The file's format: extxyz or csv (default: csv for a name ending in .csv).
+    #[arg(long, value_parser = ["extxyz", "csv"])]
+    format: Option<String>,
+    /// CSV: the column holding each molecule's XYZ geometry (`El x y z` lines, Å,
+    /// optionally with the count and comment lines) [default: xyz].
+    #[arg(long, value_name = "NAME")]
+    geometry_column: Option<String>,
+    /// CSV: the column holding each molecule's id (unique) [default: id].
+    #[arg(long, value_name = "NAME")]
+    id_column: Option<String>,
+    /// CSV: the column holding each molecule's total charge (default: the engine's).
+    #[arg(long, value_name = "NAME")]
+    charge_column: Option<String>,
+    /// CSV: the column holding each molecule's number of unpaired electrons
+    /// (multiplicity = unpaired + 1; default: the engine's multiplicity).
+    #[arg(long, value_name = "NAME")]
+    unpaired_column: Option<String>,
+}
+
 pub fn run(command: JobsCommand) -> Result<ExitCode> {
     match command {
-        JobsCommand::Import { file, dir, engine } => import(&file, &dir, &engine),
+        JobsCommand::Import { file, dir, engine, csv } => import(&file, &dir, &engine, &csv),
         JobsCommand::Run { dir, exec, detach } => run_batch(&dir, &exec, detach, None, None),
         JobsCommand::Submit { dir, batch_size, max_fail_count, exec } => {
             if exec.resolve()?.1.kind == BackendKind::Local {
@@ -145,11 +218,15 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             }
             run_batch(&dir, &exec, true, Some(batch_size as usize), max_fail_count)
         }
-        JobsCommand::Status { dir, json, id } => {
+        JobsCommand::Status { dir, json, id, metrics, failed, stalled, stalled_after_h, chronic } => {
+            let stalled_after_s = stalled_after(stalled, stalled_after_h)?;
             let store = JobStore::open_read_only(&dir)?;
             match id {
                 Some(id) => calculation_status(&store, &dir, id, json)?,
-                None => status(&store, json)?,
+                None => {
+                    let sections = campaign::Sections { metrics, failed, stalled_after_s, chronic };
+                    campaign::status(&store, &dir, json, &sections)?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -161,18 +238,36 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             crate::report_line(&out, &line);
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Reset { dir, failed, timeout, cancelled } => {
+        JobsCommand::Reset { dir, failed, timeout, cancelled, stalled, stalled_after_h, max_fail_count } => {
+            let stalled_after_s = stalled_after(stalled, stalled_after_h)?;
             let _lock = lock_existing(&dir)?;
             let mut store = JobStore::open_existing(&dir)?;
-            let statuses = match (failed, timeout, cancelled) {
-                (false, false, false) => vec![CalcStatus::Failed, CalcStatus::Timeout],
+            let statuses = match (failed, timeout, cancelled, stalled) {
+                (false, false, false, false) => vec![CalcStatus::Failed, CalcStatus::Timeout],
                 _ => [(failed, CalcStatus::Failed), (timeout, CalcStatus::Timeout), (cancelled, CalcStatus::Cancelled)]
                     .into_iter()
                     .filter_map(|(on, s)| on.then_some(s))
                     .collect(),
             };
-            let n = store.reset(&statuses)?;
-            println!("{} back to pending", plural(n as u64, "calculation", "calculations"));
+            let counted = if statuses.is_empty() {
+                autopipe_store::ResetReport::default()
+            } else {
+                store.reset_counted(&statuses, max_fail_count)?
+            };
+            let stalled = match stalled_after_s {
+                Some(after_s) => {
+                    Some(autopipe_exec::campaign::reset_stalled(&mut store, &dir, after_s, max_fail_count)?)
+                }
+                None => None,
+            };
+            campaign::print_reset(&counted, stalled.as_ref(), max_fail_count);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Update { dir, max_physics_retries, max_infra_retries } => {
+            let _lock = lock_existing(&dir)?;
+            let mut store = JobStore::open_existing(&dir)?;
+            let opts = autopipe_exec::campaign::UpdateOptions { max_physics_retries, max_infra_retries };
+            campaign::update(&mut store, &dir, &opts)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { dir, mut ids, id, all, pending, failed, timeout } => {
@@ -214,28 +309,40 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
     }
 }
 
-fn import(file: &Path, dir: &Path, engine: &EngineArgs) -> Result<ExitCode> {
+/// `--stalled` with its threshold in seconds, checked.
+fn stalled_after(on: bool, hours: f64) -> Result<Option<f64>> {
+    if !(hours.is_finite() && hours >= 0.0) {
+        bail!("--stalled-after-h must be a number of hours >= 0");
+    }
+    Ok(on.then_some(hours * 3600.0))
+}
+
+fn import(file: &Path, dir: &Path, engine: &EngineArgs, csv: &CsvArgs) -> Result<ExitCode> {
     let engine = engine_spec(engine)?;
+    let is_csv = match csv.format.as_deref() {
+        Some(f) => f == "csv",
+        None => file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+    };
     // Read and check everything before the database (or the run directory) is touched:
     // bad input leaves everything as it was.
-    let frames = read_extxyz_file(file)?;
-    if frames.is_empty() {
-        bail!("{} has no frames", file.display());
-    }
-    for (i, f) in frames.iter().enumerate() {
-        if let Err(e) = f.structure.validate() {
-            bail!("{}: frame {}: {e}", file.display(), i + 1);
+    let calcs = if is_csv {
+        let columns = csv_import::Columns {
+            geometry: csv.geometry_column.as_deref().unwrap_or("xyz"),
+            id: csv.id_column.as_deref().unwrap_or("id"),
+            charge: csv.charge_column.as_deref(),
+            unpaired: csv.unpaired_column.as_deref(),
+        };
+        csv_import::calculations(file, &columns, &engine)?
+    } else {
+        if csv.geometry_column.is_some()
+            || csv.id_column.is_some()
+            || csv.charge_column.is_some()
+            || csv.unpaired_column.is_some()
+        {
+            bail!("--geometry-column, --id-column, --charge-column and --unpaired-column are for CSV files (a name ending in .csv, or --format csv)");
         }
-    }
-    let origin = format!("import:{}", file.display());
-    let calcs = autopipe_workflow::new_calculations(
-        frames.into_iter().map(|f| f.structure).collect(),
-        &origin,
-        0,
-        &engine,
-        |i| format!("{}: frame {}", file.display(), i + 1),
-    )
-    .map_err(anyhow::Error::msg)?;
+        extxyz_calculations(file, &engine)?
+    };
     let _lock = RunLock::acquire(dir)?;
     let mut store = JobStore::open_or_create(dir)?;
     let s = store.import(&calcs)?;
@@ -246,6 +353,23 @@ fn import(file: &Path, dir: &Path, engine: &EngineArgs) -> Result<ExitCode> {
         store.path().display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn extxyz_calculations(file: &Path, engine: &EngineSpec) -> Result<Vec<autopipe_store::NewCalculation>> {
+    let frames = read_extxyz_file(file)?;
+    if frames.is_empty() {
+        bail!("{} has no frames", file.display());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        if let Err(e) = f.structure.validate() {
+            bail!("{}: frame {}: {e}", file.display(), i + 1);
+        }
+    }
+    let origin = format!("import:{}", file.display());
+    autopipe_workflow::new_calculations(frames.into_iter().map(|f| f.structure).collect(), &origin, 0, engine, |i| {
+        format!("{}: frame {}", file.display(), i + 1)
+    })
+    .map_err(anyhow::Error::msg)
 }
 
 fn unknown_ids(ids: &[i64], store: &JobStore) -> String {
@@ -382,6 +506,9 @@ fn summary_exit(s: &RunSummary) -> ExitCode {
 }
 
 fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
+    if let Some(path) = &args.oracle {
+        return Ok(autopipe_workflow::load_oracle(path)?);
+    }
     if let Some(path) = &args.config {
         if args.command.is_some() {
             bail!("--command and --config exclude each other");
@@ -393,8 +520,13 @@ fn engine_spec(args: &EngineArgs) -> Result<EngineSpec> {
         ("emt", Some(_)) => bail!("--command is only for --engine command"),
         ("command", Some(c)) => Ok(EngineSpec::Command { command: c.clone(), label_params: Default::default() }),
         ("command", None) => bail!("--engine command needs --command \"...\""),
-        ("qe" | "cp2k", _) => bail!("--engine {} needs its settings: pass a configuration with --config", args.engine),
-        (other, _) => bail!("unknown engine {other:?}; this version has: emt, command, and qe/cp2k through --config"),
+        ("qe" | "cp2k" | "orca" | "vasp", _) => bail!(
+            "--engine {} needs its settings: give them with --oracle FILE (a TOML file with an [oracle] table) or --config",
+            args.engine
+        ),
+        (other, _) => bail!(
+            "unknown engine {other:?}; this version has: emt, command, and qe/cp2k/orca/vasp through --oracle or --config"
+        ),
     }
 }
 
@@ -480,58 +612,6 @@ fn calculation_status(store: &JobStore, dir: &Path, id: i64, json: bool) -> Resu
             a.changes.as_deref().map(|c| format!(" [next attempt: {c}]")).unwrap_or_default()
         );
         println!("    {}", d.display());
-    }
-    Ok(())
-}
-
-fn status(store: &JobStore, json: bool) -> Result<()> {
-    let counts = store.counts()?;
-    let executions = store.executions()?;
-    if json {
-        let out = serde_json::json!({
-            "counts": counts,
-            "executions": executions,
-            "pending_ids": store.ids_with_status(CalcStatus::Pending)?,
-            "running_ids": store.ids_with_status(CalcStatus::Running)?,
-            "done_ids": store.ids_with_status(CalcStatus::Done)?,
-            "failed_ids": store.ids_with_status(CalcStatus::Failed)?,
-            "timeout_ids": store.ids_with_status(CalcStatus::Timeout)?,
-            "cancelled_ids": store.ids_with_status(CalcStatus::Cancelled)?,
-        });
-        println!("{out}");
-        return Ok(());
-    }
-    println!("{}", store.path().display());
-    for (name, n) in [
-        ("pending", counts.pending),
-        ("running", counts.running + counts.submitted),
-        ("done", counts.done),
-        ("failed", counts.failed),
-        ("timeout", counts.timeout),
-        ("cancelled", counts.cancelled),
-    ] {
-        println!("  {name:<10}{n:>10}");
-    }
-    println!("  {:<10}{:>10}   ({} engine executions, all attempts)", "total", counts.total(), executions);
-    let failures = store.failures(20)?;
-    if !failures.is_empty() {
-        println!("failures (first {}; `--id N` shows every attempt):", failures.len());
-        for f in failures {
-            println!(
-                "  #{:<8} {:<8} after {}: {}",
-                f.calculation_id,
-                f.status.as_str(),
-                plural(f.attempts, "attempt", "attempts"),
-                f.message.unwrap_or_default()
-            );
-        }
-    }
-    let events = store.recent_events(5)?;
-    if !events.is_empty() {
-        println!("recent events:");
-        for (_, _, kind, message) in events {
-            println!("  {kind:<8} {message}");
-        }
     }
     Ok(())
 }

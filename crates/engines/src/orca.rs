@@ -721,7 +721,7 @@ pub fn read_orca_output(path: &Path) -> Result<ParsedOutput, ParseError> {
 }
 
 /// The text of a file, gunzipped when it starts with the gzip magic bytes.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<String, ParseError> {
+pub fn read_maybe_gz(path: &Path) -> Result<String, ParseError> {
     let io = |e: std::io::Error| ParseError::Io { file: path.display().to_string(), error: e.to_string() };
     let bytes = std::fs::read(path).map_err(io)?;
     if bytes.starts_with(&[0x1f, 0x8b]) {

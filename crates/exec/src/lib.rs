@@ -4,6 +4,7 @@
 //! behind the same [`Backend`] trait.
 
 pub mod backend;
+pub mod campaign;
 pub mod job;
 pub mod local;
 pub mod sched;

@@ -9,6 +9,7 @@
 //! orchestrator died while the attempt was in flight and the attempt left no result.
 
 pub mod admin;
+mod campaign;
 mod configs;
 mod learning;
 mod lease;
@@ -17,6 +18,7 @@ mod recover;
 mod sched;
 mod schema;
 
+pub use campaign::{CalcBrief, CampaignMetrics, EngineMetrics, ResetReport, RunningCalc, UpdateCandidate, ValueStats};
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lease::this_process_owner;

@@ -168,4 +168,77 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE calculations ADD COLUMN lease_owner TEXT;
     ALTER TABLE calculations ADD COLUMN lease_expires_at REAL;
     "#,
+    // 5 (campaign metrics, issue 8 item 7): what `jobs status --metrics` reads, so that
+    // it takes well under a second on 1,000,000 calculations: an index per summarised
+    // column (minimum, maximum and median are index seeks and skips), and running totals
+    // per (engine, status) kept by triggers (counts, sums of the summarised values, and
+    // core-seconds). A later migration that rebuilds `calculations` drops the triggers
+    // with the old table: it must create them again (`campaign::TOTALS_TRIGGERS` lists
+    // their names; `--metrics` falls back to full scans when one is missing).
+    r#"
+    CREATE INDEX calculations_metric_force ON calculations(status, engine, max_force_ev_per_a);
+    CREATE INDEX calculations_metric_scf ON calculations(status, engine, scf_steps);
+    CREATE INDEX calculations_metric_energy ON calculations(status, engine, energy_ev);
+    CREATE INDEX calculations_metric_wall ON calculations(status, engine, wall_time_s);
+    CREATE TABLE calc_totals (
+        engine      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        n           INTEGER NOT NULL DEFAULT 0,
+        n_force     INTEGER NOT NULL DEFAULT 0,
+        sum_force   REAL NOT NULL DEFAULT 0,     -- eV/Å
+        n_scf       INTEGER NOT NULL DEFAULT 0,
+        sum_scf     INTEGER NOT NULL DEFAULT 0,
+        n_energy    INTEGER NOT NULL DEFAULT 0,
+        sum_energy  REAL NOT NULL DEFAULT 0,     -- eV
+        n_wall      INTEGER NOT NULL DEFAULT 0,
+        sum_wall    REAL NOT NULL DEFAULT 0,     -- s
+        core_s      REAL NOT NULL DEFAULT 0,     -- wall time x cores, s
+        PRIMARY KEY (engine, status)
+    ) WITHOUT ROWID;
+    INSERT INTO calc_totals
+        SELECT engine, status, count(*),
+               count(max_force_ev_per_a), coalesce(sum(max_force_ev_per_a), 0),
+               count(scf_steps), coalesce(sum(scf_steps), 0),
+               count(energy_ev), coalesce(sum(energy_ev), 0),
+               count(wall_time_s), coalesce(sum(wall_time_s), 0),
+               coalesce(sum(wall_time_s * cores), 0)
+        FROM calculations GROUP BY engine, status;
+    CREATE TRIGGER calc_totals_insert AFTER INSERT ON calculations BEGIN
+        INSERT OR IGNORE INTO calc_totals (engine, status) VALUES (NEW.engine, NEW.status);
+        UPDATE calc_totals SET n = n + 1,
+            n_force = n_force + (NEW.max_force_ev_per_a IS NOT NULL), sum_force = sum_force + coalesce(NEW.max_force_ev_per_a, 0),
+            n_scf = n_scf + (NEW.scf_steps IS NOT NULL), sum_scf = sum_scf + coalesce(NEW.scf_steps, 0),
+            n_energy = n_energy + (NEW.energy_ev IS NOT NULL), sum_energy = sum_energy + coalesce(NEW.energy_ev, 0),
+            n_wall = n_wall + (NEW.wall_time_s IS NOT NULL), sum_wall = sum_wall + coalesce(NEW.wall_time_s, 0),
+            core_s = core_s + coalesce(NEW.wall_time_s * NEW.cores, 0)
+        WHERE engine = NEW.engine AND status = NEW.status;
+    END;
+    CREATE TRIGGER calc_totals_delete AFTER DELETE ON calculations BEGIN
+        UPDATE calc_totals SET n = n - 1,
+            n_force = n_force - (OLD.max_force_ev_per_a IS NOT NULL), sum_force = sum_force - coalesce(OLD.max_force_ev_per_a, 0),
+            n_scf = n_scf - (OLD.scf_steps IS NOT NULL), sum_scf = sum_scf - coalesce(OLD.scf_steps, 0),
+            n_energy = n_energy - (OLD.energy_ev IS NOT NULL), sum_energy = sum_energy - coalesce(OLD.energy_ev, 0),
+            n_wall = n_wall - (OLD.wall_time_s IS NOT NULL), sum_wall = sum_wall - coalesce(OLD.wall_time_s, 0),
+            core_s = core_s - coalesce(OLD.wall_time_s * OLD.cores, 0)
+        WHERE engine = OLD.engine AND status = OLD.status;
+    END;
+    CREATE TRIGGER calc_totals_update
+    AFTER UPDATE OF status, engine, max_force_ev_per_a, scf_steps, energy_ev, wall_time_s, cores ON calculations BEGIN
+        UPDATE calc_totals SET n = n - 1,
+            n_force = n_force - (OLD.max_force_ev_per_a IS NOT NULL), sum_force = sum_force - coalesce(OLD.max_force_ev_per_a, 0),
+            n_scf = n_scf - (OLD.scf_steps IS NOT NULL), sum_scf = sum_scf - coalesce(OLD.scf_steps, 0),
+            n_energy = n_energy - (OLD.energy_ev IS NOT NULL), sum_energy = sum_energy - coalesce(OLD.energy_ev, 0),
+            n_wall = n_wall - (OLD.wall_time_s IS NOT NULL), sum_wall = sum_wall - coalesce(OLD.wall_time_s, 0),
+            core_s = core_s - coalesce(OLD.wall_time_s * OLD.cores, 0)
+        WHERE engine = OLD.engine AND status = OLD.status;
+        INSERT OR IGNORE INTO calc_totals (engine, status) VALUES (NEW.engine, NEW.status);
+        UPDATE calc_totals SET n = n + 1,
+            n_force = n_force + (NEW.max_force_ev_per_a IS NOT NULL), sum_force = sum_force + coalesce(NEW.max_force_ev_per_a, 0),
+            n_scf = n_scf + (NEW.scf_steps IS NOT NULL), sum_scf = sum_scf + coalesce(NEW.scf_steps, 0),
+            n_energy = n_energy + (NEW.energy_ev IS NOT NULL), sum_energy = sum_energy + coalesce(NEW.energy_ev, 0),
+            n_wall = n_wall + (NEW.wall_time_s IS NOT NULL), sum_wall = sum_wall + coalesce(NEW.wall_time_s, 0),
+            core_s = core_s + coalesce(NEW.wall_time_s * NEW.cores, 0)
+        WHERE engine = NEW.engine AND status = NEW.status;
+    END;
+    "#,
 ];

@@ -332,6 +332,37 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     parse_config(&text, path)
 }
 
+/// The `[oracle]` table of a TOML file on its own, checked as in a configuration (the
+/// engine and its settings; other tables are not read). For `autopipe jobs import
+/// --oracle`: a campaign on molecules needs no loop settings (and ORCA cannot label the
+/// loop's periodic cells).
+pub fn load_oracle(path: &Path) -> Result<EngineSpec, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    let doc = toml_edit::ImDocument::parse(text.clone()).ok();
+    let raw: toml::Value = toml::from_str(&text).map_err(|e| from_toml_error(&text, path, doc.as_ref(), &e))?;
+    let err = |keys: &[&str], message: String| {
+        let span = doc.as_ref().and_then(|d| span_of(d, keys));
+        let (line, column) = span.map(|s| line_col(&text, s.start)).unzip();
+        ConfigError { file: path.to_path_buf(), line, column, key: Some(keys.join(".")), message }
+    };
+    let Some(oracle) = raw.get("oracle") else {
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: Some("oracle".into()),
+            message: "no [oracle] table (the engine and its settings)".into(),
+        });
+    };
+    parse_oracle(&text, path, doc.as_ref(), oracle, &err)
+}
+
 /// Limits of the configuration that are not limits of the parts it configures (those
 /// live with the parts: `autopipe_build::limits`, `autopipe_md::stability::limits`).
 pub mod limits {

@@ -7,7 +7,7 @@ pub mod drift;
 pub mod examples;
 pub mod explore_job;
 
-pub use config::{load_config, parse_config, Config, ConfigError, ExecutionConfig};
+pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
 pub mod learn;
 pub mod models;
