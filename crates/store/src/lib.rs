@@ -13,11 +13,13 @@ mod configs;
 mod learning;
 mod lock;
 mod recover;
+mod report_data;
 mod schema;
 
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lock::{utc, RunLock, LOCK_FILE};
+pub use report_data::{AttemptGroup, CandidatePoint, DoneFigures, LoopEvent, RemediationGroup, StatusGroup};
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
