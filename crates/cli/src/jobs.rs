@@ -150,6 +150,7 @@ pub fn run(command: JobsCommand) -> Result<ExitCode> {
             let mut observer = progress::Progress::new();
             let summary = run_local(&mut store, &dir, &opts, &launcher()?, &mut observer)?;
             observer.finish();
+            crate::report::refresh(&dir);
             Ok(summary_exit(&summary))
         }
         JobsCommand::Status { dir, json, id } => {

@@ -7,6 +7,7 @@
 mod bench;
 mod jobs;
 mod progress;
+mod report;
 
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
@@ -72,6 +73,29 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Show it again every 2 s, in place, until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Write the run's report: RUN/report/index.html (plots, no network needed), or its
+    /// data as JSON.
+    Report {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Output directory (default RUN/report); `-` prints to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// html or json (report.json).
+        #[arg(long, default_value = "html")]
+        format: String,
+    },
+    /// The report as a live page that follows the database (read-only).
+    Serve {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Address to listen on (port 0 picks a free one; loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
     },
     /// Export the potential for LAMMPS (`pair_style snap`).
     Export {
@@ -232,7 +256,10 @@ fn main() -> ExitCode {
     // Unix tools do; the ones that run work keep the default (an error they handle).
     if !matches!(
         cli.command,
-        Command::Run { .. } | Command::Jobs(jobs::JobsCommand::Run { .. }) | Command::JobExec { .. }
+        Command::Run { .. }
+            | Command::Jobs(jobs::JobsCommand::Run { .. })
+            | Command::JobExec { .. }
+            | Command::Serve { .. }
     ) {
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -291,7 +318,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate { config } => validate(&config),
         Command::Doctor { dir, recover, json } => doctor(&dir, recover, json),
         Command::Jobs(j) => jobs::run(j),
-        Command::Status { dir, json } => loop_status(&dir, json),
+        Command::Status { dir, json, watch: false } => loop_status(&dir, json),
+        Command::Status { dir, json, watch: true } => {
+            report::watch(std::time::Duration::from_secs(2), || loop_status(&dir, json))
+        }
+        Command::Report { dir, out, format } => report::report(&dir, out.as_deref(), &format),
+        Command::Serve { dir, bind } => report::serve(&dir, &bind),
         Command::Export { lammps, dir, generation, model } => {
             let path = match model {
                 Some(p) => p,
@@ -692,8 +724,12 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
     );
     let mut progress = progress::Progress::new();
     let options = autopipe_workflow::RunOptions { accept_changes };
-    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut progress, options);
+    let mut reporter = report::Reporting::new(&mut progress, &run_dir);
+    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut reporter, options);
     progress.finish();
+    if run_dir.join(autopipe_store::DB_FILE).is_file() {
+        report::refresh(&run_dir);
+    }
     match outcome {
         Ok(o) => {
             eprintln!(

@@ -288,7 +288,9 @@ pub fn collect(run_dir: &Path, cache: &mut ParityCache) -> Result<Report, Report
             })
         }
         Some(m) => {
-            let key = (m.path.clone(), report.headline.labels as usize);
+            // The test split of a model is fixed once it is fitted (later labels are not
+            // part of it), so its evaluation changes only with the model.
+            let key = (m.path.clone(), (m.n_train + m.n_test) as usize);
             if cache.key.as_ref() != Some(&key) {
                 cache.value = Some(parity(&store, run_dir, m, report.config.as_ref()));
                 cache.key = Some(key);
@@ -375,7 +377,8 @@ fn parity(
         return Err(format!("{}: the model does not say which oracle labelled its data", path.display()));
     };
     let defaults = autopipe_potential::FitOptions::default();
-    let (fraction, salt) = config.map(|c| (c.test_fraction, c.split_salt)).unwrap_or((defaults.test_fraction, defaults.split_salt));
+    let (fraction, salt) =
+        config.map(|c| (c.test_fraction, c.split_salt)).unwrap_or((defaults.test_fraction, defaults.split_salt));
     let keys = store.label_keys(oracle, params).map_err(|e| e.to_string())?;
     let test: Vec<i64> = keys
         .iter()

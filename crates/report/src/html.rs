@@ -34,7 +34,7 @@ section h2{font-size:17px;margin:4px 0 10px}
 figure.plot{margin:0;border:1px solid #eceef2;border-radius:4px;padding:6px;width:570px}
 figure.plot .title{font-weight:600;font-size:14px;margin:2px 4px 4px}
 figure.plot .caption{font-size:12px;color:#4b5261;margin:4px}
-figure.plot .empty{font-size:13px;color:#8a1c1c;background:#fbf1f1;padding:30px 12px;margin:4px;border-radius:4px}
+figure.plot .empty{font-size:13px;color:#5b6474;background:#f4f5f7;padding:30px 12px;margin:4px;border-radius:4px}
 svg text{font-family:inherit}svg .tick{font-size:11px;fill:#555}svg .axis{font-size:12px;fill:#222}
 svg .legend{font-size:11px;fill:#222}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
@@ -81,7 +81,12 @@ pub fn render_page(r: &Report, mode: Mode) -> String {
         _ => {}
     }
     let _ = write!(out, "<style>{CSS}</style></head>");
-    let _ = write!(out, r#"<body data-marker="{}" data-mode="{}">"#, esc(&r.marker), if mode == Mode::Live { "live" } else { "file" });
+    let _ = write!(
+        out,
+        r#"<body data-marker="{}" data-mode="{}">"#,
+        esc(&r.marker),
+        if mode == Mode::Live { "live" } else { "file" }
+    );
     out.push_str(r#"<div id="report">"#);
     out.push_str(&render_body(r));
     out.push_str("</div>");
@@ -128,7 +133,8 @@ fn header(out: &mut String, r: &Report) {
 }
 
 fn kpi(out: &mut String, key: &str, value: &str) {
-    let _ = write!(out, r#"<div class="kpi"><div class="v">{}</div><div class="k">{}</div></div>"#, esc(value), esc(key));
+    let _ =
+        write!(out, r#"<div class="kpi"><div class="v">{}</div><div class="k">{}</div></div>"#, esc(value), esc(key));
 }
 
 fn opt(v: Option<f64>, scale: f64, unit: &str) -> String {
@@ -168,7 +174,8 @@ fn headline(out: &mut String, r: &Report) {
             ),
         ),
         (_, Some(p)) => {
-            let failing = h.counts.failed + h.counts.timeout > 0 && h.counts.running + h.counts.pending == 0 && p == "label";
+            let failing =
+                h.counts.failed + h.counts.timeout > 0 && h.counts.running + h.counts.pending == 0 && p == "label";
             (
                 if failing { "bad" } else { "run" },
                 format!(
@@ -273,7 +280,7 @@ fn learning(out: &mut String, r: &Report) {
         let p = Plot {
             id: id.into(),
             title: title.into(),
-            x: Axis::new("labels the model was fitted on"),
+            x: Axis::new("labels the model was fitted on").integer(),
             y: Axis::new(y),
             series,
             caption: "One point per generation. Test (held-out) errors should fall as labels grow and stay close \
@@ -448,7 +455,7 @@ fn exploration(out: &mut String, r: &Report) {
     let max_plot = Plot {
         id: "gamma-max".into(),
         title: "Largest γ of each MD segment".into(),
-        x: Axis::new("generation"),
+        x: Axis::new("generation").integer(),
         y: Axis::new("max extrapolation grade γ (1)").log(true),
         series,
         caption: "One point per segment (temperature/pressure) and generation. Above gamma_select frames become \
@@ -478,7 +485,7 @@ fn exploration(out: &mut String, r: &Report) {
     let dist = Plot {
         id: "gamma-candidates".into(),
         title: "γ of the candidate frames".into(),
-        x: Axis::new("generation that explored"),
+        x: Axis::new("generation that explored").integer(),
         y: Axis::new("extrapolation grade γ (1)").log(true),
         series,
         caption: "Every frame an exploration kept as a candidate, by the generation whose model found it; selected \
@@ -524,7 +531,9 @@ fn labelling(out: &mut String, r: &Report) {
     let cats: Vec<String> = gens.iter().map(|g| g.to_string()).collect();
     if r.kind == "loop" {
         let per = |f: &dyn Fn(&crate::data::GenerationRow) -> i64| -> Vec<f64> {
-            gens.iter().map(|g| r.generations.iter().find(|x| x.generation == *g).map(|x| f(x) as f64).unwrap_or(0.0)).collect()
+            gens.iter()
+                .map(|g| r.generations.iter().find(|x| x.generation == *g).map(|x| f(x) as f64).unwrap_or(0.0))
+                .collect()
         };
         let b = Bars {
             id: "per-generation".into(),
@@ -539,6 +548,7 @@ fn labelling(out: &mut String, r: &Report) {
                 ("failed".into(), per(&|g| g.n_failed)),
             ],
             grouped: true,
+            bins: None,
             caption: "Candidates: frames the previous exploration found; selected: the diverse, uncertain subset sent \
                       to the oracle; labelled and failed: what the oracle returned. Failures should stay rare."
                 .into(),
@@ -547,12 +557,8 @@ fn labelling(out: &mut String, r: &Report) {
         out.push_str(&b.render());
     }
     // Why attempts failed, per generation.
-    let reasons: BTreeSet<&str> = r
-        .attempt_groups
-        .iter()
-        .map(|a| a.outcome.as_str())
-        .filter(|o| !matches!(*o, "done" | "running"))
-        .collect();
+    let reasons: BTreeSet<&str> =
+        r.attempt_groups.iter().map(|a| a.outcome.as_str()).filter(|o| !matches!(*o, "done" | "running")).collect();
     let stacks: Vec<(String, Vec<f64>)> = reasons
         .iter()
         .map(|o| {
@@ -560,13 +566,18 @@ fn labelling(out: &mut String, r: &Report) {
                 o.to_string(),
                 gens.iter()
                     .map(|g| {
-                        r.attempt_groups.iter().filter(|a| a.generation == *g && a.outcome == *o).map(|a| a.n as f64).sum()
+                        r.attempt_groups
+                            .iter()
+                            .filter(|a| a.generation == *g && a.outcome == *o)
+                            .map(|a| a.n as f64)
+                            .sum()
                     })
                     .collect(),
             )
         })
         .collect();
-    let failed_attempts: u64 = r.attempt_groups.iter().filter(|a| reasons.contains(a.outcome.as_str())).map(|a| a.n).sum();
+    let failed_attempts: u64 =
+        r.attempt_groups.iter().filter(|a| reasons.contains(a.outcome.as_str())).map(|a| a.n).sum();
     let b = Bars {
         id: "failures".into(),
         title: "Failed attempts by reason".into(),
@@ -575,6 +586,7 @@ fn labelling(out: &mut String, r: &Report) {
         y_label: "failed attempts".into(),
         stacks,
         grouped: false,
+        bins: None,
         caption: "physics: the engine ran but did not converge (the remediation ladder changes convergence knobs and \
                   retries); timeout, killed, crashed, lost: infrastructure (a separate retry budget); input: can never \
                   succeed."
@@ -591,7 +603,13 @@ fn labelling(out: &mut String, r: &Report) {
     if !r.remediation.is_empty() {
         out.push_str(r#"<h3>Remediation steps taken</h3><table id="remediation"><tr><th>gen</th><th class="l">change before the retry</th><th>times</th></tr>"#);
         for m in &r.remediation {
-            let _ = write!(out, r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td></tr>"#, m.generation, esc(&m.changes), m.n);
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td></tr>"#,
+                m.generation,
+                esc(&m.changes),
+                m.n
+            );
         }
         out.push_str("</table>");
     }
@@ -615,7 +633,8 @@ fn labelling(out: &mut String, r: &Report) {
 fn cost(out: &mut String, r: &Report) {
     out.push_str(r#"<section id="cost"><h2>Cost</h2><div class="plots">"#);
     let gens: Vec<i64> = r.attempt_groups.iter().map(|a| a.generation).collect::<BTreeSet<_>>().into_iter().collect();
-    let engines: Vec<&str> = r.attempt_groups.iter().map(|a| a.engine.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let engines: Vec<&str> =
+        r.attempt_groups.iter().map(|a| a.engine.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
     let b = Bars {
         id: "core-hours".into(),
         title: "Labelling core-hours per generation and engine".into(),
@@ -629,13 +648,18 @@ fn cost(out: &mut String, r: &Report) {
                     e.to_string(),
                     gens.iter()
                         .map(|g| {
-                            r.attempt_groups.iter().filter(|a| a.generation == *g && a.engine == *e).map(|a| a.core_hours).sum()
+                            r.attempt_groups
+                                .iter()
+                                .filter(|a| a.generation == *g && a.engine == *e)
+                                .map(|a| a.core_hours)
+                                .sum()
                         })
                         .collect(),
                 )
             })
             .collect(),
         grouped: false,
+        bins: None,
         caption: "Wall time × cores of every attempt (failed ones included), by the generation of the structure. \
                   A generation far above the others deserves a look at its failures and timeouts."
             .into(),
@@ -660,16 +684,23 @@ fn cost(out: &mut String, r: &Report) {
                     p.to_string(),
                     pgens
                         .iter()
-                        .map(|g| r.phase_times.iter().filter(|t| t.generation == *g && t.phase == *p).map(|t| t.wall_s).sum())
+                        .map(|g| {
+                            r.phase_times.iter().filter(|t| t.generation == *g && t.phase == *p).map(|t| t.wall_s).sum()
+                        })
                         .collect(),
                 )
             })
             .collect(),
         grouped: false,
+        bins: None,
         caption: "Time from each phase change of the loop to the next (the phase in progress counts until now). \
                   Labelling dominates with a real oracle; a long fit or exploration points to the model settings."
             .into(),
-        empty_reason: if r.kind == "loop" { "no phase has ended yet".into() } else { "no learning loop in this run directory".into() },
+        empty_reason: if r.kind == "loop" {
+            "no phase has ended yet".into()
+        } else {
+            "no learning loop in this run directory".into()
+        },
     };
     out.push_str(&b.render());
     out.push_str("</div>");
@@ -684,7 +715,13 @@ fn cost(out: &mut String, r: &Report) {
     if !per_engine.is_empty() {
         out.push_str(r#"<table id="cost-engines"><tr><th class="l">engine</th><th>attempts</th><th>wall time (h)</th><th>core-hours</th></tr>"#);
         for (e, (n, w, c)) in &per_engine {
-            let _ = write!(out, r#"<tr><td class="l">{}</td><td>{n}</td><td>{}</td><td>{}</td></tr>"#, esc(e), num(w / 3600.0), num(*c));
+            let _ = write!(
+                out,
+                r#"<tr><td class="l">{}</td><td>{n}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(e),
+                num(w / 3600.0),
+                num(*c)
+            );
         }
         out.push_str("</table>");
     }

@@ -55,8 +55,15 @@ pub fn render(report: &Report, format: Format) -> String {
 /// Gather the report of `run_dir` and write it to `out_dir/index.html` (or
 /// `report.json`) atomically (a temporary file renamed over it: a browser reloading it
 /// sees the old page or the new one). Returns the path written.
-pub fn write_report(run_dir: &Path, out_dir: &Path, format: Format) -> Result<PathBuf, ReportError> {
-    let report = collect(run_dir, &mut ParityCache::default())?;
+/// `cache` keeps the model's evaluation between calls (the parity plots change only
+/// with the model).
+pub fn write_report(
+    run_dir: &Path,
+    out_dir: &Path,
+    format: Format,
+    cache: &mut ParityCache,
+) -> Result<PathBuf, ReportError> {
+    let report = collect(run_dir, cache)?;
     let path = out_dir.join(format.file_name());
     let io = |source| ReportError::Write { path: path.clone(), source };
     std::fs::create_dir_all(out_dir).map_err(io)?;

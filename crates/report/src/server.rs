@@ -32,7 +32,8 @@ impl LiveServer {
         if !run_dir.is_dir() {
             return Err(ReportError::NoRunDir(run_dir.to_path_buf()));
         }
-        let server = Server::http(addr).map_err(|e| ReportError::Bind { addr: addr.to_string(), message: e.to_string() })?;
+        let server =
+            Server::http(addr).map_err(|e| ReportError::Bind { addr: addr.to_string(), message: e.to_string() })?;
         Ok(LiveServer { server, run_dir: run_dir.to_path_buf(), cache: ParityCache::default(), last: None })
     }
 
@@ -71,9 +72,9 @@ impl LiveServer {
             "/body" => self.report().map(|r| ("text/html; charset=utf-8", render_body(r))),
             "/live" => current_marker(&self.run_dir)
                 .map(|m| ("application/json", serde_json::json!({ "marker": m }).to_string())),
-            "/report.json" => self
-                .report()
-                .map(|r| ("application/json", serde_json::to_string(r).expect("reports serialise"))),
+            "/report.json" => {
+                self.report().map(|r| ("application/json", serde_json::to_string(r).expect("reports serialise")))
+            }
             _ => {
                 let _ = request.respond(text_response(404, "text/plain; charset=utf-8", "not found\n".into()));
                 return;

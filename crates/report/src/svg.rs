@@ -61,11 +61,17 @@ pub struct Axis {
     pub label: String,
     pub log: bool,
     pub range: Option<(f64, f64)>,
+    /// Ticks on whole numbers only (generations, counts).
+    pub integer: bool,
 }
 
 impl Axis {
     pub fn new(label: &str) -> Axis {
-        Axis { label: label.into(), log: false, range: None }
+        Axis { label: label.into(), log: false, range: None, integer: false }
+    }
+    pub fn integer(mut self) -> Axis {
+        self.integer = true;
+        self
     }
     pub fn log(mut self, log: bool) -> Axis {
         self.log = log;
@@ -106,13 +112,15 @@ struct Scale {
     lo: f64,
     hi: f64,
     log: bool,
+    integer: bool,
     px0: f64,
     px1: f64,
 }
 
 impl Scale {
     fn map(&self, v: f64) -> f64 {
-        let (v, lo, hi) = if self.log { (v.max(1e-300).log10(), self.lo.log10(), self.hi.log10()) } else { (v, self.lo, self.hi) };
+        let (v, lo, hi) =
+            if self.log { (v.max(1e-300).log10(), self.lo.log10(), self.hi.log10()) } else { (v, self.lo, self.hi) };
         let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
         self.px0 + t * (self.px1 - self.px0)
     }
@@ -126,6 +134,16 @@ impl Scale {
                 t = (a..=b).flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k))).collect();
             }
             t.into_iter().filter(|v| *v >= self.lo * 0.999 && *v <= self.hi * 1.001).collect()
+        } else if self.integer {
+            let t = nice_ticks(self.lo, self.hi, 6);
+            let step = if t.len() > 1 { (t[1] - t[0]).max(1.0).round() } else { 1.0 };
+            let mut v = self.lo.ceil();
+            let mut out = Vec::new();
+            while v <= self.hi && out.len() < 50 {
+                out.push(v);
+                v += step;
+            }
+            out
         } else {
             nice_ticks(self.lo, self.hi, 6)
         }
@@ -195,7 +213,12 @@ fn empty(id: &str, title: &str, reason: &str, caption: &str) -> String {
 
 fn axes(out: &mut String, xs: &Scale, ys: &Scale, x: &Axis, y: &Axis, x_labels: Option<&[String]>) {
     let (x0, x1, y0, y1) = (LEFT, W - RIGHT, H - BOTTOM, TOP);
-    let _ = write!(out, r##"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="#fff" stroke="#999"/>"##, x1 - x0, y0 - y1);
+    let _ = write!(
+        out,
+        r##"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="#fff" stroke="#999"/>"##,
+        x1 - x0,
+        y0 - y1
+    );
     for t in ys.ticks() {
         let py = ys.map(t);
         let _ = write!(
@@ -210,7 +233,12 @@ fn axes(out: &mut String, xs: &Scale, ys: &Scale, x: &Axis, y: &Axis, x_labels: 
         Some(labels) => {
             for (i, l) in labels.iter().enumerate() {
                 let px = xs.map(i as f64);
-                let _ = write!(out, r#"<text x="{px:.1}" y="{}" text-anchor="middle" class="tick">{}</text>"#, y0 + 16.0, esc(l));
+                let _ = write!(
+                    out,
+                    r#"<text x="{px:.1}" y="{}" text-anchor="middle" class="tick">{}</text>"#,
+                    y0 + 16.0,
+                    esc(l)
+                );
             }
         }
         None => {
@@ -294,11 +322,15 @@ impl Plot {
             xr = (lo, hi);
             yr = (lo, hi);
         }
-        let xs = Scale { lo: xr.0, hi: xr.1, log: self.x.log, px0: LEFT, px1: W - RIGHT };
-        let ys = Scale { lo: yr.0, hi: yr.1, log: self.y.log, px0: H - BOTTOM, px1: TOP };
+        let xs = Scale { lo: xr.0, hi: xr.1, log: self.x.log, integer: self.x.integer, px0: LEFT, px1: W - RIGHT };
+        let ys = Scale { lo: yr.0, hi: yr.1, log: self.y.log, integer: self.y.integer, px0: H - BOTTOM, px1: TOP };
         let mut out = String::new();
         frame_open(&mut out, &self.id, &self.title, marks);
-        let _ = write!(out, r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#, esc(&self.title));
+        let _ = write!(
+            out,
+            r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+            esc(&self.title)
+        );
         axes(&mut out, &xs, &ys, &self.x, &self.y, None);
         let clip = |v: f64, s: &Scale| v.clamp(s.px0.min(s.px1), s.px0.max(s.px1));
         let mut names = Vec::new();
@@ -337,7 +369,11 @@ impl Plot {
                         .collect();
                     if *joined && visible.len() > 1 {
                         let path: Vec<String> = visible.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-                        let _ = write!(out, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#, path.join(" "));
+                        let _ = write!(
+                            out,
+                            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#,
+                            path.join(" ")
+                        );
                     }
                     let r = if visible.len() > 500 { 1.6 } else { 3.2 };
                     let opacity = if visible.len() > 500 { 0.5 } else { 0.9 };
@@ -373,6 +409,9 @@ pub struct Bars {
     pub stacks: Vec<(String, Vec<f64>)>,
     /// Side by side instead of stacked.
     pub grouped: bool,
+    /// A histogram: category k is the bin [lo + k width, lo + (k + 1) width) and the x
+    /// axis is numeric.
+    pub bins: Option<(f64, f64)>,
     pub caption: String,
     pub empty_reason: String,
 }
@@ -399,17 +438,47 @@ impl Bars {
                 }
             })
             .fold(0.0, f64::max);
-        let xs = Scale { lo: -0.5, hi: n as f64 - 0.5, log: false, px0: LEFT, px1: W - RIGHT };
-        let ys = Scale { lo: 0.0, hi: if top > 0.0 { top * 1.08 } else { 1.0 }, log: false, px0: H - BOTTOM, px1: TOP };
-        // At most ~20 category labels.
-        let every = n.div_ceil(20);
-        let labels: Vec<String> =
-            self.categories.iter().enumerate().map(|(i, c)| if i % every == 0 { c.clone() } else { String::new() }).collect();
+        let counts = self.stacks.iter().all(|(_, v)| v.iter().all(|x| x.fract() == 0.0));
+        let ys = Scale {
+            lo: 0.0,
+            hi: if top > 0.0 { top * 1.08 } else { 1.0 },
+            log: false,
+            integer: counts,
+            px0: H - BOTTOM,
+            px1: TOP,
+        };
         let mut out = String::new();
         frame_open(&mut out, &self.id, &self.title, marks);
-        let _ = write!(out, r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#, esc(&self.title));
-        axes(&mut out, &xs, &ys, &Axis::new(&self.x_label), &Axis::new(&self.y_label), Some(&labels));
-        let slot = (xs.map(1.0) - xs.map(0.0)) * 0.8;
+        let _ = write!(
+            out,
+            r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+            esc(&self.title)
+        );
+        let (xs, slot) = match self.bins {
+            Some((lo, width)) => {
+                let xs = Scale { lo, hi: lo + n as f64 * width, log: false, integer: false, px0: LEFT, px1: W - RIGHT };
+                axes(&mut out, &xs, &ys, &Axis::new(&self.x_label), &Axis::new(&self.y_label), None);
+                // Bar j is centred on its bin: map through a category scale of the same span.
+                let cats = Scale { lo: -0.5, hi: n as f64 - 0.5, log: false, integer: true, px0: LEFT, px1: W - RIGHT };
+                (cats, (W - RIGHT - LEFT) / n as f64)
+            }
+            None => {
+                let xs = Scale { lo: -0.5, hi: n as f64 - 0.5, log: false, integer: true, px0: LEFT, px1: W - RIGHT };
+                // Labels that fit: at most one per ~7 px per character.
+                let widest = self.categories.iter().map(|c| c.chars().count()).max().unwrap_or(1) as f64;
+                let room = (W - RIGHT - LEFT) / n as f64;
+                let every = ((widest * 7.0 + 6.0) / room).ceil().max(1.0) as usize;
+                let labels: Vec<String> = self
+                    .categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| if i % every == 0 { c.clone() } else { String::new() })
+                    .collect();
+                axes(&mut out, &xs, &ys, &Axis::new(&self.x_label), &Axis::new(&self.y_label), Some(&labels));
+                let slot = (xs.map(1.0) - xs.map(0.0)) * 0.8;
+                (xs, slot)
+            }
+        };
         let ns = self.stacks.len().max(1);
         for j in 0..n {
             let mut base = 0.0;
@@ -495,6 +564,7 @@ impl Histogram {
             y_label: "count".into(),
             stacks: vec![(String::new(), self.counts.iter().map(|&c| c as f64).collect())],
             grouped: false,
+            bins: Some((self.lo, self.width)),
             caption: caption.into(),
             empty_reason: empty_reason.into(),
         }
@@ -517,7 +587,11 @@ mod tests {
             x: Axis::new("x (eV)"),
             y: Axis::new("y (eV)").log(true),
             series: vec![
-                Series::Points { name: "a".into(), points: vec![(1.0, 1.0), (2.0, 10.0), (3.0, 0.0), (f64::NAN, 1.0)], joined: true },
+                Series::Points {
+                    name: "a".into(),
+                    points: vec![(1.0, 1.0), (2.0, 10.0), (3.0, 0.0), (f64::NAN, 1.0)],
+                    joined: true,
+                },
                 Series::HLine { name: "limit".into(), y: 5.0 },
             ],
             caption: "c".into(),

@@ -104,7 +104,9 @@ impl JobStore {
             )
             .map_err(self.sq())?;
         let rows = st
-            .query_map([], |r| Ok(StatusGroup { generation: r.get(0)?, status: r.get(1)?, n: r.get::<_, i64>(2)? as u64 }))
+            .query_map([], |r| {
+                Ok(StatusGroup { generation: r.get(0)?, status: r.get(1)?, n: r.get::<_, i64>(2)? as u64 })
+            })
             .map_err(self.sq())?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
@@ -166,12 +168,9 @@ impl JobStore {
 
     /// The loop's phase changes, oldest first.
     pub fn loop_events(&self) -> Result<Vec<LoopEvent>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT at, message FROM events WHERE kind = 'loop' ORDER BY id")
-            .map_err(self.sq())?;
-        let rows =
-            st.query_map([], |r| Ok(LoopEvent { at_s: r.get(0)?, message: r.get(1)? })).map_err(self.sq())?;
+        let mut st =
+            self.conn.prepare("SELECT at, message FROM events WHERE kind = 'loop' ORDER BY id").map_err(self.sq())?;
+        let rows = st.query_map([], |r| Ok(LoopEvent { at_s: r.get(0)?, message: r.get(1)? })).map_err(self.sq())?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.sq())
     }
 
@@ -232,7 +231,9 @@ impl JobStore {
         for &id in ids {
             use rusqlite::OptionalExtension;
             let row = st
-                .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?, r.get::<_, Option<String>>(2)?)))
+                .query_row([id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?, r.get::<_, Option<String>>(2)?))
+                })
                 .optional()
                 .map_err(self.sq())?;
             let Some((atoms, Some(energy), Some(forces))) = row else { continue };
@@ -312,7 +313,9 @@ mod tests {
         store.complete(1, a.attempt_id, &result).unwrap();
         let a = store.start_attempt(2, "local", "j2").unwrap();
         let spec = serde_json::json!("emt");
-        store.fail_attempt(2, a.attempt_id, FailureKind::Physics, "SCF", true, Some((&spec, "mixing_beta 0.3"))).unwrap();
+        store
+            .fail_attempt(2, a.attempt_id, FailureKind::Physics, "SCF", true, Some((&spec, "mixing_beta 0.3")))
+            .unwrap();
         assert_ne!(store.change_marker().unwrap(), before);
 
         let groups = store.attempt_groups().unwrap();
