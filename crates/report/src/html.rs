@@ -55,7 +55,8 @@ const LIVE_JS: &str = r#"
       if(d.marker===marker){return;}
       return fetch('body',{cache:'no-store'}).then(function(r){return r.text();}).then(function(h){
         document.getElementById('report').innerHTML=h; marker=d.marker; body.setAttribute('data-marker',marker);
-        body.setAttribute('data-updates',String(1+Number(body.getAttribute('data-updates')||0)));
+        var n=1+Number(body.getAttribute('data-updates')||0); body.setAttribute('data-updates',String(n));
+        var t=document.getElementById('page-title'); if(t){document.title=t.textContent+' (live update '+n+')';}
       });
     }).catch(function(){}).then(function(){setTimeout(poll,1500);});
   }
@@ -66,10 +67,7 @@ const LIVE_JS: &str = r#"
 /// The whole page.
 pub fn render_page(r: &Report, mode: Mode) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let title = match &r.config {
-        Some(c) => format!("{} — MLIP-AutoPipe report", c.name),
-        None => "MLIP-AutoPipe report".to_string(),
-    };
+    let title = page_title(r);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     let _ = write!(out, "<title>{}</title>", esc(&title));
     out.push_str(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#);
@@ -97,9 +95,22 @@ pub fn render_page(r: &Report, mode: Mode) -> String {
     out
 }
 
+/// The page's title: the run's name and where it stands.
+pub fn page_title(r: &Report) -> String {
+    let name = r.config.as_ref().map(|c| c.name.as_str()).unwrap_or("run");
+    let h = &r.headline;
+    let now = match (r.kind.as_str(), h.generation, &h.phase) {
+        ("loop", Some(g), Some(p)) => format!("generation {g}, {p}"),
+        ("jobs", _, _) => format!("{} of {} done", h.counts.done, h.counts.total()),
+        _ => "nothing run yet".into(),
+    };
+    format!("{name} — {now} — MLIP-AutoPipe report")
+}
+
 /// What is inside `<div id="report">` (the part the live page replaces).
 pub fn render_body(r: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(out, r#"<span id="page-title" hidden>{}</span>"#, esc(&page_title(r)));
     header(&mut out, r);
     out.push_str("<main>");
     headline(&mut out, r);
