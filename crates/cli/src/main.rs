@@ -376,6 +376,21 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
         println!("model: {}", dir.join(model).display());
     }
     let gens = status["generations"].as_array().cloned().unwrap_or_default();
+    // The headline of the report: the current model's held-out errors, and where the page is.
+    if let Some(g) = gens.iter().rev().find(|g| g["metrics"]["test"].is_object()) {
+        let v = |key: &str, scale: f64| g[key].as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or("-".into());
+        println!(
+            "held-out errors of the generation {} model: energy {} meV/atom, forces {} eV/Å, stress {} GPa",
+            g["generation"],
+            v("test_energy_rmse_ev_per_atom", 1e3),
+            v("test_force_rmse_ev_per_a", 1.0),
+            v("test_stress_rmse_gpa", 1.0)
+        );
+    }
+    let page = autopipe_report::default_out_dir(dir).join("index.html");
+    if page.is_file() {
+        println!("report: {}", page.display());
+    }
     if !gens.is_empty() {
         // One row per generation: what it labelled, the fit, and what its exploration found.
         println!(

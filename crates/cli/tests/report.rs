@@ -233,6 +233,24 @@ fn the_report_of_a_finished_loop_shows_its_data_in_a_browser() {
         page_requests(profile.path())
     );
 
+    // The terminal keeps pace: the same headline, and --watch shows it again in place.
+    let status = stdout(&ok(&["status", "--dir", d(dir)]));
+    assert!(status.contains("held-out errors of the generation 2 model: energy"), "{status}");
+    assert!(status.contains(&format!("report: {}", page.display())), "{status}");
+    let mut watch = autopipe().args(["status", "--watch", "--dir", d(dir)]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap());
+    let (mut shown, start) = (0, Instant::now());
+    while shown < 2 && start.elapsed() < Duration::from_secs(20) {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        shown += line.contains("generation 2, phase finished") as usize;
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert_eq!(shown, 2, "status --watch shows the status again");
+
     let png = dir.join("report").join("screenshot.png");
     screenshot(&url, tempfile::tempdir().unwrap().path(), &png);
 }
