@@ -183,7 +183,13 @@ fn report_speed(dir: &Path, n: usize) -> Result<()> {
         anyhow::ensure!(status.success(), "autopipe report failed");
     }
     times.sort_by(f64::total_cmp);
-    let size = std::fs::metadata(dir.join("report").join("index.html"))?.len();
+    let page = std::fs::read_to_string(dir.join("report").join("index.html"))?;
+    // The figure includes the parity plots (the model evaluated on its test split).
+    anyhow::ensure!(
+        page.contains(r#"data-plot="parity-energy" data-marks="400""#),
+        "the benchmark's report has no parity plot"
+    );
+    let size = page.len();
     let tag = if n == 100_000 { "100k".to_string() } else { n.to_string() };
     figure(&format!("report_{tag}_s"), times[1], "s");
     figure(&format!("report_{tag}_mb"), size as f64 / 1e6, "MB");

@@ -742,7 +742,11 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
     let mut reporter = report::Reporting::new(&mut progress, &run_dir);
     let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut reporter, options);
     progress.finish();
-    if run_dir.join(autopipe_store::DB_FILE).is_file() {
+    // The report of how the run ended or stopped (not when the database itself failed,
+    // or another run holds the directory: that one keeps its report).
+    if run_dir.join(autopipe_store::DB_FILE).is_file()
+        && !matches!(outcome, Err(RunError::Store(_) | RunError::ConfigDrift(_)))
+    {
         report::refresh(&run_dir);
     }
     match outcome {

@@ -57,6 +57,9 @@ pub struct LoopEvent {
     pub message: String,
 }
 
+/// A finished label for a parity plot: (calculation id, structure, energy eV, forces eV/Å).
+pub type LabelData = (i64, autopipe_atoms::Structure, f64, Vec<[f64; 3]>);
+
 /// Figures of one finished calculation (for distributions).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct DoneFigures {
@@ -219,7 +222,7 @@ impl JobStore {
 
     /// The structure, energy (eV) and forces (eV/Å) of finished calculations, by id
     /// (ids that are not finished are left out).
-    pub fn label_data(&self, ids: &[i64]) -> Result<Vec<(i64, autopipe_atoms::Structure, f64, Vec<[f64; 3]>)>> {
+    pub fn label_data(&self, ids: &[i64]) -> Result<Vec<LabelData>> {
         let mut st = self
             .conn
             .prepare_cached(
