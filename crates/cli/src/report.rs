@@ -61,14 +61,21 @@ impl ReportWriter {
         ReportWriter { run_dir: run_dir.to_path_buf(), cache: ParityCache::default(), warned: false }
     }
 
-    /// Write the report; the warning, when there is one, goes to `say`.
+    /// Write the report; the warning, when there is one, goes to `say`. The work goes
+    /// on whatever happens here, a bug in the report included.
     pub fn write(&mut self, say: &mut dyn FnMut(&str)) {
         let out = default_out_dir(&self.run_dir);
-        if let Err(e) = write_report(&self.run_dir, &out, Format::Html, &mut self.cache) {
+        let (run_dir, cache) = (&self.run_dir, &mut self.cache);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_report(run_dir, &out, Format::Html, cache).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|_| Err("the report failed (a bug in autopipe: please report it)".into()));
+        if let Err(e) = result {
             if !self.warned {
                 say(&format!("warning: the report {} was not written: {e}", out.join("index.html").display()));
                 self.warned = true;
             }
+            self.cache = ParityCache::default();
         }
     }
 }
@@ -119,7 +126,9 @@ pub fn watch(period: std::time::Duration, mut show: impl FnMut() -> Result<ExitC
             print!("\x1b[H\x1b[2J");
         }
         show()?;
-        println!("(every {} s; Ctrl-C stops)", period.as_secs_f64());
+        if tty {
+            println!("(every {} s; Ctrl-C stops)", period.as_secs_f64());
+        }
         std::io::stdout().flush()?;
         std::thread::sleep(period);
     }

@@ -67,7 +67,20 @@ impl LiveServer {
             return;
         }
         let path = request.url().split(['?', '#']).next().unwrap_or("").to_string();
-        let response = match path.as_str() {
+        // A bug in the report answers 500 and the server goes on.
+        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.page(&path)))
+            .unwrap_or_else(|_| Some(Err("the report failed (a bug in autopipe: please report it)".into())));
+        let r = match response {
+            None => text_response(404, "text/plain; charset=utf-8", "not found\n".into()),
+            Some(Ok((kind, body))) => text_response(200, kind, body),
+            Some(Err(e)) => text_response(500, "text/plain; charset=utf-8", format!("{e}\n")),
+        };
+        let _ = request.respond(r);
+    }
+
+    /// The page at `path` (content type and text), None when there is none.
+    fn page(&mut self, path: &str) -> Option<Result<(&'static str, String), String>> {
+        let response = match path {
             "/" | "/index.html" => self.report().map(|r| ("text/html; charset=utf-8", render_page(r, Mode::Live))),
             "/body" => self.report().map(|r| ("text/html; charset=utf-8", render_body(r))),
             "/live" => current_marker(&self.run_dir)
@@ -75,16 +88,9 @@ impl LiveServer {
             "/report.json" => {
                 self.report().map(|r| ("application/json", serde_json::to_string(r).expect("reports serialise")))
             }
-            _ => {
-                let _ = request.respond(text_response(404, "text/plain; charset=utf-8", "not found\n".into()));
-                return;
-            }
+            _ => return None,
         };
-        let r = match response {
-            Ok((kind, body)) => text_response(200, kind, body),
-            Err(e) => text_response(500, "text/plain; charset=utf-8", format!("{e}\n")),
-        };
-        let _ = request.respond(r);
+        Some(response.map_err(|e| e.to_string()))
     }
 }
 

@@ -127,7 +127,10 @@ impl Scale {
 
     fn ticks(&self) -> Vec<f64> {
         if self.log {
-            let (a, b) = (self.lo.log10().floor() as i32, self.hi.log10().ceil() as i32);
+            // Exponents within what f64 holds (a grade of 1e300 from a wild model included).
+            let exponent = |v: f64| v.log10().clamp(-300.0, 300.0);
+            let (a, b) = (exponent(self.lo).floor() as i32, exponent(self.hi).ceil() as i32);
+            let b = b.max(a);
             let step = ((b - a) / 6).max(1);
             let mut t: Vec<f64> = (a..=b).step_by(step as usize).map(|k| 10f64.powi(k)).collect();
             if b - a <= 1 {
@@ -180,9 +183,9 @@ fn data_range(values: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)
         return None;
     }
     if log {
-        let (a, b) = (lo.log10(), hi.log10());
+        let (a, b) = (lo.log10().clamp(-300.0, 300.0), hi.log10().clamp(-300.0, 300.0));
         let pad = ((b - a) * 0.05).max(0.1);
-        Some((10f64.powf(a - pad), 10f64.powf(b + pad)))
+        Some((10f64.powf((a - pad).max(-300.0)), 10f64.powf((b + pad).min(300.0))))
     } else if hi > lo {
         let pad = (hi - lo) * 0.05;
         Some((lo - pad, hi + pad))
@@ -605,6 +608,29 @@ mod tests {
         assert!(svg.contains(r#"data-marks="2""#));
         assert!(svg.contains("T &lt;1&gt;"), "titles are escaped");
         assert!(svg.contains(r#"class="ref""#));
+    }
+
+    #[test]
+    fn extreme_values_on_a_log_axis_draw_without_panicking() {
+        for points in
+            [vec![(0.0, 1e300), (1.0, 1.5)], vec![(0.0, f64::MAX), (1.0, f64::MIN_POSITIVE)], vec![(0.0, 1e-320)]]
+        {
+            let p = Plot {
+                id: "x".into(),
+                title: "X".into(),
+                x: Axis::new("generation").integer(),
+                y: Axis::new("γ").log(true),
+                series: vec![
+                    Series::Points { name: "a".into(), points: points.clone(), joined: true },
+                    Series::HLine { name: "select".into(), y: 2.0 },
+                ],
+                caption: "c".into(),
+                empty_reason: "none".into(),
+            };
+            let svg = p.render();
+            assert_eq!(count(&svg, r#"class="mark""#), points.len());
+            assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        }
     }
 
     #[test]
