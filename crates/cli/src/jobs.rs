@@ -483,6 +483,7 @@ fn run_batch(
     let mut observer = progress::Progress::new();
     let summary = backend.run_batch(&mut store, dir, &opts, &launcher()?, &mut observer)?;
     observer.finish();
+    crate::report::refresh(dir);
     Ok(summary_exit(&summary))
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod bench_sched;
 mod jobs;
 mod progress;
+mod report;
 
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::extxyz::{read_extxyz_file, write_extxyz_file};
@@ -74,6 +75,29 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Show it again every 2 s, in place, until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Write the run's report: RUN/report/index.html (plots, no network needed), or its
+    /// data as JSON.
+    Report {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Output directory (default RUN/report); `-` prints to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// html or json (report.json).
+        #[arg(long, default_value = "html")]
+        format: String,
+    },
+    /// The report as a live page that follows the database (read-only).
+    Serve {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Address to listen on (port 0 picks a free one; loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
     },
     /// Export the potential for LAMMPS (`pair_style snap`).
     Export {
@@ -238,7 +262,10 @@ fn main() -> ExitCode {
     // Unix tools do; the ones that run work keep the default (an error they handle).
     if !matches!(
         cli.command,
-        Command::Run { .. } | Command::Jobs(jobs::JobsCommand::Run { .. }) | Command::JobExec { .. }
+        Command::Run { .. }
+            | Command::Jobs(jobs::JobsCommand::Run { .. })
+            | Command::JobExec { .. }
+            | Command::Serve { .. }
     ) {
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -297,7 +324,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate { config } => validate(&config),
         Command::Doctor { dir, recover, json } => doctor(&dir, recover, json),
         Command::Jobs(j) => jobs::run(j),
-        Command::Status { dir, json } => loop_status(&dir, json),
+        Command::Status { dir, json, watch: false } => loop_status(&dir, json),
+        Command::Status { dir, json, watch: true } => {
+            report::watch(std::time::Duration::from_secs(2), || loop_status(&dir, json))
+        }
+        Command::Report { dir, out, format } => report::report(&dir, out.as_deref(), &format),
+        Command::Serve { dir, bind } => report::serve(&dir, &bind),
         Command::Export { lammps, dir, generation, model } => {
             let path = match model {
                 Some(p) => p,
@@ -362,6 +394,21 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
         println!("model: {}", dir.join(model).display());
     }
     let gens = status["generations"].as_array().cloned().unwrap_or_default();
+    // The headline of the report: the current model's held-out errors, and where the page is.
+    if let Some(g) = gens.iter().rev().find(|g| g["metrics"]["test"].is_object()) {
+        let v = |key: &str, scale: f64| g[key].as_f64().map(|x| format!("{:.4}", x * scale)).unwrap_or("-".into());
+        println!(
+            "held-out errors of the generation {} model: energy {} meV/atom, forces {} eV/Å, stress {} GPa",
+            g["generation"],
+            v("test_energy_rmse_ev_per_atom", 1e3),
+            v("test_force_rmse_ev_per_a", 1.0),
+            v("test_stress_rmse_gpa", 1.0)
+        );
+    }
+    let page = autopipe_report::default_out_dir(dir).join("index.html");
+    if page.is_file() {
+        println!("report: {}", page.display());
+    }
     if !gens.is_empty() {
         // One row per generation: what it labelled, the fit, and what its exploration found.
         println!(
@@ -703,8 +750,16 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
     );
     let mut progress = progress::Progress::new();
     let options = autopipe_workflow::RunOptions { accept_changes };
-    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut progress, options);
+    let mut reporter = report::Reporting::new(&mut progress, &run_dir);
+    let outcome = autopipe_workflow::run_loop(&config, &run_dir, &launcher()?, &mut reporter, options);
     progress.finish();
+    // The report of how the run ended or stopped (not when the database itself failed,
+    // or another run holds the directory: that one keeps its report).
+    if run_dir.join(autopipe_store::DB_FILE).is_file()
+        && !matches!(outcome, Err(RunError::Store(_) | RunError::ConfigDrift(_)))
+    {
+        report::refresh(&run_dir);
+    }
     match outcome {
         Ok(o) => {
             eprintln!(

@@ -171,11 +171,16 @@ pub struct FitReport {
 /// Whether a structure is held out for testing: a hash of its content (the same frame is
 /// always on the same side; duplicates go together), compared with `test_fraction`.
 pub fn is_test_structure(s: &Structure, test_fraction: f64, salt: u64) -> bool {
+    is_test_hash(&s.content_hash(), test_fraction, salt)
+}
+
+/// [`is_test_structure`] from the structure's content hash (`Structure::content_hash`,
+/// as the job database stores it), without the atoms.
+pub fn is_test_hash(h: &str, test_fraction: f64, salt: u64) -> bool {
     if test_fraction <= 0.0 {
         return false;
     }
-    let h = s.content_hash();
-    let mut z = u64::from_str_radix(&h[..16], 16).unwrap_or(0) ^ salt.wrapping_mul(0x9E3779B97F4A7C15);
+    let mut z = u64::from_str_radix(h.get(..16).unwrap_or(h), 16).unwrap_or(0) ^ salt.wrapping_mul(0x9E3779B97F4A7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
     z ^= z >> 31;

@@ -12,8 +12,8 @@ pub mod snap;
 
 pub use active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 pub use fit::{
-    evaluate_errors, evaluate_errors_with, fit, is_test_structure, ErrorMetrics, EvalOptions, FitOptions, FitReport,
-    Stat,
+    evaluate_errors, evaluate_errors_with, fit, is_test_hash, is_test_structure, ErrorMetrics, EvalOptions, FitOptions,
+    FitReport, Stat,
 };
 pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
 pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};

@@ -16,6 +16,7 @@ mod lease;
 mod lock;
 mod recover;
 mod sched;
+mod report_data;
 mod schema;
 
 pub use campaign::{CalcBrief, CampaignMetrics, EngineMetrics, ResetReport, RunningCalc, UpdateCandidate, ValueStats};
@@ -24,6 +25,7 @@ pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecor
 pub use lease::this_process_owner;
 pub use lock::{utc, RunLock, LOCK_FILE};
 pub use sched::INTENT_PREFIX;
+pub use report_data::{AttemptGroup, CandidatePoint, DoneFigures, LoopEvent, RemediationGroup, StatusGroup};
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

@@ -40,6 +40,10 @@ pub struct RunOptions {
 /// The loop's messages to a person (one line each).
 pub trait LoopReporter: Observer {
     fn say(&mut self, line: &str);
+
+    /// A phase of `generation` ended and its results are committed (the CLI writes the
+    /// report here; `Phase::Select` ends a generation).
+    fn phase_done(&mut self, _generation: i64, _phase: Phase) {}
 }
 
 /// The model file of a generation, relative to the run directory.
@@ -213,6 +217,7 @@ pub fn run_loop(
                 return Ok(LoopOutcome { state, labels: n, model });
             }
         }
+        reporter.phase_done(g, state.phase);
     }
 }
 
