@@ -73,6 +73,17 @@ pub enum JobError {
     /// A `result.json` that exists but cannot be read as a result (truncated, damaged).
     #[error("{path}: corrupt result file ({message})")]
     CorruptResult { path: PathBuf, message: String },
+    /// The job was told to stop (SIGTERM: a scheduler cancelling it or ending it at its
+    /// wall time) while its engine ran: no result is written, so the orchestrator takes
+    /// the scheduler's word for what happened instead of an engine "killed by a signal".
+    #[error("the job was terminated (SIGTERM) while its engine ran; no result was written")]
+    Terminated,
+}
+
+static TERMINATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -234,6 +245,12 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
     // Blocking: if this attempt is somehow being run twice, the second waits and then
     // reuses the first one's result rather than running the engine twice at once.
     let lock = lock(job_dir, true)?;
+    // A scheduler stops a job with SIGTERM to every process of it (then SIGKILL): the
+    // engine dies of it, and this process notes it and writes no result.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+    }
     let job_path = job_dir.join(JOB_FILE);
     let text = std::fs::read_to_string(&job_path).map_err(io(&job_path))?;
     let job: JobFile = serde_json::from_str(&text)
@@ -282,6 +299,9 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
         reused_from_attempt: None,
         input_error,
     };
+    if TERMINATED.load(std::sync::atomic::Ordering::SeqCst) && !matches!(result.outcome, EngineOutcome::Labels { .. }) {
+        return Err(JobError::Terminated);
+    }
     write_atomic(&result_path, &serde_json::to_vec(&result).expect("results serialise"))?;
     drop(lock);
     Ok(result)

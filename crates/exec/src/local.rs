@@ -16,7 +16,7 @@
 //! calculation that is no longer `running`, and never harvests it.
 
 use crate::job::JOB_FILE;
-use crate::job::{calc_dir_rel, lock_is_held, read_result, JobError, JobResult};
+use crate::job::{calc_dir_rel, lock_is_held, read_result, JobResult};
 use autopipe_engines::{EngineOutcome, EngineSpec};
 use autopipe_store::{CalcResult, CalcStatus, Claimed, FailureKind, InFlight, JobStore, StoreError};
 use std::fs::{File, OpenOptions};
@@ -676,7 +676,7 @@ impl Pool<'_> {
         }
         let result = match read_result(job_dir) {
             Ok(r) => r.filter(|r| r.calculation_id == claimed.calculation_id && r.attempt == claimed.attempt),
-            Err(e @ (JobError::CorruptResult { .. } | JobError::Io { .. } | JobError::BadJobFile { .. })) => {
+            Err(e) => {
                 return self.fail_in(claimed, FailureKind::Crashed, &e.to_string(), running);
             }
         };

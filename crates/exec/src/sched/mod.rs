@@ -22,7 +22,7 @@
 pub mod flux;
 pub mod slurm;
 
-use crate::job::{attempt_dir_rel, calc_dir_rel, lock_is_held, read_result, JobError};
+use crate::job::{attempt_dir_rel, calc_dir_rel, lock_is_held, read_result};
 use crate::local::{last_line, Pool, INTERRUPTED};
 use crate::{ExecError, ExecEvent, Launcher, LocalOptions, Observer, RunSummary};
 use autopipe_store::{CalcStatus, FailureKind, JobStore, INTENT_PREFIX};
@@ -601,7 +601,7 @@ impl Campaign<'_> {
                     "the orchestrator stopped while this attempt was in flight and the job left no result",
                 )?,
                 Ok(_) => no_result.push((t, claimed)),
-                Err(e @ (JobError::CorruptResult { .. } | JobError::Io { .. } | JobError::BadJobFile { .. })) => {
+                Err(e) => {
                     let res = pool.fail_in(&claimed, FailureKind::Crashed, &e.to_string(), running);
                     pool.settle(t.calc, res)?;
                 }
