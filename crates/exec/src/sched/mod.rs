@@ -371,7 +371,6 @@ impl Campaign<'_> {
                         Some(task) => {
                             pool.store.confirm_submitted(&[(f.calculation_id, f.attempt_id, task.id.clone())])?;
                             t.backend_id = task.id.clone();
-                            t.running = task.state == SchedState::Running;
                             adopted += 1;
                             self.tracked.push(t);
                         }
@@ -400,8 +399,8 @@ impl Campaign<'_> {
                 continue;
             }
             match by_id.get(backend_id.as_str()) {
-                Some(task) => {
-                    t.running = task.state == SchedState::Running;
+                // Its database status is corrected by the next look at the queue.
+                Some(_) => {
                     adopted += 1;
                     self.tracked.push(t);
                 }
