@@ -474,37 +474,17 @@ impl Campaign<'_> {
         if ready.is_empty() {
             return Ok(());
         }
-        let sched_dir = self.run_dir.join("sched");
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| ExecError::Io { path, error }
-        };
-        std::fs::create_dir_all(&sched_dir).map_err(io(&sched_dir))?;
-        let sub = Submission {
-            name: name.clone(),
-            run_dir: self.run_dir.clone(),
-            sched_dir: sched_dir.clone(),
-            manifest: sched_dir.join(format!("{name}.tasks")),
-            tasks: ready.len(),
-            walltime_s,
-            engine_walltime_s: engine_walltime,
-            program: launcher.program.clone(),
-            args: launcher.args.clone(),
-        };
-        let mut manifest = String::new();
-        let mut id_lines = String::new();
-        for (cl, dir) in &ready {
-            manifest.push_str(&format!("{}\n", dir.display()));
-            id_lines.push_str(&format!("{}\n", cl.calculation_id));
-        }
-        let ids_path = sched_dir.join(format!("{name}.ids"));
-        crate::job::write_atomic(&ids_path, id_lines.as_bytes()).map_err(|e| ExecError::Job(e.to_string()))?;
-        crate::job::write_atomic(&sub.manifest, manifest.as_bytes()).map_err(|e| ExecError::Job(e.to_string()))?;
-        let script_path = sched_dir.join(format!("{name}.sh"));
-        crate::job::write_atomic(&script_path, self.sched.script(&sub).as_bytes())
-            .map_err(|e| ExecError::Job(e.to_string()))?;
-        let task_ids = match self.sched.submit(&sub, &script_path) {
-            Ok(ids) => ids,
+        let ids_path = self.run_dir.join("sched").join(format!("{name}.ids"));
+        let id_lines: String = ready.iter().map(|(cl, _)| format!("{}\n", cl.calculation_id)).collect();
+        let dirs: Vec<&PathBuf> = ready.iter().map(|(_, d)| d).collect();
+        let submitted = std::fs::create_dir_all(self.run_dir.join("sched"))
+            .map_err(|error| ExecError::Io { path: self.run_dir.join("sched"), error })
+            .and_then(|()| {
+                crate::job::write_atomic(&ids_path, id_lines.as_bytes()).map_err(|e| ExecError::Job(e.to_string()))
+            })
+            .and_then(|()| submit_dirs(self.sched, &self.run_dir, &name, &dirs, pool.opts, launcher));
+        let (task_ids, script_path) = match submitted {
+            Ok(s) => s,
             Err(e) => {
                 // Nothing was submitted: back to pending without using a retry, and the
                 // campaign stops with the scheduler's own words (a wrong partition, an
@@ -512,7 +492,7 @@ impl Campaign<'_> {
                 for (cl, _) in &ready {
                     pool.store.requeue_lost(cl.calculation_id, cl.attempt_id, &format!("not submitted: {e}"))?;
                 }
-                return Err(sched_error(e));
+                return Err(e);
             }
         };
         // Fault injection for the test of two-phase submission (a kill between the
