@@ -115,6 +115,11 @@ pub fn read_result(job_dir: &Path) -> Result<Option<JobResult>, JobError> {
     serde_json::from_str(&text).map(Some).map_err(|e| JobError::CorruptResult { path, message: e.to_string() })
 }
 
+/// Whether this job process was started by a batch scheduler (Slurm, Flux).
+fn under_a_scheduler() -> bool {
+    ["SLURM_JOB_ID", "FLUX_JOB_ID"].iter().any(|v| std::env::var_os(v).is_some())
+}
+
 /// Make an attempt's directory ready to run: created, without a stale `result.json` (a
 /// directory left by a forgotten calculation whose id was given again), with its
 /// `job.json`. With `engine_walltime_s`, the engine is told to stop itself within that
@@ -299,6 +304,17 @@ pub fn execute_job_dir(job_dir: &Path) -> Result<JobResult, JobError> {
         reused_from_attempt: None,
         input_error,
     };
+    if matches!(result.outcome, EngineOutcome::Error { .. }) && !result.input_error && under_a_scheduler() {
+        // A scheduler signals every process of the job, the engine's perhaps a moment
+        // before this one's: an engine that died of it is only told from a crash once
+        // this process's own SIGTERM has had time to arrive.
+        for _ in 0..30 {
+            if TERMINATED.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
     if TERMINATED.load(std::sync::atomic::Ordering::SeqCst) && !matches!(result.outcome, EngineOutcome::Labels { .. }) {
         return Err(JobError::Terminated);
     }
