@@ -2,6 +2,13 @@
 //! substitutions and vacancies. Pure and reproducible: every random step takes a
 //! seeded generator, and the same seed gives the same structures on every machine.
 
+pub mod cells;
+pub mod prototype;
+pub mod sqs;
+
+pub use cells::{make_supercell, nearly_cubic_supercell};
+pub use prototype::Prototype;
+
 use autopipe_atoms::structure::{vec_mat, Mat3};
 use autopipe_atoms::{Element, Structure};
 use rand::seq::SliceRandom;
