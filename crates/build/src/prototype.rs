@@ -13,7 +13,7 @@ use autopipe_atoms::{Element, Structure};
 use serde::{Deserialize, Serialize};
 
 /// A crystal prototype.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Prototype {
     /// Simple cubic (1 atom).
