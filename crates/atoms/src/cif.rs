@@ -130,7 +130,8 @@ fn blocks(tokens: Vec<(Token, usize)>, source: &str) -> Result<Vec<Block>, Struc
         match tok {
             Token::Data(name) => out.push(Block { name, line, ..Default::default() }),
             Token::Tag(tag) => {
-                let block = out.last_mut().ok_or_else(|| file_error(source, line, &tag, "a tag before any data_ block"))?;
+                let block =
+                    out.last_mut().ok_or_else(|| file_error(source, line, &tag, "a tag before any data_ block"))?;
                 match it.next() {
                     Some((Token::Value(v), l)) => {
                         block.items.insert(tag, (v, l));
@@ -161,7 +162,11 @@ fn blocks(tokens: Vec<(Token, usize)>, source: &str) -> Result<Vec<Block>, Struc
                         source,
                         values.last().map_or(line, |v| v.1),
                         &tags[0],
-                        format!("{} values for a loop of {} tags (not a whole number of rows)", values.len(), tags.len()),
+                        format!(
+                            "{} values for a loop of {} tags (not a whole number of rows)",
+                            values.len(),
+                            tags.len()
+                        ),
                     ));
                 }
                 let rows = values.chunks(tags.len()).map(|c| c.to_vec()).collect();
@@ -180,12 +185,9 @@ fn number(v: &str, line: usize, field: &str, source: &str) -> Result<f64, Struct
     let s = v.split('(').next().unwrap_or("");
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(x),
-        _ if v == "." || v == "?" => Err(file_error(
-            source,
-            line,
-            field,
-            format!("{v:?} (unknown or inapplicable) where a number is needed"),
-        )),
+        _ if v == "." || v == "?" => {
+            Err(file_error(source, line, field, format!("{v:?} (unknown or inapplicable) where a number is needed")))
+        }
         _ => Err(file_error(source, line, field, format!("{v:?} is not a number"))),
     }
 }
@@ -430,7 +432,10 @@ fn block_structure(
                         source,
                         line,
                         "_atom_site_fract_x",
-                        format!("site {label} lands on site {} at {q:?} under the symmetry operations", labels[site_of[j]]),
+                        format!(
+                            "site {label} lands on site {} at {q:?} under the symmetry operations",
+                            labels[site_of[j]]
+                        ),
                     ))
                 }
                 None => {

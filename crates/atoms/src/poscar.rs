@@ -178,7 +178,11 @@ pub fn read_poscar(text: &str, source: &str) -> Result<Structure, StructureFileE
             e
         })?;
         let p = [v[0], v[1], v[2]];
-        positions.push(if cartesian { [p[0] * scale3[0], p[1] * scale3[1], p[2] * scale3[2]] } else { vec_mat(&p, &cell) });
+        positions.push(if cartesian {
+            [p[0] * scale3[0], p[1] * scale3[1], p[2] * scale3[2]]
+        } else {
+            vec_mat(&p, &cell)
+        });
     }
     let species = species.iter().zip(&counts).flat_map(|(e, &c)| std::iter::repeat(*e).take(c)).collect();
     Ok(Structure { cell_a: cell, positions_a: positions, species, pbc: [true; 3] })

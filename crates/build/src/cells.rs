@@ -101,8 +101,9 @@ pub fn cubic_deviation(cell: &Mat3) -> f64 {
 }
 
 /// The integer matrix with entries in `-2 ..= 2` whose supercell of `s` has
-/// `target_atoms` atoms and the smallest [`cubic_deviation`] (ties: the first in a
-/// fixed order, preferring positive determinants and small entries), and that supercell.
+/// `target_atoms` atoms (a positive determinant) and the smallest [`cubic_deviation`]
+/// (ties: the one closest to diagonal, then with the fewest negative entries), and that
+/// supercell.
 pub fn nearly_cubic_supercell(
     s: &Structure,
     target_atoms: usize,
@@ -125,7 +126,7 @@ pub fn nearly_cubic_supercell(
     // Entries ordered 0, 1, -1, 2, -2 so that the first best is the simplest.
     const VALUES: [i64; 5] = [0, 1, -1, 2, -2];
     let h = s.cell_a;
-    let mut best: Option<(f64, [[i64; 3]; 3])> = None;
+    let mut best: Option<(f64, [[i64; 3]; 3], (i64, i64))> = None;
     let mut rows: Vec<([i64; 3], [f64; 3])> = Vec::with_capacity(125);
     for a in VALUES {
         for b in VALUES {
@@ -143,13 +144,25 @@ pub fn nearly_cubic_supercell(
                     continue;
                 }
                 let score = cubic_deviation(&[r0.1, r1.1, r2.1]);
-                if best.map_or(true, |(b, _)| score < b - 1e-12) {
-                    best = Some((score, m));
+                // Ties (to 1e-9): the matrix closest to diagonal, then with fewest negative entries.
+                let off: i64 = (0..3)
+                    .flat_map(|i| (0..3).map(move |j| (i, j)))
+                    .filter(|(i, j)| i != j)
+                    .map(|(i, j)| m[i][j].abs())
+                    .sum();
+                let neg = m.iter().flatten().filter(|x| **x < 0).count() as i64;
+                let key = (off, neg);
+                let better = match best {
+                    None => true,
+                    Some((b, _, k)) => score < b - 1e-9 || (score < b + 1e-9 && key < k),
+                };
+                if better {
+                    best = Some((score, m, key));
                 }
             }
         }
     }
-    let (_, m) = best.ok_or_else(|| SupercellError {
+    let (_, m, _) = best.ok_or_else(|| SupercellError {
         field: "atoms",
         message: format!("no matrix with entries in -2 ..= 2 has determinant {want}"),
     })?;
@@ -167,7 +180,9 @@ mod tests {
     fn volume_is_det_times_cell_volume_and_no_atom_is_doubled() {
         let cu = Element::from_symbol("Cu").unwrap();
         let s = Prototype::Hcp.build(&[cu], 2.5, None).unwrap();
-        for m in [[[2, 0, 0], [0, 2, 0], [0, 0, 1]], [[1, 1, 0], [-1, 1, 0], [0, 0, 2]], [[2, 1, 0], [0, 1, 1], [1, 0, 3]]] {
+        for m in
+            [[[2, 0, 0], [0, 2, 0], [0, 0, 1]], [[1, 1, 0], [-1, 1, 0], [0, 0, 2]], [[2, 1, 0], [0, 1, 1], [1, 0, 3]]]
+        {
             let (sc, origin) = make_supercell(&s, m).unwrap();
             let det = imat_det(&m).abs() as f64;
             assert!((sc.volume_a3().abs() - det * s.volume_a3()).abs() < 1e-9);
@@ -190,7 +205,8 @@ mod tests {
     fn fcc_primitive_to_cube() {
         let cu = Element::from_symbol("Cu").unwrap();
         let h = 1.8;
-        let prim = Structure::new([[0.0, h, h], [h, 0.0, h], [h, h, 0.0]], vec![[0.0; 3]], vec![cu], [true; 3]).unwrap();
+        let prim =
+            Structure::new([[0.0, h, h], [h, 0.0, h], [h, h, 0.0]], vec![[0.0; 3]], vec![cu], [true; 3]).unwrap();
         let (_, sc, _) = nearly_cubic_supercell(&prim, 4).unwrap();
         assert!(cubic_deviation(&sc.cell_a) < 1e-12, "{:?}", sc.cell_a);
         assert_eq!(nearly_cubic_supercell(&prim, 0).unwrap_err().field, "atoms");

@@ -121,7 +121,10 @@ impl SqsProblem {
             }
             for &i in &sub.sites {
                 if i >= parent.len() {
-                    return Err(err("sublattices", format!("site {i} is not an atom of the parent ({})", parent.len())));
+                    return Err(err(
+                        "sublattices",
+                        format!("site {i} is not an atom of the parent ({})", parent.len()),
+                    ));
                 }
                 if owner[i] != usize::MAX {
                     return Err(err("sublattices", format!("site {i} is on two sublattices")));
@@ -165,10 +168,7 @@ impl SqsProblem {
                     ));
                 }
                 if x.round() < 1.0 {
-                    return Err(err(
-                        "fractions",
-                        format!("sublattice {}: {f} of {n} sites is no atom of {e}", p + 1),
-                    ));
+                    return Err(err("fractions", format!("sublattice {}: {f} of {n} sites is no atom of {e}", p + 1)));
                 }
                 counts.push((*e, x.round() as usize));
             }
@@ -282,9 +282,8 @@ impl SqsProblem {
         }
         // Random-alloy expectations.
         problem.expected = vec![0.0; problem.shells.len() * ns * ns];
-        let frac = |p: usize, a: usize| {
-            fractions_of[p].iter().find(|(g, _)| *g as usize == a).map(|(_, f)| *f).unwrap_or(0.0)
-        };
+        let frac =
+            |p: usize, a: usize| fractions_of[p].iter().find(|(g, _)| *g as usize == a).map(|(_, f)| *f).unwrap_or(0.0);
         for (id, &([p, q], _, _, n)) in problem.shells.iter().enumerate() {
             for a in 0..ns {
                 for b in 0..ns {

@@ -20,12 +20,9 @@ fn script() -> PathBuf {
 pub fn ase(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.json");
-    let out = Command::new(python())
-        .arg(script())
-        .args(args)
-        .arg(&out_path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): these tests need python3 with ASE (pip install ase)", python()));
+    let out = Command::new(python()).arg(script()).args(args).arg(&out_path).output().unwrap_or_else(|e| {
+        panic!("cannot run {} ({e}): these tests need python3 with ASE (pip install ase)", python())
+    });
     assert!(
         out.status.success(),
         "ASE helper failed ({args:?}); these tests need python3 with ASE (pip install ase):\n{}\n{}",
@@ -47,21 +44,12 @@ pub fn assert_same_structure(ours: &Structure, theirs: &Value, tol: f64, ctx: &s
     let cell = mat(&theirs["cell"]);
     for i in 0..3 {
         for k in 0..3 {
-            assert!(
-                (ours.cell_a[i][k] - cell[i][k]).abs() < tol,
-                "{ctx}: cell {:?} != ASE {:?}",
-                ours.cell_a,
-                cell
-            );
+            assert!((ours.cell_a[i][k] - cell[i][k]).abs() < tol, "{ctx}: cell {:?} != ASE {:?}", ours.cell_a, cell);
         }
     }
     let symbols: Vec<&str> = theirs["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    let positions: Vec<Vec3> = theirs["positions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| [0, 1, 2].map(|k| p[k].as_f64().unwrap()))
-        .collect();
+    let positions: Vec<Vec3> =
+        theirs["positions"].as_array().unwrap().iter().map(|p| [0, 1, 2].map(|k| p[k].as_f64().unwrap())).collect();
     assert_eq!(ours.len(), symbols.len(), "{ctx}: atom count");
     let inv = inverse3(&ours.cell_a).unwrap();
     let mut used = vec![false; symbols.len()];
