@@ -4,6 +4,7 @@
 
 pub mod cells;
 pub mod prototype;
+pub mod slab;
 pub mod sqs;
 
 pub use cells::{make_supercell, nearly_cubic_supercell};

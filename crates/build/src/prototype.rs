@@ -168,7 +168,7 @@ impl Prototype {
                 ]
             }
             Prototype::Perovskite => {
-                vec![([0.0; 3], 0), ([h, h, h], 1), ([h, 0.0, 0.0], 2), ([0.0, h, 0.0], 2), ([0.0, 0.0, h], 2)]
+                vec![([0.0; 3], 0), ([h, h, h], 1), ([0.0, h, h], 2), ([h, 0.0, h], 2), ([h, h, 0.0], 2)]
             }
             Prototype::L12 => vec![([0.0; 3], 1), ([0.0, h, h], 0), ([h, 0.0, h], 0), ([h, h, 0.0], 0)],
             Prototype::B2 => vec![([0.0; 3], 0), ([h, h, h], 1)],
@@ -292,6 +292,15 @@ mod tests {
                 assert!(nl.neighbors(i).iter().all(|n| s.species[n.j] != s.species[i]), "{p:?}");
             }
         }
+        // perovskite: B (Ti) in an octahedron of X (O) at a/2; A (Sr) with 12 O at a/√2.
+        let s = Prototype::Perovskite.build(&[el("Sr"), el("Ti"), el("O")], 3.9, None).unwrap();
+        let nl = NeighborList::build(&s, 3.9 * 0.5 * 1.01);
+        let ti = s.species.iter().position(|e| *e == el("Ti")).unwrap();
+        assert_eq!(nl.neighbors(ti).len(), 6);
+        assert!(nl.neighbors(ti).iter().all(|n| s.species[n.j] == el("O")));
+        let nl = NeighborList::build(&s, 3.9 * 0.5f64.sqrt() * 1.01);
+        let sr = s.species.iter().position(|e| *e == el("Sr")).unwrap();
+        assert_eq!(nl.neighbors(sr).iter().filter(|n| s.species[n.j] == el("O")).count(), 12);
         let w = Prototype::Wurtzite.build(&[el("Zn"), el("O")], 3.25, None).unwrap();
         let nl = NeighborList::build(&crate::supercell(&w, [3, 3, 2]), 3.25 * 0.62);
         assert!((0..nl.len()).all(|i| nl.neighbors(i).len() == 4));

@@ -409,6 +409,12 @@ impl SqsProblem {
     /// from `t_start` to `t_end` (in units of the objective). Deterministic for a seed;
     /// returns the best occupation seen. Stops early at an objective of zero.
     pub fn anneal(&self, steps: u64, seed: u64) -> SqsResult {
+        self.anneal_with(steps, seed, true)
+    }
+
+    /// [`SqsProblem::anneal`], going on to the last step when `stop_at_zero` is false
+    /// (for timing).
+    pub fn anneal_with(&self, steps: u64, seed: u64, stop_at_zero: bool) -> SqsResult {
         let mut rng = rng_from_seed(seed);
         // Initial occupation: the exact counts, shuffled per sublattice.
         let mut occ = vec![0u16; self.active.len()];
@@ -430,7 +436,7 @@ impl SqsProblem {
         let total_sites: usize = swappable.iter().map(|s| s.len()).sum();
         let (t_start, t_end) = (0.1f64, 1e-4f64);
         let mut done = 0;
-        if !swappable.is_empty() && best > 0.0 {
+        if !swappable.is_empty() && (best > 0.0 || !stop_at_zero) {
             let decay = (t_end / t_start).powf(1.0 / steps.max(1) as f64);
             let mut t = t_start;
             for step in 1..=steps {
@@ -460,7 +466,7 @@ impl SqsProblem {
                         best = current;
                         best_occ.copy_from_slice(&occ);
                         improvements.push((step, best));
-                        if best < 1e-12 {
+                        if stop_at_zero && best < 1e-12 {
                             break;
                         }
                     }

@@ -46,7 +46,7 @@ def prototypes():
         "wurtzite_c": bulk("ZnO", "wurtzite", a=a, c=1.6 * a),
         "b2": bulk("CsCl", "cesiumchloride", a=a, cubic=True),
         "perovskite": crystal(
-            ["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0, 0)], spacegroup=221, cellpar=[a, a, a, 90, 90, 90]
+            ["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0, 0.5, 0.5)], spacegroup=221, cellpar=[a, a, a, 90, 90, 90]
         ),
         "l12": crystal(["Au", "Cu"], [(0, 0, 0), (0, 0.5, 0.5)], spacegroup=221, cellpar=[a, a, a, 90, 90, 90]),
         "l10": crystal(

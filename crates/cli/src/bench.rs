@@ -115,6 +115,7 @@ pub fn run(size: Size) -> Result<()> {
     store_speed(sizes.store_calculations)?;
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
+    crate::bench_build::run(size)?;
     Ok(())
 }
 

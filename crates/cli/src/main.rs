@@ -6,6 +6,7 @@
 
 mod backend_args;
 mod bench;
+mod bench_build;
 mod bench_sched;
 mod build_cmd;
 mod jobs;
