@@ -77,13 +77,26 @@ pub struct SqsProblem {
     active: Vec<usize>,
     /// Fixed sites and their element.
     fixed: Vec<(usize, Element)>,
-    /// Neighbour rows of active sites: (neighbour, count offset of the shell).
+    /// Neighbour rows of active sites: (neighbour, shell id).
     row_start: Vec<u32>,
     rows: Vec<(u32, u32)>,
     /// Shell metadata: sublattice pair, distance, ordered pair count.
     shells: Vec<([usize; 2], usize, f64, u64)>,
     /// Random-alloy expectation per (shell, a, b), 0 where there is none.
     expected: Vec<f64>,
+    /// The objective's terms: (count index with a <= b, 1 / expectation).
+    terms: Vec<(u32, f64)>,
+}
+
+/// Scratch space of a trial swap.
+#[derive(Clone, Debug)]
+struct Trial {
+    /// Per (shell, species): neighbours of i minus neighbours of j (others than i, j).
+    d: Vec<i64>,
+    /// Per shell: self-images of i minus those of j.
+    selfs: Vec<i64>,
+    /// The change of the pair counts, per (shell, a, b).
+    delta: Vec<i64>,
 }
 
 /// The result of an annealing run.
@@ -215,6 +228,7 @@ impl SqsProblem {
             rows: Vec::new(),
             shells: Vec::new(),
             expected: Vec::new(),
+            terms: Vec::new(),
         };
         if problem.mixed.is_empty() {
             return Ok(problem);
@@ -268,13 +282,12 @@ impl SqsProblem {
                 }
             }
         }
-        let stride = (ns * ns) as u32;
         for i in 0..nl.len() {
             for nb in nl.neighbors(i) {
                 let pi = pair_index(active_sub[i], active_sub[nb.j]);
                 if let Some(s) = shell_distances[pi].iter().position(|x| (x - nb.distance_a).abs() < TOL_A) {
                     let id = shell_id[pi][s];
-                    problem.rows.push((nb.j as u32, id as u32 * stride));
+                    problem.rows.push((nb.j as u32, id as u32));
                     problem.shells[id].3 += 1;
                 }
             }
@@ -289,6 +302,16 @@ impl SqsProblem {
                 for b in 0..ns {
                     problem.expected[id * ns * ns + a * ns + b] =
                         n as f64 / 2.0 * (frac(p, a) * frac(q, b) + frac(q, a) * frac(p, b));
+                }
+            }
+        }
+        for s in 0..problem.shells.len() {
+            for a in 0..ns {
+                for b in a..ns {
+                    let k = s * ns * ns + a * ns + b;
+                    if problem.expected[k] > 0.0 {
+                        problem.terms.push((k as u32, 1.0 / problem.expected[k]));
+                    }
                 }
             }
         }
@@ -314,58 +337,85 @@ impl SqsProblem {
         let ns = self.ns();
         let mut c = vec![0i64; self.shells.len() * ns * ns];
         for i in 0..self.active.len() {
-            for &(k, off) in &self.rows[self.row_start[i] as usize..self.row_start[i + 1] as usize] {
-                c[off as usize + occ[i] as usize * ns + occ[k as usize] as usize] += 1;
+            for &(k, shell) in &self.rows[self.row_start[i] as usize..self.row_start[i + 1] as usize] {
+                c[shell as usize * ns * ns + occ[i] as usize * ns + occ[k as usize] as usize] += 1;
             }
         }
         c
     }
 
     fn objective(&self, counts: &[i64]) -> f64 {
-        let ns = self.ns();
-        let mut total = 0.0;
-        for s in 0..self.shells.len() {
-            for a in 0..ns {
-                for b in a..ns {
-                    let k = s * ns * ns + a * ns + b;
-                    let e = self.expected[k];
-                    if e > 0.0 {
-                        total += (1.0 - counts[k] as f64 / e).abs();
-                    }
-                }
-            }
-        }
-        total
+        self.terms.iter().map(|&(k, inv)| (1.0 - counts[k as usize] as f64 * inv).abs()).sum()
     }
 
-    /// Add `sign` times the pairs of active site `i` (skipping neighbour `skip`).
+    /// The objective of `counts + delta`, over the terms only.
     #[inline]
-    fn contribute(&self, counts: &mut [i64], occ: &[u16], i: usize, sign: i64, skip: u32) {
+    fn objective_with(&self, counts: &[i64], delta: &[i64]) -> f64 {
+        self.terms.iter().map(|&(k, inv)| (1.0 - (counts[k as usize] + delta[k as usize]) as f64 * inv).abs()).sum()
+    }
+
+    /// The change of the pair counts if active sites `i` and `j` (of different species)
+    /// exchanged their species, into `t.delta`: one pass over each site's neighbours.
+    /// The pair (i, j) itself keeps its unordered species pair; self-images of `i`
+    /// (cells smaller than a shell) go from (a, a) to (b, b).
+    #[inline]
+    fn swap_delta(&self, occ: &[u16], i: usize, j: usize, t: &mut Trial) {
         let ns = self.ns();
-        let a = occ[i] as usize;
-        for &(k, off) in &self.rows[self.row_start[i] as usize..self.row_start[i + 1] as usize] {
-            if k == skip {
+        t.d.fill(0);
+        t.selfs.fill(0);
+        for &(k, s) in &self.rows[self.row_start[i] as usize..self.row_start[i + 1] as usize] {
+            if k as usize == j {
                 continue;
             }
-            let off = off as usize;
             if k as usize == i {
-                counts[off + a * ns + a] += sign;
+                t.selfs[s as usize] += 1;
             } else {
-                let b = occ[k as usize] as usize;
-                counts[off + a * ns + b] += sign;
-                counts[off + b * ns + a] += sign;
+                t.d[s as usize * ns + occ[k as usize] as usize] += 1;
             }
+        }
+        for &(k, s) in &self.rows[self.row_start[j] as usize..self.row_start[j + 1] as usize] {
+            if k as usize == i {
+                continue;
+            }
+            if k as usize == j {
+                t.selfs[s as usize] -= 1;
+            } else {
+                t.d[s as usize * ns + occ[k as usize] as usize] -= 1;
+            }
+        }
+        let (a, b) = (occ[i] as usize, occ[j] as usize);
+        t.delta.fill(0);
+        for s in 0..self.shells.len() {
+            let base = s * ns * ns;
+            for c in 0..ns {
+                let x = t.d[s * ns + c];
+                if x != 0 {
+                    t.delta[base + a * ns + c] -= x;
+                    t.delta[base + c * ns + a] -= x;
+                    t.delta[base + b * ns + c] += x;
+                    t.delta[base + c * ns + b] += x;
+                }
+            }
+            let y = t.selfs[s];
+            t.delta[base + a * ns + a] -= y;
+            t.delta[base + b * ns + b] += y;
         }
     }
 
     /// Exchange the species of active sites `i` and `j`, updating `counts`.
-    #[inline]
-    fn swap(&self, counts: &mut [i64], occ: &mut [u16], i: usize, j: usize) {
-        self.contribute(counts, occ, i, -1, u32::MAX);
-        self.contribute(counts, occ, j, -1, i as u32);
+    #[cfg(test)]
+    fn swap(&self, counts: &mut [i64], occ: &mut [u16], i: usize, j: usize, t: &mut Trial) {
+        self.swap_delta(occ, i, j, t);
+        for (c, d) in counts.iter_mut().zip(&t.delta) {
+            *c += d;
+        }
         occ.swap(i, j);
-        self.contribute(counts, occ, i, 1, u32::MAX);
-        self.contribute(counts, occ, j, 1, i as u32);
+    }
+
+    fn trial(&self) -> Trial {
+        let ns = self.ns();
+        let nsh = self.shells.len();
+        Trial { d: vec![0; nsh * ns], selfs: vec![0; nsh], delta: vec![0; nsh * ns * ns] }
     }
 
     /// The SRO table of an occupation.
@@ -430,6 +480,7 @@ impl SqsProblem {
         let mut best = current;
         let mut best_occ = occ.clone();
         let mut improvements = vec![(0, best)];
+        let mut scratch = self.trial();
         // Sublattices with at least two species present are where swaps happen, chosen in
         // proportion to their size.
         let swappable: Vec<&Vec<u32>> = self.mixed.iter().map(|(s, _)| s).collect();
@@ -457,10 +508,14 @@ impl SqsProblem {
                         break j;
                     }
                 };
-                self.swap(&mut counts, &mut occ, i, j);
-                let trial = self.objective(&counts);
+                self.swap_delta(&occ, i, j, &mut scratch);
+                let trial = self.objective_with(&counts, &scratch.delta);
                 let accept = trial <= current || rng.gen::<f64>() < ((current - trial) / t).exp();
                 if accept {
+                    for (c, d) in counts.iter_mut().zip(&scratch.delta) {
+                        *c += d;
+                    }
+                    occ.swap(i, j);
                     current = trial;
                     if current < best - 1e-12 {
                         best = current;
@@ -470,8 +525,6 @@ impl SqsProblem {
                             break;
                         }
                     }
-                } else {
-                    self.swap(&mut counts, &mut occ, i, j);
                 }
                 t *= decay;
             }
@@ -515,13 +568,14 @@ mod tests {
             let mut occ: Vec<u16> = (0..p.active.len()).map(|i| (i % 2) as u16).collect();
             occ.shuffle(&mut rng);
             let mut counts = p.counts(&occ);
+            let mut t = p.trial();
             for _ in 0..500 {
                 let i = rng.gen_range(0..occ.len());
                 let j = rng.gen_range(0..occ.len());
                 if i == j || occ[i] == occ[j] {
                     continue;
                 }
-                p.swap(&mut counts, &mut occ, i, j);
+                p.swap(&mut counts, &mut occ, i, j, &mut t);
                 assert_eq!(counts, p.counts(&occ), "{reps:?}");
             }
         }
