@@ -136,7 +136,10 @@ fn formula(species: &[Element]) -> String {
 /// `vacuum_a` Å of vacuum on each side.
 pub fn slabs(bulk: &Structure, hkl: [i64; 3], layers: usize, vacuum_a: f64) -> Result<Vec<Slab>, SlabError> {
     if hkl == [0, 0, 0] || hkl.iter().any(|x| x.abs() > 20) {
-        return Err(SlabError { field: "miller", message: format!("{hkl:?}: give three integers, not all zero, |h| <= 20") });
+        return Err(SlabError {
+            field: "miller",
+            message: format!("{hkl:?}: give three integers, not all zero, |h| <= 20"),
+        });
     }
     if layers == 0 || layers > 100 {
         return Err(SlabError { field: "layers", message: format!("{layers}: must be between 1 and 100") });
@@ -145,7 +148,10 @@ pub fn slabs(bulk: &Structure, hkl: [i64; 3], layers: usize, vacuum_a: f64) -> R
         return Err(SlabError { field: "vacuum_a", message: format!("{vacuum_a} Å is outside 0 ..= 100 Å") });
     }
     if bulk.is_empty() || bulk.pbc != [true; 3] {
-        return Err(SlabError { field: "structure", message: "a slab needs a bulk cell periodic in 3 directions".into() });
+        return Err(SlabError {
+            field: "structure",
+            message: "a slab needs a bulk cell periodic in 3 directions".into(),
+        });
     }
     let basis = surface_basis(&bulk.cell_a, hkl);
     let bf: Mat3 = basis.map(|r| r.map(|x| x as f64));

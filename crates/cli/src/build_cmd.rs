@@ -131,6 +131,27 @@ pub enum BuildCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Surface slabs of every input (conventional bulk) structure for a Miller index:
+    /// every termination (the first is ASE's `ase.build.surface` cut), c perpendicular
+    /// to the surface, vacuum on both sides.
+    Slab {
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// h k l, relative to the input cell's vectors.
+        #[arg(long, num_args = 3, allow_negative_numbers = true)]
+        miller: Vec<i64>,
+        /// Repetitions of the oriented cell (ASE's `layers`).
+        #[arg(long, default_value_t = 3)]
+        layers: usize,
+        /// Vacuum on each side, Å.
+        #[arg(long, default_value_t = 10.0)]
+        vacuum_a: f64,
+        /// Only this termination (0: ASE's cut); default: all.
+        #[arg(long)]
+        termination: Option<usize>,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Gaussian rattle of every input structure: `--count` copies each, seeded.
     Rattle {
         #[arg(long = "in")]
@@ -459,6 +480,38 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        BuildCommand::Slab { input, miller, layers, vacuum_a, termination, out } => {
+            let frames = read_structures(&input, None)?;
+            let hkl = [miller[0], miller[1], miller[2]];
+            let mut result = Vec::new();
+            for (k, f) in frames.iter().enumerate() {
+                let all = autopipe_build::slab::slabs(&f.structure, hkl, layers, vacuum_a)
+                    .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))
+                    .with_context(|| format!("{}: frame {}", input.display(), k + 1))?;
+                let n = all.len();
+                for slab in all {
+                    if termination.is_some_and(|t| t != slab.termination) {
+                        continue;
+                    }
+                    let mut d = derived(f, slab.structure);
+                    d.info.insert("miller".into(), InfoValue::IntArray(hkl.to_vec()));
+                    d.info.insert("termination".into(), InfoValue::Int(slab.termination as i64));
+                    d.info.insert("bottom_plane".into(), InfoValue::Str(slab.bottom_plane));
+                    d.info.insert("top_plane".into(), InfoValue::Str(slab.top_plane));
+                    result.push(d);
+                }
+                if let Some(t) = termination.filter(|&t| t >= n) {
+                    bail!(
+                        "--termination {t}: {}: frame {} has {n} distinct termination{} (0 ..= {})",
+                        input.display(),
+                        k + 1,
+                        if n == 1 { "" } else { "s" },
+                        n - 1
+                    );
+                }
+            }
+            write(&out, &result, "slabs")
         }
         BuildCommand::Rattle { input, sigma_a, count, seed, out } => {
             if !(sigma_a.is_finite() && (0.0..=autopipe_build::limits::MAX_RATTLE_A).contains(&sigma_a)) {

@@ -215,3 +215,56 @@ fn supercell_matrix_and_impossible_ones() {
     let out = run(&["build", "supercell", "--in", p.to_str().unwrap(), "--atoms", "7", "--out", s.to_str().unwrap()]);
     assert!(stderr(&out).contains("--atoms: 7 is not a multiple of the 2 atoms"), "{}", stderr(&out));
 }
+
+#[test]
+fn slab_terminations_through_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("slabs.xyz");
+    let bin = env!("CARGO_BIN_EXE_autopipe");
+    let script = format!(
+        "set -e; '{bin}' build prototype --prototype rocksalt --elements Na,Cl --lattice-constant-a 5.64 --out - \
+         | '{bin}' build slab --in - --miller 1 1 1 --layers 2 --vacuum-a 8 --out '{}'",
+        o.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames = read_extxyz_file(&o).unwrap();
+    assert_eq!(frames.len(), 2, "Na- and Cl-terminated NaCl(111)");
+    let bottoms: Vec<_> = frames.iter().map(|f| f.info.get("bottom_plane").cloned()).collect();
+    assert_ne!(bottoms[0], bottoms[1]);
+    let p = dir.path().join("p.xyz");
+    ok(&[
+        "build",
+        "prototype",
+        "--prototype",
+        "fcc",
+        "--elements",
+        "Cu",
+        "--lattice-constant-a",
+        "3.6",
+        "--out",
+        p.to_str().unwrap(),
+    ]);
+    let out = run(&[
+        "build",
+        "slab",
+        "--in",
+        p.to_str().unwrap(),
+        "--miller",
+        "1",
+        "1",
+        "1",
+        "--termination",
+        "1",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("--termination 1") && stderr(&out).contains("1 distinct termination"),
+        "{}",
+        stderr(&out)
+    );
+    let out =
+        run(&["build", "slab", "--in", p.to_str().unwrap(), "--miller", "0", "0", "0", "--out", o.to_str().unwrap()]);
+    assert!(stderr(&out).contains("--miller"), "{}", stderr(&out));
+}
