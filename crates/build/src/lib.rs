@@ -4,6 +4,7 @@
 
 pub mod cells;
 pub mod prototype;
+pub mod select;
 pub mod slab;
 pub mod sqs;
 

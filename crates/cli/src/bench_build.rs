@@ -1,5 +1,5 @@
 //! Figures of structure generation: SQS trial swaps per second and the time to a good
-//! SQS (64-atom fcc binary, three shells).
+//! SQS (64-atom fcc binary, three shells); farthest-point selection at scale.
 
 use crate::bench::{figure, Size};
 use anyhow::Result;
@@ -38,5 +38,30 @@ pub fn run(size: Size) -> Result<()> {
     }
     times.sort_by(f64::total_cmp);
     figure("sqs_s_to_within_0_01_of_best", times[times.len() / 2], "s");
+    fps(size)
+}
+
+/// Farthest-point selection of 1,000 of 100,000 descriptor vectors of length 56, on
+/// every core.
+fn fps(size: Size) -> Result<()> {
+    let (n, k) = if size == Size::Smoke { (2_000, 20) } else { (100_000, 1_000) };
+    let dim = 56;
+    // splitmix64 values in [0, 1)
+    let mut state = 5u64;
+    let data: Vec<f32> = (0..n * dim)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let start = Instant::now();
+    let picks = autopipe_build::select::select_fps(&data, dim, k, &[], threads)?;
+    let elapsed_s = start.elapsed().as_secs_f64();
+    anyhow::ensure!(picks.len() == k, "FPS picked {} of {k}", picks.len());
+    figure("fps_s", elapsed_s, "s");
     Ok(())
 }
