@@ -152,6 +152,26 @@ pub enum BuildCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Farthest-point selection of `--count` structures of a pool on their descriptors
+    /// (mean SNAP bispectrum per element, concatenated), seeded with an already labelled
+    /// set so that the picks are far from what is known. Deterministic.
+    Select {
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        count: usize,
+        /// Structures already labelled (extended XYZ); no pick duplicates one of them.
+        #[arg(long)]
+        labelled: Option<PathBuf>,
+        /// SNAP 2J of the descriptors.
+        #[arg(long, default_value_t = 6)]
+        twojmax: usize,
+        /// SNAP cutoff of the descriptors, Å.
+        #[arg(long, default_value_t = 4.7)]
+        cutoff_a: f64,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Gaussian rattle of every input structure: `--count` copies each, seeded.
     Rattle {
         #[arg(long = "in")]
@@ -512,6 +532,65 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 }
             }
             write(&out, &result, "slabs")
+        }
+        BuildCommand::Select { input, count, labelled, twojmax, cutoff_a, out } => {
+            check_count(count)?;
+            if !(2..=12).contains(&twojmax) {
+                bail!("--twojmax {twojmax} is outside 2 ..= 12");
+            }
+            if !(cutoff_a.is_finite() && cutoff_a > 1.0 && cutoff_a < 15.0) {
+                bail!("--cutoff-a {cutoff_a} is outside 1 .. 15 Å");
+            }
+            let pool = read_structures(&input, None)?;
+            let known = match &labelled {
+                Some(p) => read_structures(p, None)?,
+                None => Vec::new(),
+            };
+            let all: Vec<Frame> = pool.iter().chain(&known).cloned().collect();
+            let params = autopipe_workflow::models::default_snap_params(&all, twojmax, cutoff_a);
+            let snap = autopipe_potential::Snap::new(&params).map_err(|e| anyhow!("{e}"))?;
+            let n_el = params.elements.len();
+            let describe = |frames: &[Frame], path: &Path| -> Result<(Vec<f32>, usize)> {
+                let mut out = Vec::new();
+                let mut dim = 0;
+                for (k, f) in frames.iter().enumerate() {
+                    let d = snap
+                        .descriptors(&f.structure)
+                        .map_err(|e| anyhow!("{}: frame {}: {e}", path.display(), k + 1))?;
+                    dim = n_el * d.n_columns;
+                    let mut v = vec![0.0f64; dim];
+                    let mut n = vec![0usize; n_el];
+                    for (a, &e) in d.atom_element.iter().enumerate() {
+                        n[e] += 1;
+                        for c in 0..d.n_columns {
+                            v[e * d.n_columns + c] += d.b[a * d.n_columns + c];
+                        }
+                    }
+                    for (e, &ne) in n.iter().enumerate() {
+                        for x in &mut v[e * d.n_columns..(e + 1) * d.n_columns] {
+                            *x /= ne.max(1) as f64;
+                        }
+                    }
+                    out.extend(v.iter().map(|&x| x as f32));
+                }
+                Ok((out, dim))
+            };
+            let (cand, dim) = describe(&pool, &input)?;
+            let (lab, _) = match &labelled {
+                Some(p) => describe(&known, p)?,
+                None => (Vec::new(), dim),
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+            let picks = autopipe_build::select::select_fps(&cand, dim, count, &lab, threads)?;
+            let chosen: Vec<Frame> = picks.iter().map(|&i| pool[i].clone()).collect();
+            if chosen.len() < count.min(pool.len()) {
+                eprintln!(
+                    "{} of {} requested: the other candidates duplicate a pick or a labelled structure",
+                    chosen.len(),
+                    count
+                );
+            }
+            write(&out, &chosen, "selected structures")
         }
         BuildCommand::Rattle { input, sigma_a, count, seed, out } => {
             if !(sigma_a.is_finite() && (0.0..=autopipe_build::limits::MAX_RATTLE_A).contains(&sigma_a)) {

@@ -268,3 +268,49 @@ fn slab_terminations_through_a_pipe() {
         run(&["build", "slab", "--in", p.to_str().unwrap(), "--miller", "0", "0", "0", "--out", o.to_str().unwrap()]);
     assert!(stderr(&out).contains("--miller"), "{}", stderr(&out));
 }
+
+#[test]
+fn select_is_deterministic_and_avoids_labelled_structures() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    ok(&[
+        "build",
+        "bulk",
+        "--lattice-constant-a",
+        "3.6",
+        "--count",
+        "12",
+        "--max-strain",
+        "0.04",
+        "--rattle-a",
+        "0.1",
+        "--out",
+        &p("pool.xyz"),
+    ]);
+    // The labelled set: the first four structures of the pool itself.
+    let pool = read_extxyz_file(Path::new(&p("pool.xyz"))).unwrap();
+    autopipe_atoms::extxyz::write_extxyz_file(Path::new(&p("labelled.xyz")), &pool[..4]).unwrap();
+    for name in ["a.xyz", "b.xyz"] {
+        ok(&[
+            "build",
+            "select",
+            "--in",
+            &p("pool.xyz"),
+            "--labelled",
+            &p("labelled.xyz"),
+            "--count",
+            "10",
+            "--out",
+            &p(name),
+        ]);
+    }
+    assert_eq!(std::fs::read(p("a.xyz")).unwrap(), std::fs::read(p("b.xyz")).unwrap(), "deterministic");
+    let picked = read_extxyz_file(Path::new(&p("a.xyz"))).unwrap();
+    assert_eq!(picked.len(), 8, "the 8 structures that are not labelled");
+    let labelled: Vec<String> = pool[..4].iter().map(|f| f.structure.content_hash()).collect();
+    let mut hashes: Vec<String> = picked.iter().map(|f| f.structure.content_hash()).collect();
+    assert!(hashes.iter().all(|h| !labelled.contains(h)));
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 8, "no repeats");
+}
