@@ -3,10 +3,14 @@
 //! Each pick is the candidate whose Euclidean distance to the nearest already chosen
 //! point (earlier picks and the `labelled` set) is largest; ties go to the smallest
 //! index. Without a labelled set the first pick is the candidate farthest from the
-//! centroid. The distance to the nearest chosen point is cached per candidate and
-//! updated with each new pick only, so `k` picks from `n` candidates cost
-//! O(n·(k + m)·dim) for `m` labelled points, split over threads. Deterministic: the
-//! result does not depend on the number of threads.
+//! centroid. Deterministic.
+//!
+//! The distance of every candidate to its nearest chosen point is cached, with that
+//! point (its cluster). A new pick `p` can only come closer to the members of a cluster
+//! with centre `c` and radius `r` (largest cached distance in it) if `|c p| < 2 r`
+//! (triangle inequality), so only those clusters are scanned: the work per pick falls as
+//! the clusters shrink, instead of O(n·dim) for every pick. The result is exactly the
+//! plain algorithm's (the bound is applied with a margin for rounding).
 //!
 //! A candidate at distance zero from a chosen point (a duplicate of a pick or of a
 //! labelled structure) is never picked: the selection stops early instead.
@@ -18,33 +22,53 @@ pub struct SelectError(pub String);
 
 #[inline]
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
-    // Eight accumulators so that the compiler can vectorise.
-    let mut s = [0.0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
+    // Eight independent accumulators over exact chunks, so that the loop vectorises.
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            let d = a[c * 8 + l] - b[c * 8 + l];
-            s[l] += d * d;
+            let d = x[l] - y[l];
+            acc[l] += d * d;
         }
     }
-    let mut total: f32 = s.iter().sum();
-    for k in chunks * 8..a.len() {
-        let d = a[k] - b[k];
+    let mut total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - y;
         total += d * d;
     }
     total
 }
 
+/// The candidates nearest to one chosen point.
+struct Cluster {
+    centre: Vec<f32>,
+    members: Vec<u32>,
+    /// Largest cached squared distance among the members, and its member (smallest
+    /// index among equals); `(-1, u32::MAX)` when empty.
+    radius2: f32,
+    farthest: u32,
+}
+
+impl Cluster {
+    fn refresh(&mut self, min_d2: &[f32]) {
+        self.radius2 = -1.0;
+        self.farthest = u32::MAX;
+        for &i in &self.members {
+            let d = min_d2[i as usize];
+            if d > self.radius2 || (d == self.radius2 && i < self.farthest) {
+                self.radius2 = d;
+                self.farthest = i;
+            }
+        }
+    }
+}
+
 /// Select up to `k` rows of `candidates` (`n x dim`, row-major) by farthest-point
 /// selection, seeded with the rows of `labelled` (`m x dim`). Returns the picked row
 /// indices in pick order.
-pub fn select_fps(
-    candidates: &[f32],
-    dim: usize,
-    k: usize,
-    labelled: &[f32],
-    threads: usize,
-) -> Result<Vec<usize>, SelectError> {
+pub fn select_fps(candidates: &[f32], dim: usize, k: usize, labelled: &[f32]) -> Result<Vec<usize>, SelectError> {
     if dim == 0 || candidates.len() % dim != 0 || labelled.len() % dim != 0 {
         return Err(SelectError(format!(
             "descriptor arrays of {} and {} values are not rows of {dim}",
@@ -56,46 +80,61 @@ pub fn select_fps(
         return Err(SelectError("a descriptor is not finite".into()));
     }
     let n = candidates.len() / dim;
+    if n > u32::MAX as usize {
+        return Err(SelectError(format!("{n} candidates are too many")));
+    }
     let k = k.min(n);
     if k == 0 {
         return Ok(Vec::new());
     }
-    let threads = threads.clamp(1, 64).min(n.div_ceil(1024).max(1));
-    let chunk = n.div_ceil(threads);
     let row = |i: usize| &candidates[i * dim..(i + 1) * dim];
     let mut min_d2 = vec![f32::INFINITY; n];
-    // Update the cached distances with `point` over all chunks; return the argmax
-    // (largest distance, smallest index) as (index, distance).
-    let update = |min_d2: &mut [f32], point: &[f32]| -> (usize, f32) {
-        let best = std::thread::scope(|scope| {
-            let handles: Vec<_> = min_d2
-                .chunks_mut(chunk)
-                .enumerate()
-                .map(|(c, part)| {
-                    scope.spawn(move || {
-                        let mut best = (usize::MAX, -1.0f32);
-                        for (o, m) in part.iter_mut().enumerate() {
-                            let i = c * chunk + o;
-                            let d = dist2(&candidates[i * dim..(i + 1) * dim], point);
-                            if d < *m {
-                                *m = d;
-                            }
-                            if *m > best.1 {
-                                best = (i, *m);
-                            }
-                        }
-                        best
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("an FPS worker panicked")).collect::<Vec<_>>()
-        });
-        // Chunks are in index order, so the first strict maximum is the smallest index.
-        best.into_iter().fold((usize::MAX, -1.0f32), |acc, b| if b.1 > acc.1 { b } else { acc })
+    let mut clusters: Vec<Cluster> = Vec::new();
+    // Make `point` a chosen point: the candidates it is now nearest to form its cluster.
+    let add_centre = |point: &[f32], clusters: &mut Vec<Cluster>, min_d2: &mut [f32]| {
+        let mut new = Cluster { centre: point.to_vec(), members: Vec::new(), radius2: -1.0, farthest: u32::MAX };
+        if clusters.is_empty() {
+            for (i, m) in min_d2.iter_mut().enumerate() {
+                *m = dist2(row(i), point);
+                new.members.push(i as u32);
+            }
+        } else {
+            for c in clusters.iter_mut() {
+                if c.members.is_empty() {
+                    continue;
+                }
+                // |c p| >= 2 r: no member can be nearer to p than to c. Squared, with a
+                // margin for rounding.
+                let dcp = dist2(&c.centre, point);
+                if dcp > 4.0 * c.radius2 * (1.0 + 1e-4) + 1e-30 {
+                    continue;
+                }
+                let before = c.members.len();
+                c.members.retain(|&i| {
+                    let d = dist2(row(i as usize), point);
+                    if d < min_d2[i as usize] {
+                        min_d2[i as usize] = d;
+                        new.members.push(i);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if c.members.len() != before {
+                    c.refresh(min_d2);
+                }
+            }
+            new.members.sort_unstable();
+        }
+        new.refresh(min_d2);
+        clusters.push(new);
     };
+    for l in labelled.chunks(dim) {
+        add_centre(l, &mut clusters, &mut min_d2);
+    }
     let mut picks = Vec::with_capacity(k);
-    let mut next = if labelled.is_empty() {
-        // The candidate farthest from the centroid.
+    if labelled.is_empty() {
+        // The first pick: the candidate farthest from the centroid.
         let mut centroid = vec![0.0f64; dim];
         for i in 0..n {
             for (c, x) in centroid.iter_mut().zip(row(i)) {
@@ -103,22 +142,29 @@ pub fn select_fps(
             }
         }
         let centroid: Vec<f32> = centroid.iter().map(|c| (c / n as f64) as f32).collect();
-        let mut scratch = vec![f32::INFINITY; n];
-        update(&mut scratch, &centroid)
-    } else {
-        let mut best = (usize::MAX, -1.0);
-        for l in labelled.chunks(dim) {
-            best = update(&mut min_d2, l);
+        let mut first = (0, -1.0f32);
+        for i in 0..n {
+            let d = dist2(row(i), &centroid);
+            if d > first.1 {
+                first = (i, d);
+            }
         }
-        best
-    };
+        picks.push(first.0);
+        add_centre(row(first.0), &mut clusters, &mut min_d2);
+    }
     while picks.len() < k {
-        let (i, d) = next;
-        if i == usize::MAX || (!picks.is_empty() || !labelled.is_empty()) && d <= 0.0 {
+        let mut best = (-1.0f32, u32::MAX);
+        for c in &clusters {
+            if c.radius2 > best.0 || (c.radius2 == best.0 && c.farthest < best.1) {
+                best = (c.radius2, c.farthest);
+            }
+        }
+        if best.1 == u32::MAX || best.0 <= 0.0 {
             break;
         }
+        let i = best.1 as usize;
         picks.push(i);
-        next = update(&mut min_d2, row(i));
+        add_centre(row(i), &mut clusters, &mut min_d2);
     }
     Ok(picks)
 }
@@ -165,12 +211,12 @@ mod tests {
 
     #[test]
     fn equals_brute_force_never_repeats_and_is_deterministic() {
-        for (n, dim, k, m) in [(200, 5, 30, 0), (300, 56, 40, 7), (50, 3, 50, 0)] {
+        for (n, dim, k, m) in [(200, 5, 30, 0), (300, 56, 40, 7), (50, 3, 50, 0), (2000, 2, 300, 3)] {
             let c = random(n, dim, n as u64);
             let labelled = random(m, dim, 99);
-            let ours = select_fps(&c, dim, k, &labelled, 1).unwrap();
+            let ours = select_fps(&c, dim, k, &labelled).unwrap();
             assert_eq!(ours, brute(&c, dim, k, &labelled), "n={n} dim={dim}");
-            assert_eq!(ours, select_fps(&c, dim, k, &labelled, 3).unwrap(), "threads do not change the result");
+            assert_eq!(ours, select_fps(&c, dim, k, &labelled).unwrap(), "deterministic");
             let mut sorted = ours.clone();
             sorted.sort_unstable();
             sorted.dedup();
@@ -185,7 +231,7 @@ mod tests {
         // Candidates: the labelled ones again, plus 3 new ones.
         let mut c = labelled.clone();
         c.extend(random(3, dim, 2));
-        let picks = select_fps(&c, dim, 8, &labelled, 2).unwrap();
+        let picks = select_fps(&c, dim, 8, &labelled).unwrap();
         assert_eq!(picks.len(), 3);
         assert!(picks.iter().all(|&i| i >= 5), "{picks:?}");
     }

@@ -41,27 +41,38 @@ pub fn run(size: Size) -> Result<()> {
     fps(size)
 }
 
-/// Farthest-point selection of 1,000 of 100,000 descriptor vectors of length 56, on
-/// every core.
+/// Farthest-point selection of 1,000 of 100,000 descriptor vectors of length 56.
+/// `fps_s`: vectors of a 4-parameter family (each component a sum of sines of the
+/// parameters), as the descriptors of strained, rattled variants of a few structures
+/// are; `fps_s_uniform_random`: uniform random vectors, the worst case (all distances
+/// alike, so the triangle-inequality pruning saves nothing).
 fn fps(size: Size) -> Result<()> {
     let (n, k) = if size == Size::Smoke { (2_000, 20) } else { (100_000, 1_000) };
     let dim = 56;
     // splitmix64 values in [0, 1)
     let mut state = 5u64;
-    let data: Vec<f32> = (0..n * dim)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let start = Instant::now();
-    let picks = autopipe_build::select::select_fps(&data, dim, k, &[], threads)?;
-    let elapsed_s = start.elapsed().as_secs_f64();
-    anyhow::ensure!(picks.len() == k, "FPS picked {} of {k}", picks.len());
-    figure("fps_s", elapsed_s, "s");
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let w: Vec<f32> = (0..dim * 4).map(|_| uniform() * 6.0).collect();
+    let mut family = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let t: Vec<f32> = (0..4).map(|_| uniform()).collect();
+        for j in 0..dim {
+            family.push((0..4).map(|m| (w[j * 4 + m] * t[m]).sin()).sum::<f32>());
+        }
+    }
+    let random: Vec<f32> = (0..n * dim).map(|_| uniform()).collect();
+    for (name, data) in [("fps_s", &family), ("fps_s_uniform_random", &random)] {
+        let start = Instant::now();
+        let picks = autopipe_build::select::select_fps(data, dim, k, &[])?;
+        let elapsed_s = start.elapsed().as_secs_f64();
+        anyhow::ensure!(picks.len() == k, "FPS picked {} of {k}", picks.len());
+        figure(name, elapsed_s, "s");
+    }
     Ok(())
 }

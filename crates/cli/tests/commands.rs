@@ -139,6 +139,7 @@ fn bench_prints_one_name_value_unit_line_per_figure() {
         "sqs_trial_swaps_per_s",
         "sqs_s_to_within_0_01_of_best",
         "fps_s",
+        "fps_s_uniform_random",
         "emt_ms_per_500_atoms",
         "store_import_per_s",
         "store_transitions_per_s",
