@@ -100,7 +100,8 @@ pub fn cubic_deviation(cell: &Mat3) -> f64 {
     score
 }
 
-/// The integer matrix with entries in `-2 ..= 2` whose supercell of `s` has
+/// The integer matrix (entries in `-2 ..= 2`, `-3 ..= 3` from 9 cells on, or diagonal)
+/// whose supercell of `s` has
 /// `target_atoms` atoms (a positive determinant) and the smallest [`cubic_deviation`]
 /// (ties: the one closest to diagonal, then with the fewest negative entries), and that
 /// supercell.
@@ -115,50 +116,73 @@ pub fn nearly_cubic_supercell(
         });
     }
     let want = (target_atoms / s.len()) as i64;
-    if want == 0 || want > 125 {
+    if want == 0 || want > 1000 {
         return Err(SupercellError {
             field: "atoms",
             message: format!(
-                "{target_atoms} atoms are {want} cells; the search covers 1 ..= 125 cells (use a matrix beyond that)"
+                "{target_atoms} atoms are {want} cells; the search covers 1 ..= 1000 cells (use a matrix beyond that)"
             ),
         });
     }
-    // Entries ordered 0, 1, -1, 2, -2 so that the first best is the simplest.
-    const VALUES: [i64; 5] = [0, 1, -1, 2, -2];
+    // Entries in -r ..= r (r = 2, or 3 from 9 cells on), ordered 0, 1, -1, 2, -2, ... so
+    // that the first best is the simplest; and every diagonal matrix with determinant `want`.
+    let r: i64 = if want <= 8 { 2 } else { 3 };
+    let values: Vec<i64> = std::iter::once(0).chain((1..=r).flat_map(|v| [v, -v])).collect();
     let h = s.cell_a;
     let mut best: Option<(f64, [[i64; 3]; 3], (i64, i64))> = None;
-    let mut rows: Vec<([i64; 3], [f64; 3])> = Vec::with_capacity(125);
-    for a in VALUES {
-        for b in VALUES {
-            for c in VALUES {
-                let r = [a, b, c];
-                rows.push((r, vec_mat(&[a as f64, b as f64, c as f64], &h)));
+    let mut consider = |m: [[i64; 3]; 3], cell: Mat3| {
+        let score = cubic_deviation(&cell);
+        // Ties (to 1e-9): the matrix closest to diagonal, then with fewest negative entries.
+        let off: i64 =
+            (0..3).flat_map(|i| (0..3).map(move |j| (i, j))).filter(|(i, j)| i != j).map(|(i, j)| m[i][j].abs()).sum();
+        let neg = m.iter().flatten().filter(|x| **x < 0).count() as i64;
+        let key = (off, neg);
+        let better = match best {
+            None => true,
+            Some((b, _, k)) => score < b - 1e-9 || (score < b + 1e-9 && key < k),
+        };
+        if better {
+            best = Some((score, m, key));
+        }
+    };
+    for a in 1..=want {
+        if want % a != 0 {
+            continue;
+        }
+        for b in 1..=want / a {
+            if (want / a) % b != 0 {
+                continue;
+            }
+            let c = want / a / b;
+            let m = [[a, 0, 0], [0, b, 0], [0, 0, c]];
+            let mf = m.map(|r| r.map(|x| x as f64));
+            consider(m, [vec_mat(&mf[0], &h), vec_mat(&mf[1], &h), vec_mat(&mf[2], &h)]);
+        }
+    }
+    let mut rows: Vec<([i64; 3], [f64; 3])> = Vec::new();
+    for &a in &values {
+        for &b in &values {
+            for &c in &values {
+                rows.push(([a, b, c], vec_mat(&[a as f64, b as f64, c as f64], &h)));
             }
         }
     }
     for r0 in &rows {
         for r1 in &rows {
+            // det = r2 · (r0 x r1)
+            let x = [
+                r0.0[1] * r1.0[2] - r0.0[2] * r1.0[1],
+                r0.0[2] * r1.0[0] - r0.0[0] * r1.0[2],
+                r0.0[0] * r1.0[1] - r0.0[1] * r1.0[0],
+            ];
+            if x == [0, 0, 0] {
+                continue;
+            }
             for r2 in &rows {
-                let m = [r0.0, r1.0, r2.0];
-                if imat_det(&m) != want {
+                if r2.0[0] * x[0] + r2.0[1] * x[1] + r2.0[2] * x[2] != want {
                     continue;
                 }
-                let score = cubic_deviation(&[r0.1, r1.1, r2.1]);
-                // Ties (to 1e-9): the matrix closest to diagonal, then with fewest negative entries.
-                let off: i64 = (0..3)
-                    .flat_map(|i| (0..3).map(move |j| (i, j)))
-                    .filter(|(i, j)| i != j)
-                    .map(|(i, j)| m[i][j].abs())
-                    .sum();
-                let neg = m.iter().flatten().filter(|x| **x < 0).count() as i64;
-                let key = (off, neg);
-                let better = match best {
-                    None => true,
-                    Some((b, _, k)) => score < b - 1e-9 || (score < b + 1e-9 && key < k),
-                };
-                if better {
-                    best = Some((score, m, key));
-                }
+                consider([r0.0, r1.0, r2.0], [r0.1, r1.1, r2.1]);
             }
         }
     }
@@ -207,8 +231,11 @@ mod tests {
         let h = 1.8;
         let prim =
             Structure::new([[0.0, h, h], [h, 0.0, h], [h, h, 0.0]], vec![[0.0; 3]], vec![cu], [true; 3]).unwrap();
-        let (_, sc, _) = nearly_cubic_supercell(&prim, 4).unwrap();
-        assert!(cubic_deviation(&sc.cell_a) < 1e-12, "{:?}", sc.cell_a);
+        for atoms in [4, 32, 108] {
+            let (_, sc, _) = nearly_cubic_supercell(&prim, atoms).unwrap();
+            assert_eq!(sc.len(), atoms);
+            assert!(cubic_deviation(&sc.cell_a) < 1e-12, "{atoms}: {:?}", sc.cell_a);
+        }
         assert_eq!(nearly_cubic_supercell(&prim, 0).unwrap_err().field, "atoms");
     }
 }
