@@ -107,18 +107,21 @@ fn tokenize(text: &str, source: &str) -> Result<Vec<(Token, usize)>, StructureFi
     Ok(out)
 }
 
+/// A loop: its tags and its rows of (value, line).
+type Loop = (Vec<String>, Vec<Vec<(String, usize)>>);
+
 /// One data block: single items and loops, each value with its line.
 #[derive(Debug, Default)]
 struct Block {
     name: String,
     line: usize,
     items: HashMap<String, (String, usize)>,
-    loops: Vec<(Vec<String>, Vec<Vec<(String, usize)>>)>,
+    loops: Vec<Loop>,
 }
 
 impl Block {
     /// The column `tag` of the loop that has it, with the loop's rows.
-    fn loop_with(&self, tag: &str) -> Option<&(Vec<String>, Vec<Vec<(String, usize)>>)> {
+    fn loop_with(&self, tag: &str) -> Option<&Loop> {
         self.loops.iter().find(|(tags, _)| tags.iter().any(|t| t == tag))
     }
 }
@@ -264,7 +267,7 @@ pub fn cellpar_to_cell(a: f64, b: f64, c: f64, alpha: f64, beta: f64, gamma: f64
     };
     let cy = (ca - cb * cg) / sg;
     let cz2 = 1.0 - cb * cb - cy * cy;
-    if !(cz2 > 0.0) {
+    if cz2.is_nan() || cz2 <= 0.0 {
         return None;
     }
     Some([[a, 0.0, 0.0], [b * cg, b * sg, 0.0], [c * cb, c * cy, c * cz2.sqrt()]])
@@ -343,8 +346,8 @@ fn block_structure(
         let names = ["_symmetry_space_group_name_h-m", "_space_group_name_h-m_alt"];
         let named = names.iter().find_map(|t| block.items.get(*t).map(|v| (t, v)));
         let number = ["_symmetry_int_tables_number", "_space_group_it_number"].iter().find_map(|t| block.items.get(*t));
-        let is_p1 = named.map_or(true, |(_, (v, _))| v.replace(' ', "").eq_ignore_ascii_case("p1"))
-            && number.map_or(true, |(v, _)| v.trim() == "1");
+        let is_p1 = named.is_none_or(|(_, (v, _))| v.replace(' ', "").eq_ignore_ascii_case("p1"))
+            && number.is_none_or(|(v, _)| v.trim() == "1");
         if !is_p1 {
             let (tag, (v, l)) = match (named, number) {
                 (Some((t, v)), _) => (*t, v.clone()),

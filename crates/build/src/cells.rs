@@ -4,6 +4,9 @@
 use autopipe_atoms::structure::{det3, inverse3, vec_mat, Mat3};
 use autopipe_atoms::Structure;
 
+/// An integer 3x3 matrix (rows: new lattice vectors in the old basis).
+pub type IntMatrix = [[i64; 3]; 3];
+
 /// Why a supercell cannot be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -108,7 +111,7 @@ pub fn cubic_deviation(cell: &Mat3) -> f64 {
 pub fn nearly_cubic_supercell(
     s: &Structure,
     target_atoms: usize,
-) -> Result<([[i64; 3]; 3], Structure, Vec<usize>), SupercellError> {
+) -> Result<(IntMatrix, Structure, Vec<usize>), SupercellError> {
     if s.is_empty() || target_atoms % s.len() != 0 {
         return Err(SupercellError {
             field: "atoms",
@@ -129,7 +132,7 @@ pub fn nearly_cubic_supercell(
     let r: i64 = if want <= 8 { 2 } else { 3 };
     let values: Vec<i64> = std::iter::once(0).chain((1..=r).flat_map(|v| [v, -v])).collect();
     let h = s.cell_a;
-    let mut best: Option<(f64, [[i64; 3]; 3], (i64, i64))> = None;
+    let mut best: Option<(f64, IntMatrix, (i64, i64))> = None;
     let mut consider = |m: [[i64; 3]; 3], cell: Mat3| {
         let score = cubic_deviation(&cell);
         // Ties (to 1e-9): the matrix closest to diagonal, then with fewest negative entries.

@@ -116,7 +116,7 @@ fn planes(z: &[f64], tol: f64) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     let mut out: Vec<f64> = Vec::new();
     for x in v {
-        if out.last().map_or(true, |&p| x - p > tol) {
+        if out.last().is_none_or(|&p| x - p > tol) {
             out.push(x);
         }
     }

@@ -64,6 +64,9 @@ pub struct ShellSro {
     pub alpha: Vec<(String, String, f64)>,
 }
 
+/// Active-site indices and (global species, count) of one mixed sublattice.
+type MixedSublattice = (Vec<u32>, Vec<(u16, usize)>);
+
 /// A prepared SQS problem: the parent, the sublattices and the shells' neighbour rows.
 #[derive(Clone, Debug)]
 pub struct SqsProblem {
@@ -72,7 +75,7 @@ pub struct SqsProblem {
     species: Vec<Element>,
     /// Per mixed sublattice: its active-site indices (into `active`), and the species
     /// counts in global species indices.
-    mixed: Vec<(Vec<u32>, Vec<(u16, usize)>)>,
+    mixed: Vec<MixedSublattice>,
     /// Parent atom index of each active site.
     active: Vec<usize>,
     /// Fixed sites and their element.

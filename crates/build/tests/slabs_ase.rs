@@ -8,6 +8,7 @@ use autopipe_build::slab::slabs;
 use autopipe_build::Prototype;
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn slabs_equal_ase_surface() {
     let cases: Vec<(&str, &str, Prototype, Vec<&str>, f64, [i64; 3])> = vec![
         ("Cu", "fcc", Prototype::Fcc, vec!["Cu"], 3.6, [1, 0, 0]),
