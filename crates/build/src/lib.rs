@@ -3,6 +3,7 @@
 //! seeded generator, and the same seed gives the same structures on every machine.
 
 pub mod cells;
+pub mod defects;
 pub mod prototype;
 pub mod select;
 pub mod slab;

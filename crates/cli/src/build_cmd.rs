@@ -152,6 +152,22 @@ pub enum BuildCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Point defects at symmetry-distinct sites (orbits from the space group found by
+    /// moyo): one vacancy per orbit and one antisite per orbit and other species.
+    Defects {
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Vacancies (default: vacancies and antisites).
+        #[arg(long)]
+        vacancies: bool,
+        #[arg(long)]
+        antisites: bool,
+        /// Symmetry tolerance, Å.
+        #[arg(long, default_value_t = 1e-3)]
+        symprec_a: f64,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Farthest-point selection of `--count` structures of a pool on their descriptors
     /// (mean SNAP bispectrum per element, concatenated), seeded with an already labelled
     /// set so that the picks are far from what is known. Deterministic.
@@ -532,6 +548,42 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 }
             }
             write(&out, &result, "slabs")
+        }
+        BuildCommand::Defects { input, vacancies, antisites, symprec_a, out } => {
+            if !(symprec_a.is_finite() && symprec_a > 0.0 && symprec_a <= 0.5) {
+                bail!("--symprec-a {symprec_a} is outside 0 .. 0.5 Å");
+            }
+            let (want_v, want_a) = if vacancies || antisites { (vacancies, antisites) } else { (true, true) };
+            let frames = read_structures(&input, None)?;
+            let mut result = Vec::new();
+            for (k, f) in frames.iter().enumerate() {
+                let ctx = || format!("{}: frame {}", input.display(), k + 1);
+                let sym = autopipe_build::defects::symmetry(&f.structure, symprec_a)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(ctx)?;
+                eprintln!(
+                    "{}: space group {} ({}), {} distinct site{}",
+                    ctx(),
+                    sym.hm_symbol,
+                    sym.number,
+                    sym.orbits.len(),
+                    if sym.orbits.len() == 1 { "" } else { "s" }
+                );
+                let mut defects = Vec::new();
+                if want_v {
+                    defects.extend(autopipe_build::defects::vacancies(&f.structure, &sym));
+                }
+                if want_a {
+                    defects.extend(autopipe_build::defects::antisites(&f.structure, &sym));
+                }
+                for d in defects {
+                    let mut frame = derived(f, d.structure);
+                    frame.info.insert("defect".into(), InfoValue::Str(d.description));
+                    frame.info.insert("space_group".into(), InfoValue::Int(sym.number as i64));
+                    result.push(frame);
+                }
+            }
+            write(&out, &result, "defective structures")
         }
         BuildCommand::Select { input, count, labelled, twojmax, cutoff_a, out } => {
             check_count(count)?;

@@ -314,3 +314,25 @@ fn select_is_deterministic_and_avoids_labelled_structures() {
     hashes.dedup();
     assert_eq!(hashes.len(), 8, "no repeats");
 }
+
+#[test]
+fn defects_at_symmetry_distinct_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("d.xyz");
+    let bin = env!("CARGO_BIN_EXE_autopipe");
+    let script = format!(
+        "set -e; '{bin}' build prototype --prototype perovskite --elements Sr,Ti,O --lattice-constant-a 3.9 \
+         --supercell 2 2 2 --out - | '{bin}' build defects --in - --vacancies --out '{}'",
+        o.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("space group P m -3 m (221), 3 distinct sites"));
+    let frames = read_extxyz_file(&o).unwrap();
+    assert_eq!(frames.len(), 3, "one vacancy each of Sr, Ti, O");
+    assert!(frames.iter().all(|f| f.structure.len() == 39));
+    let out = run(&["build", "defects", "--in", &cif("garnet.cif"), "--out", o.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 4 orbits: 4 vacancies and 4 x 3 antisites
+    assert_eq!(read_extxyz_file(&o).unwrap().len(), 16);
+}
