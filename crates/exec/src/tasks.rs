@@ -84,11 +84,7 @@ fn local_pool(dirs: &[PathBuf], opts: &LocalOptions, launcher: &Launcher) -> Res
             if lock_is_held(&dirs[k]) {
                 return true;
             }
-            ends[k] = Some(if task_done(&dirs[k]) {
-                None
-            } else {
-                Some("a task left running by an earlier run ended without a result".into())
-            });
+            ends[k] = Some(if task_done(&dirs[k]) { None } else { Some("a task left running by an earlier run ended without a result".into()) });
             false
         });
         let mut i = 0;

@@ -19,8 +19,8 @@ mod schema;
 
 pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
-pub use lease::this_process_owner;
 pub use lock::{utc, RunLock, LOCK_FILE};
+pub use lease::this_process_owner;
 pub use sched::INTENT_PREFIX;
 
 use autopipe_atoms::Structure;

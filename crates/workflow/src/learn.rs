@@ -78,6 +78,7 @@ impl ForceField for ModelForceField<'_> {
     }
 }
 
+
 /// The exploration segments of a configuration: (name, temperature K, pressure GPa).
 pub fn segments(config: &Config) -> Vec<(String, f64, Option<f64>)> {
     let e = &config.explore;
@@ -481,10 +482,7 @@ fn record_segment(
 ) -> Result<(), RunError> {
     let g = job.generation;
     if let Some(err) = outcome.error {
-        return Err(RunError::Input(format!(
-            "generation {g}: MD {} could not start with the model {model}: {err}",
-            job.name
-        )));
+        return Err(RunError::Input(format!("generation {g}: MD {} could not start with the model {model}: {err}", job.name)));
     }
     let n_uncertain = outcome.candidates.iter().filter(|(_, x)| *x > config.explore.gamma_select).count() as u64;
     let segment = SegmentRecord {

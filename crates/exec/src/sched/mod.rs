@@ -803,8 +803,7 @@ pub fn run_tasks_scheduled(
                 }
                 let id = by_dir.get(d).map(|s| s.as_str()).unwrap_or("?");
                 let how = states.get(id).map(|(_, detail)| format!(" [{detail}]")).unwrap_or_default();
-                let stderr =
-                    last_line(&d.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
+                let stderr = last_line(&d.join("stderr")).map(|l| format!("; its stderr ends: {l}")).unwrap_or_default();
                 Some(format!("{} task {id} ended without a result{how}{stderr}", sched.describe()))
             })
             .collect())
