@@ -9,8 +9,7 @@ use crate::structure::{det3, vec_mat, Mat3, Structure, Vec3};
 use std::path::Path;
 
 /// A structure file that cannot be read: where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{source_name}:{line}: {field}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StructureFileError {
     /// The file (or the name given for a text).
     pub source_name: String,
@@ -20,6 +19,19 @@ pub struct StructureFileError {
     pub field: String,
     pub message: String,
 }
+
+impl std::fmt::Display for StructureFileError {
+    /// `FILE:LINE: FIELD: message` (`FILE: FIELD: message` for the file as a whole).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}: {}", self.source_name, self.field, self.message)
+        } else {
+            write!(f, "{}:{}: {}: {}", self.source_name, self.line, self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for StructureFileError {}
 
 pub(crate) fn file_error(source: &str, line: usize, field: &str, message: impl Into<String>) -> StructureFileError {
     StructureFileError { source_name: source.to_string(), line, field: field.to_string(), message: message.into() }

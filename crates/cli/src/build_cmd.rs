@@ -115,7 +115,7 @@ pub enum BuildCommand {
         #[arg(long)]
         lattice_constant_c: Option<f64>,
         /// Repetitions of the prototype's cell along a, b, c.
-        #[arg(long, num_args = 3)]
+        #[arg(long, num_args = 3, required = true)]
         supercell: Vec<usize>,
         /// Shells per sublattice pair.
         #[arg(long, default_value_t = 3)]
@@ -138,7 +138,7 @@ pub enum BuildCommand {
         #[arg(long = "in")]
         input: PathBuf,
         /// h k l, relative to the input cell's vectors.
-        #[arg(long, num_args = 3, allow_negative_numbers = true)]
+        #[arg(long, num_args = 3, required = true, allow_negative_numbers = true)]
         miller: Vec<i64>,
         /// Repetitions of the oriented cell (ASE's `layers`).
         #[arg(long, default_value_t = 3)]
@@ -558,6 +558,9 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
             let mut result = Vec::new();
             for (k, f) in frames.iter().enumerate() {
                 let ctx = || format!("{}: frame {}", input.display(), k + 1);
+                if want_v && f.structure.len() < 2 {
+                    bail!("{}: one atom leaves nothing after a vacancy; make a supercell first", ctx());
+                }
                 let sym = autopipe_build::defects::symmetry(&f.structure, symprec_a)
                     .map_err(anyhow::Error::msg)
                     .with_context(ctx)?;
