@@ -153,7 +153,8 @@ pub enum BuildCommand {
         out: PathBuf,
     },
     /// Point defects at symmetry-distinct sites (orbits from the space group found by
-    /// moyo): one vacancy per orbit and one antisite per orbit and other species.
+    /// moyo): one vacancy per orbit, one antisite per orbit and other species, one
+    /// interstitial per orbit of the largest empty spheres.
     Defects {
         #[arg(long = "in")]
         input: PathBuf,
@@ -162,6 +163,16 @@ pub enum BuildCommand {
         vacancies: bool,
         #[arg(long)]
         antisites: bool,
+        /// Interstitials of this element at the symmetry-distinct centres of the largest
+        /// empty spheres (Voronoi vertices).
+        #[arg(long)]
+        interstitial: Option<String>,
+        /// Interstitial sites closer than this to an atom are not used, Å.
+        #[arg(long, default_value_t = 1.0)]
+        min_distance_a: f64,
+        /// Spacing of the grid the empty spheres are searched on, Å.
+        #[arg(long, default_value_t = 0.2)]
+        grid_a: f64,
         /// Symmetry tolerance, Å.
         #[arg(long, default_value_t = 1e-3)]
         symprec_a: f64,
@@ -549,11 +560,22 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
             }
             write(&out, &result, "slabs")
         }
-        BuildCommand::Defects { input, vacancies, antisites, symprec_a, out } => {
+        BuildCommand::Defects { input, vacancies, antisites, interstitial, min_distance_a, grid_a, symprec_a, out } => {
             if !(symprec_a.is_finite() && symprec_a > 0.0 && symprec_a <= 0.5) {
                 bail!("--symprec-a {symprec_a} is outside 0 .. 0.5 Å");
             }
-            let (want_v, want_a) = if vacancies || antisites { (vacancies, antisites) } else { (true, true) };
+            if !(min_distance_a.is_finite() && (0.0..10.0).contains(&min_distance_a)) {
+                bail!("--min-distance-a {min_distance_a} is outside 0 .. 10 Å");
+            }
+            if !(grid_a.is_finite() && (0.05..=1.0).contains(&grid_a)) {
+                bail!("--grid-a {grid_a} is outside 0.05 ..= 1 Å");
+            }
+            let interstitial = match &interstitial {
+                Some(e) => Some(e.trim().parse::<Element>().map_err(|e| anyhow!("--interstitial: {e}"))?),
+                None => None,
+            };
+            let (want_v, want_a) =
+                if vacancies || antisites || interstitial.is_some() { (vacancies, antisites) } else { (true, true) };
             let frames = read_structures(&input, None)?;
             let mut result = Vec::new();
             for (k, f) in frames.iter().enumerate() {
@@ -578,6 +600,15 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 }
                 if want_a {
                     defects.extend(autopipe_build::defects::antisites(&f.structure, &sym));
+                }
+                if let Some(e) = interstitial {
+                    let sites = autopipe_build::defects::interstitial_sites(&f.structure, &sym, grid_a, min_distance_a)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(ctx)?;
+                    if sites.is_empty() {
+                        eprintln!("{}: no empty sphere of radius {min_distance_a} Å or more", ctx());
+                    }
+                    defects.extend(autopipe_build::defects::interstitials(&f.structure, &sites, e));
                 }
                 for d in defects {
                     let mut frame = derived(f, d.structure);

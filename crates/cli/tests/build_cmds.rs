@@ -335,4 +335,28 @@ fn defects_at_symmetry_distinct_sites() {
     assert!(out.status.success(), "{}", stderr(&out));
     // 4 orbits: 4 vacancies and 4 x 3 antisites
     assert_eq!(read_extxyz_file(&o).unwrap().len(), 16);
+    // fcc: octahedral and tetrahedral interstitials
+    let p = dir.path().join("cu.xyz");
+    ok(&[
+        "build",
+        "prototype",
+        "--prototype",
+        "fcc",
+        "--elements",
+        "Cu",
+        "--lattice-constant-a",
+        "3.6",
+        "--supercell",
+        "2",
+        "2",
+        "2",
+        "--out",
+        p.to_str().unwrap(),
+    ]);
+    ok(&["build", "defects", "--in", p.to_str().unwrap(), "--interstitial", "H", "--out", o.to_str().unwrap()]);
+    let frames = read_extxyz_file(&o).unwrap();
+    assert_eq!(frames.len(), 2);
+    assert!(frames
+        .iter()
+        .all(|f| f.structure.len() == 33 && f.structure.species[32] == Element::from_symbol("H").unwrap()));
 }
