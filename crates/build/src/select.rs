@@ -6,7 +6,7 @@
 //! centroid. Deterministic.
 //!
 //! The distance of every candidate to its nearest chosen point is cached, with that
-//! point (its cluster). A new pick `p` can only come closer to the members of a cluster
+//! point (its cluster); each pick scans the candidates in index order over threads. A new pick `p` can only come closer to the members of a cluster
 //! with centre `c` and radius `r` (largest cached distance in it) if `|c p| < 2 r`
 //! (triangle inequality), so only those clusters are scanned: the work per pick falls as
 //! the clusters shrink, instead of O(n·dim) for every pick. The result is exactly the
@@ -41,34 +41,25 @@ fn dist2(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
-/// The candidates nearest to one chosen point.
-struct Cluster {
-    centre: Vec<f32>,
-    members: Vec<u32>,
-    /// Largest cached squared distance among the members, and its member (smallest
-    /// index among equals); `(-1, u32::MAX)` when empty.
-    radius2: f32,
-    farthest: u32,
-}
-
-impl Cluster {
-    fn refresh(&mut self, min_d2: &[f32]) {
-        self.radius2 = -1.0;
-        self.farthest = u32::MAX;
-        for &i in &self.members {
-            let d = min_d2[i as usize];
-            if d > self.radius2 || (d == self.radius2 && i < self.farthest) {
-                self.radius2 = d;
-                self.farthest = i;
-            }
-        }
-    }
+/// The chosen points (cluster centres) and, per cluster, the largest cached squared
+/// distance of its members and that member (smallest index among equals).
+struct Clusters {
+    centres: Vec<Vec<f32>>,
+    radius2: Vec<f32>,
+    farthest: Vec<u32>,
 }
 
 /// Select up to `k` rows of `candidates` (`n x dim`, row-major) by farthest-point
 /// selection, seeded with the rows of `labelled` (`m x dim`). Returns the picked row
-/// indices in pick order.
-pub fn select_fps(candidates: &[f32], dim: usize, k: usize, labelled: &[f32]) -> Result<Vec<usize>, SelectError> {
+/// indices in pick order. The scans run on `threads` threads; the result does not
+/// depend on their number.
+pub fn select_fps(
+    candidates: &[f32],
+    dim: usize,
+    k: usize,
+    labelled: &[f32],
+    threads: usize,
+) -> Result<Vec<usize>, SelectError> {
     if dim == 0 || candidates.len() % dim != 0 || labelled.len() % dim != 0 {
         return Err(SelectError(format!(
             "descriptor arrays of {} and {} values are not rows of {dim}",
@@ -87,50 +78,72 @@ pub fn select_fps(candidates: &[f32], dim: usize, k: usize, labelled: &[f32]) ->
     if k == 0 {
         return Ok(Vec::new());
     }
+    let threads = threads.clamp(1, 64);
+    let chunk = n.div_ceil(threads).max(1);
     let row = |i: usize| &candidates[i * dim..(i + 1) * dim];
     let mut min_d2 = vec![f32::INFINITY; n];
-    let mut clusters: Vec<Cluster> = Vec::new();
-    // Make `point` a chosen point: the candidates it is now nearest to form its cluster.
-    let add_centre = |point: &[f32], clusters: &mut Vec<Cluster>, min_d2: &mut [f32]| {
-        let mut new = Cluster { centre: point.to_vec(), members: Vec::new(), radius2: -1.0, farthest: u32::MAX };
-        if clusters.is_empty() {
-            for (i, m) in min_d2.iter_mut().enumerate() {
-                *m = dist2(row(i), point);
-                new.members.push(i as u32);
+    let mut owner = vec![u32::MAX; n];
+    let mut cl = Clusters { centres: Vec::new(), radius2: Vec::new(), farthest: Vec::new() };
+    // Make `point` a chosen point (cluster `new`): scan the members of the clusters it
+    // may be nearer to (all candidates for the first), in index order over threads.
+    let add_centre = |point: &[f32], cl: &mut Clusters, min_d2: &mut [f32], owner: &mut [u32]| {
+        let new = cl.centres.len() as u32;
+        // Which clusters to scan: |c p| < 2 r (squared, with a margin for rounding).
+        let scan: Vec<bool> = (0..cl.centres.len())
+            .map(|c| cl.radius2[c] >= 0.0 && dist2(&cl.centres[c], point) <= 4.0 * cl.radius2[c] * (1.0 + 1e-4) + 1e-30)
+            .collect();
+        cl.centres.push(point.to_vec());
+        cl.radius2.push(-1.0);
+        cl.farthest.push(u32::MAX);
+        let nc = cl.centres.len();
+        let scan = &scan;
+        // Per thread: the farthest (distance, index) of every scanned or new cluster.
+        let parts: Vec<Vec<(f32, u32)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = min_d2
+                .chunks_mut(chunk)
+                .zip(owner.chunks_mut(chunk))
+                .enumerate()
+                .map(|(t, (md, ow))| {
+                    scope.spawn(move || {
+                        let mut best = vec![(-1.0f32, u32::MAX); nc];
+                        for (o, (m, w)) in md.iter_mut().zip(ow.iter_mut()).enumerate() {
+                            if *w != u32::MAX && !scan[*w as usize] {
+                                continue;
+                            }
+                            let i = t * chunk + o;
+                            let d = dist2(&candidates[i * dim..(i + 1) * dim], point);
+                            if d < *m {
+                                *m = d;
+                                *w = new;
+                            }
+                            let b = &mut best[*w as usize];
+                            if *m > b.0 {
+                                *b = (*m, i as u32);
+                            }
+                        }
+                        best
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("an FPS worker panicked")).collect()
+        });
+        for c in 0..nc {
+            if c as u32 != new && !scan[c] {
+                continue;
             }
-        } else {
-            for c in clusters.iter_mut() {
-                if c.members.is_empty() {
-                    continue;
-                }
-                // |c p| >= 2 r: no member can be nearer to p than to c. Squared, with a
-                // margin for rounding.
-                let dcp = dist2(&c.centre, point);
-                if dcp > 4.0 * c.radius2 * (1.0 + 1e-4) + 1e-30 {
-                    continue;
-                }
-                let before = c.members.len();
-                c.members.retain(|&i| {
-                    let d = dist2(row(i as usize), point);
-                    if d < min_d2[i as usize] {
-                        min_d2[i as usize] = d;
-                        new.members.push(i);
-                        false
-                    } else {
-                        true
-                    }
-                });
-                if c.members.len() != before {
-                    c.refresh(min_d2);
+            // Threads cover increasing index ranges: the first strict maximum wins ties.
+            let mut b = (-1.0f32, u32::MAX);
+            for part in &parts {
+                if part[c].0 > b.0 {
+                    b = part[c];
                 }
             }
-            new.members.sort_unstable();
+            cl.radius2[c] = b.0;
+            cl.farthest[c] = b.1;
         }
-        new.refresh(min_d2);
-        clusters.push(new);
     };
     for l in labelled.chunks(dim) {
-        add_centre(l, &mut clusters, &mut min_d2);
+        add_centre(l, &mut cl, &mut min_d2, &mut owner);
     }
     let mut picks = Vec::with_capacity(k);
     if labelled.is_empty() {
@@ -150,13 +163,13 @@ pub fn select_fps(candidates: &[f32], dim: usize, k: usize, labelled: &[f32]) ->
             }
         }
         picks.push(first.0);
-        add_centre(row(first.0), &mut clusters, &mut min_d2);
+        add_centre(row(first.0), &mut cl, &mut min_d2, &mut owner);
     }
     while picks.len() < k {
         let mut best = (-1.0f32, u32::MAX);
-        for c in &clusters {
-            if c.radius2 > best.0 || (c.radius2 == best.0 && c.farthest < best.1) {
-                best = (c.radius2, c.farthest);
+        for (r, f) in cl.radius2.iter().zip(&cl.farthest) {
+            if *r > best.0 || (*r == best.0 && *f < best.1) {
+                best = (*r, *f);
             }
         }
         if best.1 == u32::MAX || best.0 <= 0.0 {
@@ -164,7 +177,7 @@ pub fn select_fps(candidates: &[f32], dim: usize, k: usize, labelled: &[f32]) ->
         }
         let i = best.1 as usize;
         picks.push(i);
-        add_centre(row(i), &mut clusters, &mut min_d2);
+        add_centre(row(i), &mut cl, &mut min_d2, &mut owner);
     }
     Ok(picks)
 }
@@ -214,9 +227,9 @@ mod tests {
         for (n, dim, k, m) in [(200, 5, 30, 0), (300, 56, 40, 7), (50, 3, 50, 0), (2000, 2, 300, 3)] {
             let c = random(n, dim, n as u64);
             let labelled = random(m, dim, 99);
-            let ours = select_fps(&c, dim, k, &labelled).unwrap();
+            let ours = select_fps(&c, dim, k, &labelled, 1).unwrap();
             assert_eq!(ours, brute(&c, dim, k, &labelled), "n={n} dim={dim}");
-            assert_eq!(ours, select_fps(&c, dim, k, &labelled).unwrap(), "deterministic");
+            assert_eq!(ours, select_fps(&c, dim, k, &labelled, 3).unwrap(), "threads change nothing");
             let mut sorted = ours.clone();
             sorted.sort_unstable();
             sorted.dedup();
@@ -231,7 +244,7 @@ mod tests {
         // Candidates: the labelled ones again, plus 3 new ones.
         let mut c = labelled.clone();
         c.extend(random(3, dim, 2));
-        let picks = select_fps(&c, dim, 8, &labelled).unwrap();
+        let picks = select_fps(&c, dim, 8, &labelled, 2).unwrap();
         assert_eq!(picks.len(), 3);
         assert!(picks.iter().all(|&i| i >= 5), "{picks:?}");
     }

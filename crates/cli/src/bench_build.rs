@@ -69,7 +69,8 @@ fn fps(size: Size) -> Result<()> {
     let random: Vec<f32> = (0..n * dim).map(|_| uniform()).collect();
     for (name, data) in [("fps_s", &family), ("fps_s_uniform_random", &random)] {
         let start = Instant::now();
-        let picks = autopipe_build::select::select_fps(data, dim, k, &[])?;
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let picks = autopipe_build::select::select_fps(data, dim, k, &[], threads)?;
         let elapsed_s = start.elapsed().as_secs_f64();
         anyhow::ensure!(picks.len() == k, "FPS picked {} of {k}", picks.len());
         figure(name, elapsed_s, "s");

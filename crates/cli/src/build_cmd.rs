@@ -666,7 +666,8 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 Some(p) => describe(&known, p)?,
                 None => (Vec::new(), dim),
             };
-            let picks = autopipe_build::select::select_fps(&cand, dim, count, &lab)?;
+            let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+            let picks = autopipe_build::select::select_fps(&cand, dim, count, &lab, threads)?;
             let chosen: Vec<Frame> = picks.iter().map(|&i| pool[i].clone()).collect();
             if chosen.len() < count.min(pool.len()) {
                 eprintln!(
