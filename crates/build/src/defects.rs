@@ -1,6 +1,7 @@
 //! Point defects at symmetry-distinct sites: the space group and the orbits of the
 //! sites (sets of symmetry-equivalent atoms) come from the `moyo` crate; one vacancy per
-//! orbit, and one antisite per orbit and other species of the structure.
+//! orbit, one antisite per orbit and other species of the structure, and one
+//! interstitial per orbit of the centres of the largest empty spheres.
 
 use autopipe_atoms::structure::inverse3;
 use autopipe_atoms::{Element, Structure};
