@@ -1,12 +1,14 @@
 //! Atoms: the `Structure` type, element data, units, periodic neighbour lists and
-//! file formats (extended XYZ). Pure data and computation: nothing here touches files
+//! file formats (extended XYZ, POSCAR, CIF). Pure data and computation: nothing here touches files
 //! except the explicit readers/writers that take text in and give text out.
 
+pub mod cif;
 pub mod elements;
 pub mod extxyz;
 pub mod frame;
 pub mod neighbors;
 pub mod output;
+pub mod poscar;
 pub mod structure;
 pub mod units;
 

@@ -1,6 +1,19 @@
 //! Structure generation: bulk lattices, supercells, strain, rattle, random
-//! substitutions and vacancies. Pure and reproducible: every random step takes a
-//! seeded generator, and the same seed gives the same structures on every machine.
+//! substitutions and vacancies (this file); [`prototype`]s in ASE's cells; supercells
+//! from a matrix and nearly cubic ones ([`cells`]); special quasirandom structures
+//! ([`sqs`]); surface [`slab`]s; point [`defects`] at symmetry-distinct sites (moyo);
+//! farthest-point selection ([`select`]). Pure and reproducible: every random step takes
+//! a seeded generator, and the same seed gives the same structures on every machine.
+
+pub mod cells;
+pub mod defects;
+pub mod prototype;
+pub mod select;
+pub mod slab;
+pub mod sqs;
+
+pub use cells::{make_supercell, nearly_cubic_supercell};
+pub use prototype::Prototype;
 
 use autopipe_atoms::structure::{vec_mat, Mat3};
 use autopipe_atoms::{Element, Structure};

@@ -121,6 +121,7 @@ pub fn run(size: Size) -> Result<()> {
     status_metrics(sizes.status_metrics_calculations)?;
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
+    crate::bench_build::run(size)?;
     Ok(())
 }
 

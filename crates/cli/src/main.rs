@@ -6,7 +6,9 @@
 
 mod backend_args;
 mod bench;
+mod bench_build;
 mod bench_sched;
+mod build_cmd;
 mod jobs;
 mod progress;
 mod report;
@@ -129,7 +131,7 @@ enum Command {
     Jobs(jobs::JobsCommand),
     /// Structure generation on its own (extended XYZ out).
     #[command(subcommand)]
-    Build(BuildCommand),
+    Build(build_cmd::BuildCommand),
     /// Measure the figures of merit; prints `name value unit` lines.
     Bench {
         /// Smaller sizes, for a quick check.
@@ -225,35 +227,6 @@ struct MdArgs {
     /// Thermo log.
     #[arg(long)]
     thermo: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum BuildCommand {
-    /// Strained, rattled bulk supercells (random alloys with several elements).
-    Bulk {
-        #[arg(long, default_value = "fcc")]
-        lattice: String,
-        /// Chemical symbols, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "Cu")]
-        elements: Vec<String>,
-        #[arg(long)]
-        lattice_constant_a: f64,
-        #[arg(long, num_args = 3, default_values_t = [2, 2, 2])]
-        supercell: Vec<usize>,
-        #[arg(long, default_value_t = 10)]
-        count: usize,
-        #[arg(long, default_value_t = 0.02)]
-        max_strain: f64,
-        #[arg(long, default_value_t = 0.05)]
-        rattle_a: f64,
-        #[arg(long, default_value_t = 0.0)]
-        vacancy_fraction: f64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Output extended XYZ file.
-        #[arg(short, long)]
-        out: PathBuf,
-    },
 }
 
 fn main() -> ExitCode {
@@ -352,7 +325,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             report_line(&out, &format!("{} frames labelled with EMT, written to {}", frames.len(), out.display()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build(b) => build(b),
+        Command::Build(b) => build_cmd::run(b),
         Command::Bench { quick, smoke } => {
             let size = match (quick, smoke) {
                 (_, true) => bench::Size::Smoke,
@@ -801,46 +774,5 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
             Ok(ExitCode::from(130))
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-fn build(command: BuildCommand) -> Result<ExitCode> {
-    match command {
-        BuildCommand::Bulk {
-            lattice,
-            elements,
-            lattice_constant_a,
-            supercell,
-            count,
-            max_strain,
-            rattle_a,
-            vacancy_fraction,
-            seed,
-            out,
-        } => {
-            let lattice = Lattice::parse(&lattice)
-                .with_context(|| format!("unknown lattice {lattice:?}; expected sc, fcc, bcc, hcp or diamond"))?;
-            let elements = elements
-                .iter()
-                .map(|s| s.parse().map_err(anyhow::Error::msg))
-                .collect::<Result<Vec<autopipe_atoms::Element>>>()?;
-            let recipe = BulkRecipe {
-                lattice,
-                elements,
-                lattice_constant_a,
-                supercell: [supercell[0], supercell[1], supercell[2]],
-                count,
-                max_strain,
-                rattle_a,
-                vacancy_fraction,
-                seed,
-            };
-            recipe.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
-            let frames: Vec<_> =
-                autopipe_build::generate_bulk(&recipe).into_iter().map(autopipe_atoms::Frame::from_structure).collect();
-            write_extxyz_file(&out, &frames)?;
-            println!("{} structures written to {}", frames.len(), out.display());
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
