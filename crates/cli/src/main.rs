@@ -500,6 +500,16 @@ fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
     }
 }
 
+/// Per-group metrics: the lines of [`print_metrics`], named `PREFIXgroup.NAME.…`.
+fn print_group_metrics(prefix: &str, groups: &std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>) {
+    if groups.len() < 2 && groups.keys().all(|g| g == autopipe_potential::DEFAULT_GROUP) {
+        return;
+    }
+    for (g, m) in groups {
+        print_metrics(&format!("{prefix}group.{g}."), m);
+    }
+}
+
 fn potential(command: PotentialCommand) -> Result<ExitCode> {
     match command {
         PotentialCommand::Eval { file, model, dir } => {
@@ -510,9 +520,11 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             let model = models::read_model(&path)?;
             let frames = read_frames(&file)?;
             check_model_elements(&model, &path, &frames, &file)?;
-            let metrics = autopipe_potential::evaluate_errors(&model, &frames)
-                .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
+            let (metrics, groups) =
+                autopipe_potential::evaluate_errors_by_group(&model, &frames, &Default::default())
+                    .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
             print_metrics("", &metrics);
+            print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
         }
         PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction } => {
@@ -548,12 +560,17 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                 }
                 opts.test_fraction = t;
             }
+            let start = std::time::Instant::now();
             let report = autopipe_potential::fit(&frames, params, &opts)
                 .with_context(|| format!("fitting {}", file.display()))?;
+            let fit_s = start.elapsed().as_secs_f64();
             autopipe_atoms::output::write_output(&out, &serde_json::to_vec(&report.model)?)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             print_metrics("train_", &report.train);
             print_metrics("test_", &report.test);
+            print_group_metrics("train_", &report.train_groups);
+            print_group_metrics("test_", &report.test_groups);
+            eprintln!("fit_s {:.3} s", fit_s);
             eprintln!(
                 "model (SNAP 2J={}, cutoff {} Å) written to {}",
                 report.model.params.twojmax,

@@ -86,11 +86,13 @@ pub struct FitOptions {
     /// Per-group weights and held-out shares, by group name ([`frame_group`]).
     pub groups: BTreeMap<String, GroupWeights>,
     /// Reference potential subtracted from the labels before the fit and carried by the
-    /// model (None: bare SNAP).
+    /// model (None: bare SNAP). Configured in `[potential.reference]`, not in `[fit]`.
+    #[serde(skip)]
     pub reference: Option<ZblReference>,
     /// Isolated-atom energies (eV) by element symbol: the constant term of these elements
     /// is fixed to them instead of fitted (needs `bzeroflag`, where the constant term is
-    /// the energy of the isolated atom).
+    /// the energy of the isolated atom). Configured in `[potential.reference]`.
+    #[serde(skip)]
     pub reference_energies_ev: BTreeMap<String, f64>,
     /// Relative ridge parameter (see the module documentation). 0 = none. The default
     /// (1e-10) only pins directions the data leave (nearly) undetermined: on 300 noisy

@@ -4,6 +4,7 @@
 //! Pure computation: nothing here touches files, processes or the clock.
 
 pub mod active_set;
+pub mod cv;
 pub mod fit;
 pub mod lammps_export;
 pub mod linalg;
@@ -11,6 +12,7 @@ pub mod model;
 pub mod snap;
 pub mod zbl;
 
+pub use cv::{cross_validate, fold_of, CvErrors, CvReport, CvStat};
 pub use active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 pub use fit::{
     evaluate_errors, evaluate_errors_by_group, evaluate_errors_with, fit, fit_split, frame_group, is_test_structure,

@@ -223,7 +223,7 @@ fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunEr
 }
 
 /// `RUN/labels.xyz`: every label the loop fits on, each frame with where it came from
-/// (`config_type` = origin, `generation`, `segment` for MD frames, `calculation_id`)
+/// (`config_type` = the kind of origin, the fit's group; `origin`, `generation`, `segment` for MD frames, `calculation_id`)
 /// and whether the fit holds it out (`in_test_split`). Returns how many were written.
 fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Result<usize, RunError> {
     let labels = lineage_labels(config, store)?;
@@ -231,8 +231,8 @@ fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Resul
         .iter()
         .map(|l| {
             let mut f = label_frame(l);
-            let test =
-                autopipe_potential::is_test_structure(&l.structure, config.fit.test_fraction, config.fit.split_salt);
+            let share = config.fit.group_weights(autopipe_potential::frame_group(&f)).1;
+            let test = autopipe_potential::is_test_structure(&l.structure, share, config.fit.split_salt);
             f.info.insert("in_test_split".into(), autopipe_atoms::InfoValue::Bool(test));
             f
         })
