@@ -157,6 +157,10 @@ enum PotentialCommand {
         /// Held-out share (default 0.1, or the configuration's); overrides --config.
         #[arg(long)]
         test_fraction: Option<f64>,
+        /// K-fold cross-validation over all labelled frames first (errors with 95%
+        /// confidence intervals); the model is then fitted on every frame.
+        #[arg(long, conflicts_with = "test_fraction")]
+        folds: Option<usize>,
     },
 }
 
@@ -500,6 +504,20 @@ fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
     }
 }
 
+/// Cross-validated errors: `PREFIXforce_rmse`, `..._ci95_low`, `..._ci95_high` lines.
+fn print_cv(prefix: &str, e: &autopipe_potential::CvErrors) {
+    let line = |name: &str, s: &Option<autopipe_potential::CvStat>, scale: f64, unit: &str| {
+        if let Some(s) = s {
+            println!("{prefix}{name}_rmse {:.6} {unit}", s.rmse * scale);
+            println!("{prefix}{name}_rmse_ci95_low {:.6} {unit}", s.ci95_low * scale);
+            println!("{prefix}{name}_rmse_ci95_high {:.6} {unit}", s.ci95_high * scale);
+        }
+    };
+    line("energy", &e.energy_ev_per_atom, 1e3, "meV/atom");
+    line("force", &e.forces_ev_per_a, 1.0, "eV/Å");
+    line("stress", &e.stress_ev_per_a3, autopipe_atoms::units::EV_PER_A3_IN_GPA, "GPa");
+}
+
 /// Per-group metrics: the lines of [`print_metrics`], named `PREFIXgroup.NAME.…`.
 fn print_group_metrics(prefix: &str, groups: &std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>) {
     if groups.len() < 2 && groups.keys().all(|g| g == autopipe_potential::DEFAULT_GROUP) {
@@ -527,7 +545,7 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
         }
-        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction } => {
+        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction, folds } => {
             let frames = read_frames(&file)?;
             for (i, f) in frames.iter().enumerate() {
                 if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
@@ -559,6 +577,23 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                     bail!("--test-fraction {t} is outside 0 .. 1");
                 }
                 opts.test_fraction = t;
+            }
+            if let Some(k) = folds {
+                if !(2..=100).contains(&k) {
+                    bail!("--folds {k} is outside 2 ..= 100");
+                }
+                let start = std::time::Instant::now();
+                let cv = autopipe_potential::cross_validate(&frames, &params, &opts, k)
+                    .with_context(|| format!("cross-validating on {}", file.display()))?;
+                print_cv("cv_", &cv.all);
+                if cv.groups.len() > 1 || cv.groups.keys().any(|g| g != autopipe_potential::DEFAULT_GROUP) {
+                    for (g, e) in &cv.groups {
+                        print_cv(&format!("cv_group.{g}."), e);
+                    }
+                }
+                eprintln!("{k}-fold cross-validation: {:.3} s; the model is fitted on every frame", start.elapsed().as_secs_f64());
+                opts.test_fraction = 0.0;
+                opts.groups.values_mut().for_each(|g| g.test_fraction = None);
             }
             let start = std::time::Instant::now();
             let report = autopipe_potential::fit(&frames, params, &opts)

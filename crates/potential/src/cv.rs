@@ -1,7 +1,8 @@
 //! K-fold cross-validation of [`fit`]: every labelled frame is held out exactly once, so
 //! the error estimate rests on all labels instead of a small test split.
 //!
-//! Frames go to folds by a hash of their structure (deterministic; duplicates together).
+//! Frames go to folds by a hash of their structure: ordered by it, frame r of that order
+//! goes to fold `r mod k` (deterministic, folds of equal size within one frame).
 //! Fold k is predicted by the model fitted on the other folds, with the same options. The
 //! estimate of each quantity is the RMSE over every held-out value; its 95% confidence
 //! interval treats frames as the independent units (values within a frame are
@@ -49,14 +50,26 @@ pub struct CvReport {
     pub groups: BTreeMap<String, CvErrors>,
 }
 
-/// The fold (0..k) of a structure: a hash of its content with `salt`.
-pub fn fold_of(s: &Structure, k: usize, salt: u64) -> usize {
+/// A uniform number in [0, 1) from a hash of the structure's content and `salt`.
+fn hash_unit(s: &Structure, salt: u64) -> f64 {
     let h = s.content_hash();
     let mut z = u64::from_str_radix(&h[..16], 16).unwrap_or(0) ^ salt.wrapping_add(0xC0F0_1D5).wrapping_mul(0x9E3779B97F4A7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
     z ^= z >> 31;
-    (((z >> 11) as f64 / (1u64 << 53) as f64) * k as f64) as usize % k
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The folds (0..k) of `structures`: ordered by a hash of their content with `salt`, the
+/// r-th goes to fold `r mod k`.
+pub fn assign_folds(structures: &[&Structure], k: usize, salt: u64) -> Vec<usize> {
+    let mut order: Vec<(f64, usize)> = structures.iter().enumerate().map(|(i, s)| (hash_unit(s, salt), i)).collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut fold = vec![0; structures.len()];
+    for (r, &(_, i)) in order.iter().enumerate() {
+        fold[i] = r % k.max(1);
+    }
+    fold
 }
 
 /// Per-frame sums of squared errors and counts, for one quantity.
@@ -114,7 +127,8 @@ pub fn cross_validate(frames: &[Frame], params: &SnapParams, opts: &FitOptions, 
     if k < 2 || k > usable.len() {
         return Err(ModelError::Fit(format!("{k} folds for {} labelled frames: need 2 ..= {}", usable.len(), usable.len())));
     }
-    let fold: Vec<usize> = usable.iter().map(|&i| fold_of(&frames[i].structure, k, opts.split_salt)).collect();
+    let structures: Vec<&Structure> = usable.iter().map(|&i| &frames[i].structure).collect();
+    let fold = assign_folds(&structures, k, opts.split_salt);
     let mut fold_sizes = vec![0; k];
     for &f in &fold {
         fold_sizes[f] += 1;

@@ -12,7 +12,7 @@ pub mod model;
 pub mod snap;
 pub mod zbl;
 
-pub use cv::{cross_validate, fold_of, CvErrors, CvReport, CvStat};
+pub use cv::{assign_folds, cross_validate, CvErrors, CvReport, CvStat};
 pub use active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 pub use fit::{
     evaluate_errors, evaluate_errors_by_group, evaluate_errors_with, fit, fit_split, frame_group, is_test_structure,
