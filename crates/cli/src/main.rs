@@ -6,6 +6,7 @@
 
 mod backend_args;
 mod bench;
+mod bench_fit;
 mod bench_sched;
 mod jobs;
 mod progress;

@@ -333,7 +333,7 @@ fn check_frame(k: usize, f: &Frame) -> Result<(), ModelError> {
 }
 
 /// Runs `f` over `items` on `threads` threads, keeping the order.
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if threads <= 1 || items.len() <= 1 {
         return items.iter().map(&f).collect();
     }
@@ -344,7 +344,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     })
 }
 
-fn n_threads(t: usize) -> usize {
+pub(crate) fn n_threads(t: usize) -> usize {
     if t > 0 {
         t
     } else {
@@ -352,13 +352,13 @@ fn n_threads(t: usize) -> usize {
     }
 }
 
-struct FrameRows {
-    rows: Vec<f64>,
-    rhs: Vec<f64>,
-    w: RowWeights,
-    has_e: bool,
-    n_f: usize,
-    has_s: bool,
+pub(crate) struct FrameRows {
+    pub(crate) rows: Vec<f64>,
+    pub(crate) rhs: Vec<f64>,
+    pub(crate) w: RowWeights,
+    pub(crate) has_e: bool,
+    pub(crate) n_f: usize,
+    pub(crate) has_s: bool,
     n_atoms: usize,
     volume: f64,
     /// (element block, [1, B_lin]) of every atom
@@ -375,14 +375,14 @@ pub struct RowWeights {
 
 /// What the fit subtracts from a frame's labels: the reference potential and the fixed
 /// constant terms.
-struct Baseline<'a> {
-    reference: Option<&'a ZblReference>,
+pub(crate) struct Baseline<'a> {
+    pub(crate) reference: Option<&'a ZblReference>,
     /// Per model element: the fixed constant term (isolated-atom energy), if any.
-    fixed_constant: Vec<Option<f64>>,
-    free: bool,
+    pub(crate) fixed_constant: Vec<Option<f64>>,
+    pub(crate) free: bool,
 }
 
-fn frame_rows(snap: &Snap, f: &Frame, w: RowWeights, base: &Baseline, want_envs: bool) -> Result<FrameRows, ModelError> {
+pub(crate) fn frame_rows(snap: &Snap, f: &Frame, w: RowWeights, base: &Baseline, want_envs: bool) -> Result<FrameRows, ModelError> {
     let p = snap.params();
     let ne = p.elements.len();
     let nc = p.n_columns();
@@ -516,6 +516,24 @@ pub fn split_frames(frames: &[Frame], opts: &FitOptions) -> Split {
     sp
 }
 
+/// Per model element: the constant term fixed by `opts.reference_energies_ev`, if any.
+pub(crate) fn fixed_constants(params: &SnapParams, opts: &FitOptions) -> Result<Vec<Option<f64>>, ModelError> {
+    let ne = params.elements.len();
+    let mut fixed_constant = vec![None; ne];
+    for (sym, &e) in &opts.reference_energies_ev {
+        let Some(k) = params.elements.iter().position(|x| x.element.symbol() == sym) else {
+            return Err(ModelError::Fit(format!("reference energy given for {sym}, which is not one of the model's elements")));
+        };
+        if !params.bzeroflag {
+            return Err(ModelError::Fit(format!(
+                "reference energy of {sym}: fixing the isolated-atom energy needs bzeroflag (without it the constant term is not the isolated atom's energy)"
+            )));
+        }
+        fixed_constant[k] = Some(e);
+    }
+    Ok(fixed_constant)
+}
+
 /// Fits a SNAP model to labelled frames (energy, forces, optional stress), with the split
 /// of [`split_frames`].
 pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<FitReport, ModelError> {
@@ -537,18 +555,7 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
     let ntot = ne * ncoef;
     let mut warnings = Vec::new();
 
-    let mut fixed_constant = vec![None; ne];
-    for (sym, &e) in &opts.reference_energies_ev {
-        let Some(k) = params.elements.iter().position(|x| x.element.symbol() == sym) else {
-            return Err(ModelError::Fit(format!("reference energy given for {sym}, which is not one of the model's elements")));
-        };
-        if !params.bzeroflag {
-            return Err(ModelError::Fit(format!(
-                "reference energy of {sym}: fixing the isolated-atom energy needs bzeroflag (without it the constant term is not the isolated atom's energy)"
-            )));
-        }
-        fixed_constant[k] = Some(e);
-    }
+    let fixed_constant = fixed_constants(&params, opts)?;
     let Split { train, test, skipped } = sp;
     let (mut n_e, mut n_f, mut n_s) = (0usize, 0usize, 0usize);
     for &k in train.iter().chain(&test) {
@@ -621,27 +628,8 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
         }
     }
 
-    // regularised, equilibrated, pivoted solve of [R; √α D] β = [Qᵀb; 0]
-    let d = qr.column_norms();
-    let colscale: Vec<f64> = d.iter().map(|&x| if x > 0.0 { 1.0 / x } else { 1.0 }).collect();
+    let (mut beta_flat, sol, d) = solve_regularised(&qr, ncoef, opts.alpha, opts.rank_rtol)?;
     let reg_rows = if opts.alpha > 0.0 { ntot } else { 0 };
-    let mut a = ColMat::zeros(ntot + reg_rows, ntot);
-    for j in 0..ntot {
-        for i in 0..=j {
-            a.set(i, j, qr.r[i * ntot + j] * colscale[j]);
-        }
-        if reg_rows > 0 && j % ncoef != 0 && d[j] > 0.0 {
-            // √α d_j β_j, with β_j = colscale_j z_j = z_j / d_j
-            a.set(ntot + j, j, opts.alpha.sqrt());
-        }
-    }
-    let mut rhs = qr.qtb.clone();
-    rhs.resize(ntot + reg_rows, 0.0);
-    let sol = lstsq_pivoted(a, &rhs, opts.rank_rtol);
-    let mut beta_flat: Vec<f64> = sol.x.iter().zip(&colscale).map(|(z, s)| z * s).collect();
-    if beta_flat.iter().any(|x| !x.is_finite()) {
-        return Err(ModelError::Fit("the solve produced non-finite coefficients".into()));
-    }
     let n_fixed = fixed_constant.iter().filter(|c| c.is_some()).count();
     if sol.rank + n_fixed < ntot {
         let zero_cols = d.iter().filter(|&&x| x == 0.0).count() - n_fixed;
@@ -716,6 +704,38 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
         weighted_rss_lower_bound: qr.rss,
         warnings,
     })
+}
+
+/// The regularised, equilibrated, pivoted solve of `[R; √α D] β = [Qᵀb; 0]`: the
+/// coefficients, the solution's rank and condition, and the column norms `D`.
+pub(crate) fn solve_regularised(
+    qr: &StreamingQr,
+    ncoef: usize,
+    alpha: f64,
+    rank_rtol: f64,
+) -> Result<(Vec<f64>, crate::linalg::LstsqSolution, Vec<f64>), ModelError> {
+    let ntot = qr.n;
+    let d = qr.column_norms();
+    let colscale: Vec<f64> = d.iter().map(|&x| if x > 0.0 { 1.0 / x } else { 1.0 }).collect();
+    let reg_rows = if alpha > 0.0 { ntot } else { 0 };
+    let mut a = ColMat::zeros(ntot + reg_rows, ntot);
+    for j in 0..ntot {
+        for i in 0..=j {
+            a.set(i, j, qr.r[i * ntot + j] * colscale[j]);
+        }
+        if reg_rows > 0 && j % ncoef != 0 && d[j] > 0.0 {
+            // √α d_j β_j, with β_j = colscale_j z_j = z_j / d_j
+            a.set(ntot + j, j, alpha.sqrt());
+        }
+    }
+    let mut rhs = qr.qtb.clone();
+    rhs.resize(ntot + reg_rows, 0.0);
+    let sol = lstsq_pivoted(a, &rhs, rank_rtol);
+    let beta: Vec<f64> = sol.x.iter().zip(&colscale).map(|(z, s)| z * s).collect();
+    if beta.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError::Fit("the solve produced non-finite coefficients".into()));
+    }
+    Ok((beta, sol, d))
 }
 
 /// Largest number of design-matrix values kept in memory for the training metrics.

@@ -9,6 +9,7 @@ pub mod fit;
 pub mod lammps_export;
 pub mod linalg;
 pub mod model;
+pub mod search;
 pub mod snap;
 pub mod zbl;
 
@@ -21,6 +22,7 @@ pub use fit::{
 };
 pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
 pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};
+pub use search::{search_weights, SearchGrid, SearchPoint, SearchReport};
 pub use zbl::{ReferenceEval, ZblReference};
 pub use snap::{
     compute_descriptors, compute_descriptors_with_gradients, energy_forces_virial, n_descriptors, EnergyForcesVirial,
