@@ -162,6 +162,12 @@ enum PotentialCommand {
         /// confidence intervals); the model is then fitted on every frame.
         #[arg(long, conflicts_with = "test_fraction")]
         folds: Option<usize>,
+        /// Choose the ridge strength and scale the energy and stress weights by
+        /// cross-validation (--folds K, default 5) before the final fit: the lowest
+        /// cross-validated force RMSE whose energy RMSE is no worse than the configured
+        /// options'.
+        #[arg(long)]
+        search: bool,
     },
 }
 
@@ -546,7 +552,7 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
         }
-        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction, folds } => {
+        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction, folds, search } => {
             let frames = read_frames(&file)?;
             for (i, f) in frames.iter().enumerate() {
                 if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
@@ -583,6 +589,28 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                 if !(2..=100).contains(&k) {
                     bail!("--folds {k} is outside 2 ..= 100");
                 }
+            }
+            if search {
+                let k = folds.unwrap_or(5);
+                let start = std::time::Instant::now();
+                let s = autopipe_potential::search_weights(&frames, &params, &opts, k, &Default::default())
+                    .with_context(|| format!("searching the weights on {}", file.display()))?;
+                let b = &s.best;
+                println!("search_alpha {:e} 1", b.alpha);
+                println!("search_energy_weight_scale {} 1", b.energy_scale);
+                println!("search_stress_weight_scale {} 1", b.stress_scale);
+                println!("search_cv_force_rmse {:.6} eV/Å", b.cv_forces_ev_per_a);
+                println!("search_cv_energy_rmse {:.6} meV/atom", b.cv_energy_ev_per_atom * 1e3);
+                eprintln!(
+                    "search: {} candidates, {k} folds, {:.3} s; from CV force RMSE {:.4} eV/Å, energy {:.3} meV/atom",
+                    s.points.len(),
+                    start.elapsed().as_secs_f64(),
+                    s.start.cv_forces_ev_per_a,
+                    s.start.cv_energy_ev_per_atom * 1e3
+                );
+                opts = s.options;
+            }
+            if let Some(k) = folds {
                 let start = std::time::Instant::now();
                 let cv = autopipe_potential::cross_validate(&frames, &params, &opts, k)
                     .with_context(|| format!("cross-validating on {}", file.display()))?;

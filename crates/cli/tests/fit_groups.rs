@@ -104,6 +104,13 @@ fn fit_and_eval_report_errors_per_group_with_zbl_and_folds() {
         let (a, b) = (ev[key], fit[&format!("train_{key}")]);
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-6), "{key}: eval {a} vs fit {b}");
     }
+    // --search: the ridge and weight scales chosen by cross-validation, deterministically
+    let s1 = figures(&stdout(&ok(&["potential", "fit", d, "--out", m, "--config", c, "--folds", "3", "--search"])));
+    let s2 = figures(&stdout(&ok(&["potential", "fit", d, "--out", m, "--config", c, "--folds", "3", "--search"])));
+    assert_eq!(s1, s2, "the search is deterministic");
+    assert!(s1.contains_key("search_alpha") && s1.contains_key("search_energy_weight_scale"), "{s1:?}");
+    // its choice is never worse in cross-validated forces than the configured options
+    assert!(s1["search_cv_force_rmse"] <= cv * (1.0 + 1e-9), "{s1:?} vs {cv}");
     // a bare SNAP (no reference) fits the same data worse on the liquid's close contacts? at
     // least differently: the reference is really subtracted
     let bare = dir.path().join("bare.toml");

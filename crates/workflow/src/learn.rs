@@ -183,6 +183,8 @@ pub fn run_loop(
                 let metrics = json!({
                     "train": report.train,
                     "test": report.test,
+                    "train_groups": report.train_groups,
+                    "test_groups": report.test_groups,
                     "rank": report.rank,
                     "n_coefficients": report.n_coefficients,
                     "fit_s": start.elapsed().as_secs_f64(),
