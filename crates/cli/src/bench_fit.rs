@@ -9,8 +9,8 @@
 use anyhow::{Context, Result};
 use autopipe_atoms::Frame;
 use autopipe_potential::{
-    evaluate_errors_by_group, fit, search_weights, SearchGrid, EvalOptions, FitOptions, GroupWeights, SnapElement, SnapParams,
-    ZblReference,
+    evaluate_errors_by_group, fit, search_weights, EvalOptions, FitOptions, GroupWeights, SearchGrid, SnapElement,
+    SnapParams, ZblReference,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,7 +87,8 @@ pub fn run(every: usize) -> Result<()> {
         eprintln!("bench: {} is absent; the Ta fitting figures are skipped", path.display());
         return Ok(());
     }
-    let frames: Vec<Frame> = autopipe_atoms::extxyz::read_extxyz_file(&path)?.into_iter().step_by(every.max(1)).collect();
+    let frames: Vec<Frame> =
+        autopipe_atoms::extxyz::read_extxyz_file(&path)?.into_iter().step_by(every.max(1)).collect();
     let (params, opts) = ta06a()?;
     let start = Instant::now();
     let rep = fit(&frames, params.clone(), &opts)?;
@@ -146,10 +147,7 @@ pub fn run(every: usize) -> Result<()> {
     let (e3, f3) = heldout(&train, &test, &quad, &qsearch.options)?;
     eprintln!(
         "{:<40} {e2:>12.3} {f2:>10.4}\n{:<40} {e3:>12.3} {f3:>10.4}\nquadratic search: alpha {}, energy weights x{}",
-        "quadratic, Ta06A weights",
-        "quadratic, cross-validated weights",
-        qsearch.best.alpha,
-        qsearch.best.energy_scale
+        "quadratic, Ta06A weights", "quadratic, cross-validated weights", qsearch.best.alpha, qsearch.best.energy_scale
     );
     figure("ta_heldout_force_rmse_quadratic", f2, "eV/Å");
     figure("ta_heldout_energy_rmse_quadratic", e2, "meV/atom");

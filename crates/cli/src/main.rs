@@ -545,9 +545,8 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             let model = models::read_model(&path)?;
             let frames = read_frames(&file)?;
             check_model_elements(&model, &path, &frames, &file)?;
-            let (metrics, groups) =
-                autopipe_potential::evaluate_errors_by_group(&model, &frames, &Default::default())
-                    .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
+            let (metrics, groups) = autopipe_potential::evaluate_errors_by_group(&model, &frames, &Default::default())
+                .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
             print_metrics("", &metrics);
             print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
@@ -620,7 +619,10 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                         print_cv(&format!("cv_group.{g}."), e);
                     }
                 }
-                eprintln!("{k}-fold cross-validation: {:.3} s; the model is fitted on every frame", start.elapsed().as_secs_f64());
+                eprintln!(
+                    "{k}-fold cross-validation: {:.3} s; the model is fitted on every frame",
+                    start.elapsed().as_secs_f64()
+                );
                 opts.test_fraction = 0.0;
                 opts.groups.values_mut().for_each(|g| g.test_fraction = None);
             }

@@ -114,7 +114,21 @@ fn fit_and_eval_report_errors_per_group_with_zbl_and_folds() {
     // a bare SNAP (no reference) fits the same data worse on the liquid's close contacts? at
     // least differently: the reference is really subtracted
     let bare = dir.path().join("bare.toml");
-    std::fs::write(&bare, std::fs::read_to_string(&config).unwrap().replace("zbl_inner_a = 4.0\nzbl_outer_a = 4.8\n", "")).unwrap();
-    let b = figures(&stdout(&ok(&["potential", "fit", d, "--out", m, "--config", bare.to_str().unwrap(), "--test-fraction", "0"])));
+    std::fs::write(
+        &bare,
+        std::fs::read_to_string(&config).unwrap().replace("zbl_inner_a = 4.0\nzbl_outer_a = 4.8\n", ""),
+    )
+    .unwrap();
+    let b = figures(&stdout(&ok(&[
+        "potential",
+        "fit",
+        d,
+        "--out",
+        m,
+        "--config",
+        bare.to_str().unwrap(),
+        "--test-fraction",
+        "0",
+    ])));
     assert!((b["train_force_rmse"] - fit["train_force_rmse"]).abs() > 1e-6, "{b:?}");
 }

@@ -53,7 +53,8 @@ pub struct CvReport {
 /// A uniform number in [0, 1) from a hash of the structure's content and `salt`.
 fn hash_unit(s: &Structure, salt: u64) -> f64 {
     let h = s.content_hash();
-    let mut z = u64::from_str_radix(&h[..16], 16).unwrap_or(0) ^ salt.wrapping_add(0xC0F0_1D5).wrapping_mul(0x9E3779B97F4A7C15);
+    let mut z = u64::from_str_radix(&h[..16], 16).unwrap_or(0)
+        ^ salt.wrapping_add(0x0C0F_01D5).wrapping_mul(0x9E3779B97F4A7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
     z ^= z >> 31;
@@ -117,7 +118,12 @@ impl Sums {
 /// K-fold cross-validation of `fit(frames, params, opts)` (the options' own test split is
 /// ignored: every frame is held out once). `k` must be at least 2 and at most the number
 /// of frames with labels.
-pub fn cross_validate(frames: &[Frame], params: &SnapParams, opts: &FitOptions, k: usize) -> Result<CvReport, ModelError> {
+pub fn cross_validate(
+    frames: &[Frame],
+    params: &SnapParams,
+    opts: &FitOptions,
+    k: usize,
+) -> Result<CvReport, ModelError> {
     let mut all_opts = opts.clone();
     all_opts.test_fraction = 0.0;
     all_opts.groups.values_mut().for_each(|g| g.test_fraction = None);
@@ -125,7 +131,11 @@ pub fn cross_validate(frames: &[Frame], params: &SnapParams, opts: &FitOptions, 
     let base = crate::fit::split_frames(frames, &all_opts);
     let usable = &base.train;
     if k < 2 || k > usable.len() {
-        return Err(ModelError::Fit(format!("{k} folds for {} labelled frames: need 2 ..= {}", usable.len(), usable.len())));
+        return Err(ModelError::Fit(format!(
+            "{k} folds for {} labelled frames: need 2 ..= {}",
+            usable.len(),
+            usable.len()
+        )));
     }
     let structures: Vec<&Structure> = usable.iter().map(|&i| &frames[i].structure).collect();
     let fold = assign_folds(&structures, k, opts.split_salt);
@@ -150,10 +160,19 @@ pub fn cross_validate(frames: &[Frame], params: &SnapParams, opts: &FitOptions, 
             let fr = &frames[i];
             let r = ev.evaluate(&fr.structure)?;
             let n = fr.len() as f64;
-            let e = if opts.use_free_energy { fr.free_energy_ev.or(fr.energy_ev) } else { fr.energy_ev.or(fr.free_energy_ev) };
+            let e = if opts.use_free_energy {
+                fr.free_energy_ev.or(fr.energy_ev)
+            } else {
+                fr.energy_ev.or(fr.free_energy_ev)
+            };
             let es = e.map_or((0.0, 0), |e| (((r.energy_ev - e) / n).powi(2), 1));
             let fs = fr.forces_ev_per_a.as_ref().map_or((0.0, 0), |fl| {
-                let s: f64 = r.forces_ev_per_a.iter().zip(fl).map(|(a, b)| (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f64>()).sum();
+                let s: f64 = r
+                    .forces_ev_per_a
+                    .iter()
+                    .zip(fl)
+                    .map(|(a, b)| (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f64>())
+                    .sum();
                 (s, 3 * fl.len())
             });
             let ss = match (r.stress_ev_per_a3, fr.stress_ev_per_a3) {

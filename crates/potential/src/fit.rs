@@ -35,11 +35,11 @@ use crate::active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 use crate::linalg::{lstsq_pivoted, ColMat, StreamingQr};
 use crate::model::{ModelError, SnapModel};
 use crate::snap::{Snap, SnapParams};
-use autopipe_atoms::units::EV_PER_A3_IN_GPA;
 use crate::zbl::ZblReference;
+use autopipe_atoms::units::EV_PER_A3_IN_GPA;
 use autopipe_atoms::{Frame, InfoValue, Structure};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Weights of one group of frames (FitSNAP's `[GROUPS]` row: eweight, fweight, vweight);
 /// a key left out takes the global value of [`FitOptions`].
@@ -71,7 +71,7 @@ pub fn frame_group(f: &Frame) -> &str {
 /// Options of [`fit`]. The weights multiply rows (FitSNAP's meaning, see the module
 /// documentation). The defaults suit metals: on 32-atom cells they weigh the mean squared
 /// energy per atom 1000 times the mean squared force component (3 meV/atom in energy costs
-/// as much as 0.1 eV/Å in forces) and the stress like ~0.07 GPa per 0.1 eV/Å.
+/// as much as 0.1 eV/Å in forces) and 0.7 GPa of stress costs as much as 0.1 eV/Å.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FitOptions {
@@ -167,7 +167,11 @@ impl FitOptions {
             ("alpha".to_string(), self.alpha),
         ];
         for (name, g) in &self.groups {
-            for (k, v) in [("energy_weight", g.energy_weight), ("force_weight", g.force_weight), ("stress_weight", g.stress_weight)] {
+            for (k, v) in [
+                ("energy_weight", g.energy_weight),
+                ("force_weight", g.force_weight),
+                ("stress_weight", g.stress_weight),
+            ] {
                 if let Some(v) = v {
                     ws.push((format!("groups.{name}.{k}"), v));
                 }
@@ -360,7 +364,6 @@ pub(crate) struct FrameRows {
     pub(crate) n_f: usize,
     pub(crate) has_s: bool,
     n_atoms: usize,
-    volume: f64,
     /// (element block, [1, B_lin]) of every atom
     envs: Vec<(usize, Vec<f64>)>,
 }
@@ -382,7 +385,13 @@ pub(crate) struct Baseline<'a> {
     pub(crate) free: bool,
 }
 
-pub(crate) fn frame_rows(snap: &Snap, f: &Frame, w: RowWeights, base: &Baseline, want_envs: bool) -> Result<FrameRows, ModelError> {
+pub(crate) fn frame_rows(
+    snap: &Snap,
+    f: &Frame,
+    w: RowWeights,
+    base: &Baseline,
+    want_envs: bool,
+) -> Result<FrameRows, ModelError> {
     let p = snap.params();
     let ne = p.elements.len();
     let nc = p.n_columns();
@@ -475,7 +484,6 @@ pub(crate) fn frame_rows(snap: &Snap, f: &Frame, w: RowWeights, base: &Baseline,
         n_f: forces.map_or(0, |f| 3 * f.len()),
         has_s: stress.is_some(),
         n_atoms: s.len(),
-        volume: s.volume_a3().abs(),
         envs,
     })
 }
@@ -522,7 +530,9 @@ pub(crate) fn fixed_constants(params: &SnapParams, opts: &FitOptions) -> Result<
     let mut fixed_constant = vec![None; ne];
     for (sym, &e) in &opts.reference_energies_ev {
         let Some(k) = params.elements.iter().position(|x| x.element.symbol() == sym) else {
-            return Err(ModelError::Fit(format!("reference energy given for {sym}, which is not one of the model's elements")));
+            return Err(ModelError::Fit(format!(
+                "reference energy given for {sym}, which is not one of the model's elements"
+            )));
         };
         if !params.bzeroflag {
             return Err(ModelError::Fit(format!(
@@ -586,7 +596,11 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
     if !skipped.is_empty() {
         warnings.push(format!("{} frames have no usable label and were skipped", skipped.len()));
     }
-    let base = Baseline { reference: opts.reference.as_ref(), fixed_constant: fixed_constant.clone(), free: opts.use_free_energy };
+    let base = Baseline {
+        reference: opts.reference.as_ref(),
+        fixed_constant: fixed_constant.clone(),
+        free: opts.use_free_energy,
+    };
 
     // rows -> streaming QR, environments -> candidates
     let threads = n_threads(opts.threads);
@@ -819,7 +833,6 @@ fn metrics_from_rows(
                 acc.s.add(resid(&mut row) / r.w.s / EV_PER_A3_IN_BAR);
             }
         }
-        let _ = r.volume;
         (frame_group(&frames[*k]), acc)
     });
     let (mut all, mut groups) = group_metrics(per_frame.collect::<Vec<_>>());

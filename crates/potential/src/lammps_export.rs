@@ -83,7 +83,8 @@ pub fn pair_coeff_snippet(model: &SnapModel, coeff_file: &str, param_file: &str)
             let el = &model.params.elements;
             for i in 0..el.len() {
                 for j in i..el.len() {
-                    let _ = writeln!(s, "pair_coeff {} {} zbl {} {}", i + 1, j + 1, el[i].element.z(), el[j].element.z());
+                    let _ =
+                        writeln!(s, "pair_coeff {} {} zbl {} {}", i + 1, j + 1, el[i].element.z(), el[j].element.z());
                 }
             }
             let _ = writeln!(s, "pair_coeff * * snap {coeff_file} {param_file} {}", names.join(" "));

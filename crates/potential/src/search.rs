@@ -8,6 +8,7 @@
 //! factorisation per fold and weight setting serves every `alpha`). The goal is the one
 //! of the issue: lower forces with energies no worse (see [`search_weights`]).
 
+use crate::cv::assign_folds;
 use crate::fit::{
     fixed_constants, frame_group, frame_rows, n_threads, par_map, solve_regularised, split_frames, Baseline,
     FitOptions, FrameRows, RowWeights,
@@ -15,7 +16,6 @@ use crate::fit::{
 use crate::linalg::StreamingQr;
 use crate::model::ModelError;
 use crate::snap::{Snap, SnapParams};
-use crate::cv::assign_folds;
 use autopipe_atoms::{Frame, Structure};
 use serde::{Deserialize, Serialize};
 

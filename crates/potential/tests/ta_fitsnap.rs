@@ -24,9 +24,9 @@ use std::path::PathBuf;
 const TOLERANCE: f64 = 0.005;
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("AUTOPIPE_TA_FITSNAP").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ta-fitsnap")
-    })
+    std::env::var_os("AUTOPIPE_TA_FITSNAP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ta-fitsnap"))
 }
 
 /// `[GROUPS]` of a FitSNAP input: name -> (eweight, fweight, vweight).
@@ -60,8 +60,11 @@ fn fitsnap_metrics(md: &str) -> BTreeMap<(String, String), f64> {
     let mut out = BTreeMap::new();
     for line in md.lines().filter(|l| l.starts_with("| ('")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let key: Vec<String> =
-            cells[1].trim_matches(|c| c == '(' || c == ')').split(',').map(|s| s.trim().trim_matches('\'').to_string()).collect();
+        let key: Vec<String> = cells[1]
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .map(|s| s.trim().trim_matches('\'').to_string())
+            .collect();
         if key[1] == "Unweighted" {
             out.insert((key[0].clone(), key[2].clone()), cells[4].parse::<f64>().unwrap());
         }
@@ -88,7 +91,15 @@ fn ta06a_options() -> (SnapParams, FitOptions) {
         groups: groups
             .into_iter()
             .map(|(k, (e, f, v))| {
-                (k, GroupWeights { energy_weight: Some(e), force_weight: Some(f), stress_weight: Some(v), test_fraction: None })
+                (
+                    k,
+                    GroupWeights {
+                        energy_weight: Some(e),
+                        force_weight: Some(f),
+                        stress_weight: Some(v),
+                        test_fraction: None,
+                    },
+                )
             })
             .collect(),
         reference: Some(ZblReference { inner_a: 4.0, outer_a: 4.8 }),
@@ -113,19 +124,33 @@ fn ta06a_reproduced_per_group_within_2_percent_and_in_lammps() {
     let (params, opts) = ta06a_options();
     let t0 = std::time::Instant::now();
     let rep = fit(&frames, params, &opts).unwrap();
-    println!("fit of {} configurations: {:.2} s; warnings {:?}", frames.len(), t0.elapsed().as_secs_f64(), rep.warnings);
+    println!(
+        "fit of {} configurations: {:.2} s; warnings {:?}",
+        frames.len(),
+        t0.elapsed().as_secs_f64(),
+        rep.warnings
+    );
     assert_eq!(rep.train_frames.len(), 363);
     let reference = fitsnap_metrics(&std::fs::read_to_string(data_dir().join("Ta_metrics.md")).unwrap());
     let mut rows = vec![("*ALL".to_string(), rep.train.clone())];
     rows.extend(rep.train_groups.iter().map(|(g, m)| (g.clone(), m.clone())));
-    println!("{:<14} {:>14} {:>14} {:>8}   {:>12} {:>12} {:>8}", "group", "E ours meV/at", "E Ta06A", "ratio", "F ours eV/Å", "F Ta06A", "ratio");
+    println!(
+        "{:<14} {:>14} {:>14} {:>8}   {:>12} {:>12} {:>8}",
+        "group", "E ours meV/at", "E Ta06A", "ratio", "F ours eV/Å", "F Ta06A", "ratio"
+    );
     let mut failures = Vec::new();
     for (g, m) in &rows {
         let e = m.energy_ev_per_atom.unwrap().rmse;
         let f = m.forces_ev_per_a.unwrap().rmse;
         let e_ref = reference[&(g.clone(), "Energy".to_string())];
         let f_ref = reference[&(g.clone(), "Force".to_string())];
-        println!("{g:<14} {:>14.4} {:>14.4} {:>8.4}   {f:>12.3e} {f_ref:>12.3e} {:>8.4}", e * 1e3, e_ref * 1e3, e / e_ref, f / f_ref);
+        println!(
+            "{g:<14} {:>14.4} {:>14.4} {:>8.4}   {f:>12.3e} {f_ref:>12.3e} {:>8.4}",
+            e * 1e3,
+            e_ref * 1e3,
+            e / e_ref,
+            f / f_ref
+        );
         if (e / e_ref - 1.0).abs() > TOLERANCE {
             failures.push(format!("{g} energy {e} vs {e_ref}"));
         }
@@ -147,7 +172,10 @@ fn ta06a_reproduced_per_group_within_2_percent_and_in_lammps() {
         .iter()
         .map(|(g, &k)| {
             let s = &frames[k].structure;
-            assert!(s.cell_a[0][1] == 0.0 && s.cell_a[0][2] == 0.0 && s.cell_a[1][2] == 0.0, "{g}: not lower-triangular");
+            assert!(
+                s.cell_a[0][1] == 0.0 && s.cell_a[0][2] == 0.0 && s.cell_a[1][2] == 0.0,
+                "{g}: not lower-triangular"
+            );
             json!({"name": g, "cell": s.cell_a, "positions": s.positions_a, "types": vec![1; s.len()],
                    "snapcoeff": to_snapcoeff(model), "snapparam": to_snapparam(model),
                    "pair_coeff": pair_coeff_snippet(model, "COEFF", "PARAM")})

@@ -208,8 +208,8 @@ fn hybrid_overlay_export_equals_our_evaluation() {
             }
         }
     }
-    let s = Structure::new([[2.0 * a, 0.0, 0.0], [0.1, 2.0 * a, 0.0], [0.0, -0.2, 2.0 * a]], pos, sp, [true; 3])
-        .unwrap();
+    let s =
+        Structure::new([[2.0 * a, 0.0, 0.0], [0.1, 2.0 * a, 0.0], [0.0, -0.2, 2.0 * a]], pos, sp, [true; 3]).unwrap();
     let ours = model.evaluate(&s).unwrap();
     let bare = SnapModel { reference: None, ..model.clone() }.evaluate(&s).unwrap();
     assert!((ours.energy_ev - bare.energy_ev).abs() > 1e-3, "the reference must contribute");

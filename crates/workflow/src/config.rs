@@ -606,7 +606,10 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         }
         for (el, e) in &r.atom_energies_ev {
             if !raw.system.elements.contains(el) {
-                return Err(err(&["potential", "reference", "atom_energies_ev", el], format!("{el} is not one of system.elements")));
+                return Err(err(
+                    &["potential", "reference", "atom_energies_ev", el],
+                    format!("{el} is not one of system.elements"),
+                ));
             }
             if !e.is_finite() {
                 return Err(err(&["potential", "reference", "atom_energies_ev", el], format!("{e} is not finite")));
