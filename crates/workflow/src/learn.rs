@@ -225,7 +225,8 @@ fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunEr
 }
 
 /// `RUN/labels.xyz`: every label the loop fits on, each frame with where it came from
-/// (`config_type` = the kind of origin, the fit's group; `origin`, `generation`, `segment` for MD frames, `calculation_id`)
+/// (`config_type` = the kind of origin, the fit's group; `origin`, `generation`, `segment`
+/// for MD frames, `calculation_id`)
 /// and whether the fit holds it out (`in_test_split`). Returns how many were written.
 fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Result<usize, RunError> {
     let labels = lineage_labels(config, store)?;
