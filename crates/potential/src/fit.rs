@@ -116,6 +116,10 @@ pub struct FitOptions {
     pub threads: usize,
     /// Frames per parallel batch (bounds the memory of the rows in flight).
     pub batch_frames: usize,
+    /// K-fold cross-validation of the loop's fits (0: none): when >= 2, the loop judges
+    /// convergence on the cross-validated errors over all labels instead of the test
+    /// split. Not used by [`fit`] itself.
+    pub folds: usize,
 }
 
 impl Default for FitOptions {
@@ -136,6 +140,7 @@ impl Default for FitOptions {
             rank_rtol: 1e-12,
             threads: 0,
             batch_frames: 32,
+            folds: 0,
         }
     }
 }

@@ -785,6 +785,9 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     if fit.threads > limits::MAX_THREADS {
         return Err(("threads", format!("{} is outside 0 ..= {} (0: all cores)", fit.threads, limits::MAX_THREADS)));
     }
+    if fit.folds == 1 || fit.folds > 100 {
+        return Err(("folds", format!("{} is outside 2 ..= 100 (0: no cross-validation)", fit.folds)));
+    }
     if fit.batch_frames == 0 || fit.batch_frames > limits::MAX_BATCH_FRAMES {
         return Err(("batch_frames", format!("{} is outside 1 ..= {}", fit.batch_frames, limits::MAX_BATCH_FRAMES)));
     }

@@ -180,9 +180,19 @@ pub fn run_loop(
                     "train": report.train,
                 });
                 write_atomic(&run_dir.join(&rel), &serde_json::to_vec(&model_json).expect("models serialise"))?;
+                // k-fold cross-validation over every label: the error estimate convergence
+                // is judged on (a few held-out frames are not enough)
+                let cv = if config.fit.folds >= 2 && frames.len() >= config.fit.folds {
+                    let cv = autopipe_potential::cross_validate(&frames, &config.snap, fit_options, config.fit.folds)
+                        .map_err(|e| RunError::Input(format!("cross-validating generation {g}: {e}")))?;
+                    Some(cv)
+                } else {
+                    None
+                };
                 let metrics = json!({
                     "train": report.train,
                     "test": report.test,
+                    "cv": cv,
                     "train_groups": report.train_groups,
                     "test_groups": report.test_groups,
                     "rank": report.rank,
@@ -523,7 +533,9 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
         "segments": segs,
     });
     let model = store.model(Some(g))?;
-    let test = model.as_ref().map(|m| &m.metrics["test"]);
+    // the cross-validated errors when the fit has folds, else the test split's
+    let test =
+        model.as_ref().map(|m| if m.metrics["cv"].is_object() { &m.metrics["cv"]["all"] } else { &m.metrics["test"] });
     let test_rmse = |key: &str| test.and_then(|t| t[key]["rmse"].as_f64());
     let force_ok = match (config.loop_.target_force_rmse_ev_per_a, test_rmse("forces_ev_per_a")) {
         (None, _) => true,

@@ -263,6 +263,8 @@ fn groups_and_reference() {
         assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
         assert!(e.message.contains(text), "{e}");
     }
+    refused("cu-emt", "fit", "folds", "1", "outside 2 ..= 100");
+    accepted("cu-emt", "fit", "folds", "5");
     let e = parse(&(base.clone() + "\n[fit.groups.Liquid]\nfoo_weight = 1\n")).unwrap_err();
     assert!(e.to_string().contains("foo_weight"), "{e}");
 }
