@@ -114,6 +114,7 @@ impl Size {
 
 pub fn run(size: Size) -> Result<()> {
     let sizes = size.sizes();
+    crate::bench_fit::run(if size == Size::Smoke { 8 } else { 1 })?;
     parse_speed(&sizes)?;
     snap_figures(&sizes)?;
     emt_speed(sizes.emt_seconds)?;

@@ -7,6 +7,7 @@
 mod backend_args;
 mod bench;
 mod bench_build;
+mod bench_fit;
 mod bench_sched;
 mod build_cmd;
 mod jobs;
@@ -183,6 +184,16 @@ enum PotentialCommand {
         /// Held-out share (default 0.1, or the configuration's); overrides --config.
         #[arg(long)]
         test_fraction: Option<f64>,
+        /// K-fold cross-validation over all labelled frames first (errors with 95%
+        /// confidence intervals); the model is then fitted on every frame.
+        #[arg(long, conflicts_with = "test_fraction")]
+        folds: Option<usize>,
+        /// Choose the ridge strength and scale the energy and stress weights by
+        /// cross-validation (--folds K, default 5) before the final fit: the lowest
+        /// cross-validated force RMSE whose energy RMSE is no worse than the configured
+        /// options'.
+        #[arg(long)]
+        search: bool,
     },
 }
 
@@ -520,6 +531,30 @@ fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
     }
 }
 
+/// Cross-validated errors: `PREFIXforce_rmse`, `..._ci95_low`, `..._ci95_high` lines.
+fn print_cv(prefix: &str, e: &autopipe_potential::CvErrors) {
+    let line = |name: &str, s: &Option<autopipe_potential::CvStat>, scale: f64, unit: &str| {
+        if let Some(s) = s {
+            println!("{prefix}{name}_rmse {:.6} {unit}", s.rmse * scale);
+            println!("{prefix}{name}_rmse_ci95_low {:.6} {unit}", s.ci95_low * scale);
+            println!("{prefix}{name}_rmse_ci95_high {:.6} {unit}", s.ci95_high * scale);
+        }
+    };
+    line("energy", &e.energy_ev_per_atom, 1e3, "meV/atom");
+    line("force", &e.forces_ev_per_a, 1.0, "eV/Å");
+    line("stress", &e.stress_ev_per_a3, autopipe_atoms::units::EV_PER_A3_IN_GPA, "GPa");
+}
+
+/// Per-group metrics: the lines of [`print_metrics`], named `PREFIXgroup.NAME.…`.
+fn print_group_metrics(prefix: &str, groups: &std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>) {
+    if groups.len() < 2 && groups.keys().all(|g| g == autopipe_potential::DEFAULT_GROUP) {
+        return;
+    }
+    for (g, m) in groups {
+        print_metrics(&format!("{prefix}group.{g}."), m);
+    }
+}
+
 fn potential(command: PotentialCommand) -> Result<ExitCode> {
     match command {
         PotentialCommand::Eval { file, model, dir } => {
@@ -530,12 +565,13 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             let model = models::read_model(&path)?;
             let frames = read_frames(&file)?;
             check_model_elements(&model, &path, &frames, &file)?;
-            let metrics = autopipe_potential::evaluate_errors(&model, &frames)
+            let (metrics, groups) = autopipe_potential::evaluate_errors_by_group(&model, &frames, &Default::default())
                 .with_context(|| format!("evaluating {} on {}", path.display(), file.display()))?;
             print_metrics("", &metrics);
+            print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
         }
-        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction } => {
+        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction, folds, search } => {
             let frames = read_frames(&file)?;
             for (i, f) in frames.iter().enumerate() {
                 if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
@@ -568,12 +604,59 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                 }
                 opts.test_fraction = t;
             }
+            if let Some(k) = folds {
+                if !(2..=100).contains(&k) {
+                    bail!("--folds {k} is outside 2 ..= 100");
+                }
+            }
+            if search {
+                let k = folds.unwrap_or(5);
+                let start = std::time::Instant::now();
+                let s = autopipe_potential::search_weights(&frames, &params, &opts, k, &Default::default())
+                    .with_context(|| format!("searching the weights on {}", file.display()))?;
+                let b = &s.best;
+                println!("search_alpha {:e} 1", b.alpha);
+                println!("search_energy_weight_scale {} 1", b.energy_scale);
+                println!("search_stress_weight_scale {} 1", b.stress_scale);
+                println!("search_cv_force_rmse {:.6} eV/Å", b.cv_forces_ev_per_a);
+                println!("search_cv_energy_rmse {:.6} meV/atom", b.cv_energy_ev_per_atom * 1e3);
+                eprintln!(
+                    "search: {} candidates, {k} folds, {:.3} s; from CV force RMSE {:.4} eV/Å, energy {:.3} meV/atom",
+                    s.points.len(),
+                    start.elapsed().as_secs_f64(),
+                    s.start.cv_forces_ev_per_a,
+                    s.start.cv_energy_ev_per_atom * 1e3
+                );
+                opts = s.options;
+            }
+            if let Some(k) = folds {
+                let start = std::time::Instant::now();
+                let cv = autopipe_potential::cross_validate(&frames, &params, &opts, k)
+                    .with_context(|| format!("cross-validating on {}", file.display()))?;
+                print_cv("cv_", &cv.all);
+                if cv.groups.len() > 1 || cv.groups.keys().any(|g| g != autopipe_potential::DEFAULT_GROUP) {
+                    for (g, e) in &cv.groups {
+                        print_cv(&format!("cv_group.{g}."), e);
+                    }
+                }
+                eprintln!(
+                    "{k}-fold cross-validation: {:.3} s; the model is fitted on every frame",
+                    start.elapsed().as_secs_f64()
+                );
+                opts.test_fraction = 0.0;
+                opts.groups.values_mut().for_each(|g| g.test_fraction = None);
+            }
+            let start = std::time::Instant::now();
             let report = autopipe_potential::fit(&frames, params, &opts)
                 .with_context(|| format!("fitting {}", file.display()))?;
+            let fit_s = start.elapsed().as_secs_f64();
             autopipe_atoms::output::write_output(&out, &serde_json::to_vec(&report.model)?)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             print_metrics("train_", &report.train);
             print_metrics("test_", &report.test);
+            print_group_metrics("train_", &report.train_groups);
+            print_group_metrics("test_", &report.test_groups);
+            eprintln!("fit_s {:.3} s", fit_s);
             eprintln!(
                 "model (SNAP 2J={}, cutoff {} Å) written to {}",
                 report.model.params.twojmax,

@@ -1,18 +1,29 @@
 //! Fitting a SNAP model: weighted, ridge-regularised linear least squares on energies,
 //! forces and stresses, solved by Householder QR (never by the normal equations); a
-//! deterministic train/test split; error metrics; the active set for γ.
+//! deterministic train/test split; error metrics, overall and per group; the active set
+//! for γ.
 //!
-//! The loss, with `n_E`, `n_F`, `n_S` the numbers of energy, force-component and
-//! stress-component rows of the training set:
+//! Weights have FitSNAP's meaning: a weight multiplies its rows. Every training frame
+//! gives one energy row (energy per atom, eV/atom), `3N` force rows (eV/Å) and, when it
+//! has a stress and is periodic in all directions, 6 stress rows (the stress in bar, as
+//! FitSNAP's virial rows: LAMMPS metal units), and the loss is
 //!
 //! ```text
-//! L(β) = w_E/n_E Σ (ΔE/N)²  +  w_F/n_F Σ ΔF_kc²  +  w_S/n_S Σ (ΔW_t/N)²  +  α Σ_k d_k² β_k²
+//! L(β) = Σ_frames [ w_E² (ΔE/N)²  +  w_F² Σ ΔF_kc²  +  w_S² Σ_t Δσ_t(bar)² ]  +  α Σ_k d_k² β_k²
 //! ```
 //!
-//! i.e. `w_E·MSE(energy per atom) + w_F·MSE(force components) + w_S·MSE(virial per atom)`
-//! plus a ridge term in which `d_k` is the norm of column k of the weighted design matrix
+//! where `w_E`, `w_F`, `w_S` are the weights of the frame's group (the extended XYZ
+//! `config_type` of the frame, [`frame_group`]) from [`FitOptions::groups`], or the global
+//! ones for a group not named; so a FitSNAP `[GROUPS]` table (eweight, fweight, vweight)
+//! carries over unchanged. `d_k` is the norm of column k of the weighted design matrix
 //! (so `α` is relative, independent of the scale of each descriptor; the constant terms
-//! are not penalised). The stress enters as the virial per atom, `W/N = -σ V/N` (eV/atom).
+//! are not penalised).
+//!
+//! With a reference potential ([`FitOptions::reference`], ZBL), its energy, forces and
+//! stress are subtracted from the labels before the fit; the model carries it and adds it
+//! back in every evaluation. With per-element reference energies
+//! ([`FitOptions::reference_energies_ev`]) the constant term of those elements is fixed
+//! to the given isolated-atom energy instead of fitted.
 //!
 //! The design matrix is never stored: frames are turned into rows (in parallel) and
 //! folded into the triangular factor of a streaming QR. The final solve is a
@@ -24,30 +35,72 @@ use crate::active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 use crate::linalg::{lstsq_pivoted, ColMat, StreamingQr};
 use crate::model::{ModelError, SnapModel};
 use crate::snap::{Snap, SnapParams};
+use crate::zbl::ZblReference;
 use autopipe_atoms::units::EV_PER_A3_IN_GPA;
-use autopipe_atoms::{Frame, Structure};
+use autopipe_atoms::{Frame, InfoValue, Structure};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-/// Options of [`fit`]. Defaults suit metals (energies good to a few meV/atom, forces to
-/// ~0.1 eV/Å): `energy_weight / force_weight = 1000` makes 3 meV/atom in energy cost as
-/// much as 0.1 eV/Å in forces; `stress_weight = 4` makes 0.05 eV/atom of virial
-/// (≈ 0.7 GPa in Cu) cost the same.
+/// Weights of one group of frames (FitSNAP's `[GROUPS]` row: eweight, fweight, vweight);
+/// a key left out takes the global value of [`FitOptions`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupWeights {
+    /// Multiplies the energy-per-atom row ((eV/atom)⁻¹).
+    pub energy_weight: Option<f64>,
+    /// Multiplies each force-component row ((eV/Å)⁻¹).
+    pub force_weight: Option<f64>,
+    /// Multiplies each stress row (bar⁻¹, FitSNAP's vweight).
+    pub stress_weight: Option<f64>,
+    /// Share of the group's frames held out for testing.
+    pub test_fraction: Option<f64>,
+}
+
+/// The group of frames without an extended XYZ `config_type`.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// The group of a frame: its extended XYZ `config_type` info key (the convention of GAP,
+/// MACE, ACE and FitSNAP data sets), or [`DEFAULT_GROUP`].
+pub fn frame_group(f: &Frame) -> &str {
+    match f.info.get("config_type") {
+        Some(InfoValue::Str(s)) if !s.is_empty() => s,
+        _ => DEFAULT_GROUP,
+    }
+}
+
+/// Options of [`fit`]. The weights multiply rows (FitSNAP's meaning, see the module
+/// documentation). The defaults suit metals: on 32-atom cells they weigh the mean squared
+/// energy per atom 1000 times the mean squared force component (3 meV/atom in energy costs
+/// as much as 0.1 eV/Å in forces) and 0.7 GPa of stress costs as much as 0.1 eV/Å.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FitOptions {
-    /// Weight of the mean squared energy error per atom ((eV/atom)⁻²).
+    /// Multiplies the energy-per-atom row of every frame of a group not named in `groups`
+    /// ((eV/atom)⁻¹).
     pub energy_weight: f64,
-    /// Weight of the mean squared force-component error ((eV/Å)⁻²).
+    /// Multiplies every force-component row ((eV/Å)⁻¹).
     pub force_weight: f64,
-    /// Weight of the mean squared virial-per-atom error ((eV/atom)⁻²); only frames with a
-    /// stress label and periodic in all directions.
+    /// Multiplies every stress row (bar⁻¹); only frames with a stress label and periodic
+    /// in all directions.
     pub stress_weight: f64,
+    /// Per-group weights and held-out shares, by group name ([`frame_group`]).
+    pub groups: BTreeMap<String, GroupWeights>,
+    /// Reference potential subtracted from the labels before the fit and carried by the
+    /// model (None: bare SNAP). Configured in `[potential.reference]`, not in `[fit]`.
+    #[serde(skip)]
+    pub reference: Option<ZblReference>,
+    /// Isolated-atom energies (eV) by element symbol: the constant term of these elements
+    /// is fixed to them instead of fitted (needs `bzeroflag`, where the constant term is
+    /// the energy of the isolated atom). Configured in `[potential.reference]`.
+    #[serde(skip)]
+    pub reference_energies_ev: BTreeMap<String, f64>,
     /// Relative ridge parameter (see the module documentation). 0 = none. The default
     /// (1e-10) only pins directions the data leave (nearly) undetermined: on 300 noisy
     /// 32-atom Cu cells at 2J = 8 it changed no test error, where 1e-8 already biased the
     /// fit (stress test RMSE 0.016 -> 0.10 GPa) and 1e-6 ruined it.
     pub alpha: f64,
-    /// Fraction of frames held out for testing (by a hash of the structure).
+    /// Fraction of frames held out for testing (by a hash of the structure), for groups
+    /// without their own.
     pub test_fraction: f64,
     /// Changes which frames are held out (same salt, same split).
     pub split_salt: u64,
@@ -63,14 +116,21 @@ pub struct FitOptions {
     pub threads: usize,
     /// Frames per parallel batch (bounds the memory of the rows in flight).
     pub batch_frames: usize,
+    /// K-fold cross-validation of the loop's fits (0: none): when >= 2, the loop judges
+    /// convergence on the cross-validated errors over all labels instead of the test
+    /// split. Not used by [`fit`] itself.
+    pub folds: usize,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
-            energy_weight: 1000.0,
+            energy_weight: 300.0,
             force_weight: 1.0,
-            stress_weight: 4.0,
+            stress_weight: 6e-5,
+            groups: BTreeMap::new(),
+            reference: None,
+            reference_energies_ev: BTreeMap::new(),
             alpha: 1e-10,
             test_fraction: 0.1,
             split_salt: 0,
@@ -80,7 +140,70 @@ impl Default for FitOptions {
             rank_rtol: 1e-12,
             threads: 0,
             batch_frames: 32,
+            folds: 0,
         }
+    }
+}
+
+/// LAMMPS metal units: eV/Å³ -> bar (`force->nktv2p`, the factor FitSNAP uses).
+pub const EV_PER_A3_IN_BAR: f64 = 1.6021765e6;
+
+impl FitOptions {
+    /// The row weights and held-out share of a group.
+    pub fn group_weights(&self, group: &str) -> (RowWeights, f64) {
+        let g = self.groups.get(group);
+        let pick = |v: Option<f64>, d: f64| v.unwrap_or(d);
+        (
+            RowWeights {
+                e: pick(g.and_then(|g| g.energy_weight), self.energy_weight),
+                f: pick(g.and_then(|g| g.force_weight), self.force_weight),
+                s: pick(g.and_then(|g| g.stress_weight), self.stress_weight),
+            },
+            pick(g.and_then(|g| g.test_fraction), self.test_fraction),
+        )
+    }
+
+    /// Every option checked (weights finite and >= 0, shares in 0 ..< 1, the reference).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut ws = vec![
+            ("energy_weight".to_string(), self.energy_weight),
+            ("force_weight".to_string(), self.force_weight),
+            ("stress_weight".to_string(), self.stress_weight),
+            ("alpha".to_string(), self.alpha),
+        ];
+        for (name, g) in &self.groups {
+            for (k, v) in [
+                ("energy_weight", g.energy_weight),
+                ("force_weight", g.force_weight),
+                ("stress_weight", g.stress_weight),
+            ] {
+                if let Some(v) = v {
+                    ws.push((format!("groups.{name}.{k}"), v));
+                }
+            }
+            if let Some(t) = g.test_fraction {
+                if !(0.0..1.0).contains(&t) {
+                    return Err(format!("groups.{name}.test_fraction must be in [0, 1), got {t}"));
+                }
+            }
+        }
+        for (name, w) in ws {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(format!("{name} must be finite and non-negative, got {w}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.test_fraction) {
+            return Err(format!("test_fraction must be in [0, 1), got {}", self.test_fraction));
+        }
+        if let Some(r) = &self.reference {
+            r.validate()?;
+        }
+        for (el, e) in &self.reference_energies_ev {
+            if !e.is_finite() {
+                return Err(format!("reference energy of {el} must be finite, got {e}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +272,11 @@ pub struct FitReport {
     pub options: FitOptions,
     pub train: ErrorMetrics,
     pub test: ErrorMetrics,
+    /// The same per group ([`frame_group`]).
+    #[serde(default)]
+    pub train_groups: BTreeMap<String, ErrorMetrics>,
+    #[serde(default)]
+    pub test_groups: BTreeMap<String, ErrorMetrics>,
     /// Indices (into the frames given) of the training and test frames, and of the frames
     /// without any usable label.
     pub train_frames: Vec<usize>,
@@ -219,7 +347,7 @@ fn check_frame(k: usize, f: &Frame) -> Result<(), ModelError> {
 }
 
 /// Runs `f` over `items` on `threads` threads, keeping the order.
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if threads <= 1 || items.len() <= 1 {
         return items.iter().map(&f).collect();
     }
@@ -230,7 +358,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     })
 }
 
-fn n_threads(t: usize) -> usize {
+pub(crate) fn n_threads(t: usize) -> usize {
     if t > 0 {
         t
     } else {
@@ -238,26 +366,42 @@ fn n_threads(t: usize) -> usize {
     }
 }
 
-struct FrameRows {
-    rows: Vec<f64>,
-    rhs: Vec<f64>,
-    has_e: bool,
-    n_f: usize,
-    has_s: bool,
+pub(crate) struct FrameRows {
+    pub(crate) rows: Vec<f64>,
+    pub(crate) rhs: Vec<f64>,
+    pub(crate) w: RowWeights,
+    pub(crate) has_e: bool,
+    pub(crate) n_f: usize,
+    pub(crate) has_s: bool,
     n_atoms: usize,
-    volume: f64,
     /// (element block, [1, B_lin]) of every atom
     envs: Vec<(usize, Vec<f64>)>,
 }
 
-struct RowWeights {
-    e: f64,
-    f: f64,
-    s: f64,
-    free: bool,
+/// Row multipliers of one frame (energy per atom, force components, stress in bar).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowWeights {
+    pub e: f64,
+    pub f: f64,
+    pub s: f64,
 }
 
-fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result<FrameRows, ModelError> {
+/// What the fit subtracts from a frame's labels: the reference potential and the fixed
+/// constant terms.
+pub(crate) struct Baseline<'a> {
+    pub(crate) reference: Option<&'a ZblReference>,
+    /// Per model element: the fixed constant term (isolated-atom energy), if any.
+    pub(crate) fixed_constant: Vec<Option<f64>>,
+    pub(crate) free: bool,
+}
+
+pub(crate) fn frame_rows(
+    snap: &Snap,
+    f: &Frame,
+    w: RowWeights,
+    base: &Baseline,
+    want_envs: bool,
+) -> Result<FrameRows, ModelError> {
     let p = snap.params();
     let ne = p.elements.len();
     let nc = p.n_columns();
@@ -265,9 +409,10 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
     let ntot = ne * ncoef;
     let s = &f.structure;
     let n_atoms = s.len() as f64;
-    let energy = energy_label(f, w.free).filter(|_| w.e > 0.0);
+    let energy = energy_label(f, base.free).filter(|_| w.e > 0.0);
     let forces = f.forces_ev_per_a.as_ref().filter(|_| w.f > 0.0);
     let stress = f.stress_ev_per_a3.filter(|_| w.s > 0.0 && full_pbc(s));
+    let refe = base.reference.map(|r| r.evaluate(s));
     let d =
         if forces.is_some() || stress.is_some() { snap.descriptors_with_gradients(s)? } else { snap.descriptors(s)? };
     let mut rows = Vec::new();
@@ -275,8 +420,12 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
     if let Some(e) = energy {
         let er = d.energy_row();
         let mut row = vec![0.0; ntot];
+        let mut target = e - refe.as_ref().map_or(0.0, |r| r.energy_ev);
         for &k in &d.atom_element {
-            row[k * ncoef] += w.e / n_atoms;
+            match base.fixed_constant[k] {
+                Some(c) => target -= c,
+                None => row[k * ncoef] += w.e / n_atoms,
+            }
         }
         for b in 0..ne {
             for n in 0..nc {
@@ -284,7 +433,7 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
             }
         }
         rows.extend_from_slice(&row);
-        rhs.push(e / n_atoms * w.e);
+        rhs.push(target / n_atoms * w.e);
     }
     if let Some(fl) = forces {
         let fr = d.force_rows();
@@ -300,13 +449,16 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
                         row[b * ncoef + 1 + n] = src[n] * w.f;
                     }
                 }
-                rhs.push(fk[c] * w.f);
+                let target = fk[c] - refe.as_ref().map_or(0.0, |r| r.forces_ev_per_a[k][c]);
+                rhs.push(target * w.f);
             }
         }
     }
     if let Some(st) = stress {
         let vr = d.virial_row();
         let v = s.volume_a3().abs();
+        // σ = -W/V (eV/Å³), in bar
+        let scale = -EV_PER_A3_IN_BAR / v;
         for t in 0..6 {
             let start = rows.len();
             rows.resize(start + ntot, 0.0);
@@ -314,10 +466,11 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
             for b in 0..ne {
                 let src = &vr[b * 6 * nc + t * nc..][..nc];
                 for n in 0..nc {
-                    row[b * ncoef + 1 + n] = src[n] * w.s / n_atoms;
+                    row[b * ncoef + 1 + n] = src[n] * scale * w.s;
                 }
             }
-            rhs.push(-st[t] * v / n_atoms * w.s);
+            let target = st[t] - refe.as_ref().map_or(0.0, |r| -r.virial_ev[t] / v);
+            rhs.push(target * EV_PER_A3_IN_BAR * w.s);
         }
     }
     let envs = if want_envs {
@@ -336,61 +489,111 @@ fn frame_rows(snap: &Snap, f: &Frame, w: &RowWeights, want_envs: bool) -> Result
     Ok(FrameRows {
         rows,
         rhs,
+        w,
         has_e: energy.is_some(),
         n_f: forces.map_or(0, |f| 3 * f.len()),
         has_s: stress.is_some(),
         n_atoms: s.len(),
-        volume: s.volume_a3().abs(),
         envs,
     })
 }
 
-/// Fits a SNAP model to labelled frames (energy, forces, optional stress).
-pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<FitReport, ModelError> {
-    let snap = Snap::new(&params)?;
-    for (w, name) in [
-        (opts.energy_weight, "energy_weight"),
-        (opts.force_weight, "force_weight"),
-        (opts.stress_weight, "stress_weight"),
-        (opts.alpha, "alpha"),
-    ] {
-        if !(w >= 0.0 && w.is_finite()) {
-            return Err(ModelError::Fit(format!("{name} must be finite and non-negative, got {w}")));
+/// Which frames a fit trains on and tests on, and its row counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+    /// Frames without any usable label.
+    pub skipped: Vec<usize>,
+}
+
+/// The labels of a frame the fit can use with its group's weights: (energy, forces, stress).
+fn usable(f: &Frame, w: &RowWeights, free: bool) -> (bool, bool, bool) {
+    (
+        energy_label(f, free).is_some() && w.e > 0.0,
+        f.forces_ev_per_a.is_some() && w.f > 0.0,
+        f.stress_ev_per_a3.is_some() && w.s > 0.0 && full_pbc(&f.structure),
+    )
+}
+
+/// The split of [`fit`]: per frame, the held-out share of its group decides by a hash of
+/// the structure ([`is_test_structure`]); frames without a usable label are skipped.
+pub fn split_frames(frames: &[Frame], opts: &FitOptions) -> Split {
+    let mut sp = Split::default();
+    for (k, f) in frames.iter().enumerate() {
+        let (w, tf) = opts.group_weights(frame_group(f));
+        let (e, fo, st) = usable(f, &w, opts.use_free_energy);
+        if f.is_empty() || !(e || fo || st) {
+            sp.skipped.push(k);
+        } else if is_test_structure(&f.structure, tf, opts.split_salt) {
+            sp.test.push(k);
+        } else {
+            sp.train.push(k);
         }
     }
-    if !(0.0..1.0).contains(&opts.test_fraction) {
-        return Err(ModelError::Fit(format!("test_fraction must be in [0, 1), got {}", opts.test_fraction)));
+    sp
+}
+
+/// Per model element: the constant term fixed by `opts.reference_energies_ev`, if any.
+pub(crate) fn fixed_constants(params: &SnapParams, opts: &FitOptions) -> Result<Vec<Option<f64>>, ModelError> {
+    let ne = params.elements.len();
+    let mut fixed_constant = vec![None; ne];
+    for (sym, &e) in &opts.reference_energies_ev {
+        let Some(k) = params.elements.iter().position(|x| x.element.symbol() == sym) else {
+            return Err(ModelError::Fit(format!(
+                "reference energy given for {sym}, which is not one of the model's elements"
+            )));
+        };
+        if !params.bzeroflag {
+            return Err(ModelError::Fit(format!(
+                "reference energy of {sym}: fixing the isolated-atom energy needs bzeroflag (without it the constant term is not the isolated atom's energy)"
+            )));
+        }
+        fixed_constant[k] = Some(e);
     }
+    Ok(fixed_constant)
+}
+
+/// Fits a SNAP model to labelled frames (energy, forces, optional stress), with the split
+/// of [`split_frames`].
+pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<FitReport, ModelError> {
+    opts.validate().map_err(ModelError::Fit)?;
+    for (k, f) in frames.iter().enumerate() {
+        check_frame(k, f)?;
+    }
+    let sp = split_frames(frames, opts);
+    fit_split(frames, params, opts, sp)
+}
+
+/// [`fit`] on a given split (`train` and `test` index `frames`; the test frames are only
+/// evaluated). Used by cross-validation.
+pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Split) -> Result<FitReport, ModelError> {
+    let snap = Snap::new(&params)?;
+    opts.validate().map_err(ModelError::Fit)?;
     let ne = params.elements.len();
     let ncoef = 1 + params.n_columns();
     let ntot = ne * ncoef;
     let mut warnings = Vec::new();
 
-    // split and row counts
-    let (mut train, mut test, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let fixed_constant = fixed_constants(&params, opts)?;
+    let Split { train, test, skipped } = sp;
     let (mut n_e, mut n_f, mut n_s) = (0usize, 0usize, 0usize);
-    for (k, f) in frames.iter().enumerate() {
+    for &k in train.iter().chain(&test) {
+        let f = &frames[k];
         check_frame(k, f)?;
         for (i, &e) in f.structure.species.iter().enumerate() {
             if params.element_index(e).is_none() {
                 return Err(ModelError::Fit(format!("frame {k}, atom {i}: {e} is not one of the model's elements")));
             }
         }
-        let has_e = energy_label(f, opts.use_free_energy).is_some() && opts.energy_weight > 0.0;
-        let has_f = f.forces_ev_per_a.is_some() && opts.force_weight > 0.0;
-        let has_s = f.stress_ev_per_a3.is_some() && opts.stress_weight > 0.0 && full_pbc(&f.structure);
-        if f.is_empty() || !(has_e || has_f || has_s) {
-            skipped.push(k);
-            continue;
-        }
-        if is_test_structure(&f.structure, opts.test_fraction, opts.split_salt) {
-            test.push(k);
-            continue;
-        }
-        train.push(k);
-        n_e += has_e as usize;
-        n_f += if has_f { 3 * f.len() } else { 0 };
-        n_s += if has_s { 6 } else { 0 };
+    }
+    for &k in &train {
+        let f = &frames[k];
+        let (w, _) = opts.group_weights(frame_group(f));
+        let (he, hf, hs) = usable(f, &w, opts.use_free_energy);
+        n_e += he as usize;
+        n_f += if hf { 3 * f.len() } else { 0 };
+        n_s += if hs { 6 } else { 0 };
     }
     if train.is_empty() {
         return Err(ModelError::Fit(format!(
@@ -403,10 +606,9 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     if !skipped.is_empty() {
         warnings.push(format!("{} frames have no usable label and were skipped", skipped.len()));
     }
-    let w = RowWeights {
-        e: if n_e > 0 { (opts.energy_weight / n_e as f64).sqrt() } else { 0.0 },
-        f: if n_f > 0 { (opts.force_weight / n_f as f64).sqrt() } else { 0.0 },
-        s: if n_s > 0 { (opts.stress_weight / n_s as f64).sqrt() } else { 0.0 },
+    let base = Baseline {
+        reference: opts.reference.as_ref(),
+        fixed_constant: fixed_constant.clone(),
         free: opts.use_free_energy,
     };
 
@@ -415,15 +617,24 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     let mut qr = StreamingQr::new(ntot);
     let mut cand: Vec<Vec<Vec<f64>>> = vec![Vec::new(); ne];
     let mut cand_origin: Vec<Vec<EnvOrigin>> = vec![Vec::new(); ne];
-    // Keep the rows for the training metrics when they are small enough (saves evaluating
-    // every training frame again); otherwise the metrics come from `evaluate`.
-    let keep_rows = opts.energy_weight > 0.0
-        && opts.force_weight > 0.0
-        && opts.stress_weight > 0.0
-        && (n_e + n_f + n_s).saturating_mul(ntot) <= MAX_KEPT_ROW_VALUES;
-    let mut kept: Vec<FrameRows> = Vec::new();
+    // Keep the rows for the training metrics when they are small enough and every label
+    // has a row (saves evaluating every training frame again); otherwise the metrics
+    // come from `evaluate`.
+    let all_rows = train.iter().all(|&k| {
+        let f = &frames[k];
+        let (w, _) = opts.group_weights(frame_group(f));
+        let (he, hf, hs) = usable(f, &w, opts.use_free_energy);
+        he == energy_label(f, opts.use_free_energy).is_some()
+            && hf == f.forces_ev_per_a.is_some()
+            && hs == (f.stress_ev_per_a3.is_some() && full_pbc(&f.structure))
+    });
+    let keep_rows = all_rows && (n_e + n_f + n_s).saturating_mul(ntot) <= MAX_KEPT_ROW_VALUES;
+    let mut kept: Vec<(usize, FrameRows)> = Vec::new();
     for batch in train.chunks(opts.batch_frames.max(1) * threads) {
-        let results = par_map(batch, threads, |&k| frame_rows(&snap, &frames[k], &w, opts.active_set));
+        let results = par_map(batch, threads, |&k| {
+            let (w, _) = opts.group_weights(frame_group(&frames[k]));
+            frame_rows(&snap, &frames[k], w, &base, opts.active_set)
+        });
         for (&k, r) in batch.iter().zip(results) {
             let r = r?;
             if r.rows.iter().chain(&r.rhs).any(|x| !x.is_finite()) {
@@ -436,45 +647,32 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
                 cand_origin[e].push(EnvOrigin { frame: k, atom });
             }
             if keep_rows {
-                kept.push(r);
+                kept.push((k, r));
             }
         }
     }
 
-    // regularised, equilibrated, pivoted solve of [R; √α D] β = [Qᵀb; 0]
-    let d = qr.column_norms();
-    let colscale: Vec<f64> = d.iter().map(|&x| if x > 0.0 { 1.0 / x } else { 1.0 }).collect();
+    let (mut beta_flat, sol, d) = solve_regularised(&qr, ncoef, opts.alpha, opts.rank_rtol)?;
     let reg_rows = if opts.alpha > 0.0 { ntot } else { 0 };
-    let mut a = ColMat::zeros(ntot + reg_rows, ntot);
-    for j in 0..ntot {
-        for i in 0..=j {
-            a.set(i, j, qr.r[i * ntot + j] * colscale[j]);
-        }
-        if reg_rows > 0 && j % ncoef != 0 && d[j] > 0.0 {
-            // √α d_j β_j, with β_j = colscale_j z_j = z_j / d_j
-            a.set(ntot + j, j, opts.alpha.sqrt());
-        }
-    }
-    let mut rhs = qr.qtb.clone();
-    rhs.resize(ntot + reg_rows, 0.0);
-    let sol = lstsq_pivoted(a, &rhs, opts.rank_rtol);
-    let beta_flat: Vec<f64> = sol.x.iter().zip(&colscale).map(|(z, s)| z * s).collect();
-    if beta_flat.iter().any(|x| !x.is_finite()) {
-        return Err(ModelError::Fit("the solve produced non-finite coefficients".into()));
-    }
-    if sol.rank < ntot {
-        let zero_cols = d.iter().filter(|&&x| x == 0.0).count();
+    let n_fixed = fixed_constant.iter().filter(|c| c.is_some()).count();
+    if sol.rank + n_fixed < ntot {
+        let zero_cols = d.iter().filter(|&&x| x == 0.0).count() - n_fixed;
         warnings.push(format!(
             "rank-deficient design: the data{} determine {} of {} coefficients ({} columns are all zero); \
              the others were set to zero",
             if reg_rows > 0 { " and alpha" } else { "" },
             sol.rank,
-            ntot,
+            ntot - n_fixed,
             zero_cols
         ));
     }
+    for (e, c) in fixed_constant.iter().enumerate() {
+        if let Some(c) = c {
+            beta_flat[e * ncoef] = *c;
+        }
+    }
     let beta: Vec<Vec<f64>> = (0..ne).map(|e| beta_flat[e * ncoef..(e + 1) * ncoef].to_vec()).collect();
-    let mut model = SnapModel { params: params.clone(), beta, active_sets: Vec::new() };
+    let mut model = SnapModel { params: params.clone(), beta, active_sets: Vec::new(), reference: opts.reference };
 
     if opts.active_set {
         let mut sets = Vec::with_capacity(ne);
@@ -495,20 +693,29 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     drop(cand);
 
     let eval_opts = EvalOptions { use_free_energy: opts.use_free_energy, threads: opts.threads };
-    let train_m = if keep_rows {
-        metrics_from_rows(&kept, &beta_flat, &w, &model, frames, &train)
+    let (train_m, train_groups) = if keep_rows {
+        // the fixed constants sit in the targets, not the rows: β0 of those elements is 0 there
+        let mut beta_rows = beta_flat.clone();
+        for (e, c) in fixed_constant.iter().enumerate() {
+            if c.is_some() {
+                beta_rows[e * ncoef] = 0.0;
+            }
+        }
+        metrics_from_rows(&kept, &beta_rows, &model, frames)
     } else {
         let train_frames: Vec<Frame> = train.iter().map(|&k| frames[k].clone()).collect();
-        evaluate_errors_with(&model, &train_frames, &eval_opts)?
+        evaluate_errors_by_group(&model, &train_frames, &eval_opts)?
     };
     drop(kept);
     let test_frames: Vec<Frame> = test.iter().map(|&k| frames[k].clone()).collect();
-    let test_m = evaluate_errors_with(&model, &test_frames, &eval_opts)?;
+    let (test_m, test_groups) = evaluate_errors_by_group(&model, &test_frames, &eval_opts)?;
     Ok(FitReport {
         model,
         options: opts.clone(),
         train: train_m,
         test: test_m,
+        train_groups,
+        test_groups,
         train_frames: train,
         test_frames: test,
         skipped_frames: skipped,
@@ -523,21 +730,101 @@ pub fn fit(frames: &[Frame], params: SnapParams, opts: &FitOptions) -> Result<Fi
     })
 }
 
+/// The regularised, equilibrated, pivoted solve of `[R; √α D] β = [Qᵀb; 0]`: the
+/// coefficients, the solution's rank and condition, and the column norms `D`.
+pub(crate) fn solve_regularised(
+    qr: &StreamingQr,
+    ncoef: usize,
+    alpha: f64,
+    rank_rtol: f64,
+) -> Result<(Vec<f64>, crate::linalg::LstsqSolution, Vec<f64>), ModelError> {
+    let ntot = qr.n;
+    let d = qr.column_norms();
+    let colscale: Vec<f64> = d.iter().map(|&x| if x > 0.0 { 1.0 / x } else { 1.0 }).collect();
+    let reg_rows = if alpha > 0.0 { ntot } else { 0 };
+    let mut a = ColMat::zeros(ntot + reg_rows, ntot);
+    for j in 0..ntot {
+        for i in 0..=j {
+            a.set(i, j, qr.r[i * ntot + j] * colscale[j]);
+        }
+        if reg_rows > 0 && j % ncoef != 0 && d[j] > 0.0 {
+            // √α d_j β_j, with β_j = colscale_j z_j = z_j / d_j
+            a.set(ntot + j, j, alpha.sqrt());
+        }
+    }
+    let mut rhs = qr.qtb.clone();
+    rhs.resize(ntot + reg_rows, 0.0);
+    let sol = lstsq_pivoted(a, &rhs, rank_rtol);
+    let beta: Vec<f64> = sol.x.iter().zip(&colscale).map(|(z, s)| z * s).collect();
+    if beta.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError::Fit("the solve produced non-finite coefficients".into()));
+    }
+    Ok((beta, sol, d))
+}
+
 /// Largest number of design-matrix values kept in memory for the training metrics.
 const MAX_KEPT_ROW_VALUES: usize = 32 << 20;
 
+/// Error sums of a set of frames, to be merged and turned into [`ErrorMetrics`].
+#[derive(Clone, Copy, Default)]
+struct MetricsAcc {
+    n_frames: usize,
+    n_atoms: usize,
+    e: Acc,
+    f: Acc,
+    s: Acc,
+    gamma: Option<f64>,
+}
+
+impl MetricsAcc {
+    fn merge(&mut self, o: &MetricsAcc) {
+        self.n_frames += o.n_frames;
+        self.n_atoms += o.n_atoms;
+        self.e.merge(&o.e);
+        self.f.merge(&o.f);
+        self.s.merge(&o.s);
+        if let Some(g) = o.gamma {
+            self.gamma = Some(self.gamma.map_or(g, |x| x.max(g)));
+        }
+    }
+    fn metrics(&self) -> ErrorMetrics {
+        ErrorMetrics {
+            n_frames: self.n_frames,
+            n_atoms: self.n_atoms,
+            energy_ev_per_atom: self.e.stat(1.0),
+            forces_ev_per_a: self.f.stat(1.0),
+            stress_ev_per_a3: self.s.stat(1.0),
+            stress_gpa: self.s.stat(EV_PER_A3_IN_GPA),
+            max_gamma: self.gamma,
+        }
+    }
+}
+
+/// Overall and per-group metrics of per-frame sums.
+fn group_metrics<'a>(
+    per_frame: impl IntoIterator<Item = (&'a str, MetricsAcc)>,
+) -> (ErrorMetrics, BTreeMap<String, ErrorMetrics>) {
+    let mut all = MetricsAcc::default();
+    let mut groups: BTreeMap<String, MetricsAcc> = BTreeMap::new();
+    for (g, a) in per_frame {
+        all.merge(&a);
+        groups.entry(g.to_string()).or_default().merge(&a);
+    }
+    (all.metrics(), groups.into_iter().map(|(g, a)| (g, a.metrics())).collect())
+}
+
 /// Training metrics from the kept (weighted) rows: prediction = row · β.
 fn metrics_from_rows(
-    kept: &[FrameRows],
+    kept: &[(usize, FrameRows)],
     beta: &[f64],
-    w: &RowWeights,
     model: &SnapModel,
     frames: &[Frame],
-    train: &[usize],
-) -> ErrorMetrics {
+) -> (ErrorMetrics, BTreeMap<String, ErrorMetrics>) {
     let n = beta.len();
-    let (mut ae, mut af, mut as_) = (Acc::default(), Acc::default(), Acc::default());
-    for r in kept {
+    let training_gamma = (!model.active_sets.is_empty())
+        .then(|| model.active_sets.iter().map(|a| a.max_training_gamma).fold(0.0, f64::max));
+    let per_frame = kept.iter().map(|(k, r)| {
+        let mut acc = MetricsAcc { n_frames: 1, n_atoms: r.n_atoms, ..Default::default() };
         let mut row = 0;
         let resid = |row: &mut usize| {
             let p: f64 = r.rows[*row * n..(*row + 1) * n].iter().zip(beta).map(|(a, b)| a * b).sum();
@@ -546,28 +833,24 @@ fn metrics_from_rows(
             d
         };
         if r.has_e {
-            ae.add(resid(&mut row) / w.e);
+            acc.e.add(resid(&mut row) / r.w.e);
         }
         for _ in 0..r.n_f {
-            af.add(resid(&mut row) / w.f);
+            acc.f.add(resid(&mut row) / r.w.f);
         }
         if r.has_s {
             for _ in 0..6 {
-                // Δ(W/N) -> Δσ = -Δ(W/N) N / V
-                as_.add(-resid(&mut row) / w.s * r.n_atoms as f64 / r.volume);
+                acc.s.add(resid(&mut row) / r.w.s / EV_PER_A3_IN_BAR);
             }
         }
+        (frame_group(&frames[*k]), acc)
+    });
+    let (mut all, mut groups) = group_metrics(per_frame.collect::<Vec<_>>());
+    all.max_gamma = training_gamma;
+    for g in groups.values_mut() {
+        g.max_gamma = training_gamma;
     }
-    ErrorMetrics {
-        n_frames: train.len(),
-        n_atoms: train.iter().map(|&k| frames[k].len()).sum(),
-        energy_ev_per_atom: ae.stat(1.0),
-        forces_ev_per_a: af.stat(1.0),
-        stress_ev_per_a3: as_.stat(1.0),
-        stress_gpa: as_.stat(EV_PER_A3_IN_GPA),
-        max_gamma: (!model.active_sets.is_empty())
-            .then(|| model.active_sets.iter().map(|a| a.max_training_gamma).fold(0.0, f64::max)),
-    }
+    (all, groups)
 }
 
 /// Options of [`evaluate_errors_with`].
@@ -588,46 +871,40 @@ pub fn evaluate_errors_with(
     frames: &[Frame],
     opts: &EvalOptions,
 ) -> Result<ErrorMetrics, ModelError> {
+    Ok(evaluate_errors_by_group(model, frames, opts)?.0)
+}
+
+/// Errors of `model` on `frames`, overall and per group ([`frame_group`]).
+pub fn evaluate_errors_by_group(
+    model: &SnapModel,
+    frames: &[Frame],
+    opts: &EvalOptions,
+) -> Result<(ErrorMetrics, BTreeMap<String, ErrorMetrics>), ModelError> {
     let ev = model.evaluator()?;
-    let per_frame = par_map(frames, n_threads(opts.threads), |f| -> Result<(Acc, Acc, Acc, Option<f64>), ModelError> {
+    let per_frame = par_map(frames, n_threads(opts.threads), |f| -> Result<MetricsAcc, ModelError> {
         let r = ev.evaluate(&f.structure)?;
-        let (mut ae, mut af, mut as_) = (Acc::default(), Acc::default(), Acc::default());
+        let mut acc = MetricsAcc { n_frames: 1, n_atoms: f.len(), gamma: r.max_gamma(), ..Default::default() };
         let n = f.len().max(1) as f64;
         if let Some(e) = energy_label(f, opts.use_free_energy) {
-            ae.add((r.energy_ev - e) / n);
+            acc.e.add((r.energy_ev - e) / n);
         }
         if let Some(fr) = &f.forces_ev_per_a {
             for (a, b) in r.forces_ev_per_a.iter().zip(fr) {
                 for c in 0..3 {
-                    af.add(a[c] - b[c]);
+                    acc.f.add(a[c] - b[c]);
                 }
             }
         }
         if let (Some(sp), Some(sr)) = (r.stress_ev_per_a3, f.stress_ev_per_a3) {
             for t in 0..6 {
-                as_.add(sp[t] - sr[t]);
+                acc.s.add(sp[t] - sr[t]);
             }
         }
-        Ok((ae, af, as_, r.max_gamma()))
+        Ok(acc)
     });
-    let (mut ae, mut af, mut as_) = (Acc::default(), Acc::default(), Acc::default());
-    let mut gmax: Option<f64> = None;
-    for r in per_frame {
-        let (a, b, c, g) = r?;
-        ae.merge(&a);
-        af.merge(&b);
-        as_.merge(&c);
-        if let Some(g) = g {
-            gmax = Some(gmax.map_or(g, |x: f64| x.max(g)));
-        }
+    let mut accs = Vec::with_capacity(frames.len());
+    for (f, a) in frames.iter().zip(per_frame) {
+        accs.push((frame_group(f), a?));
     }
-    Ok(ErrorMetrics {
-        n_frames: frames.len(),
-        n_atoms: frames.iter().map(|f| f.len()).sum(),
-        energy_ev_per_atom: ae.stat(1.0),
-        forces_ev_per_a: af.stat(1.0),
-        stress_ev_per_a3: as_.stat(1.0),
-        stress_gpa: as_.stat(EV_PER_A3_IN_GPA),
-        max_gamma: gmax,
-    })
+    Ok(group_metrics(accs))
 }

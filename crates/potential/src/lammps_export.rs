@@ -67,12 +67,29 @@ pub fn to_snapparam(model: &SnapModel) -> String {
 
 /// The LAMMPS input lines that use the two files; the atom types 1..n are the model's
 /// elements in order (`pair_coeff * * coeff param Cu Ni` maps type 1 to Cu, type 2 to Ni;
-/// edit the element list if your data file orders its types differently).
+/// edit the element list if your data file orders its types differently). A model with a
+/// ZBL reference gives `pair_style hybrid/overlay zbl INNER OUTER snap` with one
+/// `pair_coeff I J zbl Zi Zj` line per pair of types.
 pub fn pair_coeff_snippet(model: &SnapModel, coeff_file: &str, param_file: &str) -> String {
     let names: Vec<&str> = model.params.elements.iter().map(|e| e.element.symbol()).collect();
     let mut s = String::new();
-    let _ = writeln!(s, "pair_style snap");
-    let _ = writeln!(s, "pair_coeff * * {coeff_file} {param_file} {}", names.join(" "));
+    match &model.reference {
+        None => {
+            let _ = writeln!(s, "pair_style snap");
+            let _ = writeln!(s, "pair_coeff * * {coeff_file} {param_file} {}", names.join(" "));
+        }
+        Some(r) => {
+            let _ = writeln!(s, "pair_style hybrid/overlay zbl {} {} snap", r.inner_a, r.outer_a);
+            let el = &model.params.elements;
+            for i in 0..el.len() {
+                for j in i..el.len() {
+                    let _ =
+                        writeln!(s, "pair_coeff {} {} zbl {} {}", i + 1, j + 1, el[i].element.z(), el[j].element.z());
+                }
+            }
+            let _ = writeln!(s, "pair_coeff * * snap {coeff_file} {param_file} {}", names.join(" "));
+        }
+    }
     s
 }
 
@@ -111,6 +128,12 @@ mod tests {
         assert_eq!(
             pair_coeff_snippet(&m, "a.snapcoeff", "a.snapparam"),
             "pair_style snap\npair_coeff * * a.snapcoeff a.snapparam Cu Ni\n"
+        );
+        m.reference = Some(crate::ZblReference { inner_a: 4.0, outer_a: 4.8 });
+        assert_eq!(
+            pair_coeff_snippet(&m, "a.snapcoeff", "a.snapparam"),
+            "pair_style hybrid/overlay zbl 4 4.8 snap\npair_coeff 1 1 zbl 29 29\npair_coeff 1 2 zbl 29 28\n\
+             pair_coeff 2 2 zbl 28 28\npair_coeff * * snap a.snapcoeff a.snapparam Cu Ni\n"
         );
     }
 }

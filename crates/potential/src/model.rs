@@ -8,6 +8,7 @@
 
 use crate::active_set::ActiveSet;
 use crate::snap::{Snap, SnapError, SnapKernels, SnapParams};
+use crate::zbl::ZblReference;
 use autopipe_atoms::Structure;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,10 @@ pub struct SnapModel {
     /// Active sets for the extrapolation grade, one per element (empty: no γ).
     #[serde(default)]
     pub active_sets: Vec<ActiveSet>,
+    /// The reference potential added to the SNAP energy (None: bare SNAP). The SNAP part
+    /// was fitted to the labels minus this reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ZblReference>,
 }
 
 /// What a model says about one structure.
@@ -61,7 +66,7 @@ impl SnapModel {
     pub fn zeros(params: SnapParams) -> SnapModel {
         let n = 1 + params.n_columns();
         let ne = params.elements.len();
-        SnapModel { params, beta: vec![vec![0.0; n]; ne], active_sets: Vec::new() }
+        SnapModel { params, beta: vec![vec![0.0; n]; ne], active_sets: Vec::new(), reference: None }
     }
 
     pub fn n_coefficients_per_element(&self) -> usize {
@@ -81,6 +86,9 @@ impl SnapModel {
         }
         if self.beta.iter().flatten().any(|x| !x.is_finite()) {
             return Err(ModelError::Invalid("beta has non-finite coefficients".into()));
+        }
+        if let Some(r) = &self.reference {
+            r.validate().map_err(ModelError::Invalid)?;
         }
         if !self.active_sets.is_empty() {
             if self.active_sets.len() != self.params.elements.len() {
@@ -153,6 +161,22 @@ impl ModelEvaluator<'_> {
         let efv = self.snap.energy_forces_virial_threads(s, &self.beta_cols, self.threads)?;
         let elem: Vec<usize> =
             s.species.iter().map(|&e| m.params.element_index(e).expect("checked by energy_forces_virial")).collect();
+        let mut efv = efv;
+        if let Some(r) = &m.reference {
+            let z = r.evaluate(s);
+            efv.energy += z.energy_ev;
+            for (a, b) in efv.atom_energies.iter_mut().zip(&z.atom_energies_ev) {
+                *a += b;
+            }
+            for (a, b) in efv.forces.iter_mut().zip(&z.forces_ev_per_a) {
+                for c in 0..3 {
+                    a[c] += b[c];
+                }
+            }
+            for k in 0..6 {
+                efv.virial[k] += z.virial_ev[k];
+            }
+        }
         let atom_energies: Vec<f64> = efv.atom_energies.iter().zip(&elem).map(|(e, &k)| e + m.beta[k][0]).collect();
         let energy = efv.energy + elem.iter().map(|&k| m.beta[k][0]).sum::<f64>();
         let stress = if s.pbc.iter().all(|&p| p) {

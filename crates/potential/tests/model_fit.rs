@@ -421,3 +421,33 @@ fn an_element_without_training_data_is_maximally_uncertain() {
     let back: autopipe_potential::FitReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, rep);
 }
+
+/// Isolated-atom energies given: the constant term is fixed to them (with bzeroflag the
+/// constant is the energy of the isolated atom), not fitted: the right value gives the
+/// truth back; any value is what the model then says of an isolated atom (bulk data alone
+/// cannot tell that energy: the descriptors absorb the difference).
+#[test]
+fn given_isolated_atom_energy_fixes_the_constant_term() {
+    let truth = random_model(params(4, false), 31);
+    let frames = dataset(&truth, 10, 32);
+    let mut opts = exact_opts();
+    opts.reference_energies_ev.insert("Cu".into(), truth.beta[0][0]);
+    let rep = fit(&frames, truth.params.clone(), &opts).unwrap();
+    assert_eq!(rep.model.beta[0][0], truth.beta[0][0]);
+    for (a, b) in rep.model.beta[0].iter().zip(&truth.beta[0]) {
+        assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    assert!(rep.warnings.iter().all(|w| !w.contains("rank-deficient")), "{:?}", rep.warnings);
+    opts.reference_energies_ev.insert("Cu".into(), truth.beta[0][0] + 0.5);
+    let rep = fit(&frames, truth.params.clone(), &opts).unwrap();
+    assert_eq!(rep.model.beta[0][0], truth.beta[0][0] + 0.5);
+    let atom =
+        Structure::new([[20.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 20.0]], vec![[1.0; 3]], vec![cu()], [true; 3])
+            .unwrap();
+    let e = rep.model.evaluate(&atom).unwrap().energy_ev;
+    assert!((e - (truth.beta[0][0] + 0.5)).abs() < 1e-12, "isolated atom: {e} eV");
+    // an element the model does not have: refused
+    opts.reference_energies_ev.insert("Ni".into(), -1.0);
+    let err = fit(&frames, truth.params.clone(), &opts).unwrap_err().to_string();
+    assert!(err.contains("Ni"), "{err}");
+}

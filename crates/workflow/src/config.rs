@@ -79,6 +79,18 @@ struct RawPotential {
     radii: BTreeMap<String, f64>,
     /// Neighbour weights per element; 1 each by default.
     weights: BTreeMap<String, f64>,
+    /// `[potential.reference]`: the ZBL reference and isolated-atom energies.
+    reference: Option<RawReference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    zbl_inner_a: Option<f64>,
+    zbl_outer_a: Option<f64>,
+    /// Isolated-atom energies (eV) by element: the constant term of the model.
+    #[serde(default)]
+    atom_energies_ev: BTreeMap<String, f64>,
 }
 
 impl Default for RawPotential {
@@ -91,6 +103,7 @@ impl Default for RawPotential {
             quadratic: false,
             radii: BTreeMap::new(),
             weights: BTreeMap::new(),
+            reference: None,
         }
     }
 }
@@ -585,8 +598,56 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
 
     // ---- [fit]
-    let fit = raw.fit.clone().unwrap_or_default();
+    let mut fit = raw.fit.clone().unwrap_or_default();
     check_fit(&fit).map_err(|(key, m)| err(&["fit", key], m))?;
+    for (name, g) in &fit.groups {
+        for (key, w) in
+            [("energy_weight", g.energy_weight), ("force_weight", g.force_weight), ("stress_weight", g.stress_weight)]
+        {
+            if let Some(w) = w {
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(err(&["fit", "groups", name, key], format!("{w}: a weight must be >= 0 and finite")));
+                }
+            }
+        }
+        if let Some(t) = g.test_fraction {
+            if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+                return Err(err(&["fit", "groups", name, "test_fraction"], format!("{t} is outside 0 ..< 1")));
+            }
+        }
+    }
+    // ---- [potential.reference]
+    if let Some(r) = &p.reference {
+        match (r.zbl_inner_a, r.zbl_outer_a) {
+            (None, None) => {}
+            (Some(inner), Some(outer)) => {
+                let z = autopipe_potential::ZblReference { inner_a: inner, outer_a: outer };
+                z.validate().map_err(|m| err(&["potential", "reference", "zbl_outer_a"], m))?;
+                if outer > 20.0 {
+                    return Err(err(&["potential", "reference", "zbl_outer_a"], format!("{outer} Å is above 20 Å")));
+                }
+                fit.reference = Some(z);
+            }
+            (Some(_), None) => {
+                return Err(err(&["potential", "reference", "zbl_inner_a"], "zbl_outer_a is missing".into()))
+            }
+            (None, Some(_)) => {
+                return Err(err(&["potential", "reference", "zbl_outer_a"], "zbl_inner_a is missing".into()))
+            }
+        }
+        for (el, e) in &r.atom_energies_ev {
+            if !raw.system.elements.contains(el) {
+                return Err(err(
+                    &["potential", "reference", "atom_energies_ev", el],
+                    format!("{el} is not one of system.elements"),
+                ));
+            }
+            if !e.is_finite() {
+                return Err(err(&["potential", "reference", "atom_energies_ev", el], format!("{e} is not finite")));
+            }
+        }
+        fit.reference_energies_ev = r.atom_energies_ev.clone();
+    }
 
     // ---- [explore]: the MD limits are autopipe_md's.
     let ex = &raw.explore;
@@ -754,6 +815,9 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     }
     if fit.threads > limits::MAX_THREADS {
         return Err(("threads", format!("{} is outside 0 ..= {} (0: all cores)", fit.threads, limits::MAX_THREADS)));
+    }
+    if fit.folds == 1 || fit.folds > 100 {
+        return Err(("folds", format!("{} is outside 2 ..= 100 (0: no cross-validation)", fit.folds)));
     }
     if fit.batch_frames == 0 || fit.batch_frames > limits::MAX_BATCH_FRAMES {
         return Err(("batch_frames", format!("{} is outside 1 ..= {}", fit.batch_frames, limits::MAX_BATCH_FRAMES)));

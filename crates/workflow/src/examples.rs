@@ -42,9 +42,10 @@ rfac0 = 0.99363
 quadratic = false
 
 [fit]                        # weighted, regularised least squares (QR)
-energy_weight = 1000.0       # per (eV/atom)^2
-force_weight = 1.0           # per (eV/Å)^2
-stress_weight = 4.0          # per (eV/atom of virial)^2
+energy_weight = 300.0        # multiplies each energy-per-atom row (eV/atom); FitSNAP's eweight
+force_weight = 1.0           # multiplies each force-component row (eV/Å); fweight
+stress_weight = 6e-5         # multiplies each stress row (bar); vweight
+                             # per-group weights: [fit.groups.NAME] (NAME = config_type)
 test_fraction = 0.1          # held out, chosen by structure hash
 
 [explore]                    # MD with the current potential, watching gamma

@@ -58,7 +58,10 @@ pub fn label_frame(label: &Label) -> Frame {
     frame.stress_ev_per_a3 = label.result.stress_ev_per_a3;
     frame.info.insert("calculation_id".into(), InfoValue::Int(label.calculation_id));
     frame.info.insert("engine".into(), InfoValue::Str(label.engine.clone()));
-    frame.info.insert("config_type".into(), InfoValue::Str(label.origin.clone()));
+    // the fit's group: the kind of origin ("generated", "md", ...); the full origin beside it
+    let kind = label.origin.split(':').next().unwrap_or(&label.origin);
+    frame.info.insert("config_type".into(), InfoValue::Str(kind.to_string()));
+    frame.info.insert("origin".into(), InfoValue::Str(label.origin.clone()));
     frame.info.insert("generation".into(), InfoValue::Int(label.generation));
     // MD candidates are "md:GENERATION:SEGMENT".
     if let Some(segment) = label.origin.strip_prefix("md:").and_then(|r| r.split_once(':')).map(|(_, s)| s) {

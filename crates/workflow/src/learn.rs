@@ -183,9 +183,21 @@ pub fn run_loop(
                     "train": report.train,
                 });
                 write_atomic(&run_dir.join(&rel), &serde_json::to_vec(&model_json).expect("models serialise"))?;
+                // k-fold cross-validation over every label: the error estimate convergence
+                // is judged on (a few held-out frames are not enough)
+                let cv = if config.fit.folds >= 2 && frames.len() >= config.fit.folds {
+                    let cv = autopipe_potential::cross_validate(&frames, &config.snap, fit_options, config.fit.folds)
+                        .map_err(|e| RunError::Input(format!("cross-validating generation {g}: {e}")))?;
+                    Some(cv)
+                } else {
+                    None
+                };
                 let metrics = json!({
                     "train": report.train,
                     "test": report.test,
+                    "cv": cv,
+                    "train_groups": report.train_groups,
+                    "test_groups": report.test_groups,
                     "rank": report.rank,
                     "n_coefficients": report.n_coefficients,
                     "fit_s": start.elapsed().as_secs_f64(),
@@ -227,7 +239,8 @@ fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunEr
 }
 
 /// `RUN/labels.xyz`: every label the loop fits on, each frame with where it came from
-/// (`config_type` = origin, `generation`, `segment` for MD frames, `calculation_id`)
+/// (`config_type` = the kind of origin, the fit's group; `origin`, `generation`, `segment`
+/// for MD frames, `calculation_id`)
 /// and whether the fit holds it out (`in_test_split`). Returns how many were written.
 fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Result<usize, RunError> {
     let labels = lineage_labels(config, store)?;
@@ -235,8 +248,8 @@ fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Resul
         .iter()
         .map(|l| {
             let mut f = label_frame(l);
-            let test =
-                autopipe_potential::is_test_structure(&l.structure, config.fit.test_fraction, config.fit.split_salt);
+            let share = config.fit.group_weights(autopipe_potential::frame_group(&f)).1;
+            let test = autopipe_potential::is_test_structure(&l.structure, share, config.fit.split_salt);
             f.info.insert("in_test_split".into(), autopipe_atoms::InfoValue::Bool(test));
             f
         })
@@ -527,7 +540,9 @@ fn select(config: &Config, store: &mut JobStore, g: i64, reporter: &mut dyn Loop
         "segments": segs,
     });
     let model = store.model(Some(g))?;
-    let test = model.as_ref().map(|m| &m.metrics["test"]);
+    // the cross-validated errors when the fit has folds, else the test split's
+    let test =
+        model.as_ref().map(|m| if m.metrics["cv"].is_object() { &m.metrics["cv"]["all"] } else { &m.metrics["test"] });
     let test_rmse = |key: &str| test.and_then(|t| t[key]["rmse"].as_f64());
     let force_ok = match (config.loop_.target_force_rmse_ev_per_a, test_rmse("forces_ev_per_a")) {
         (None, _) => true,

@@ -218,3 +218,53 @@ fn every_shipped_example_still_validates() {
         assert_eq!(c.name, name);
     }
 }
+
+/// `[fit.groups.NAME]` and `[potential.reference]`: accepted and carried into the fit
+/// options; bad values refused at their key and line.
+#[test]
+fn groups_and_reference() {
+    let base = example("cu-emt").unwrap().to_string();
+    let good = base.clone()
+        + "\n[fit.groups.Liquid]\nenergy_weight = 467.0\nstress_weight = 1e-8\ntest_fraction = 0.2\n\
+           [potential.reference]\nzbl_inner_a = 4.0\nzbl_outer_a = 4.8\n\
+           [potential.reference.atom_energies_ev]\nCu = -0.25\n";
+    let c = parse(&good).unwrap();
+    let g = &c.fit.groups["Liquid"];
+    assert_eq!(
+        (g.energy_weight, g.force_weight, g.stress_weight, g.test_fraction),
+        (Some(467.0), None, Some(1e-8), Some(0.2))
+    );
+    assert_eq!(c.fit.reference, Some(autopipe_potential::ZblReference { inner_a: 4.0, outer_a: 4.8 }));
+    assert_eq!(c.fit.reference_energies_ev["Cu"], -0.25);
+    let n0 = base.lines().count();
+    for (extra, key, line, text) in [
+        ("[fit.groups.Liquid]\nforce_weight = -1\n", "fit.groups.Liquid.force_weight", n0 + 3, "a weight must be >= 0"),
+        ("[fit.groups.Surface]\ntest_fraction = 1.0\n", "fit.groups.Surface.test_fraction", n0 + 3, "outside 0 ..< 1"),
+        (
+            "[potential.reference]\nzbl_inner_a = 5.0\nzbl_outer_a = 4.8\n",
+            "potential.reference.zbl_outer_a",
+            n0 + 4,
+            "0 < inner < outer",
+        ),
+        (
+            "[potential.reference]\nzbl_inner_a = 4.0\n",
+            "potential.reference.zbl_inner_a",
+            n0 + 3,
+            "zbl_outer_a is missing",
+        ),
+        (
+            "[potential.reference.atom_energies_ev]\nTa = -2.0\n",
+            "potential.reference.atom_energies_ev.Ta",
+            n0 + 3,
+            "not one of system.elements",
+        ),
+    ] {
+        let e = parse(&(base.clone() + "\n" + extra)).expect_err(extra);
+        assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
+        assert!(e.message.contains(text), "{e}");
+    }
+    refused("cu-emt", "fit", "folds", "1", "outside 2 ..= 100");
+    accepted("cu-emt", "fit", "folds", "5");
+    let e = parse(&(base.clone() + "\n[fit.groups.Liquid]\nfoo_weight = 1\n")).unwrap_err();
+    assert!(e.to_string().contains("foo_weight"), "{e}");
+}
