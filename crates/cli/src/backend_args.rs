@@ -162,7 +162,12 @@ impl ExecArgs {
         if self.poll_s.is_some() {
             backend.poll_s = self.poll_s;
         }
-        backend.validate().map_err(|m| anyhow::anyhow!("--{}", m.replace('_', "-").replacen("slurm.", "", 1)))?;
+        backend.validate().map_err(|m| {
+            // "slurm.partition = ...: why" names the flag: "--partition = ...: why".
+            let (key, rest) = m.split_once(' ').unwrap_or((m.as_str(), ""));
+            let flag = key.rsplit('.').next().unwrap_or(key).replace('_', "-");
+            anyhow::anyhow!("--{flag} {rest}")
+        })?;
         if backend.kind != BackendKind::Local && opts.cores_per_worker.is_some() {
             bail!("--cores-per-worker is for the local backend (inside an allocation); a scheduler's jobs get --cpus-per-task");
         }
