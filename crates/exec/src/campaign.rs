@@ -415,20 +415,8 @@ fn fail(
     opts: &UpdateOptions,
     report: &mut UpdateReport,
 ) -> Result<(), ExecError> {
-    let (used, budget) = if kind.is_physics() {
-        (claimed.physics_failures, opts.max_physics_retries)
-    } else {
-        (claimed.infra_failures, opts.max_infra_retries)
-    };
-    let retry = used < budget && kind != FailureKind::Input;
-    let remediation = if retry && kind.is_physics() {
-        serde_json::from_value::<EngineSpec>(claimed.run_spec.clone())
-            .ok()
-            .and_then(|spec| spec.remediate(used + 1))
-            .map(|(spec, changes)| (serde_json::to_value(spec).expect("engine settings serialise"), changes))
-    } else {
-        None
-    };
+    let (_, _, retry, remediation) =
+        crate::local::retry_decision(claimed, kind, opts.max_physics_retries, opts.max_infra_retries);
     let id = claimed.calculation_id;
     store.fail_attempt(
         id,

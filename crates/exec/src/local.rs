@@ -744,20 +744,8 @@ impl Pool<'_> {
         message: &str,
         running: usize,
     ) -> Result<(), ExecError> {
-        let (used, budget) = if kind.is_physics() {
-            (claimed.physics_failures, self.opts.max_physics_retries)
-        } else {
-            (claimed.infra_failures, self.opts.max_infra_retries)
-        };
-        let retry = used < budget && kind != FailureKind::Input;
-        let remediation = if retry && kind.is_physics() {
-            serde_json::from_value::<EngineSpec>(claimed.run_spec.clone())
-                .ok()
-                .and_then(|spec| spec.remediate(used + 1))
-                .map(|(spec, changes)| (serde_json::to_value(spec).expect("engine settings serialise"), changes))
-        } else {
-            None
-        };
+        let (used, budget, retry, remediation) =
+            retry_decision(claimed, kind, self.opts.max_physics_retries, self.opts.max_infra_retries);
         let id = claimed.calculation_id;
         self.store.fail_attempt(
             id,
@@ -852,6 +840,33 @@ impl Pool<'_> {
         self.observer.event(&ExecEvent::Interrupted { requeued, labels, database });
         Ok(())
     }
+}
+
+/// What a failed attempt leads to: the failures of its kind so far and the budget of
+/// that kind, whether it is retried (input errors never are), and for a physics failure
+/// retried, the next remediation step (new run settings, and what changed).
+#[allow(clippy::type_complexity)]
+pub(crate) fn retry_decision(
+    claimed: &Claimed,
+    kind: FailureKind,
+    max_physics_retries: u32,
+    max_infra_retries: u32,
+) -> (u32, u32, bool, Option<(serde_json::Value, String)>) {
+    let (used, budget) = if kind.is_physics() {
+        (claimed.physics_failures, max_physics_retries)
+    } else {
+        (claimed.infra_failures, max_infra_retries)
+    };
+    let retry = used < budget && kind != FailureKind::Input;
+    let remediation = if retry && kind.is_physics() {
+        serde_json::from_value::<EngineSpec>(claimed.run_spec.clone())
+            .ok()
+            .and_then(|spec| spec.remediate(used + 1))
+            .map(|(spec, changes)| (serde_json::to_value(spec).expect("engine settings serialise"), changes))
+    } else {
+        None
+    };
+    (used, budget, retry, remediation)
 }
 
 /// The CPUs this process may run on (the allocation's, inside a scheduler's job), in
