@@ -71,7 +71,7 @@ pub struct ExecArgs {
     pub poll_s: Option<f64>,
 }
 
-/// `[D-]HH:MM:SS`, `HH:MM:SS`, `MM:SS`? No: Slurm's forms, "minutes", "minutes:seconds",
+/// A wall time in Slurm's forms, in seconds: "minutes", "minutes:seconds",
 /// "hours:minutes:seconds", "days-hours", "days-hours:minutes", "days-hours:minutes:seconds".
 pub fn parse_slurm_time(s: &str) -> Result<f64, String> {
     let bad = || format!("--time {s:?}: expected minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]");
