@@ -171,15 +171,8 @@ impl JobStore {
         for row in rows {
             let (status, n) = row.map_err(self.sq())?;
             let n = n.max(0) as u64;
-            match CalcStatus::parse(&status) {
-                Some(CalcStatus::Pending) => counts.pending = n,
-                Some(CalcStatus::Submitted) => counts.submitted = n,
-                Some(CalcStatus::Running) => counts.running = n,
-                Some(CalcStatus::Done) => counts.done = n,
-                Some(CalcStatus::Failed) => counts.failed = n,
-                Some(CalcStatus::Timeout) => counts.timeout = n,
-                Some(CalcStatus::Cancelled) => counts.cancelled = n,
-                None => {}
+            if let Some(status) = CalcStatus::parse(&status) {
+                counts.set(status, n);
             }
         }
         Ok(counts)

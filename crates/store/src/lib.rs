@@ -15,8 +15,8 @@ mod learning;
 mod lease;
 mod lock;
 mod recover;
-mod sched;
 mod report_data;
+mod sched;
 mod schema;
 
 pub use campaign::{CalcBrief, CampaignMetrics, EngineMetrics, ResetReport, RunningCalc, UpdateCandidate, ValueStats};
@@ -24,8 +24,8 @@ pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lease::this_process_owner;
 pub use lock::{utc, RunLock, LOCK_FILE};
-pub use sched::INTENT_PREFIX;
 pub use report_data::{AttemptGroup, CandidatePoint, DoneFigures, LoopEvent, RemediationGroup, StatusGroup};
+pub use sched::INTENT_PREFIX;
 
 use autopipe_atoms::Structure;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -231,6 +231,20 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Set the count of one status.
+    pub fn set(&mut self, status: CalcStatus, n: u64) {
+        let slot = match status {
+            CalcStatus::Pending => &mut self.pending,
+            CalcStatus::Submitted => &mut self.submitted,
+            CalcStatus::Running => &mut self.running,
+            CalcStatus::Done => &mut self.done,
+            CalcStatus::Failed => &mut self.failed,
+            CalcStatus::Timeout => &mut self.timeout,
+            CalcStatus::Cancelled => &mut self.cancelled,
+        };
+        *slot = n;
+    }
+
     pub fn total(&self) -> u64 {
         self.pending + self.submitted + self.running + self.done + self.failed + self.timeout + self.cancelled
     }
@@ -873,15 +887,8 @@ impl JobStore {
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))).map_err(self.sq())?;
         for row in rows {
             let (status, n) = row.map_err(self.sq())?;
-            match CalcStatus::parse(&status) {
-                Some(CalcStatus::Pending) => counts.pending = n,
-                Some(CalcStatus::Submitted) => counts.submitted = n,
-                Some(CalcStatus::Running) => counts.running = n,
-                Some(CalcStatus::Done) => counts.done = n,
-                Some(CalcStatus::Failed) => counts.failed = n,
-                Some(CalcStatus::Timeout) => counts.timeout = n,
-                Some(CalcStatus::Cancelled) => counts.cancelled = n,
-                None => {}
+            if let Some(status) = CalcStatus::parse(&status) {
+                counts.set(status, n);
             }
         }
         Ok(counts)
