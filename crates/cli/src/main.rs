@@ -12,6 +12,10 @@ mod bench_sched;
 mod build_cmd;
 mod jobs;
 mod progress;
+mod property_cmd;
+mod property_diffusion;
+mod property_elastic;
+mod property_hull;
 mod report;
 
 use anyhow::{bail, Context, Result};
@@ -133,6 +137,9 @@ enum Command {
     /// Structure generation on its own (extended XYZ out).
     #[command(subcommand)]
     Build(build_cmd::BuildCommand),
+    /// Material properties with a potential or EMT: elastic constants, diffusion, convex hull.
+    #[command(subcommand)]
+    Property(property_cmd::PropertyCommand),
     /// Measure the figures of merit; prints `name value unit` lines.
     Bench {
         /// Smaller sizes, for a quick check.
@@ -337,6 +344,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(b) => build_cmd::run(b),
+        Command::Property(p) => property_cmd::run(p),
         Command::Bench { quick, smoke } => {
             let size = match (quick, smoke) {
                 (_, true) => bench::Size::Smoke,
