@@ -98,8 +98,12 @@ impl JobStore {
         })
     }
 
-    /// Every property computation, oldest first.
+    /// Every property computation, oldest first (none on a database older than
+    /// migration 6, read without migrating it).
     pub fn properties(&self) -> Result<Vec<PropertyRecord>> {
+        if self.schema_version()? < 6 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare(
