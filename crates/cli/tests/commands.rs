@@ -136,6 +136,8 @@ fn bench_prints_one_name_value_unit_line_per_figure() {
         "fit_s_12_cells_1_thread",
         "fit_s_12_cells_2_threads",
         "emt_atoms_per_s",
+        "elastic_cu_model_s",
+        "elastic_cu_emt_s",
         "sqs_trial_swaps_per_s",
         "sqs_s_to_within_0_01_of_best",
         "fps_s",
