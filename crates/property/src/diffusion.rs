@@ -13,9 +13,11 @@
 //!   so the cost is `O(N log N)` per atom instead of `O(N²)`. The centre-of-mass drift
 //!   of the whole system is removed first.
 //! * D ([`fit_diffusion`]): `MSD = 6 D t + c`, a least-squares line over lags from
-//!   `fit_start` to `fit_end` of the trajectory span (the ballistic start is skipped; the
-//!   longest lags have few origins and are left out). Its standard error is that of the
-//!   mean over `blocks` consecutive blocks, each analysed the same way.
+//!   `start` to `end` (fractions) of the length of one of `blocks` consecutive blocks of
+//!   the trajectory: the ballistic start is skipped, and long lags, whose few
+//!   independent origins make them noisy, are left out. D is fitted to the whole
+//!   trajectory's MSD (every origin); its standard error is the standard error of the
+//!   mean of the blocks' D over the same lags.
 //! * Arrhenius ([`fit_arrhenius`]): `ln D = ln D0 - Ea / (k_B T)`, weighted by
 //!   `(D / σ_D)²`; the covariance `(XᵀWX)⁻¹` is scaled by the reduced χ² when that is
 //!   above 1 (so the errors are never smaller than the scatter of the points says).
@@ -204,9 +206,10 @@ pub struct SpeciesDiffusion {
     pub fit_to_fs: f64,
 }
 
-/// D = slope / 6 (Å²/fs), the r² and the window in lags, for one MSD curve.
-fn line_fit(msd_a2: &[f64], dt_fs: f64, w: &FitWindow) -> Option<(f64, f64, usize, usize)> {
-    let n = msd_a2.len();
+/// D = slope / 6 (Å²/fs), the r² and the window in lags, for one MSD curve; the window
+/// is taken as fractions of `span` frames.
+fn line_fit(msd_a2: &[f64], span: usize, dt_fs: f64, w: &FitWindow) -> Option<(f64, f64, usize, usize)> {
+    let n = msd_a2.len().min(span);
     if n < 4 {
         return None;
     }
@@ -254,10 +257,12 @@ pub fn fit_diffusion(
     };
     let mut out = Vec::new();
     for (s, &element) in whole.species.iter().enumerate() {
-        let (d, r2, from, to) = line_fit(&whole.msd_a2[s], dt_fs, window)
+        // The same lags for the whole trajectory and for each block: the blocks' scatter
+        // is then the error of the whole's estimate (times sqrt(blocks)).
+        let (d, r2, from, to) = line_fit(&whole.msd_a2[s], block_len, dt_fs, window)
             .ok_or_else(|| DiffusionError::Input("too few frames in the fit window".into()))?;
         let per_block: Vec<f64> =
-            blocks.iter().filter_map(|b| line_fit(&b.msd_a2[s], dt_fs, window).map(|f| f.0)).collect();
+            blocks.iter().filter_map(|b| line_fit(&b.msd_a2[s], block_len, dt_fs, window).map(|f| f.0)).collect();
         let stderr = (per_block.len() >= 2).then(|| {
             let k = per_block.len() as f64;
             let mean = per_block.iter().sum::<f64>() / k;
