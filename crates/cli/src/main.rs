@@ -12,6 +12,7 @@ mod bench_sched;
 mod build_cmd;
 mod jobs;
 mod progress;
+mod property_calc;
 mod property_cmd;
 mod property_diffusion;
 mod property_elastic;

@@ -17,24 +17,24 @@ pub struct HullArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "entries")]
     elements: Vec<String>,
     #[command(flatten)]
-    calculator: crate::property_workflow::CalculatorArgs,
+    calculator: crate::property_calc::CalculatorArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(a: HullArgs) -> Result<ExitCode> {
-    let entries = match &a.entries {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            parse_entries_csv(&text, &path.display().to_string())?
-        }
-        None => crate::property_workflow::hull_candidates(&a.elements, &a.calculator)?,
-    };
     if a.entries.is_some() && a.calculator.given() {
         bail!("a CSV of entries needs no calculator (--emt, --model, --dir are for --elements)");
     }
-    let pd = PhaseDiagram::new(entries)?;
+    let (entries, source) = match &a.entries {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            (parse_entries_csv(&text, &path.display().to_string())?, path.display().to_string())
+        }
+        None => (candidates(&a.elements, &a.calculator)?, "the candidates".to_string()),
+    };
+    let pd = PhaseDiagram::new(entries).with_context(|| source)?;
     let results = pd.results()?;
     if a.json {
         let out = serde_json::json!({
@@ -52,14 +52,13 @@ pub fn run(a: HullArgs) -> Result<ExitCode> {
 fn print_table(results: &[EntryResult]) {
     let w = results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     let f = results.iter().map(|r| r.formula.len()).max().unwrap_or(7).max(7);
-    println!("{:<w$} {:<f$} {:>14} {:>14} {:>6}  decomposition", "name", "formula", "E_f (eV/at)", "E_hull (eV/at)", "stable");
+    println!(
+        "{:<w$} {:<f$} {:>14} {:>14} {:>6}  decomposition",
+        "name", "formula", "E_f (eV/at)", "E_hull (eV/at)", "stable"
+    );
     for r in results {
-        let decomposition = r
-            .decomposition
-            .iter()
-            .map(|p| format!("{:.4} {}", p.fraction, p.name))
-            .collect::<Vec<_>>()
-            .join(" + ");
+        let decomposition =
+            r.decomposition.iter().map(|p| format!("{:.4} {}", p.fraction, p.name)).collect::<Vec<_>>().join(" + ");
         println!(
             "{:<w$} {:<f$} {:>14.6} {:>14.6} {:>6}  {}",
             r.name,
@@ -70,4 +69,12 @@ fn print_table(results: &[EntryResult]) {
             decomposition
         );
     }
+}
+
+/// Candidates of `elements` built, relaxed and evaluated with the calculator.
+fn candidates(
+    _elements: &[String],
+    _calculator: &crate::property_calc::CalculatorArgs,
+) -> Result<Vec<autopipe_property::hull::Entry>> {
+    bail!("building candidates is not there yet")
 }
