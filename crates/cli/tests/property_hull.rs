@@ -22,12 +22,9 @@ fn python() -> String {
 fn pymatgen(csv: &Path) -> Vec<Value> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("hull_pymatgen.py");
     let out_path = csv.with_extension("pymatgen.json");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(csv)
-        .arg(&out_path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): install pymatgen with scripts/install-test-deps.sh", python()));
+    let out = Command::new(python()).arg(&script).arg(csv).arg(&out_path).output().unwrap_or_else(|e| {
+        panic!("cannot run {} ({e}): install pymatgen with scripts/install-test-deps.sh", python())
+    });
     assert!(
         out.status.success(),
         "pymatgen failed (scripts/install-test-deps.sh installs it):\n{}",
@@ -142,7 +139,11 @@ fn ternary_hull_matches_pymatgen() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for i in 0..40 {
         let (a, b, c) = (rng.gen_range(0..5), rng.gen_range(0..5), rng.gen_range(1..5));
-        let formula = format!("{}{}Ni{c}", if a > 0 { format!("Cu{a}") } else { String::new() }, if b > 0 { format!("Au{b}") } else { String::new() });
+        let formula = format!(
+            "{}{}Ni{c}",
+            if a > 0 { format!("Cu{a}") } else { String::new() },
+            if b > 0 { format!("Au{b}") } else { String::new() }
+        );
         rows.push((format!("r{i}"), formula, rng.gen_range(-0.25..0.2)));
     }
     let csv = dir.path().join("ternary.csv");
