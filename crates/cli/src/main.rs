@@ -299,7 +299,7 @@ pub(crate) fn report_line(out_path: &Path, line: &str) {
 }
 
 /// Frames of an extended XYZ input, which must have at least one.
-fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
+pub(crate) fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
     let frames = read_extxyz_file(path)?;
     if frames.is_empty() {
         bail!("{}: no frames (an empty file?)", path.display());
@@ -448,6 +448,9 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
                 below.join(", ")
             );
         }
+    }
+    for line in autopipe_workflow::goals::status_lines(&store)? {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -679,7 +682,7 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
 }
 
 /// Every element of the frames must be one of the model's.
-fn check_model_elements(
+pub(crate) fn check_model_elements(
     model: &autopipe_potential::SnapModel,
     model_path: &Path,
     frames: &[autopipe_atoms::Frame],

@@ -24,13 +24,14 @@ pub struct Watched<F> {
     kept: Vec<Uncertain>,
     max_gamma: Option<f64>,
     evaluations: u64,
+    n_uncertain: u64,
 }
 
 impl<F: ForceField> Watched<F> {
     /// Keep at most `max_kept` structures with a grade of `gamma_select` or more (the
     /// first ones met; the largest grade is tracked over all of them).
     pub fn new(inner: F, gamma_select: f64, max_kept: usize) -> Self {
-        Watched { inner, gamma_select, max_kept, kept: Vec::new(), max_gamma: None, evaluations: 0 }
+        Watched { inner, gamma_select, max_kept, kept: Vec::new(), max_gamma: None, evaluations: 0, n_uncertain: 0 }
     }
 
     /// The largest per-atom grade over every evaluation so far (None: the model has no
@@ -42,6 +43,11 @@ impl<F: ForceField> Watched<F> {
     /// Number of evaluations so far.
     pub fn evaluations(&self) -> u64 {
         self.evaluations
+    }
+
+    /// Number of evaluations with a grade of `gamma_select` or more (kept or not).
+    pub fn n_uncertain(&self) -> u64 {
+        self.n_uncertain
     }
 
     /// The structures kept so far (grade at or above `gamma_select`).
@@ -59,6 +65,7 @@ impl<F: ForceField> Watched<F> {
         self.kept.clear();
         self.max_gamma = None;
         self.evaluations = 0;
+        self.n_uncertain = 0;
     }
 
     pub fn inner_mut(&mut self) -> &mut F {
@@ -76,8 +83,11 @@ impl<F: ForceField> ForceField for Watched<F> {
         self.evaluations += 1;
         if let Some(g) = e.max_gamma() {
             self.max_gamma = Some(self.max_gamma.map_or(g, |m| m.max(g)));
-            if g >= self.gamma_select && self.kept.len() < self.max_kept {
-                self.kept.push(Uncertain { structure: s.clone(), max_gamma: g });
+            if g >= self.gamma_select {
+                self.n_uncertain += 1;
+                if self.kept.len() < self.max_kept {
+                    self.kept.push(Uncertain { structure: s.clone(), max_gamma: g });
+                }
             }
         }
         Ok(e)

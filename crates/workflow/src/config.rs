@@ -65,6 +65,9 @@ struct RawConfig {
     explore: RawExplore,
     #[serde(default, rename = "loop")]
     loop_: RawLoop,
+    /// Property goals, validated by `goals::parse_goals`.
+    #[serde(default)]
+    goals: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +334,8 @@ pub struct Config {
     pub fit: FitOptions,
     pub explore: ExploreConfig,
     pub loop_: LoopConfig,
+    /// The `[goals]` table: properties computed when the loop ends.
+    pub goals: crate::goals::GoalsConfig,
 }
 
 /// Read and validate a configuration file.
@@ -750,6 +755,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
     };
 
+    let goals = crate::goals::parse_goals(raw.goals.as_ref(), &generate, &err)?;
+
     Ok(Config {
         file: file.to_path_buf(),
         name,
@@ -762,6 +769,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         fit,
         explore,
         loop_,
+        goals,
     })
 }
 

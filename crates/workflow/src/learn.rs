@@ -223,6 +223,11 @@ pub fn run_loop(
             Phase::Explore => explore(config, run_dir, &mut store, g, launcher, reporter)?,
             Phase::Select => select(config, &mut store, g, reporter)?,
             Phase::Converged | Phase::Finished => {
+                // The property goals, with the final model; their uncertain structures
+                // open a new generation (labelling), and the loop goes on.
+                if crate::goals::run_goals(config, run_dir, &mut store, reporter)? {
+                    continue;
+                }
                 // Written again on each call: the database stays the source of truth.
                 let n = write_labels_file(config, run_dir, &store)?;
                 let model = store.model(None)?.map(|m| run_dir.join(m.path));
