@@ -11,7 +11,7 @@ use rand::Rng;
 use std::time::Instant;
 
 pub fn run(size: Size) -> Result<()> {
-    let (frames, atoms, entries) = match size {
+    let (frames, atoms, entries): (usize, usize, usize) = match size {
         Size::Full => (10_000, 500, 10_000),
         Size::Quick => (2_000, 500, 2_000),
         Size::Smoke => (200, 20, 100),
@@ -39,14 +39,15 @@ pub fn run(size: Size) -> Result<()> {
     figure("msd_frames_atoms_per_s", (frames * atoms) as f64 / elapsed, "1/s");
 
     // Random ternary entries: formation energies from -0.3 to 0.3 eV/atom.
-    let mut list = vec![Entry::new("Cu", "Cu", -3.5)?, Entry::new("Au", "Au", -3.8)?, Entry::new("Ni", "Ni", -4.4)?];
+    let entry = |name: &str, formula: &str, e: f64| Entry::new(name, formula, e).map_err(anyhow::Error::msg);
+    let mut list = vec![entry("Cu", "Cu", -3.5)?, entry("Au", "Au", -3.8)?, entry("Ni", "Ni", -4.4)?];
     let mu = [-3.5, -3.8, -4.4];
     for i in 0..entries.saturating_sub(3) {
         let n = [rng.gen_range(0..9u32), rng.gen_range(0..9u32), rng.gen_range(1..9u32)];
         let atoms_n: u32 = n.iter().sum();
         let e = n.iter().zip(mu).map(|(k, m)| *k as f64 * m).sum::<f64>() + atoms_n as f64 * rng.gen_range(-0.3..0.3);
         let formula = format!("Cu{}Au{}Ni{}", n[0], n[1], n[2]);
-        list.push(Entry::new(&format!("e{i}"), &formula, e)?);
+        list.push(entry(&format!("e{i}"), &formula, e)?);
     }
     let start = Instant::now();
     let pd = PhaseDiagram::new(list)?;

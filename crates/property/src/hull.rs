@@ -23,6 +23,8 @@ use autopipe_atoms::Element;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+pub mod candidates;
+
 /// Energies closer than this (eV/atom) are equal: an entry this close to the hull of the
 /// others is on it, not a vertex of it.
 pub const TOLERANCE_EV_PER_ATOM: f64 = 1e-8;
@@ -38,6 +40,8 @@ pub enum HullError {
     MissingReference(Element),
     #[error("no entries")]
     Empty,
+    #[error("relaxing {name}: {message}")]
+    Relax { name: String, message: String },
     #[error("internal error of the hull's linear programme ({0}); please report")]
     Internal(String),
 }
