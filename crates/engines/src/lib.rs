@@ -10,6 +10,7 @@
 pub mod cp2k;
 pub mod emt;
 pub mod job_dir;
+pub mod lammps;
 pub mod labels;
 pub mod orca;
 pub mod output;
