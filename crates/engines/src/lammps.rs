@@ -241,6 +241,11 @@ pub fn parse_log(text: &str) -> Result<LammpsLog, LammpsParseError> {
                                 format!("thermo row with {} values under {} columns", v.len(), run.columns.len()),
                             )
                         }
+                        // messages LAMMPS prints between the rows (warnings, fix halt)
+                        _ if l.starts_with("WARNING:") || l.contains("halt condition") => {
+                            log.warnings.push(l.trim_start_matches("WARNING:").trim().to_string());
+                            lines.next();
+                        }
                         _ => break,
                     }
                 }
@@ -428,6 +433,8 @@ mod tests {
             Per MPI rank memory allocation (min/avg/max) = 3 | 3 | 3 Mbytes\n\
                Step          Temp          c_gamma_max  \n\
                      0   300            1.5\n\
+            WARNING: inside the table (src/y.cpp:2)\n\
+            Fix halt condition for fix-id h met on step 10 with value 12.5\n\
                     10   290.5          2.25e+00\n\
             Loop time of 0.5 on 2 procs for 10 steps with 32 atoms\n\n\
             Performance: ...\n\
@@ -441,7 +448,9 @@ mod tests {
             Step Temp\n 20 1\n 25 2\nERROR: Lost atoms: original 32 current 31 (src/thermo.cpp:1)\n";
         let log = parse_log(text).unwrap();
         assert_eq!(log.version.as_deref(), Some("29 Aug 2024 - Update 1"));
-        assert_eq!(log.warnings, vec!["something odd (src/x.cpp:1)".to_string()]);
+        assert_eq!(log.warnings[0], "something odd (src/x.cpp:1)");
+        assert_eq!(log.warnings[1], "inside the table (src/y.cpp:2)");
+        assert!(log.warnings[2].starts_with("Fix halt condition"));
         assert_eq!(log.runs.len(), 3);
         assert_eq!(log.runs[0].column("c_gamma_max").unwrap(), vec![1.5, 2.25]);
         assert_eq!((log.runs[0].procs, log.runs[0].steps, log.runs[0].atoms), (Some(2), Some(10), Some(32)));

@@ -252,8 +252,7 @@ pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &Pat
     }
     let run = log.runs.last().ok_or_else(|| format!("{}: no run in the LAMMPS log", dir.join(LOG_FILE).display()))?;
     let steps_done = run.last_step().unwrap_or(0);
-    let halted = log.warnings.iter().any(|w| w.contains("Fix halt condition"))
-        || log_text.contains("Fix halt condition");
+    let halted = log.warnings.iter().any(|w| w.contains("Fix halt condition"));
     let dump_text = std::fs::read_to_string(dir.join(DUMP_FILE)).map_err(|e| format!("{}: {e}", dir.join(DUMP_FILE).display()))?;
     let dumped = parse_dump(&dump_text).map_err(|e| format!("{}: {e}", dir.join(DUMP_FILE).display()))?;
     let mut frames = Vec::with_capacity(dumped.len());
