@@ -241,3 +241,39 @@ fn large_cell_in_lammps_gives_exact_extracted_environments() {
     // no two cells around the same neighbourhood of one frame
     println!("{} extracted cells from 2,048-atom frames", out.candidates.len());
 }
+
+/// The `[explore]` keys of the LAMMPS engine are checked before any work, with the
+/// file, line and key of the mistake.
+#[test]
+fn lammps_explore_keys_are_checked() {
+    let base = autopipe_workflow::examples::example("cu-emt").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.toml");
+    let with = |extra: &str| base.replace("[explore]", &format!("[explore]\n{extra}"));
+    let line_of = |text: &str, key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    // a missing executable
+    let text = with("engine = \"lammps\"\nlammps_command = \"/nonexistent/lmp\"");
+    let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("explore.lammps_command"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "lammps_command")));
+    assert!(e.message.contains("not found"), "{e}");
+    // an unknown engine
+    let text = with("engine = \"gromacs\"");
+    let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
+    assert_eq!(e.line, Some(line_of(&text, "engine")), "{e}");
+    // a start file that is not there, or holds another element
+    let text = with("start_file = \"big.xyz\"");
+    let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("explore.start_file"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "start_file")));
+    std::fs::write(dir.path().join("big.xyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\" pbc=\"T T T\"\nNi 0 0 0\n").unwrap();
+    let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
+    assert!(e.message.contains("atom 1 is Ni"), "{e}");
+    // a good one: the path becomes absolute
+    std::fs::write(dir.path().join("big.xyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\" pbc=\"T T T\"\nCu 0 0 0\n").unwrap();
+    let c = autopipe_workflow::parse_config(&with("start_file = \"big.xyz\"\nextract_above_atoms = 500"), &file).unwrap();
+    assert_eq!(c.explore.start_file.as_deref(), Some(dir.path().join("big.xyz").as_path()));
+    assert_eq!(c.explore.extract_above_atoms, Some(500));
+    let e = autopipe_workflow::parse_config(&with("extract_above_atoms = 0"), &file).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("explore.extract_above_atoms"), "{e}");
+}
