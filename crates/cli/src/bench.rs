@@ -123,6 +123,7 @@ pub fn run(size: Size) -> Result<()> {
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     crate::bench_build::run(size)?;
+    crate::bench_explore::run(size)?;
     Ok(())
 }
 

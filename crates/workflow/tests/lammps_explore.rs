@@ -13,7 +13,7 @@ use autopipe_potential::{fit, FitOptions, SnapElement, SnapModel, SnapParams};
 use autopipe_workflow::config::ExploreConfig;
 use autopipe_workflow::explore_job::SegmentJob;
 use autopipe_workflow::lammps_explore::{
-    resolve_lammps, run_lammps_md, run_lammps_segment, ExploreEngine, LammpsMd, LOG_FILE,
+    resolve_lammps, run_lammps_md, run_lammps_segment, ExploreEngine, LammpsCommand, LammpsMd, LOG_FILE,
 };
 use std::path::PathBuf;
 
@@ -21,7 +21,7 @@ fn cu() -> Element {
     Element::from_symbol("Cu").unwrap()
 }
 
-fn lmp() -> PathBuf {
+fn lmp() -> LammpsCommand {
     resolve_lammps(None).unwrap_or_else(|e| {
         panic!("{e}\nInstall with ./scripts/install-test-deps.sh and put /opt/autopipe-venv/bin on PATH")
     })
