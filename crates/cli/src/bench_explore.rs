@@ -13,7 +13,7 @@ use std::time::Instant;
 
 pub fn run(size: Size) -> Result<()> {
     let (lammps_steps, native_steps, cells) = match size {
-        Size::Full => (200u64, 10u64, 2000usize),
+        Size::Full => (100u64, 10u64, 2000usize),
         Size::Quick => (50, 3, 300),
         Size::Smoke => (4, 1, 10),
     };
@@ -54,7 +54,7 @@ pub fn run(size: Size) -> Result<()> {
                 let md = LammpsMd {
                     start: cell.clone(),
                     velocities_a_per_fs: velocities.clone(),
-                    ensemble,
+                    ensemble: ensemble.clone(),
                     timestep_fs: 2.0,
                     steps: lammps_steps,
                     sample_every: 10.min(lammps_steps),
