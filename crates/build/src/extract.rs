@@ -117,7 +117,8 @@ impl<'a> Extractor<'a> {
                 }
             }
         });
-        let by_distance = |a: &(f64, usize, [f64; 3]), b: &(f64, usize, [f64; 3])| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let by_distance =
+            |a: &(f64, usize, [f64; 3]), b: &(f64, usize, [f64; 3])| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         shell.sort_by(by_distance);
         buffer.sort_by(by_distance);
         let l = 2.0 * h;

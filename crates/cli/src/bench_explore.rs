@@ -74,7 +74,11 @@ pub fn run(size: Size) -> Result<()> {
                     std::fs::remove_dir_all(&dir).ok();
                     let run = run?;
                     let loop_s = run.log.runs.last().and_then(|r| r.loop_time_s).unwrap_or(f64::NAN);
-                    figure(&format!("{name}_{cores}"), cell.len() as f64 * lammps_steps as f64 / loop_s, "atom-steps/s");
+                    figure(
+                        &format!("{name}_{cores}"),
+                        cell.len() as f64 * lammps_steps as f64 / loop_s,
+                        "atom-steps/s",
+                    );
                 }
             }
         }

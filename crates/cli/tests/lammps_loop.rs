@@ -53,10 +53,7 @@ fn large_start_cell_sends_extracted_cells_with_core_force_weights() {
     let cu = Element::from_symbol("Cu").unwrap();
     let big = autopipe_build::supercell(&autopipe_build::bulk(autopipe_build::Lattice::Fcc, cu, 3.61), [5, 5, 5]);
     write_extxyz_file(&dir.join("big.xyz"), &[Frame::from_structure(big)]).unwrap();
-    let config = lammps_config(
-        dir,
-        "start_file = \"big.xyz\"\nextract_above_atoms = 100\nextract_buffer_a = 1.5\n",
-    );
+    let config = lammps_config(dir, "start_file = \"big.xyz\"\nextract_above_atoms = 100\nextract_buffer_a = 1.5\n");
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [1500]")

@@ -368,9 +368,10 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpFrame>, LammpsParseError> {
         let find = |names: &[&str]| names.iter().find_map(|n| cols.iter().position(|c| c == n));
         let id_col = find(&["id"]);
         // coordinates: Cartesian (x, xu) or scaled (xs, xsu), wrapped or not
-        let coord = [("x", "y", "z", false), ("xu", "yu", "zu", false), ("xs", "ys", "zs", true), ("xsu", "ysu", "zsu", true)]
-            .into_iter()
-            .find_map(|(a, b, c, scaled)| Some(([find(&[a])?, find(&[b])?, find(&[c])?], scaled)));
+        let coord =
+            [("x", "y", "z", false), ("xu", "yu", "zu", false), ("xs", "ys", "zs", true), ("xsu", "ysu", "zsu", true)]
+                .into_iter()
+                .find_map(|(a, b, c, scaled)| Some(([find(&[a])?, find(&[b])?, find(&[c])?], scaled)));
         let Some((xyz, scaled)) = coord else {
             return perr(i + 1, format!("no coordinate columns (x y z, xu, xs or xsu) among {}", cols.join(" ")));
         };
@@ -380,7 +381,12 @@ pub fn parse_dump(text: &str) -> Result<Vec<DumpFrame>, LammpsParseError> {
             let Some(l) = lines.get(ln) else { return perr(ln + 1, format!("the frame ends after {k} of {n} atoms")) };
             let v = match numbers(l.trim()) {
                 Some(v) if v.len() == cols.len() => v,
-                _ => return perr(ln + 1, format!("expected {} numbers ({}), found `{}`", cols.len(), cols.join(" "), l.trim())),
+                _ => {
+                    return perr(
+                        ln + 1,
+                        format!("expected {} numbers ({}), found `{}`", cols.len(), cols.join(" "), l.trim()),
+                    )
+                }
             };
             let id = id_col.map(|c| v[c] as u64).unwrap_or(k as u64 + 1);
             rows.push((id, v));

@@ -495,16 +495,7 @@ pub(crate) fn frame_rows(
     } else {
         Vec::new()
     };
-    Ok(FrameRows {
-        rows,
-        rhs,
-        w,
-        has_e: energy.is_some(),
-        n_f,
-        has_s: stress.is_some(),
-        n_atoms: s.len(),
-        envs,
-    })
+    Ok(FrameRows { rows, rhs, w, has_e: energy.is_some(), n_f, has_s: stress.is_some(), n_atoms: s.len(), envs })
 }
 
 /// The per-atom force weights of a frame (extxyz column `force_weight`, one real per
@@ -615,7 +606,8 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
         let (w, _) = opts.group_weights(frame_group(f));
         let (he, hf, hs) = usable(f, &w, opts.use_free_energy);
         n_e += he as usize;
-        n_f += if hf { 3 * atom_force_weights(f).map_or(f.len(), |w| w.iter().filter(|&&x| x > 0.0).count()) } else { 0 };
+        n_f +=
+            if hf { 3 * atom_force_weights(f).map_or(f.len(), |w| w.iter().filter(|&&x| x > 0.0).count()) } else { 0 };
         n_s += if hs { 6 } else { 0 };
     }
     if train.is_empty() {

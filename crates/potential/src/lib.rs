@@ -6,8 +6,8 @@
 pub mod active_set;
 pub mod cv;
 pub mod fit;
-pub mod lammps_gamma;
 pub mod lammps_export;
+pub mod lammps_gamma;
 pub mod linalg;
 pub mod model;
 pub mod search;

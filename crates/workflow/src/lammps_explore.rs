@@ -86,7 +86,11 @@ pub fn read_start_file(path: &Path) -> Result<Structure, String> {
     } else if name.contains("poscar") || name.contains("contcar") || name.ends_with(".vasp") {
         Some(autopipe_atoms::poscar::read_poscar_file(path).map_err(|e| e.to_string())?)
     } else {
-        autopipe_atoms::extxyz::read_extxyz_file(path).map_err(|e| e.to_string())?.into_iter().next().map(|f| f.structure)
+        autopipe_atoms::extxyz::read_extxyz_file(path)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .map(|f| f.structure)
     };
     let s = s.ok_or_else(|| format!("{}: no structure in the file", path.display()))?;
     if s.pbc != [true; 3] {
@@ -116,7 +120,10 @@ pub(crate) fn check_explore_extras(
         let path = config_file.parent().unwrap_or(Path::new(".")).join(f);
         let s = read_start_file(&path).map_err(|m| ("start_file", m))?;
         if let Some((i, el)) = s.species.iter().enumerate().find(|(_, el)| !elements.contains(el)) {
-            return Err(("start_file", format!("{}: atom {} is {el}, not one of system.elements", path.display(), i + 1)));
+            return Err((
+                "start_file",
+                format!("{}: atom {} is {el}, not one of system.elements", path.display(), i + 1),
+            ));
         }
         e.start_file = Some(std::path::absolute(&path).unwrap_or(path));
     }
@@ -182,14 +189,16 @@ pub fn input_script(md: &LammpsMd, model: &SnapModel) -> Result<String, String> 
         Ensemble::Nvt { temperature_k, friction_per_fs } => {
             let damp_ps = 1.0 / friction_per_fs / 1000.0;
             s.push_str("fix integrate all nve\n");
-            let _ = writeln!(s, "fix thermostat all langevin {temperature_k} {temperature_k} {damp_ps} {seed} zero yes");
+            let _ =
+                writeln!(s, "fix thermostat all langevin {temperature_k} {temperature_k} {damp_ps} {seed} zero yes");
         }
         Ensemble::Npt { temperature_k, friction_per_fs, pressure_gpa, barostat_time_fs, isotropic, .. } => {
             let damp_ps = 1.0 / friction_per_fs / 1000.0;
             let p_bar = pressure_gpa * 1e4;
             let couple = if isotropic { "iso" } else { "aniso" };
             let _ = writeln!(s, "fix integrate all nph {couple} {p_bar} {p_bar} {}", barostat_time_fs / 1000.0);
-            let _ = writeln!(s, "fix thermostat all langevin {temperature_k} {temperature_k} {damp_ps} {seed} zero yes");
+            let _ =
+                writeln!(s, "fix thermostat all langevin {temperature_k} {temperature_k} {damp_ps} {seed} zero yes");
         }
     }
     if let Some(g) = md.gamma_break {
@@ -225,7 +234,12 @@ fn rotate_back(q: &[[f64; 3]; 3], v: &[f64; 3]) -> [f64; 3] {
 
 /// Write the run's files into `dir`, run `command` there, and read its log and dump
 /// (frames rotated back into the start structure's frame).
-pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &LammpsCommand) -> Result<LammpsRun, String> {
+pub fn run_lammps_md(
+    dir: &Path,
+    md: &LammpsMd,
+    model: &SnapModel,
+    command: &LammpsCommand,
+) -> Result<LammpsRun, String> {
     let (rotated, q) = to_lammps_frame(&md.start)?;
     let rot = |v: &[f64; 3]| [0, 1, 2].map(|r| q[r][0] * v[0] + q[r][1] * v[1] + q[r][2] * v[2]);
     let v_a_per_ps: Vec<[f64; 3]> = md.velocities_a_per_fs.iter().map(|v| rot(v).map(|x| x * 1000.0)).collect();
@@ -246,7 +260,10 @@ pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &Lam
     if let Some(lib) = command.program.parent().and_then(|b| b.parent()).map(|v| v.join("lib")) {
         if lib.join("libmpi.so.12").exists() {
             let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-            cmd.env("LD_LIBRARY_PATH", if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) });
+            cmd.env(
+                "LD_LIBRARY_PATH",
+                if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) },
+            );
         }
     }
     let out = cmd.output().map_err(|e| format!("cannot start LAMMPS ({}): {e}", command.program.display()))?;
@@ -263,13 +280,19 @@ pub fn run_lammps_md(dir: &Path, md: &LammpsMd, model: &SnapModel, command: &Lam
     let run = log.runs.last().ok_or_else(|| format!("{}: no run in the LAMMPS log", dir.join(LOG_FILE).display()))?;
     let steps_done = run.last_step().unwrap_or(0);
     let halted = log.warnings.iter().any(|w| w.contains("Fix halt condition"));
-    let dump_text = std::fs::read_to_string(dir.join(DUMP_FILE)).map_err(|e| format!("{}: {e}", dir.join(DUMP_FILE).display()))?;
+    let dump_text =
+        std::fs::read_to_string(dir.join(DUMP_FILE)).map_err(|e| format!("{}: {e}", dir.join(DUMP_FILE).display()))?;
     let dumped = parse_dump(&dump_text).map_err(|e| format!("{}: {e}", dir.join(DUMP_FILE).display()))?;
     let mut frames = Vec::with_capacity(dumped.len());
     for d in dumped {
         let mut s = d.structure(&types).map_err(|e| format!("{}: step {}: {e}", DUMP_FILE, d.timestep))?;
         if s.len() != md.start.len() {
-            return Err(format!("{DUMP_FILE}: step {}: {} atoms, the start had {}", d.timestep, s.len(), md.start.len()));
+            return Err(format!(
+                "{DUMP_FILE}: step {}: {} atoms, the start had {}",
+                d.timestep,
+                s.len(),
+                md.start.len()
+            ));
         }
         s.cell_a = [rotate_back(&q, &s.cell_a[0]), rotate_back(&q, &s.cell_a[1]), rotate_back(&q, &s.cell_a[2])];
         s.positions_a = s.positions_a.iter().map(|p| rotate_back(&q, p)).collect();
@@ -295,7 +318,8 @@ pub fn run_lammps_segment(dir: &Path, job: &SegmentJob, model: &SnapModel) -> Re
     let t0 = std::time::Instant::now();
     let e = &job.explore;
     let command = resolve_lammps(e.lammps_command.as_deref())?;
-    let velocities = autopipe_md::maxwell_boltzmann(&job.start, job.temperature_k, &mut autopipe_build::rng_from_seed(job.seed));
+    let velocities =
+        autopipe_md::maxwell_boltzmann(&job.start, job.temperature_k, &mut autopipe_build::rng_from_seed(job.seed));
     let ensemble = crate::explore_job::segment_ensemble(job);
     let md = LammpsMd {
         start: job.start.clone(),
@@ -317,7 +341,8 @@ pub fn segment_outcome(job: &SegmentJob, model: &SnapModel, run: LammpsRun, wall
     let e = &job.explore;
     let max_of = |g: &Option<Vec<f64>>| g.as_ref().map(|g| g.iter().copied().fold(0.0, f64::max));
     let max_gamma = run.frames.iter().filter_map(|f| max_of(&f.gamma)).reduce(f64::max);
-    let stop_reason = run.halted.then(|| format!("gamma above gamma_break ({}) at step {}", e.gamma_break, run.steps_done));
+    let stop_reason =
+        run.halted.then(|| format!("gamma above gamma_break ({}) at step {}", e.gamma_break, run.steps_done));
     let mut frames: Vec<(f64, LammpsFrame)> = run
         .frames
         .into_iter()
@@ -354,7 +379,12 @@ pub fn segment_outcome(job: &SegmentJob, model: &SnapModel, run: LammpsRun, wall
                     continue;
                 }
                 taken.push(p);
-                extracted.push(ExtractedOrigin { hash: cell.structure.content_hash(), step: f.step, atom: i, n_core: 1 });
+                extracted.push(ExtractedOrigin {
+                    hash: cell.structure.content_hash(),
+                    step: f.step,
+                    atom: i,
+                    n_core: 1,
+                });
                 candidates.push((cell.structure, gamma[i]));
             }
         }
@@ -392,7 +422,8 @@ pub fn extracted_cores(run_dir: &Path) -> HashMap<String, usize> {
         let Ok(segs) = std::fs::read_dir(g.path()) else { continue };
         for s in segs.flatten() {
             let path = s.path().join(autopipe_exec::job::RESULT_FILE);
-            let Some(o) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<SegmentOutcome>(&t).ok())
+            let Some(o) =
+                std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<SegmentOutcome>(&t).ok())
             else {
                 continue;
             };

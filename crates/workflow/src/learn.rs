@@ -158,7 +158,10 @@ pub fn run_loop(
                     ));
                 }
                 let mut frames: Vec<Frame> = labels.iter().map(label_frame).collect();
-                crate::lammps_explore::apply_force_weights(&mut frames, &crate::lammps_explore::extracted_cores(run_dir));
+                crate::lammps_explore::apply_force_weights(
+                    &mut frames,
+                    &crate::lammps_explore::extracted_cores(run_dir),
+                );
                 if frames.is_empty() {
                     return Err(RunError::Input(format!(
                         "generation {g}: no label of this run's oracle settings to fit on (all its calculations failed?)"

@@ -271,7 +271,8 @@ fn lammps_explore_keys_are_checked() {
     assert!(e.message.contains("atom 1 is Ni"), "{e}");
     // a good one: the path becomes absolute
     std::fs::write(dir.path().join("big.xyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\" pbc=\"T T T\"\nCu 0 0 0\n").unwrap();
-    let c = autopipe_workflow::parse_config(&with("start_file = \"big.xyz\"\nextract_above_atoms = 500"), &file).unwrap();
+    let c =
+        autopipe_workflow::parse_config(&with("start_file = \"big.xyz\"\nextract_above_atoms = 500"), &file).unwrap();
     assert_eq!(c.explore.start_file.as_deref(), Some(dir.path().join("big.xyz").as_path()));
     assert_eq!(c.explore.extract_above_atoms, Some(500));
     let e = autopipe_workflow::parse_config(&with("extract_above_atoms = 0"), &file).unwrap_err();
