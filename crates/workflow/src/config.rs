@@ -288,7 +288,7 @@ pub struct ExploreConfig {
     /// Where the MD runs: in process (`native`) or in LAMMPS (`lammps`, γ watched inside LAMMPS).
     #[serde(default)]
     pub engine: ExploreEngine,
-    /// The LAMMPS executable (`lmp` on PATH when not set).
+    /// The LAMMPS command line, e.g. `mpirun -np 4 lmp` (`lmp` on PATH when not set).
     #[serde(default)]
     pub lammps_command: Option<String>,
     /// A structure file to explore from instead of the generated supercell (absolute
