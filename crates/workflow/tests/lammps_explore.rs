@@ -260,7 +260,7 @@ fn lammps_explore_keys_are_checked() {
     // an unknown engine
     let text = with("engine = \"gromacs\"");
     let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
-    assert_eq!(e.line, Some(line_of(&text, "engine")), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "engine = \"gromacs\"")), "{e}");
     // a start file that is not there, or holds another element
     let text = with("start_file = \"big.xyz\"");
     let e = autopipe_workflow::parse_config(&text, &file).unwrap_err();
