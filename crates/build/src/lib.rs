@@ -7,6 +7,7 @@
 
 pub mod cells;
 pub mod defects;
+pub mod extract;
 pub mod prototype;
 pub mod select;
 pub mod slab;

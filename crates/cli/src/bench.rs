@@ -125,6 +125,7 @@ pub fn run(size: Size) -> Result<()> {
     crate::bench_build::run(size)?;
     crate::bench_elastic::run(size)?;
     crate::bench_property::run(size)?;
+    crate::bench_explore::run(size)?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod backend_args;
 mod bench;
 mod bench_build;
 mod bench_elastic;
+mod bench_explore;
 mod bench_fit;
 mod bench_property;
 mod bench_sched;

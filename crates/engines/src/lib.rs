@@ -11,6 +11,7 @@ pub mod cp2k;
 pub mod emt;
 pub mod job_dir;
 pub mod labels;
+pub mod lammps;
 pub mod orca;
 pub mod output;
 pub mod qe;

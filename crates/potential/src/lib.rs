@@ -7,6 +7,7 @@ pub mod active_set;
 pub mod cv;
 pub mod fit;
 pub mod lammps_export;
+pub mod lammps_gamma;
 pub mod linalg;
 pub mod model;
 pub mod search;
@@ -21,6 +22,7 @@ pub use fit::{
     Stat, DEFAULT_GROUP, EV_PER_A3_IN_BAR,
 };
 pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
+pub use lammps_gamma::{gamma_watch_lines, sna_compute_line};
 pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};
 pub use search::{search_weights, SearchGrid, SearchPoint, SearchReport};
 pub use snap::{

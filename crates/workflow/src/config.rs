@@ -123,6 +123,11 @@ struct RawExplore {
     gamma_select: f64,
     gamma_break: f64,
     max_frames_per_segment: usize,
+    engine: ExploreEngine,
+    lammps_command: Option<String>,
+    start_file: Option<PathBuf>,
+    extract_above_atoms: Option<usize>,
+    extract_buffer_a: f64,
 }
 
 impl Default for RawExplore {
@@ -138,6 +143,11 @@ impl Default for RawExplore {
             gamma_select: e.gamma_select,
             gamma_break: e.gamma_break,
             max_frames_per_segment: e.max_frames_per_segment,
+            engine: e.engine,
+            lammps_command: e.lammps_command,
+            start_file: e.start_file,
+            extract_above_atoms: e.extract_above_atoms,
+            extract_buffer_a: e.extract_buffer_a,
         }
     }
 }
@@ -278,7 +288,30 @@ pub struct ExploreConfig {
     /// A segment stops when any atom exceeds this grade (the model is extrapolating wildly).
     pub gamma_break: f64,
     pub max_frames_per_segment: usize,
+    /// Where the MD runs: in process (`native`) or in LAMMPS (`lammps`, γ watched inside LAMMPS).
+    #[serde(default)]
+    pub engine: ExploreEngine,
+    /// The LAMMPS command line, e.g. `mpirun -np 4 lmp` (`lmp` on PATH when not set).
+    #[serde(default)]
+    pub lammps_command: Option<String>,
+    /// A structure file to explore from instead of the generated supercell (absolute
+    /// once validated; relative to the configuration file in the TOML).
+    #[serde(default)]
+    pub start_file: Option<PathBuf>,
+    /// Frames of more atoms than this are not labelled whole: a periodic cell around
+    /// each uncertain atom is cut out (None: never).
+    #[serde(default)]
+    pub extract_above_atoms: Option<usize>,
+    /// The buffer (Å) around an extracted atom's cutoff sphere.
+    #[serde(default = "default_extract_buffer_a")]
+    pub extract_buffer_a: f64,
 }
+
+fn default_extract_buffer_a() -> f64 {
+    2.0
+}
+
+pub use crate::lammps_explore::ExploreEngine;
 
 impl Default for ExploreConfig {
     fn default() -> Self {
@@ -292,6 +325,11 @@ impl Default for ExploreConfig {
             gamma_select: 2.0,
             gamma_break: 10.0,
             max_frames_per_segment: 50,
+            engine: ExploreEngine::Native,
+            lammps_command: None,
+            start_file: None,
+            extract_above_atoms: None,
+            extract_buffer_a: default_extract_buffer_a(),
         }
     }
 }
@@ -724,7 +762,14 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         gamma_select: ex.gamma_select,
         gamma_break: ex.gamma_break,
         max_frames_per_segment: ex.max_frames_per_segment,
+        engine: ex.engine,
+        lammps_command: ex.lammps_command.clone(),
+        start_file: None,
+        extract_above_atoms: ex.extract_above_atoms,
+        extract_buffer_a: ex.extract_buffer_a,
     };
+    let explore = crate::lammps_explore::check_explore_extras(explore, ex.start_file.as_deref(), file, &elements)
+        .map_err(|(key, m)| err(&["explore", key], m))?;
 
     // ---- [loop]
     let l = &raw.loop_;

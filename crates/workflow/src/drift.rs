@@ -164,6 +164,11 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
     diff(&mut d.explore, "explore.gamma_select", &e.gamma_select, &f.gamma_select);
     diff(&mut d.explore, "explore.gamma_break", &e.gamma_break, &f.gamma_break);
     diff(&mut d.explore, "explore.max_frames_per_segment", &e.max_frames_per_segment, &f.max_frames_per_segment);
+    diff(&mut d.explore, "explore.engine", &e.engine, &f.engine);
+    diff(&mut d.explore, "explore.lammps_command", &e.lammps_command, &f.lammps_command);
+    diff(&mut d.explore, "explore.start_file", &e.start_file, &f.start_file);
+    diff(&mut d.explore, "explore.extract_above_atoms", &e.extract_above_atoms, &f.extract_above_atoms);
+    diff(&mut d.explore, "explore.extract_buffer_a", &e.extract_buffer_a, &f.extract_buffer_a);
 
     let (l, m) = (&old.loop_, &new.loop_);
     diff(&mut d.limits, "loop.max_generations", &l.max_generations, &m.max_generations);

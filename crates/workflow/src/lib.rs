@@ -7,6 +7,7 @@ pub mod drift;
 pub mod examples;
 pub mod explore_job;
 pub mod goals;
+pub mod lammps_explore;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
