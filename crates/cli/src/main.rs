@@ -298,12 +298,13 @@ pub(crate) fn report_line(out_path: &Path, line: &str) {
 
 /// Frames of an extended XYZ input, which must have at least one.
 fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
-    let frames = read_extxyz_file(path)?;
+    let mut frames = read_extxyz_file(path)?;
     if frames.is_empty() {
         bail!("{}: no frames (an empty file?)", path.display());
     }
-    for (i, f) in frames.iter().enumerate() {
+    for (i, f) in frames.iter_mut().enumerate() {
         f.structure.validate().with_context(|| format!("{}: frame {}", path.display(), i + 1))?;
+        f.take_virial_as_stress().map_err(|e| anyhow::anyhow!("{}: frame {}: {e}", path.display(), i + 1))?;
     }
     Ok(frames)
 }
