@@ -81,6 +81,10 @@ struct RawPotential {
     weights: BTreeMap<String, f64>,
     /// `[potential.reference]`: the ZBL reference and isolated-atom energies.
     reference: Option<RawReference>,
+    /// `snap` (native) or `pace` (Pacemaker's ACE).
+    kind: String,
+    /// `[potential.pace]`: Pacemaker's settings.
+    pace: Option<autopipe_potential::PaceSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +108,8 @@ impl Default for RawPotential {
             radii: BTreeMap::new(),
             weights: BTreeMap::new(),
             reference: None,
+            kind: "snap".into(),
+            pace: None,
         }
     }
 }
@@ -327,6 +333,8 @@ pub struct Config {
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
+    /// `[potential.pace]` (elements from `system.elements` when not given).
+    pub pace: autopipe_potential::PaceSettings,
     /// The `[fit]` table: the fitter's options.
     pub fit: FitOptions,
     pub explore: ExploreConfig,
@@ -596,6 +604,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
+    let pace = crate::pace_job::pace_config(&p.kind, p.pace.clone(), &elements)
+        .map_err(|(keys, m)| err(&keys.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
 
     // ---- [fit]
     let mut fit = raw.fit.clone().unwrap_or_default();
@@ -759,6 +769,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         oracle,
         execution,
         snap,
+        pace,
         fit,
         explore,
         loop_,
