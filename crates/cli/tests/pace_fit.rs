@@ -137,7 +137,11 @@ fn pace_fit_and_eval_end_to_end() {
             e[k] = calc.evaluate(&s).unwrap().energy_ev;
         }
         let fd = -(e[0] - e[1]) / (2.0 * h);
-        assert!((fd - r0.forces_ev_per_a[atom][c]).abs() < 2e-5, "atom {atom} {c}: {fd} vs {:?}", r0.forces_ev_per_a[atom]);
+        assert!(
+            (fd - r0.forces_ev_per_a[atom][c]).abs() < 2e-5,
+            "atom {atom} {c}: {fd} vs {:?}",
+            r0.forces_ev_per_a[atom]
+        );
     }
     // σ_xx = (1/V) dE/dε_xx and σ_xy (Voigt 5) with a symmetric strain, atoms moved along.
     let stress = r0.stress_ev_per_a3.expect("a periodic cell has a stress");
