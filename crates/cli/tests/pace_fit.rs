@@ -14,18 +14,7 @@ mod common;
 use autopipe_atoms::extxyz::read_extxyz_file;
 use autopipe_workflow::pace_job::{pace_python, read_pace_model, PaceEvaluator};
 use common::*;
-use std::collections::BTreeMap;
 use std::path::Path;
-
-fn figures(stdout: &str) -> BTreeMap<String, f64> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
-        })
-        .collect()
-}
 
 fn require_pacemaker() {
     let py = pace_python();
