@@ -333,6 +333,8 @@ pub struct Config {
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
+    /// `potential.kind`: `snap` or `pace`.
+    pub potential_kind: String,
     /// `[potential.pace]` (elements from `system.elements` when not given).
     pub pace: autopipe_potential::PaceSettings,
     /// The `[fit]` table: the fitter's options.
@@ -769,6 +771,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         oracle,
         execution,
         snap,
+        potential_kind: p.kind.clone(),
         pace,
         fit,
         explore,

@@ -53,15 +53,7 @@ pub fn pace_config(
 ) -> Result<PaceSettings, (Vec<String>, String)> {
     let key = |k: &str| k.split('.').map(String::from).collect::<Vec<_>>();
     match kind {
-        "snap" => {}
-        "pace" => {
-            return Err((
-                key("potential.kind"),
-                "\"pace\" is not yet a training engine of the loop: fit Pacemaker models with \
-                 `autopipe potential fit --kind pace --config FILE`"
-                    .into(),
-            ))
-        }
+        "snap" | "pace" => {}
         other => return Err((key("potential.kind"), format!("{other:?} is not one of \"snap\", \"pace\""))),
     }
     let mut s = pace.unwrap_or_default();
@@ -74,6 +66,10 @@ pub fn pace_config(
     })?;
     Ok(s)
 }
+
+/// Why the loop cannot run a configuration with `potential.kind = "pace"` (yet).
+pub const PACE_LOOP_REFUSAL: &str = "potential.kind = \"pace\": the loop does not yet train Pacemaker models; \
+     fit them with `autopipe potential fit --kind pace --config FILE`";
 
 /// Whether `dir` is a Pacemaker fit's task directory.
 pub fn is_pace_dir(dir: &Path) -> bool {

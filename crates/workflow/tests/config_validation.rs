@@ -289,5 +289,5 @@ fn pace_settings_and_kind() {
     let e = parse(&(base.clone() + "\n[potential.pace]\nbasis = 3\n")).unwrap_err();
     assert!(e.to_string().contains("basis"), "{e}");
     refused("cu-emt", "potential", "kind", "\"mace\"", "not one of");
-    refused("cu-emt", "potential", "kind", "\"pace\"", "potential fit --kind pace");
+    accepted("cu-emt", "potential", "kind", "\"pace\"");
 }
