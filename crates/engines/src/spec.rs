@@ -289,9 +289,13 @@ fn run_command(command: &str, job_dir: &Path, structure: &Structure) -> EngineOu
             structure.len()
         ));
     }
+    let stress_ev_per_a3 = match frame.stress_or_virial_ev_per_a3() {
+        Ok(s) => s,
+        Err(e) => return error(format!("{}: {e}", output.display())),
+    };
     match (frame.energy_ev, frame.forces_ev_per_a) {
         (Some(energy_ev), Some(forces)) => EngineOutcome::Labels {
-            labels: Labels { energy_ev, forces_ev_per_a: forces, stress_ev_per_a3: frame.stress_ev_per_a3 },
+            labels: Labels { energy_ev, forces_ev_per_a: forces, stress_ev_per_a3 },
             scf_steps: None,
         },
         _ => error(format!("{} lacks energy or forces", output.display())),

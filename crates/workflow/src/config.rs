@@ -84,6 +84,10 @@ struct RawPotential {
     weights: BTreeMap<String, f64>,
     /// `[potential.reference]`: the ZBL reference and isolated-atom energies.
     reference: Option<RawReference>,
+    /// `snap` (native) or `pace` (Pacemaker's ACE).
+    kind: String,
+    /// `[potential.pace]`: Pacemaker's settings.
+    pace: Option<autopipe_potential::PaceSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +111,8 @@ impl Default for RawPotential {
             radii: BTreeMap::new(),
             weights: BTreeMap::new(),
             reference: None,
+            kind: "snap".into(),
+            pace: None,
         }
     }
 }
@@ -368,6 +374,10 @@ pub struct Config {
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
+    /// `potential.kind`: `snap` or `pace`.
+    pub potential_kind: String,
+    /// `[potential.pace]` (elements from `system.elements` when not given).
+    pub pace: autopipe_potential::PaceSettings,
     /// The `[fit]` table: the fitter's options.
     pub fit: FitOptions,
     pub explore: ExploreConfig,
@@ -639,6 +649,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
+    let pace = crate::pace_job::pace_config(&p.kind, p.pace.clone(), &elements)
+        .map_err(|(keys, m)| err(&keys.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
 
     // ---- [fit]
     let mut fit = raw.fit.clone().unwrap_or_default();
@@ -811,6 +823,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         oracle,
         execution,
         snap,
+        potential_kind: p.kind.clone(),
+        pace,
         fit,
         explore,
         loop_,
