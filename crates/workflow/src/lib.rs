@@ -11,6 +11,7 @@ pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, Ex
 pub mod labelling;
 pub mod learn;
 pub mod models;
+pub mod screening;
 pub mod select;
 
 pub use labelling::{label_frame, new_calculations, RunError};
