@@ -669,32 +669,10 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
             };
             let all: Vec<Frame> = pool.iter().chain(&known).cloned().collect();
             let params = autopipe_workflow::models::default_snap_params(&all, twojmax, cutoff_a);
-            let snap = autopipe_potential::Snap::new(&params).map_err(|e| anyhow!("{e}"))?;
-            let n_el = params.elements.len();
             let describe = |frames: &[Frame], path: &Path| -> Result<(Vec<f32>, usize)> {
-                let mut out = Vec::new();
-                let mut dim = 0;
-                for (k, f) in frames.iter().enumerate() {
-                    let d = snap
-                        .descriptors(&f.structure)
-                        .map_err(|e| anyhow!("{}: frame {}: {e}", path.display(), k + 1))?;
-                    dim = n_el * d.n_columns;
-                    let mut v = vec![0.0f64; dim];
-                    let mut n = vec![0usize; n_el];
-                    for (a, &e) in d.atom_element.iter().enumerate() {
-                        n[e] += 1;
-                        for c in 0..d.n_columns {
-                            v[e * d.n_columns + c] += d.b[a * d.n_columns + c];
-                        }
-                    }
-                    for (e, &ne) in n.iter().enumerate() {
-                        for x in &mut v[e * d.n_columns..(e + 1) * d.n_columns] {
-                            *x /= ne.max(1) as f64;
-                        }
-                    }
-                    out.extend(v.iter().map(|&x| x as f32));
-                }
-                Ok((out, dim))
+                let structures: Vec<&Structure> = frames.iter().map(|f| &f.structure).collect();
+                autopipe_workflow::generate::descriptor_rows(&params, &structures)
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))
             };
             let (cand, dim) = describe(&pool, &input)?;
             let (lab, _) = match &labelled {

@@ -183,6 +183,9 @@ struct RawGenerate {
     max_strain: f64,
     rattle_a: f64,
     vacancy_fraction: f64,
+    /// `[[generate.recipe]]` and `[generate.screen]`: see `crate::generate`.
+    recipe: Vec<toml::Value>,
+    screen: Option<toml::Value>,
 }
 
 impl Default for RawGenerate {
@@ -195,6 +198,8 @@ impl Default for RawGenerate {
             max_strain: 0.02,
             rattle_a: 0.05,
             vacancy_fraction: 0.0,
+            recipe: Vec::new(),
+            screen: None,
         }
     }
 }
@@ -324,6 +329,8 @@ pub struct Config {
     pub seed: u64,
     pub elements: Vec<Element>,
     pub generate: BulkRecipe,
+    /// Generation 0 from `[[generate.recipe]]`s (None: the bulk recipe above).
+    pub recipes: Option<crate::generate::Generation0>,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
@@ -490,6 +497,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "elements" => err(&["system", "elements"], e.message),
         "count" => err(&["generate", "structures"], e.message),
         field => err(&["generate", field], e.message),
+    })?;
+    let config_dir = file.parent().unwrap_or(Path::new("."));
+    let recipes = crate::generate::parse_generation0(
+        &g.recipe,
+        g.screen.as_ref(),
+        g.structures,
+        &elements,
+        config_dir,
+        (g.max_strain, g.rattle_a),
+    )
+    .map_err(|e| {
+        let span = doc.as_ref().and_then(|d| crate::generate::span_of_path(d, &e.path));
+        let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
+        let key = e.path.iter().map(|p| if p.parse::<usize>().is_ok() { format!("[{p}]") } else { format!(".{p}") });
+        let key = key.collect::<String>().trim_start_matches('.').to_string();
+        ConfigError { file: file.to_path_buf(), line, column, key: Some(key), message: e.message }
     })?;
 
     // ---- [oracle]
@@ -756,6 +779,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         seed,
         elements,
         generate,
+        recipes,
         oracle,
         execution,
         snap,

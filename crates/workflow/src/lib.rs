@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod drift;
 pub mod examples;
 pub mod explore_job;
+pub mod generate;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
