@@ -54,13 +54,19 @@ fn cu_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
 
 /// `ase_bridge_structures_per_s`: ASE's EMT through the bridge (one Python process, the
 /// start included), 32-atom cells; `emt_builtin_structures_per_s`: the same cells with
-/// the built-in EMT. Skipped (said on stderr) without python3 and ASE.
+/// the built-in EMT. Skipped (said on stderr) without a Python with ASE (`python3`, or
+/// `AUTOPIPE_LAMMPS_PYTHON`).
 fn ase_bridge(size: Size) -> Result<()> {
     use autopipe_engines::ase_bridge::{AseBridge, DEFAULT_PYTHON};
     let n = if size == Size::Smoke { 5 } else { 300 };
     let cells = cu_cells(n);
     let start = Instant::now();
-    let mut bridge = match AseBridge::start(DEFAULT_PYTHON, "ase.calculators.emt.EMT", &Default::default(), &[]) {
+    // python3 on PATH, else the Python the LAMMPS figures use
+    let start_with = |python: &str| AseBridge::start(python, "ase.calculators.emt.EMT", &Default::default(), &[]);
+    let mut bridge = match start_with(DEFAULT_PYTHON).or_else(|e| match std::env::var("AUTOPIPE_LAMMPS_PYTHON") {
+        Ok(p) => start_with(&p),
+        Err(_) => Err(e),
+    }) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ase_bridge_structures_per_s: skipped ({e})");
