@@ -136,3 +136,38 @@ fn bad_recipes_name_file_line_and_key() {
         assert!(!tmp.path().join("never/autopipe.db").exists(), "nothing started");
     }
 }
+
+/// `engine = "ase"` as the loop's oracle: ASE's EMT through the bridge in the job
+/// processes labels generation 0 with the built-in EMT's numbers.
+#[test]
+fn ase_engine_labels_through_the_job_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
+        .replace("structures = 20 ", "structures = 3 ")
+        .replace("supercell = [2, 2, 2]", "supercell = [1, 1, 1]")
+        .replace("steps = 1000", "steps = 40")
+        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
+        .replace("max_generations = 7", "max_generations = 1")
+        .replace("per_generation = 20 ", "per_generation = 2 ")
+        .replace("engine = \"emt\"", "engine = \"ase\"\ncalculator = \"ase.calculators.emt.EMT\"");
+    let cfg = tmp.path().join("cu-ase.toml");
+    std::fs::write(&cfg, text).unwrap();
+    run_loop(&[cfg.to_str().unwrap(), "--dir", tmp.path().join("run").to_str().unwrap()]);
+    let labels = read_extxyz_file(&tmp.path().join("run/labels.xyz")).unwrap();
+    assert!(labels.len() >= 3, "{} labels", labels.len());
+    let emt = autopipe_engines::emt::Emt::new();
+    for f in &labels {
+        let want = emt.calculate(&f.structure).unwrap();
+        assert!((f.energy_ev.unwrap() - want.energy_ev).abs() < 1e-9, "{} vs {}", f.energy_ev.unwrap(), want.energy_ev);
+        for (a, b) in f.forces_ev_per_a.as_ref().unwrap().iter().zip(&want.forces_ev_per_a) {
+            assert!((0..3).all(|c| (a[c] - b[c]).abs() < 1e-9), "{a:?} vs {b:?}");
+        }
+    }
+    // a calculator that does not exist fails the jobs with the bridge's message
+    let bad = std::fs::read_to_string(&cfg).unwrap().replace("ase.calculators.emt.EMT", "no_such_module.Calc");
+    std::fs::write(&cfg, bad).unwrap();
+    let out = run(&["run", cfg.to_str().unwrap(), "--dir", tmp.path().join("bad").to_str().unwrap()]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("no_such_module"), "{said}");
+}

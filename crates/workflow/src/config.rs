@@ -865,7 +865,7 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-const ENGINES: [&str; 6] = ["emt", "command", "qe", "cp2k", "orca", "vasp"];
+const ENGINES: [&str; 7] = ["emt", "command", "qe", "cp2k", "orca", "vasp", "ase"];
 
 /// The `[oracle]` table as an engine. Keys that are not settings of the chosen engine
 /// are errors at their line (serde alone does not refuse them for `engine = "emt"`, and
@@ -885,7 +885,7 @@ fn parse_oracle(
         None => {
             return Err(err(
                 &["oracle"],
-                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into(),
+                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\")".into(),
             ))
         }
         Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
@@ -893,7 +893,7 @@ fn parse_oracle(
             return Err(err(
                 &["oracle", "engine"],
                 format!(
-                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
+                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\""
             ),
             ))
         }
@@ -940,6 +940,7 @@ fn parse_oracle(
             "qe" => check_oracle_section::<autopipe_engines::qe::QeSettings>(&blanked),
             "cp2k" => check_oracle_section::<autopipe_engines::cp2k::Cp2kSettings>(&blanked),
             "orca" => check_oracle_section::<autopipe_engines::orca::OrcaSettings>(&blanked),
+            "ase" => check_oracle_section::<autopipe_engines::ase_bridge::AseSettings>(&blanked),
             _ => check_oracle_section::<autopipe_engines::vasp::VaspSettings>(&blanked),
         };
         if let Err(e) = checked {
