@@ -483,14 +483,7 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
             let r = reps(&supercell, "supercell")?;
             let parent = autopipe_build::supercell(&cell, r);
-            let subl = p.sublattices();
-            let sublattices: Vec<Sublattice> = (0..p.n_sublattices())
-                .map(|k| Sublattice {
-                    sites: (0..parent.len()).filter(|i| subl[i % subl.len()] == k).collect(),
-                    species: species[k].clone(),
-                    fractions: fractions[k].clone(),
-                })
-                .collect();
+            let sublattices = Sublattice::of_prototype(&parent, p, &species, &fractions);
             let problem =
                 SqsProblem::new(&parent, &sublattices, shells).map_err(|e| anyhow!("--{}: {}", e.field, e.message))?;
             let start = std::time::Instant::now();

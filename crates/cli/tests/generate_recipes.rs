@@ -39,16 +39,22 @@ vacancies = true
 count = 3
 "#;
 
-/// A one-generation Cu-Au loop labelled by EMT, generation 0 from `recipes`.
-fn config(dir: &Path, structures: usize, recipes: &str) -> PathBuf {
-    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
-        .replace("elements = [\"Cu\"]", "elements = [\"Cu\", \"Au\"]")
+/// The cu-emt example made a one-generation loop of small cells, `structures` in
+/// generation 0.
+fn tiny_loop(structures: usize) -> String {
+    stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", &format!("structures = {structures} "))
         .replace("supercell = [2, 2, 2]", "supercell = [1, 1, 1]")
         .replace("steps = 1000", "steps = 40")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("max_generations = 7", "max_generations = 1")
         .replace("per_generation = 20 ", "per_generation = 2 ")
+}
+
+/// A one-generation Cu-Au loop labelled by EMT, generation 0 from `recipes`.
+fn config(dir: &Path, structures: usize, recipes: &str) -> PathBuf {
+    let text = tiny_loop(structures)
+        .replace("elements = [\"Cu\"]", "elements = [\"Cu\", \"Au\"]")
         .replace("[oracle]", &format!("{recipes}\n[oracle]"));
     let path = dir.join("cuau.toml");
     std::fs::write(&path, text).unwrap();
@@ -142,14 +148,7 @@ fn bad_recipes_name_file_line_and_key() {
 #[test]
 fn ase_engine_labels_through_the_job_processes() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
-        .replace("structures = 20 ", "structures = 3 ")
-        .replace("supercell = [2, 2, 2]", "supercell = [1, 1, 1]")
-        .replace("steps = 1000", "steps = 40")
-        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
-        .replace("max_generations = 7", "max_generations = 1")
-        .replace("per_generation = 20 ", "per_generation = 2 ")
-        .replace("engine = \"emt\"", "engine = \"ase\"\ncalculator = \"ase.calculators.emt.EMT\"");
+    let text = tiny_loop(3).replace("engine = \"emt\"", "engine = \"ase\"\ncalculator = \"ase.calculators.emt.EMT\"");
     let cfg = tmp.path().join("cu-ase.toml");
     std::fs::write(&cfg, text).unwrap();
     run_loop(&[cfg.to_str().unwrap(), "--dir", tmp.path().join("run").to_str().unwrap()]);

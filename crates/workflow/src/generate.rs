@@ -421,14 +421,7 @@ impl Recipe {
                 if fractions.len() != groups.len() || fractions.iter().zip(&groups).any(|(f, g)| f.len() != g.len()) {
                     return Err(("fractions", "one list per sublattice, one fraction per species".into()));
                 }
-                let subl = p.sublattices();
-                let sublattices: Vec<Sublattice> = (0..groups.len())
-                    .map(|k| Sublattice {
-                        sites: (0..parent.len()).filter(|i| subl[i % subl.len()] == k).collect(),
-                        species: groups[k].clone(),
-                        fractions: fractions[k].clone(),
-                    })
-                    .collect();
+                let sublattices = Sublattice::of_prototype(&parent, p, &groups, &fractions);
                 let problem = SqsProblem::new(&parent, &sublattices, self.shells).map_err(|e| (e.field, e.message))?;
                 Ok(Bases::Sqs(Box::new(problem), self.steps))
             }
