@@ -616,3 +616,52 @@ pub(crate) fn generation0_calculations(
     }
     Ok(calcs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipes(text: &str) -> Vec<toml::Value> {
+        let t: toml::Table = toml::from_str(text).unwrap();
+        t["recipe"].as_array().unwrap().clone()
+    }
+
+    fn cu() -> Vec<Element> {
+        vec![Element::from_symbol("Cu").unwrap()]
+    }
+
+    #[test]
+    fn the_pool_is_screened_then_picked_far_from_the_labelled_set() {
+        // strongly rattled fcc Cu: some pairs come closer than 0.6 of the covalent sum
+        let r = recipes(
+            "[[recipe]]\nkind = \"prototype\"\nprototype = \"fcc\"\nelements = [\"Cu\"]\nlattice_constant_a = 3.61\n\
+             supercell = [2, 2, 2]\nrattle_a = 0.25\ncount = 30\n",
+        );
+        let screen: toml::Value = toml::from_str("surrogate = \"emt\"\nmax_force_ev_per_a = 1e6").unwrap();
+        let g = parse_generation0(&r, Some(&screen), 5, &cu(), Path::new("."), (0.0, 0.0)).unwrap().unwrap();
+        let cell =
+            autopipe_atoms::Frame::from_structure(autopipe_build::bulk(autopipe_build::Lattice::Fcc, cu()[0], 3.61));
+        let params = crate::models::default_snap_params(&[cell], 4, 4.0);
+        let pool = generate_pool(&g, 7).unwrap();
+        assert_eq!(pool.len(), 30);
+        let out = generation0(&g, 7, &params, &[], Path::new(".")).unwrap();
+        let too_close = pool.iter().filter(|(s, _)| autopipe_build::screen::closest_contact(s, 0.6).is_some()).count();
+        assert!(too_close > 0, "the test needs rejections");
+        let rejected: usize = out.rejected.iter().map(|(_, n)| n).sum();
+        assert!(rejected >= too_close, "{:?} vs {too_close} too close", out.rejected);
+        assert_eq!(out.picked.len(), 5);
+        for (s, origin) in &out.picked {
+            assert_eq!(origin, "generated:fcc");
+            assert!(autopipe_build::screen::closest_contact(s, 0.6).is_none(), "a rejected structure was picked");
+        }
+        // the same again: deterministic; seeded with its own picks, none of them again
+        let again = generation0(&g, 7, &params, &[], Path::new(".")).unwrap();
+        assert_eq!(
+            again.picked.iter().map(|p| &p.0).collect::<Vec<_>>(),
+            out.picked.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
+        let labelled: Vec<Structure> = out.picked.iter().map(|p| p.0.clone()).collect();
+        let next = generation0(&g, 7, &params, &labelled, Path::new(".")).unwrap();
+        assert!(next.picked.iter().all(|p| !labelled.contains(&p.0)), "a labelled structure was picked again");
+    }
+}
