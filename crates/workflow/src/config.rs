@@ -202,6 +202,9 @@ struct RawGenerate {
     max_strain: f64,
     rattle_a: f64,
     vacancy_fraction: f64,
+    /// `[[generate.recipe]]` and `[generate.screen]`: see `crate::generate`.
+    recipe: Vec<toml::Value>,
+    screen: Option<toml::Value>,
 }
 
 impl Default for RawGenerate {
@@ -214,6 +217,8 @@ impl Default for RawGenerate {
             max_strain: 0.02,
             rattle_a: 0.05,
             vacancy_fraction: 0.0,
+            recipe: Vec::new(),
+            screen: None,
         }
     }
 }
@@ -371,6 +376,8 @@ pub struct Config {
     pub seed: u64,
     pub elements: Vec<Element>,
     pub generate: BulkRecipe,
+    /// Generation 0 from `[[generate.recipe]]`s (None: the bulk recipe above).
+    pub recipes: Option<crate::generate::Generation0>,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
@@ -543,6 +550,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "elements" => err(&["system", "elements"], e.message),
         "count" => err(&["generate", "structures"], e.message),
         field => err(&["generate", field], e.message),
+    })?;
+    let config_dir = file.parent().unwrap_or(Path::new("."));
+    let recipes = crate::generate::parse_generation0(
+        &g.recipe,
+        g.screen.as_ref(),
+        g.structures,
+        &elements,
+        config_dir,
+        (g.max_strain, g.rattle_a),
+    )
+    .map_err(|e| {
+        let span = doc.as_ref().and_then(|d| crate::generate::span_of_path(d, &e.path));
+        let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
+        let key = e.path.iter().map(|p| if p.parse::<usize>().is_ok() { format!("[{p}]") } else { format!(".{p}") });
+        let key = key.collect::<String>().trim_start_matches('.').to_string();
+        ConfigError { file: file.to_path_buf(), line, column, key: Some(key), message: e.message }
     })?;
 
     // ---- [oracle]
@@ -820,6 +843,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         seed,
         elements,
         generate,
+        recipes,
         oracle,
         execution,
         snap,
@@ -908,7 +932,7 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-const ENGINES: [&str; 6] = ["emt", "command", "qe", "cp2k", "orca", "vasp"];
+const ENGINES: [&str; 7] = ["emt", "command", "qe", "cp2k", "orca", "vasp", "ase"];
 
 /// The `[oracle]` table as an engine. Keys that are not settings of the chosen engine
 /// are errors at their line (serde alone does not refuse them for `engine = "emt"`, and
@@ -928,7 +952,7 @@ fn parse_oracle(
         None => {
             return Err(err(
                 &["oracle"],
-                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into(),
+                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\")".into(),
             ))
         }
         Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
@@ -936,7 +960,7 @@ fn parse_oracle(
             return Err(err(
                 &["oracle", "engine"],
                 format!(
-                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
+                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\""
             ),
             ))
         }
@@ -983,6 +1007,7 @@ fn parse_oracle(
             "qe" => check_oracle_section::<autopipe_engines::qe::QeSettings>(&blanked),
             "cp2k" => check_oracle_section::<autopipe_engines::cp2k::Cp2kSettings>(&blanked),
             "orca" => check_oracle_section::<autopipe_engines::orca::OrcaSettings>(&blanked),
+            "ase" => check_oracle_section::<autopipe_engines::ase_bridge::AseSettings>(&blanked),
             _ => check_oracle_section::<autopipe_engines::vasp::VaspSettings>(&blanked),
         };
         if let Err(e) = checked {
