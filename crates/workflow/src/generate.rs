@@ -174,7 +174,7 @@ pub fn parse_generation0(
             r.structures = read_structure_file(&path).map_err(|m| gerr(i, "path", m))?;
         }
         check_recipe(&r).map_err(|(k, m)| gerr(i, k, m))?;
-        let bases = r.bases(0).map_err(|(k, m)| gerr(i, k, m))?;
+        let bases = r.bases().map_err(|(k, m)| gerr(i, k, m))?;
         let species: Vec<Element> = match &bases {
             Bases::Fixed(b) => b.iter().flat_map(|(s, _)| s.species.clone()).collect(),
             Bases::Sqs(..) => r.sublattice_species().map_err(|(k, m)| gerr(i, k, m))?.concat(),
@@ -350,7 +350,7 @@ impl Recipe {
         Ok(s)
     }
 
-    fn bases(&self, _seed: u64) -> Result<Bases, (&'static str, String)> {
+    fn bases(&self) -> Result<Bases, (&'static str, String)> {
         let fixed = |v: Vec<(Structure, String)>| {
             if v.is_empty() {
                 Err(("kind", format!("kind = {:?} gives no structure here", self.kind)))
@@ -362,6 +362,11 @@ impl Recipe {
             "file" => {
                 let mut out = Vec::new();
                 for s in &self.structures {
+                    if self.supercell == [1, 1, 1] {
+                        // as read (a molecule has no cell to repeat)
+                        out.push((s.clone(), "generated:file".to_string()));
+                        continue;
+                    }
                     let m = [
                         [self.supercell[0] as i64, 0, 0],
                         [0, self.supercell[1] as i64, 0],
@@ -439,7 +444,7 @@ fn copy_seed(seed: u64, recipe: usize, copy: usize) -> u64 {
 pub fn generate_pool(g: &Generation0, seed: u64) -> Result<Vec<(Structure, String)>, String> {
     let mut pool = Vec::new();
     for (i, r) in g.recipes.iter().enumerate() {
-        let bases = r.bases(seed).map_err(|(k, m)| format!("generate.recipe[{i}].{k}: {m}"))?;
+        let bases = r.bases().map_err(|(k, m)| format!("generate.recipe[{i}].{k}: {m}"))?;
         for c in 0..r.count {
             let s = copy_seed(seed, i, c);
             let (base, origin) = match &bases {
@@ -663,5 +668,42 @@ mod tests {
         let labelled: Vec<Structure> = out.picked.iter().map(|p| p.0.clone()).collect();
         let next = generation0(&g, 7, &params, &labelled, Path::new(".")).unwrap();
         assert!(next.picked.iter().all(|p| !labelled.contains(&p.0)), "a labelled structure was picked again");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn file_recipes_read_relative_to_the_configuration_and_refuse_foreign_elements() {
+        let dir = tempfile::tempdir().unwrap();
+        let cu = Element::from_symbol("Cu").unwrap();
+        let cell = autopipe_build::bulk(autopipe_build::Lattice::Fcc, cu, 3.61);
+        autopipe_atoms::extxyz::write_extxyz_file(
+            &dir.path().join("cu.xyz"),
+            &[autopipe_atoms::Frame::from_structure(cell.clone())],
+        )
+        .unwrap();
+        let recipe = |text: &str| -> Vec<toml::Value> {
+            let t: toml::Table = toml::from_str(text).unwrap();
+            t["recipe"].as_array().unwrap().clone()
+        };
+        let r = recipe(
+            "[[recipe]]\nkind = \"file\"\npath = \"cu.xyz\"\nsupercell = [2, 1, 1]\ncount = 3\nrattle_a = 0.02\n",
+        );
+        let g = parse_generation0(&r, None, 2, &[cu], dir.path(), (0.0, 0.0)).unwrap().unwrap();
+        let pool = generate_pool(&g, 1).unwrap();
+        assert_eq!(pool.len(), 3);
+        assert!(pool.iter().all(|(s, o)| s.len() == 8 && o == "generated:file"));
+        assert!((pool[0].0.volume_a3() - 2.0 * cell.volume_a3()).abs() < 1e-9);
+        let e =
+            parse_generation0(&r, None, 2, &[Element::from_symbol("Au").unwrap()], dir.path(), (0.0, 0.0)).unwrap_err();
+        assert_eq!(e.path, ["generate", "recipe", "0", "path"]);
+        assert!(e.message.contains("Cu is not one of [system] elements"), "{}", e.message);
+        let missing = recipe("[[recipe]]\nkind = \"file\"\npath = \"nope.cif\"\n");
+        let e = parse_generation0(&missing, None, 1, &[cu], dir.path(), (0.0, 0.0)).unwrap_err();
+        assert_eq!(e.path, ["generate", "recipe", "0", "path"]);
+        assert!(e.message.contains("nope.cif"), "{}", e.message);
     }
 }
