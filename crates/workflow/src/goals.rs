@@ -552,7 +552,7 @@ pub fn status_lines(store: &JobStore) -> Result<Vec<String>, RunError> {
                             format!(
                                 "D({}, {} K) {:.2e} cm²/s",
                                 s["element"].as_str().unwrap_or("?"),
-                                t["temperature_k"],
+                                t["temperature_k"].as_f64().unwrap_or(f64::NAN),
                                 s["diffusion_cm2_per_s"].as_f64().unwrap_or(f64::NAN)
                             )
                         })
