@@ -821,6 +821,7 @@ fn properties(out: &mut String, r: &Report) {
         for p in &r.properties {
             let v = &p["value"];
             let result = match p["goal"].as_str() {
+                _ if v["error"].is_string() => format!("failed: {}", v["error"].as_str().unwrap_or("")),
                 Some("elastic") => {
                     let c = |i: usize, j: usize| {
                         v["c_ij_gpa"][i][j].as_f64().map(|x| format!("{x:.1}")).unwrap_or_default()
@@ -834,7 +835,6 @@ fn properties(out: &mut String, r: &Report) {
                         if v["born_stable"] == true { "Born stable" } else { "Born UNSTABLE" }
                     )
                 }
-                _ if v["error"].is_string() => format!("failed: {}", v["error"].as_str().unwrap_or("")),
                 Some("diffusion") => {
                     let mut parts: Vec<String> = Vec::new();
                     for t in v["temperatures"].as_array().into_iter().flatten() {

@@ -62,20 +62,22 @@ pub struct ElasticGoal {
     pub relax: bool,
 }
 
+/// The recipe's crystal, unstrained, unrattled, without vacancies (a random alloy drawn
+/// with the recipe's seed for several elements).
+fn perfect_crystal(recipe: &BulkRecipe) -> Structure {
+    let recipe = BulkRecipe { count: 1, max_strain: 0.0, rattle_a: 0.0, vacancy_fraction: 0.0, ..recipe.clone() };
+    generate_bulk(&recipe).remove(0)
+}
+
 impl ElasticGoal {
-    /// The structure of the goal (a random alloy drawn with `seed` for several elements).
+    /// The structure of the goal.
     pub fn structure(&self, generate: &BulkRecipe) -> Structure {
-        let recipe = BulkRecipe {
+        perfect_crystal(&BulkRecipe {
             lattice: self.lattice,
             lattice_constant_a: self.lattice_constant_a,
             supercell: self.supercell,
-            count: 1,
-            max_strain: 0.0,
-            rattle_a: 0.0,
-            vacancy_fraction: 0.0,
             ..generate.clone()
-        };
-        generate_bulk(&recipe).remove(0)
+        })
     }
 
     pub fn settings(&self) -> ElasticSettings {
@@ -98,15 +100,7 @@ pub struct DiffusionGoal {
 impl DiffusionGoal {
     /// The supercell, less `vacancies` atoms (the last ones), for `generate`'s elements.
     pub fn structure(&self, generate: &BulkRecipe) -> Structure {
-        let recipe = BulkRecipe {
-            supercell: self.supercell,
-            count: 1,
-            max_strain: 0.0,
-            rattle_a: 0.0,
-            vacancy_fraction: 0.0,
-            ..generate.clone()
-        };
-        let mut s = generate_bulk(&recipe).remove(0);
+        let mut s = perfect_crystal(&BulkRecipe { supercell: self.supercell, ..generate.clone() });
         let keep = s.len() - self.vacancies;
         s.positions_a.truncate(keep);
         s.species.truncate(keep);
