@@ -163,7 +163,8 @@ fn the_cu_emt_potential_gives_emt_constants_within_ten_percent() {
 
 /// The elastic goal of a run on bcc Cu, a crystal the loop (fcc) never saw: the guard
 /// finds its strained cells above gamma_select, they are labelled by the oracle and the
-/// model refitted, and the goal computed again; `status` shows the rounds.
+/// model refitted, and the goal computed again; `status` and the report show the rounds.
+/// A diffusion goal (short MD at two temperatures) runs beside it with each model.
 #[test]
 fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -175,7 +176,9 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("steps = 1000", "steps = 200")
         .replace("max_generations = 7", "max_generations = 1")
-        + "\n[goals]\nmax_rounds = 1\n[goals.elastic]\nlattice = \"bcc\"\nlattice_constant_a = 2.87\nrelax = false\n";
+        + "\n[goals]\nmax_rounds = 1\n[goals.elastic]\nlattice = \"bcc\"\nlattice_constant_a = 2.87\nrelax = false\n"
+        + "[goals.diffusion]\ntemperatures_k = [1400, 1800]\nvacancies = 1\nnpt_steps = 100\nnvt_steps = 50\n"
+        + "production_steps = 1000\nsample_every = 10\n";
     let config = dir.join("cu.toml");
     std::fs::write(&config, text).unwrap();
     let out = run_loop(&[config.to_str().unwrap(), "--dir", d]);
@@ -183,7 +186,8 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     assert!(log.contains("goal elastic"), "{log}");
 
     let status: serde_json::Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
-    let history = status["properties"]["history"].as_array().unwrap();
+    let all = status["properties"]["history"].as_array().unwrap();
+    let history: Vec<&serde_json::Value> = all.iter().filter(|h| h["goal"] == "elastic").collect();
     assert_eq!(history.len(), 2, "{status}");
     assert_eq!(history[0]["outcome"], "relabel");
     assert_eq!(history[0]["trusted"], false);
@@ -207,7 +211,16 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let latest = &status["properties"]["latest"]["elastic"];
     assert_eq!(latest["trusted"], latest["max_gamma"].as_f64().unwrap() < 2.0);
     assert!(latest["value"]["c_ij_gpa"][0][0].as_f64().unwrap() > 0.0);
+    // The diffusion goal ran with each model too: D per temperature, and the Arrhenius fit.
+    let diffusion = &status["properties"]["latest"]["diffusion"];
+    assert_eq!(diffusion["generation"], 1, "{status}");
+    let temps = diffusion["value"]["temperatures"].as_array().unwrap();
+    assert_eq!(temps.len(), 2);
+    assert!(temps.iter().all(|t| t["species"][0]["diffusion_cm2_per_s"].as_f64().unwrap() > 0.0), "{diffusion}");
+    assert!(diffusion["value"]["arrhenius"][0]["ea_ev"].as_f64().is_some(), "{diffusion}");
+    assert!(diffusion["max_gamma"].as_f64().is_some());
     let text = stdout(&ok(&["status", "--dir", d]));
+    assert!(text.contains("goal diffusion: D(Cu, 1400 K)"), "{text}");
     assert!(text.contains("goal elastic: C11") && text.contains("1 label-refit round(s)"), "{text}");
     // The report's properties section: both computations, the first not trusted.
     ok(&["report", "--dir", d]);
@@ -215,8 +228,10 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let section = &page[page.find(r#"<section id="properties">"#).unwrap()..];
     let section = &section[..section.find("</section>").unwrap()];
     assert_eq!(section.matches("<tr><td>elastic</td>").count(), 2, "{section}");
+    assert_eq!(section.matches("<tr><td>diffusion</td>").count(), 2, "{section}");
     assert!(section.contains("<b>no</b>") && section.contains("model refitted"), "{section}");
     // Running again computes nothing twice.
     let again = run_loop(&[config.to_str().unwrap(), "--dir", d]);
-    assert!(!(stderr(&again) + &stdout(&again)).contains("goal elastic:"), "{}", stderr(&again));
+    let again = stderr(&again) + &stdout(&again);
+    assert!(!again.contains("goal elastic:") && !again.contains("goal diffusion"), "{again}");
 }

@@ -821,6 +821,7 @@ fn properties(out: &mut String, r: &Report) {
         for p in &r.properties {
             let v = &p["value"];
             let result = match p["goal"].as_str() {
+                _ if v["error"].is_string() => format!("failed: {}", v["error"].as_str().unwrap_or("")),
                 Some("elastic") => {
                     let c = |i: usize, j: usize| {
                         v["c_ij_gpa"][i][j].as_f64().map(|x| format!("{x:.1}")).unwrap_or_default()
@@ -833,6 +834,28 @@ fn properties(out: &mut String, r: &Report) {
                         v["bulk_modulus_gpa"]["hill"].as_f64().map(|x| format!("{x:.1}")).unwrap_or_default(),
                         if v["born_stable"] == true { "Born stable" } else { "Born UNSTABLE" }
                     )
+                }
+                Some("diffusion") => {
+                    let mut parts: Vec<String> = Vec::new();
+                    for t in v["temperatures"].as_array().into_iter().flatten() {
+                        for sp in t["species"].as_array().into_iter().flatten() {
+                            parts.push(format!(
+                                "D({}, {} K) {:.2e} cm²/s",
+                                sp["element"].as_str().unwrap_or("?"),
+                                t["temperature_k"].as_f64().unwrap_or(f64::NAN),
+                                sp["diffusion_cm2_per_s"].as_f64().unwrap_or(f64::NAN)
+                            ));
+                        }
+                    }
+                    for a in v["arrhenius"].as_array().into_iter().flatten() {
+                        parts.push(format!(
+                            "Ea({}) {:.3} ± {:.3} eV",
+                            a["element"].as_str().unwrap_or("?"),
+                            a["ea_ev"].as_f64().unwrap_or(f64::NAN),
+                            a["ea_stderr_ev"].as_f64().unwrap_or(f64::NAN)
+                        ));
+                    }
+                    parts.join("; ")
                 }
                 _ => v.to_string(),
             };

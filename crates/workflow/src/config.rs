@@ -835,7 +835,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
     };
 
-    let goals = crate::goals::parse_goals(raw.goals.as_ref(), &generate, &err)?;
+    let goals = crate::goals::parse_goals(raw.goals.as_ref(), &generate, seed, explore.timestep_fs, &err)?;
 
     Ok(Config {
         file: file.to_path_buf(),

@@ -15,6 +15,7 @@ use crate::learn::{load_model, LoopReporter, ModelForceField};
 use autopipe_atoms::Structure;
 use autopipe_build::{generate_bulk, BulkRecipe, Lattice};
 use autopipe_potential::SnapModel;
+use autopipe_property::diffusion::{diffusion_workflow, DiffusionMd};
 use autopipe_property::elastic::{elastic_constants, Elastic, ElasticSettings};
 use autopipe_property::guard::{Uncertain, Watched};
 use autopipe_store::{JobStore, PropertyOutcome, PropertyRecord};
@@ -26,18 +27,26 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct GoalsConfig {
     pub elastic: Option<ElasticGoal>,
+    pub diffusion: Option<DiffusionGoal>,
     /// Label-refit-recompute rounds at most (0: compute once, never relabel).
     pub max_rounds: usize,
 }
 
 impl GoalsConfig {
     pub fn is_empty(&self) -> bool {
-        self.elastic.is_none()
+        self.elastic.is_none() && self.diffusion.is_none()
     }
 
     /// The names of the configured goals.
     pub fn names(&self) -> Vec<&'static str> {
-        self.elastic.iter().map(|_| "elastic").collect()
+        let mut out = Vec::new();
+        if self.elastic.is_some() {
+            out.push("elastic");
+        }
+        if self.diffusion.is_some() {
+            out.push("diffusion");
+        }
+        out
     }
 }
 
@@ -53,26 +62,63 @@ pub struct ElasticGoal {
     pub relax: bool,
 }
 
+/// The recipe's crystal, unstrained, unrattled, without vacancies (a random alloy drawn
+/// with the recipe's seed for several elements).
+fn perfect_crystal(recipe: &BulkRecipe) -> Structure {
+    let recipe = BulkRecipe { count: 1, max_strain: 0.0, rattle_a: 0.0, vacancy_fraction: 0.0, ..recipe.clone() };
+    generate_bulk(&recipe).remove(0)
+}
+
 impl ElasticGoal {
-    /// The structure of the goal (a random alloy drawn with `seed` for several elements).
+    /// The structure of the goal.
     pub fn structure(&self, generate: &BulkRecipe) -> Structure {
-        let recipe = BulkRecipe {
+        perfect_crystal(&BulkRecipe {
             lattice: self.lattice,
             lattice_constant_a: self.lattice_constant_a,
             supercell: self.supercell,
-            count: 1,
-            max_strain: 0.0,
-            rattle_a: 0.0,
-            vacancy_fraction: 0.0,
             ..generate.clone()
-        };
-        generate_bulk(&recipe).remove(0)
+        })
     }
 
     pub fn settings(&self) -> ElasticSettings {
         let base = if self.relax { ElasticSettings::default() } else { ElasticSettings::unrelaxed() };
         ElasticSettings { amplitudes: self.amplitudes.clone(), ..base }
     }
+}
+
+/// `[goals.diffusion]`: D per species at each temperature (NPT, NVT, production MD with
+/// the MSD), and the Arrhenius fit, on a supercell of the `[generate]` crystal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiffusionGoal {
+    pub temperatures_k: Vec<f64>,
+    pub supercell: [usize; 3],
+    /// Atoms removed from the supercell (a solid diffuses by its vacancies).
+    pub vacancies: usize,
+    pub md: DiffusionMd,
+}
+
+impl DiffusionGoal {
+    /// The supercell, less `vacancies` atoms (the last ones), for `generate`'s elements.
+    pub fn structure(&self, generate: &BulkRecipe) -> Structure {
+        let mut s = perfect_crystal(&BulkRecipe { supercell: self.supercell, ..generate.clone() });
+        let keep = s.len() - self.vacancies;
+        s.positions_a.truncate(keep);
+        s.species.truncate(keep);
+        s
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiffusionGoal {
+    temperatures_k: Vec<f64>,
+    supercell: Option<[usize; 3]>,
+    vacancies: Option<usize>,
+    timestep_fs: Option<f64>,
+    npt_steps: Option<u64>,
+    nvt_steps: Option<u64>,
+    production_steps: Option<u64>,
+    sample_every: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -89,11 +135,13 @@ struct RawElasticGoal {
 pub(crate) fn parse_goals(
     raw: Option<&toml::Value>,
     generate: &BulkRecipe,
+    seed: u64,
+    timestep_fs: f64,
     err: &dyn Fn(&[&str], String) -> ConfigError,
 ) -> Result<GoalsConfig, ConfigError> {
     let Some(raw) = raw else { return Ok(GoalsConfig::default()) };
     let table = raw.as_table().ok_or_else(|| err(&["goals"], "must be a table".into()))?;
-    let mut goals = GoalsConfig { elastic: None, max_rounds: 2 };
+    let mut goals = GoalsConfig { elastic: None, diffusion: None, max_rounds: 2 };
     for (key, value) in table {
         match key.as_str() {
             "max_rounds" => {
@@ -103,14 +151,14 @@ pub(crate) fn parse_goals(
                 goals.max_rounds = n as usize;
             }
             "elastic" => goals.elastic = parse_elastic(value, generate, err)?,
-            "diffusion" | "hull" | "phase_diagram" => {
+            "diffusion" => goals.diffusion = Some(parse_diffusion(value, generate, seed, timestep_fs, err)?),
+            "hull" | "phase_diagram" => {
                 return Err(err(
                     &["goals", key],
-                    format!(
-                        "the {key} goal is not available in this build (use `autopipe property {}` on the \
-                         trained model); available goals: elastic",
-                        if key == "diffusion" { "diffusion" } else { "hull" }
-                    ),
+                    "the hull goal is not available in a run yet (its candidate workflow lives in the \
+                     command): use `autopipe property hull --dir RUN --elements A,B` on the trained model; \
+                     available goals: elastic, diffusion"
+                        .into(),
                 ))
             }
             other => {
@@ -124,6 +172,73 @@ pub(crate) fn parse_goals(
     Ok(goals)
 }
 
+/// A goal's table deserialised, an unknown or missing key pointing at itself.
+fn goal_table<T: serde::de::DeserializeOwned>(
+    goal: &str,
+    value: &toml::Value,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<T, ConfigError> {
+    value.clone().try_into().map_err(|e: toml::de::Error| {
+        let message = e.message().trim().to_string();
+        let key = message.split('`').nth(1).unwrap_or("").to_string();
+        let path: Vec<&str> = ["goals", goal].into_iter().chain((!key.is_empty()).then_some(key.as_str())).collect();
+        err(&path, message)
+    })
+}
+
+fn parse_diffusion(
+    value: &toml::Value,
+    generate: &BulkRecipe,
+    seed: u64,
+    timestep_fs: f64,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<DiffusionGoal, ConfigError> {
+    let at = |k: &'static str| move |m: String| err(&["goals", "diffusion", k], m);
+    if !value.is_table() {
+        return Err(err(&["goals", "diffusion"], "must be a table, e.g. { temperatures_k = [1200, 1400] }".into()));
+    }
+    let raw: RawDiffusionGoal = goal_table("diffusion", value, err)?;
+    if raw.temperatures_k.is_empty() {
+        return Err(at("temperatures_k")("give at least one temperature (two or more for the Arrhenius fit)".into()));
+    }
+    if let Some(t) = raw.temperatures_k.iter().find(|t| !(t.is_finite() && (1.0..=20000.0).contains(*t))) {
+        return Err(at("temperatures_k")(format!("{t} K is not a temperature in 1 ..= 20000 K")));
+    }
+    let supercell = raw.supercell.unwrap_or(generate.supercell);
+    if supercell.iter().any(|&n| n == 0 || n > 20) {
+        return Err(at("supercell")(format!("{supercell:?}: each repetition must be in 1 ..= 20")));
+    }
+    let atoms = BulkRecipe { supercell, ..generate.clone() }.atoms_per_structure();
+    let vacancies = raw.vacancies.unwrap_or(0);
+    if vacancies + 2 > atoms {
+        return Err(at("vacancies")(format!("{vacancies} of {atoms} atoms: at least two must stay")));
+    }
+    let d = DiffusionMd::default();
+    let md = DiffusionMd {
+        timestep_fs: raw.timestep_fs.unwrap_or(timestep_fs),
+        npt_steps: raw.npt_steps.unwrap_or(d.npt_steps),
+        nvt_steps: raw.nvt_steps.unwrap_or(d.nvt_steps),
+        production_steps: raw.production_steps.unwrap_or(d.production_steps),
+        sample_every: raw.sample_every.unwrap_or(d.sample_every),
+        seed,
+        ..d
+    };
+    if !(md.timestep_fs > 0.0 && md.timestep_fs <= 20.0) {
+        return Err(at("timestep_fs")(format!("{} fs is not in (0, 20]", md.timestep_fs)));
+    }
+    if md.sample_every == 0 {
+        return Err(at("sample_every")("must be at least 1".into()));
+    }
+    let samples = md.production_steps / md.sample_every;
+    let needed = 20 * md.window.blocks.max(1) as u64;
+    if samples < needed {
+        return Err(at("production_steps")(format!(
+            "production_steps / sample_every = {samples} samples; the fit needs at least {needed}"
+        )));
+    }
+    Ok(DiffusionGoal { temperatures_k: raw.temperatures_k, supercell, vacancies, md })
+}
+
 fn parse_elastic(
     value: &toml::Value,
     generate: &BulkRecipe,
@@ -135,13 +250,7 @@ fn parse_elastic(
         toml::Value::Boolean(true) => {
             RawElasticGoal { lattice: None, lattice_constant_a: None, supercell: None, strains: None, relax: None }
         }
-        toml::Value::Table(_) => value.clone().try_into().map_err(|e: toml::de::Error| {
-            let message = e.message().trim().to_string();
-            let key = message.split('`').nth(1).unwrap_or("").to_string();
-            let path: Vec<&str> =
-                ["goals", "elastic"].into_iter().chain((!key.is_empty()).then_some(key.as_str())).collect();
-            err(&path, message)
-        })?,
+        toml::Value::Table(_) => goal_table("elastic", value, err)?,
         _ => return Err(err(&["goals", "elastic"], "must be true, false or a table of settings".into())),
     };
     let lattice = match &raw.lattice {
@@ -278,6 +387,31 @@ pub fn run_goals(
                     }
                 }
             }
+            "diffusion" => {
+                let goal = goals.diffusion.as_ref().expect("configured");
+                reporter.say(&format!(
+                    "generation {g}: goal diffusion at {} K with the model of generation {g}",
+                    goal.temperatures_k.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+                let start = goal.structure(&config.generate);
+                let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
+                let mut watched = Watched::new(ModelForceField { evaluator }, gamma_select, 100_000);
+                let say = &mut *reporter;
+                match diffusion_workflow(&mut watched, &start, &goal.temperatures_k, &goal.md, &mut |line| {
+                    say.say(&format!("generation {g}: goal diffusion: {line}"))
+                }) {
+                    Ok(r) => (
+                        serde_json::to_value(&r).expect("diffusion results serialise"),
+                        watched.max_gamma(),
+                        watched.n_uncertain(),
+                        most_uncertain(watched.take_uncertain(), config.loop_.per_generation),
+                    ),
+                    Err(e) => {
+                        reporter.say(&format!("generation {g}: goal {name} failed: {e}"));
+                        (json!({ "error": e.to_string() }), watched.max_gamma(), watched.n_uncertain(), Vec::new())
+                    }
+                }
+            }
             other => unreachable!("goal {other} is refused by the configuration"),
         };
         let trusted = max_gamma.is_some_and(|m| m < gamma_select);
@@ -386,6 +520,42 @@ pub fn status_lines(store: &JobStore) -> Result<Vec<String>, RunError> {
                     p.value["bulk_modulus_gpa"]["hill"].as_f64().unwrap_or(f64::NAN),
                     p.value["shear_modulus_gpa"]["hill"].as_f64().unwrap_or(f64::NAN),
                     if p.value["born_stable"] == true { "stable" } else { "UNSTABLE" }
+                )
+            }
+            "diffusion" => {
+                let arrhenius: Vec<String> = p.value["arrhenius"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        format!(
+                            "{}: Ea {:.3} ± {:.3} eV, D0 {:.2e} cm²/s",
+                            a["element"].as_str().unwrap_or("?"),
+                            a["ea_ev"].as_f64().unwrap_or(f64::NAN),
+                            a["ea_stderr_ev"].as_f64().unwrap_or(f64::NAN),
+                            a["d0_cm2_per_s"].as_f64().unwrap_or(f64::NAN)
+                        )
+                    })
+                    .collect();
+                let d: Vec<String> = p.value["temperatures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|t| {
+                        t["species"].as_array().into_iter().flatten().map(move |s| {
+                            format!(
+                                "D({}, {} K) {:.2e} cm²/s",
+                                s["element"].as_str().unwrap_or("?"),
+                                t["temperature_k"].as_f64().unwrap_or(f64::NAN),
+                                s["diffusion_cm2_per_s"].as_f64().unwrap_or(f64::NAN)
+                            )
+                        })
+                    })
+                    .collect();
+                format!(
+                    "{}{}",
+                    d.join(", "),
+                    if arrhenius.is_empty() { String::new() } else { format!("; {}", arrhenius.join(", ")) }
                 )
             }
             _ => p.value.to_string(),

@@ -44,6 +44,11 @@ fn goals_are_optional_and_take_their_defaults_from_generate() {
     let e = c.goals.elastic.unwrap();
     assert_eq!((e.lattice, e.lattice_constant_a, e.relax, c.goals.max_rounds), (Lattice::Bcc, 2.87, false, 1));
     assert!(parse("[goals]\nelastic = false\n").unwrap().goals.is_empty());
+    let c = parse("[goals.diffusion]\ntemperatures_k = [1200, 1400]\nvacancies = 1\n").unwrap();
+    let d = c.goals.diffusion.clone().unwrap();
+    assert_eq!((d.temperatures_k, d.supercell, d.vacancies), (vec![1200.0, 1400.0], [2, 2, 2], 1));
+    assert_eq!((d.md.timestep_fs, d.md.seed), (2.0, 42), "the run's time step and seed");
+    assert_eq!(c.goals.names(), vec!["diffusion"]);
 }
 
 #[test]
@@ -57,5 +62,23 @@ fn bad_goals_are_refused_at_their_key() {
     refused("[goals.elastic]\nstrains = [0.01, 0.5]\n", "goals.elastic.strains", 1, "not in (0, 0.1]");
     refused("[goals.elastic]\nsupercell = [0, 1, 1]\n", "goals.elastic.supercell", 1, "1 ..= 6");
     refused("[goals.elastic]\nstrain = [0.01]\n", "goals.elastic.strain", 1, "unknown field");
-    refused("[goals]\ndiffusion = { temperatures_k = [1200] }\n", "goals.diffusion", 1, "not available");
+    refused("[goals]\nhull = { elements = [\"Cu\", \"Au\"] }\n", "goals.hull", 1, "not available");
+    refused("[goals]\ndiffusion = true\n", "goals.diffusion", 1, "must be a table");
+    refused("[goals.diffusion]\nsupercell = [3, 3, 3]\n", "goals.diffusion.temperatures_k", 0, "missing field");
+    refused("[goals.diffusion]\ntemperatures_k = [1200, -5]\n", "goals.diffusion.temperatures_k", 1, "1 ..= 20000");
+    refused("[goals.diffusion]\ntemperatures_k = []\n", "goals.diffusion.temperatures_k", 1, "at least one");
+    refused(
+        "[goals.diffusion]\ntemperatures_k = [1200]\nproduction_steps = 500\n",
+        "goals.diffusion.production_steps",
+        2,
+        "at least 100",
+    );
+    refused("[goals.diffusion]\ntemperatures_k = [1200]\nvacancies = 31\n", "goals.diffusion.vacancies", 2, "32 atoms");
+    refused(
+        "[goals.diffusion]\ntemperatures_k = [1200]\ntimestep_fs = 0\n",
+        "goals.diffusion.timestep_fs",
+        2,
+        "(0, 20]",
+    );
+    refused("[goals.diffusion]\ntemperatures_k = [1200]\nsteps = 5\n", "goals.diffusion.steps", 2, "unknown field");
 }
