@@ -82,4 +82,3 @@ pub fn data_file(
     }
     Ok(o)
 }
-
