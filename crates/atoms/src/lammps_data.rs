@@ -28,7 +28,7 @@ pub fn to_lammps_frame(s: &Structure) -> Result<(Structure, Mat3), String> {
     r.cell_a[0][2] = 0.0;
     r.cell_a[1][2] = 0.0;
     r.positions_a = s.positions_a.iter().map(rot).collect();
-    if !(r.cell_a[2][2] > 0.0) || !(nt > 0.0) {
+    if r.cell_a[2][2].is_nan() || r.cell_a[2][2] <= 0.0 || nt.is_nan() || nt <= 0.0 {
         return Err("the cell is left-handed or degenerate: LAMMPS needs a right-handed cell".into());
     }
     Ok((r, q))
