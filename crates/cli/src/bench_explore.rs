@@ -23,7 +23,10 @@ pub fn run(size: Size) -> Result<()> {
     let opts = FitOptions { test_fraction: 0.0, ..FitOptions::default() };
     let model = fit(&frames, crate::bench::cu_snap_params(8), &opts)?.model;
     // 5 x 5 x 20 conventional fcc cells: 2,000 atoms
-    let cell = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), [5, 5, 20]), 0.05, &mut rng_from_seed(4));
+    // (smoke: 200 atoms and a 4,000-atom frame, the numbers mean nothing)
+    let smoke = size == Size::Smoke;
+    let reps = if smoke { [5, 5, 2] } else { [5, 5, 20] };
+    let cell = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), reps), 0.05, &mut rng_from_seed(4));
     let velocities = autopipe_md::maxwell_boltzmann(&cell, 600.0, &mut rng_from_seed(5));
     let ensemble = autopipe_md::Ensemble::Nvt { temperature_k: 600.0, friction_per_fs: 0.02 };
     match resolve_lammps(None) {
@@ -75,7 +78,8 @@ pub fn run(size: Size) -> Result<()> {
         "atom-steps/s",
     );
     // extraction: cells around atoms of a 100,000-atom frame (25 x 25 x 40 fcc cells)
-    let big = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), [25, 25, 40]), 0.05, &mut rng_from_seed(6));
+    let reps = if smoke { [10, 10, 10] } else { [25, 25, 40] };
+    let big = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), reps), 0.05, &mut rng_from_seed(6));
     let start = Instant::now();
     let ex = Extractor::new(&big, model.params.max_cutoff(), 2.0, 2.0).map_err(anyhow::Error::msg)?;
     let mut atoms = 0usize;
