@@ -123,6 +123,8 @@ pub fn run(size: Size) -> Result<()> {
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     crate::bench_build::run(size)?;
+    crate::bench_elastic::run(size)?;
+    crate::bench_property::run(size)?;
     crate::bench_explore::run(size)?;
     Ok(())
 }

@@ -1,12 +1,142 @@
-//! `autopipe property hull` (being written).
+//! `autopipe property hull`: the convex hull of a CSV of entries (`name,formula,energy_ev`),
+//! or of candidates built and relaxed with a potential (`--elements A,B`).
 
-use anyhow::{bail, Result};
+use crate::property_calc::{with_calculator, CalculatorArgs};
+use anyhow::{bail, Context, Result};
+use autopipe_atoms::Element;
+use autopipe_build::Lattice;
+use autopipe_property::hull::candidates::{prototype_candidates, relax_candidates, RelaxedCandidate};
+use autopipe_property::hull::{parse_entries_csv, Entry, EntryResult, PhaseDiagram};
+use autopipe_workflow::config::default_lattice_constant_a;
 use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
-pub struct HullArgs {}
+pub struct HullArgs {
+    /// CSV with the columns name,formula,energy_ev (the total energy of the formula as
+    /// written, eV).
+    #[arg(required_unless_present = "elements")]
+    entries: Option<PathBuf>,
+    /// Build, relax and evaluate candidates of these elements (two or more) instead.
+    #[arg(long, value_delimiter = ',', conflicts_with = "entries")]
+    elements: Vec<String>,
+    #[command(flatten)]
+    calculator: CalculatorArgs,
+    /// Seed of the SQS candidates.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Relax each candidate until every force is below this (eV/Å).
+    #[arg(long, default_value_t = 0.01)]
+    fmax_ev_per_a: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: HullArgs) -> Result<ExitCode> {
-    bail!("autopipe property hull is not built yet")
+pub fn run(a: HullArgs) -> Result<ExitCode> {
+    if a.entries.is_some() && a.calculator.given() {
+        bail!("a CSV of entries needs no calculator (--emt, --model, --dir are for --elements)");
+    }
+    let (entries, source, workflow) = match &a.entries {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            (parse_entries_csv(&text, &path.display().to_string())?, path.display().to_string(), None)
+        }
+        None => {
+            let (entries, w) = candidates(&a.elements, a.seed, a.fmax_ev_per_a, &a.calculator)?;
+            (entries, "the candidates".to_string(), Some(w))
+        }
+    };
+    let pd = PhaseDiagram::new(entries).with_context(|| source)?;
+    let results = pd.results()?;
+    if a.json {
+        let mut out = serde_json::json!({
+            "elements": pd.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>(),
+            "entries": results,
+            "stable": pd.stable_indices().iter().map(|&i| &pd.entries[i].name).collect::<Vec<_>>(),
+        });
+        if let Some(w) = &workflow {
+            out["relaxations"] = serde_json::to_value(&w.relaxed)?;
+            out["max_gamma"] = serde_json::to_value(w.max_gamma)?;
+            out["uncertain"] = w.uncertain.into();
+        }
+        println!("{out}");
+    } else {
+        print_table(&results);
+        if let Some(w) = &workflow {
+            println!(
+                "max_gamma {} ({} uncertain structures)",
+                w.max_gamma.map_or("-".into(), |g| format!("{g:.3}")),
+                w.uncertain
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the candidates' relaxations said besides their energies.
+struct Workflow {
+    relaxed: Vec<RelaxedCandidate>,
+    max_gamma: Option<f64>,
+    uncertain: usize,
+}
+
+/// Candidates of `elements` built, relaxed and evaluated with the calculator.
+fn candidates(
+    elements: &[String],
+    seed: u64,
+    fmax_ev_per_a: f64,
+    calculator: &CalculatorArgs,
+) -> Result<(Vec<Entry>, Workflow)> {
+    let elements: Vec<Element> = elements
+        .iter()
+        .map(|s| s.parse::<Element>().map_err(anyhow::Error::msg).context("--elements"))
+        .collect::<Result<_>>()?;
+    if !(fmax_ev_per_a.is_finite() && fmax_ev_per_a > 0.0) {
+        bail!("--fmax-ev-per-a {fmax_ev_per_a} must be > 0");
+    }
+    let fcc_a = |e: Element| default_lattice_constant_a(e, Lattice::Fcc);
+    let list = prototype_candidates(&elements, &fcc_a, seed)?;
+    with_calculator(calculator, |ff, known| {
+        for c in &list {
+            known.check(&c.structure, &c.name)?;
+        }
+        eprintln!("hull: relaxing {} candidates of {}", list.len(), a_list(&elements));
+        let (entries, relaxed) = relax_candidates(ff, &list, fmax_ev_per_a, &mut |r| {
+            eprintln!(
+                "  {:<14} {:>12.5} eV/atom {}",
+                r.name,
+                r.energy_ev / r.atoms as f64,
+                if r.converged { "" } else { "(not converged)" }
+            )
+        })?;
+        Ok((entries, Workflow { relaxed, max_gamma: ff.max_gamma(), uncertain: ff.uncertain().len() }))
+    })
+}
+
+fn a_list(elements: &[Element]) -> String {
+    elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-")
+}
+
+fn print_table(results: &[EntryResult]) {
+    let w = results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let f = results.iter().map(|r| r.formula.len()).max().unwrap_or(7).max(7);
+    println!(
+        "{:<w$} {:<f$} {:>14} {:>14} {:>6}  decomposition",
+        "name", "formula", "E_f (eV/at)", "E_hull (eV/at)", "stable"
+    );
+    for r in results {
+        let decomposition =
+            r.decomposition.iter().map(|p| format!("{:.4} {}", p.fraction, p.name)).collect::<Vec<_>>().join(" + ");
+        println!(
+            "{:<w$} {:<f$} {:>14.6} {:>14.6} {:>6}  {}",
+            r.name,
+            r.formula,
+            r.formation_energy_ev_per_atom,
+            r.e_above_hull_ev_per_atom,
+            if r.stable { "yes" } else { "no" },
+            decomposition
+        );
+    }
 }

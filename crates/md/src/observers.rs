@@ -324,11 +324,34 @@ pub struct MsdAccumulator {
     reference: Option<MsdReference>,
     elements: Vec<Element>,
     series: Vec<MsdPoint>,
+    /// The unwrapped positions of every sample, when asked for (for an analysis over
+    /// every time origin, e.g. `autopipe_property::diffusion`).
+    keep_positions: bool,
+    positions: Vec<Vec<[f64; 3]>>,
 }
 
 impl MsdAccumulator {
     pub fn new(every: u64) -> Self {
-        MsdAccumulator { every: every.max(1), subtract_com: false, reference: None, elements: vec![], series: vec![] }
+        MsdAccumulator {
+            every: every.max(1),
+            subtract_com: false,
+            reference: None,
+            elements: vec![],
+            series: vec![],
+            keep_positions: false,
+            positions: vec![],
+        }
+    }
+
+    /// Also keep the positions of every sample ([`MsdAccumulator::positions`]).
+    pub fn with_positions(mut self, on: bool) -> Self {
+        self.keep_positions = on;
+        self
+    }
+
+    /// The unwrapped positions (Å) of every sample, `[sample][atom]`, when kept.
+    pub fn positions(&self) -> &[Vec<[f64; 3]>] {
+        &self.positions
     }
 
     /// Remove the centre-of-mass displacement before squaring (for runs whose
@@ -386,7 +409,7 @@ impl MsdAccumulator {
 }
 
 /// Least-squares line: (slope, intercept, r²).
-fn fit_line(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+pub fn fit_line(pts: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
     if pts.len() < 2 {
         return None;
     }
@@ -451,6 +474,9 @@ impl Observer for MsdAccumulator {
             })
             .collect();
         self.series.push(MsdPoint { step: state.step, time_fs: state.time_fs - t0, msd_a2 });
+        if self.keep_positions {
+            self.positions.push(state.structure.positions_a.clone());
+        }
         Control::Continue
     }
 }

@@ -33,7 +33,7 @@
 
 use crate::active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 use crate::linalg::{lstsq_pivoted, ColMat, StreamingQr};
-use crate::model::{ModelError, SnapModel};
+use crate::model::{ModelError, ModelEval, SnapModel};
 use crate::snap::{Snap, SnapParams};
 use crate::zbl::ZblReference;
 use autopipe_atoms::units::EV_PER_A3_IN_GPA;
@@ -897,29 +897,42 @@ pub fn evaluate_errors_by_group(
 ) -> Result<(ErrorMetrics, BTreeMap<String, ErrorMetrics>), ModelError> {
     let ev = model.evaluator()?;
     let per_frame = par_map(frames, n_threads(opts.threads), |f| -> Result<MetricsAcc, ModelError> {
-        let r = ev.evaluate(&f.structure)?;
-        let mut acc = MetricsAcc { n_frames: 1, n_atoms: f.len(), gamma: r.max_gamma(), ..Default::default() };
-        let n = f.len().max(1) as f64;
-        if let Some(e) = energy_label(f, opts.use_free_energy) {
-            acc.e.add((r.energy_ev - e) / n);
-        }
-        if let Some(fr) = &f.forces_ev_per_a {
-            for (a, b) in r.forces_ev_per_a.iter().zip(fr) {
-                for c in 0..3 {
-                    acc.f.add(a[c] - b[c]);
-                }
-            }
-        }
-        if let (Some(sp), Some(sr)) = (r.stress_ev_per_a3, f.stress_ev_per_a3) {
-            for t in 0..6 {
-                acc.s.add(sp[t] - sr[t]);
-            }
-        }
-        Ok(acc)
+        Ok(frame_errors(f, &ev.evaluate(&f.structure)?, opts))
     });
     let mut accs = Vec::with_capacity(frames.len());
     for (f, a) in frames.iter().zip(per_frame) {
         accs.push((frame_group(f), a?));
     }
     Ok(group_metrics(accs))
+}
+
+/// Errors of predictions made elsewhere (another potential's evaluations, one per frame,
+/// in order), overall and per group, with the same statistics as [`evaluate_errors_by_group`].
+pub fn errors_of_evaluations(
+    frames: &[Frame],
+    evaluations: &[ModelEval],
+    opts: &EvalOptions,
+) -> (ErrorMetrics, BTreeMap<String, ErrorMetrics>) {
+    group_metrics(frames.iter().zip(evaluations).map(|(f, r)| (frame_group(f), frame_errors(f, r, opts))))
+}
+
+fn frame_errors(f: &Frame, r: &ModelEval, opts: &EvalOptions) -> MetricsAcc {
+    let mut acc = MetricsAcc { n_frames: 1, n_atoms: f.len(), gamma: r.max_gamma(), ..Default::default() };
+    let n = f.len().max(1) as f64;
+    if let Some(e) = energy_label(f, opts.use_free_energy) {
+        acc.e.add((r.energy_ev - e) / n);
+    }
+    if let Some(fr) = &f.forces_ev_per_a {
+        for (a, b) in r.forces_ev_per_a.iter().zip(fr) {
+            for c in 0..3 {
+                acc.f.add(a[c] - b[c]);
+            }
+        }
+    }
+    if let (Some(sp), Some(sr)) = (r.stress_ev_per_a3, f.stress_ev_per_a3) {
+        for t in 0..6 {
+            acc.s.add(sp[t] - sr[t]);
+        }
+    }
+    acc
 }

@@ -142,7 +142,7 @@ impl JobStore {
         })
     }
 
-    fn set_phase_in(
+    pub(crate) fn set_phase_in(
         tx: &rusqlite::Connection,
         generation: i64,
         phase: Phase,

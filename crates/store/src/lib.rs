@@ -14,6 +14,7 @@ mod configs;
 mod learning;
 mod lease;
 mod lock;
+mod properties;
 mod recover;
 mod report_data;
 mod sched;
@@ -24,6 +25,7 @@ pub use configs::RunConfigRecord;
 pub use learning::{GenerationRecord, LoopState, ModelRecord, Phase, SegmentRecord};
 pub use lease::this_process_owner;
 pub use lock::{utc, RunLock, LOCK_FILE};
+pub use properties::{PropertyOutcome, PropertyRecord};
 pub use report_data::{AttemptGroup, CandidatePoint, DoneFigures, LoopEvent, RemediationGroup, StatusGroup};
 pub use sched::INTENT_PREFIX;
 

@@ -241,4 +241,24 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE engine = NEW.engine AND status = NEW.status;
     END;
     "#,
+    // 6 (property goals, issue 12): each computation of a goal (elastic, diffusion,
+    // hull) with the final model of a generation: the value, the largest extrapolation
+    // grade met, how many structures were above gamma_select, the label-refit round it
+    // belongs to, and whether it is trusted (computed inside the trusted domain).
+    r#"
+    CREATE TABLE property_results (
+        id          INTEGER PRIMARY KEY,
+        goal        TEXT NOT NULL,                 -- elastic | diffusion | hull
+        generation  INTEGER NOT NULL,              -- the model's generation
+        round       INTEGER NOT NULL,              -- 0: first computation; n: after n label-refit rounds
+        model_path  TEXT NOT NULL,                 -- relative to the run directory
+        value_json  TEXT NOT NULL,
+        max_gamma   REAL,                          -- NULL: the model has no grade
+        n_uncertain INTEGER NOT NULL,              -- structures at or above gamma_select
+        trusted     INTEGER NOT NULL CHECK (trusted IN (0, 1)),
+        outcome     TEXT NOT NULL CHECK (outcome IN ('final', 'relabel', 'limit')),
+        created_at  REAL NOT NULL,
+        UNIQUE (goal, generation)
+    );
+    "#,
 ];

@@ -65,6 +65,9 @@ struct RawConfig {
     explore: RawExplore,
     #[serde(default, rename = "loop")]
     loop_: RawLoop,
+    /// Property goals, validated by `goals::parse_goals`.
+    #[serde(default)]
+    goals: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,10 @@ struct RawPotential {
     weights: BTreeMap<String, f64>,
     /// `[potential.reference]`: the ZBL reference and isolated-atom energies.
     reference: Option<RawReference>,
+    /// `snap` (native) or `pace` (Pacemaker's ACE).
+    kind: String,
+    /// `[potential.pace]`: Pacemaker's settings.
+    pace: Option<autopipe_potential::PaceSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +111,8 @@ impl Default for RawPotential {
             radii: BTreeMap::new(),
             weights: BTreeMap::new(),
             reference: None,
+            kind: "snap".into(),
+            pace: None,
         }
     }
 }
@@ -193,6 +202,9 @@ struct RawGenerate {
     max_strain: f64,
     rattle_a: f64,
     vacancy_fraction: f64,
+    /// `[[generate.recipe]]` and `[generate.screen]`: see `crate::generate`.
+    recipe: Vec<toml::Value>,
+    screen: Option<toml::Value>,
 }
 
 impl Default for RawGenerate {
@@ -205,6 +217,8 @@ impl Default for RawGenerate {
             max_strain: 0.02,
             rattle_a: 0.05,
             vacancy_fraction: 0.0,
+            recipe: Vec::new(),
+            screen: None,
         }
     }
 }
@@ -362,13 +376,21 @@ pub struct Config {
     pub seed: u64,
     pub elements: Vec<Element>,
     pub generate: BulkRecipe,
+    /// Generation 0 from `[[generate.recipe]]`s (None: the bulk recipe above).
+    pub recipes: Option<crate::generate::Generation0>,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
+    /// `potential.kind`: `snap` or `pace`.
+    pub potential_kind: String,
+    /// `[potential.pace]` (elements from `system.elements` when not given).
+    pub pace: autopipe_potential::PaceSettings,
     /// The `[fit]` table: the fitter's options.
     pub fit: FitOptions,
     pub explore: ExploreConfig,
     pub loop_: LoopConfig,
+    /// The `[goals]` table: properties computed when the loop ends.
+    pub goals: crate::goals::GoalsConfig,
 }
 
 /// Read and validate a configuration file.
@@ -529,6 +551,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "count" => err(&["generate", "structures"], e.message),
         field => err(&["generate", field], e.message),
     })?;
+    let config_dir = file.parent().unwrap_or(Path::new("."));
+    let recipes = crate::generate::parse_generation0(
+        &g.recipe,
+        g.screen.as_ref(),
+        g.structures,
+        &elements,
+        config_dir,
+        (g.max_strain, g.rattle_a),
+    )
+    .map_err(|e| {
+        let span = doc.as_ref().and_then(|d| crate::generate::span_of_path(d, &e.path));
+        let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
+        let key = e.path.iter().map(|p| if p.parse::<usize>().is_ok() { format!("[{p}]") } else { format!(".{p}") });
+        let key = key.collect::<String>().trim_start_matches('.').to_string();
+        ConfigError { file: file.to_path_buf(), line, column, key: Some(key), message: e.message }
+    })?;
 
     // ---- [oracle]
     let oracle = parse_oracle(text, file, doc.as_ref(), &raw.oracle, &err)?;
@@ -634,6 +672,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
+    let pace = crate::pace_job::pace_config(&p.kind, p.pace.clone(), &elements)
+        .map_err(|(keys, m)| err(&keys.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
 
     // ---- [fit]
     let mut fit = raw.fit.clone().unwrap_or_default();
@@ -795,18 +835,24 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         target_energy_rmse_mev_per_atom: l.target_energy_rmse_mev_per_atom,
     };
 
+    let goals = crate::goals::parse_goals(raw.goals.as_ref(), &generate, &err)?;
+
     Ok(Config {
         file: file.to_path_buf(),
         name,
         seed,
         elements,
         generate,
+        recipes,
         oracle,
         execution,
         snap,
+        potential_kind: p.kind.clone(),
+        pace,
         fit,
         explore,
         loop_,
+        goals,
     })
 }
 
@@ -886,7 +932,7 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-const ENGINES: [&str; 6] = ["emt", "command", "qe", "cp2k", "orca", "vasp"];
+const ENGINES: [&str; 7] = ["emt", "command", "qe", "cp2k", "orca", "vasp", "ase"];
 
 /// The `[oracle]` table as an engine. Keys that are not settings of the chosen engine
 /// are errors at their line (serde alone does not refuse them for `engine = "emt"`, and
@@ -906,7 +952,7 @@ fn parse_oracle(
         None => {
             return Err(err(
                 &["oracle"],
-                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into(),
+                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\")".into(),
             ))
         }
         Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
@@ -914,7 +960,7 @@ fn parse_oracle(
             return Err(err(
                 &["oracle", "engine"],
                 format!(
-                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
+                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\""
             ),
             ))
         }
@@ -961,6 +1007,7 @@ fn parse_oracle(
             "qe" => check_oracle_section::<autopipe_engines::qe::QeSettings>(&blanked),
             "cp2k" => check_oracle_section::<autopipe_engines::cp2k::Cp2kSettings>(&blanked),
             "orca" => check_oracle_section::<autopipe_engines::orca::OrcaSettings>(&blanked),
+            "ase" => check_oracle_section::<autopipe_engines::ase_bridge::AseSettings>(&blanked),
             _ => check_oracle_section::<autopipe_engines::vasp::VaspSettings>(&blanked),
         };
         if let Err(e) = checked {
@@ -1003,9 +1050,23 @@ fn without_engine_key(text: &str, doc: &toml_edit::ImDocument<String>) -> Option
     String::from_utf8(bytes).ok()
 }
 
+/// The ground-state lattice of the elements [`default_lattice_constant_a`] knows.
+pub fn natural_lattice(e: Element) -> Option<Lattice> {
+    default_lattice_constant_a(e, Lattice::Fcc)?;
+    Some(lattice_of(e))
+}
+
+fn lattice_of(e: Element) -> Lattice {
+    match e.symbol() {
+        "W" | "Ta" | "Fe" | "Mo" => Lattice::Bcc,
+        "Si" | "C" => Lattice::Diamond,
+        _ => Lattice::Fcc,
+    }
+}
+
 /// Experimental lattice constants (Å) for the elements EMT knows, in their ground-state
 /// lattice (and the same value for other lattices of these elements as a start).
-fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
+pub fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
     let a = match e.symbol() {
         "Cu" => 3.61,
         "Ag" => 4.09,
@@ -1030,11 +1091,7 @@ fn default_lattice_constant_a(e: Element, lattice: Lattice) -> Option<f64> {
         Lattice::Diamond => 8.0,
         Lattice::Hcp => 4.0,
     };
-    let natural = match e.symbol() {
-        "W" | "Ta" | "Fe" | "Mo" => Lattice::Bcc,
-        "Si" | "C" => Lattice::Diamond,
-        _ => Lattice::Fcc,
-    };
+    let natural = lattice_of(e);
     let ratio = (atoms_per_cubic_cell(lattice) / atoms_per_cubic_cell(natural)).cbrt();
     let a = a * ratio;
     // hcp's a is the nearest-neighbour distance of the close-packed layers.

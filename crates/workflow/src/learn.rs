@@ -119,11 +119,15 @@ pub fn run_loop(
     reconcile_config(config, run_dir, &mut store, options, reporter)?;
     let fit_options = &config.fit;
     if store.loop_state()?.is_none() {
-        let structures = generate_bulk(&config.generate);
-        let origin = format!("generated:{}", config.generate.lattice.name());
-        let calcs =
-            new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {}", i + 1))
-                .map_err(RunError::Input)?;
+        let calcs = match &config.recipes {
+            Some(g0) => crate::generate::generation0_calculations(g0, config, &store, reporter)?,
+            None => {
+                let structures = generate_bulk(&config.generate);
+                let origin = format!("generated:{}", config.generate.lattice.name());
+                new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {}", i + 1))
+                    .map_err(RunError::Input)?
+            }
+        };
         store.start_loop(&calcs)?;
     }
     loop {
@@ -227,6 +231,11 @@ pub fn run_loop(
             Phase::Explore => explore(config, run_dir, &mut store, g, launcher, reporter)?,
             Phase::Select => select(config, &mut store, g, reporter)?,
             Phase::Converged | Phase::Finished => {
+                // The property goals, with the final model; their uncertain structures
+                // open a new generation (labelling), and the loop goes on.
+                if crate::goals::run_goals(config, run_dir, &mut store, reporter)? {
+                    continue;
+                }
                 // Written again on each call: the database stays the source of truth.
                 let n = write_labels_file(config, run_dir, &store)?;
                 let model = store.model(None)?.map(|m| run_dir.join(m.path));
@@ -238,7 +247,7 @@ pub fn run_loop(
 }
 
 /// The labels the loop fits on: those of its oracle's engine and label-defining settings.
-fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunError> {
+pub(crate) fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunError> {
     Ok(store.labels_of(config.oracle.name(), &config.oracle.label_params())?)
 }
 

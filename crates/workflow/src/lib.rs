@@ -6,12 +6,16 @@ pub mod doctor;
 pub mod drift;
 pub mod examples;
 pub mod explore_job;
+pub mod goals;
 pub mod lammps_explore;
+pub mod generate;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
 pub mod learn;
 pub mod models;
+pub mod pace_job;
+pub mod screening;
 pub mod select;
 
 pub use labelling::{label_frame, new_calculations, RunError};

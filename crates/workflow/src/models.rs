@@ -65,6 +65,7 @@ pub fn loop_status(store: &JobStore) -> Result<serde_json::Value, RunError> {
         "executions": store.executions()?,
         "model": store.model(None)?.map(|m| m.path),
         "generations": generations,
+        "properties": crate::goals::status_json(store)?,
     }))
 }
 

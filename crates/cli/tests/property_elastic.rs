@@ -1,0 +1,222 @@
+//! `autopipe property elastic` end to end, and the elastic goal of `autopipe run`
+//! guarded by the extrapolation grade. Runs the real binary; ASE (through `python3`,
+//! `crates/property/tests/ase_reference.py`) gives the independent reference.
+
+mod common;
+use autopipe_atoms::extxyz::write_extxyz_file;
+use autopipe_atoms::units::EV_PER_A3_IN_GPA;
+use autopipe_atoms::{Element, Frame, Structure};
+use autopipe_build::{bulk, generate_bulk, Lattice};
+use autopipe_engines::emt::Emt;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn cu() -> Element {
+    Element::from_symbol("Cu").unwrap()
+}
+
+fn write_structure(path: &Path, s: &Structure) {
+    write_extxyz_file(path, &[Frame::from_structure(s.clone())]).unwrap();
+}
+
+/// ASE's EMT C_ij (GPa) of `s` by central finite differences of the stress.
+fn ase_fd_gpa(s: &Structure) -> Vec<Vec<f64>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../property/tests/ase_reference.py");
+    let task = serde_json::json!({
+        "task": "elastic_fd", "cell": s.cell_a, "positions": s.positions_a,
+        "symbols": s.species.iter().map(|e| e.symbol()).collect::<Vec<_>>(), "delta": 1e-4,
+    });
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("this test needs python3 with ASE (`pip install ase`)");
+    child.stdin.take().unwrap().write_all(task.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{script} failed: this test needs ASE");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c: Vec<Vec<f64>> = serde_json::from_value(v["c_ev_per_a3"].clone()).unwrap();
+    c.into_iter().map(|r| r.into_iter().map(|x| x * EV_PER_A3_IN_GPA).collect()).collect()
+}
+
+fn elastic_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["property", "elastic"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_slice(&ok(&all).stdout).expect("one JSON object")
+}
+
+fn c(v: &serde_json::Value, i: usize, j: usize) -> f64 {
+    v["c_ij_gpa"][i][j].as_f64().unwrap()
+}
+
+#[test]
+fn emt_contract_and_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cu_path = tmp.path().join("cu.xyz");
+    write_structure(&cu_path, &bulk(Lattice::Fcc, cu(), 3.6));
+    let v = elastic_json(&[cu_path.to_str().unwrap(), "--emt"]);
+    assert_eq!(v["c_ij_gpa"].as_array().unwrap().len(), 6);
+    assert!(v["c_ij_gpa"].as_array().unwrap().iter().all(|r| r.as_array().unwrap().len() == 6));
+    for key in ["bulk_modulus_gpa", "shear_modulus_gpa"] {
+        for k in ["voigt", "reuss", "hill"] {
+            assert!(v[key][k].as_f64().unwrap() > 0.0, "{key}.{k} in {v}");
+        }
+    }
+    assert_eq!(v["born_stable"], true);
+    assert!(v["max_gamma"].is_null(), "EMT has no grade");
+    assert!((c(&v, 0, 0) - 172.6).abs() < 1.0 && (c(&v, 3, 3) - 89.9).abs() < 1.0, "{v}");
+    // The text form says the same.
+    let text = stdout(&ok(&["property", "elastic", cu_path.to_str().unwrap(), "--emt"]));
+    assert!(text.contains("Born stability: stable") && text.contains("172.5"), "{text}");
+
+    // An element EMT lacks.
+    let si = tmp.path().join("si.xyz");
+    write_structure(&si, &bulk(Lattice::Diamond, Element::from_symbol("Si").unwrap(), 5.43));
+    let out = run(&["property", "elastic", si.to_str().unwrap(), "--emt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("si.xyz: atom 1 is Si, for which EMT has no parameters"), "{}", stderr(&out));
+    // A sheared, unstable cell: the numbers, and an error naming the instability.
+    let sheared = tmp.path().join("sheared.xyz");
+    let mut s = bulk(Lattice::Fcc, cu(), 3.59);
+    s.cell_a[1][0] += 0.3 * 3.59;
+    let p = s.positions_a.clone();
+    for (q, r) in s.positions_a.iter_mut().zip(p) {
+        q[0] += 0.3 * r[1];
+    }
+    write_structure(&sheared, &s);
+    let out = run(&["property", "elastic", sheared.to_str().unwrap(), "--emt", "--no-relax", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["born_stable"], false);
+    assert!(stderr(&out).contains("sheared.xyz: mechanically unstable: C has the eigenvalue -"), "{}", stderr(&out));
+    // Bad flags.
+    let out = run(&["property", "elastic", cu_path.to_str().unwrap(), "--emt", "--strains", "0.5"]);
+    assert!(stderr(&out).contains("--strains") && stderr(&out).contains("not in (0, 0.1]"), "{}", stderr(&out));
+    let out = run(&["property", "elastic", cu_path.to_str().unwrap()]);
+    assert!(stderr(&out).contains("give --emt, --model MODEL or --dir RUN"), "{}", stderr(&out));
+}
+
+/// The potential the cu-emt example fits in its generation 0 (its recipe and seed,
+/// labelled by EMT, fitted with its settings): C11, C12, C44 within 10% of ASE's EMT.
+/// A model has an element set: a structure with another element is refused.
+#[test]
+fn the_cu_emt_potential_gives_emt_constants_within_ten_percent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("cu-emt.toml");
+    std::fs::write(&config, stdout(&ok(&["init", "--example", "cu-emt"]))).unwrap();
+    let recipe = autopipe_workflow::load_config(&config).unwrap().generate;
+    let emt = Emt::new();
+    let frames: Vec<Frame> = generate_bulk(&recipe)
+        .into_iter()
+        .map(|s| {
+            let mut f = Frame::from_structure(s);
+            autopipe_workflow::models::label_with_emt(&emt, &mut f).unwrap();
+            f
+        })
+        .collect();
+    let labels = dir.join("labels.xyz");
+    write_extxyz_file(&labels, &frames).unwrap();
+    let model = dir.join("model.json");
+    ok(&[
+        "potential",
+        "fit",
+        labels.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+
+    let cu_path = dir.join("cu.xyz");
+    write_structure(&cu_path, &bulk(Lattice::Fcc, cu(), 3.61));
+    let start = std::time::Instant::now();
+    let v = elastic_json(&[cu_path.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    eprintln!("C_ij with the model in {:.1} s", start.elapsed().as_secs_f64());
+    let emt_v = elastic_json(&[cu_path.to_str().unwrap(), "--emt"]);
+    // The reference at EMT's own relaxed cell.
+    let cell: [[f64; 3]; 3] = serde_json::from_value(emt_v["cell_a"].clone()).unwrap();
+    let a = cell[0][0];
+    let reference = ase_fd_gpa(&bulk(Lattice::Fcc, cu(), a));
+    for (name, i, j) in [("C11", 0, 0), ("C12", 0, 1), ("C44", 3, 3)] {
+        let (ours, theirs) = (c(&v, i, j), reference[i][j]);
+        eprintln!("{name}: model {ours:.1} GPa, ASE EMT {theirs:.1} GPa");
+        assert!((ours - theirs).abs() < 0.10 * theirs, "{name}: model {ours} vs ASE's EMT {theirs}");
+    }
+    assert!(v["max_gamma"].as_f64().is_some(), "a model has a grade: {v}");
+    assert_eq!(v["guard"]["gamma_select"], 2.0);
+
+    let ag = dir.join("ag.xyz");
+    write_structure(&ag, &bulk(Lattice::Fcc, Element::from_symbol("Ag").unwrap(), 4.09));
+    let out = run(&["property", "elastic", ag.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ag.xyz: frame 1: atom 1 is Ag, which is not one of the elements of the model"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The elastic goal of a run on bcc Cu, a crystal the loop (fcc) never saw: the guard
+/// finds its strained cells above gamma_select, they are labelled by the oracle and the
+/// model refitted, and the goal computed again; `status` shows the rounds.
+#[test]
+fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
+        .replace("structures = 20 ", "structures = 12 ")
+        .replace("twojmax = 8 ", "twojmax = 6 ")
+        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
+        .replace("steps = 1000", "steps = 200")
+        .replace("max_generations = 7", "max_generations = 1")
+        + "\n[goals]\nmax_rounds = 1\n[goals.elastic]\nlattice = \"bcc\"\nlattice_constant_a = 2.87\nrelax = false\n";
+    let config = dir.join("cu.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = run_loop(&[config.to_str().unwrap(), "--dir", d]);
+    let log = stderr(&out) + &stdout(&out);
+    assert!(log.contains("goal elastic"), "{log}");
+
+    let status: serde_json::Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
+    let history = status["properties"]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{status}");
+    assert_eq!(history[0]["outcome"], "relabel");
+    assert_eq!(history[0]["trusted"], false);
+    assert!(history[0]["max_gamma"].as_f64().unwrap() >= 2.0);
+    assert_eq!((history[0]["generation"].as_i64(), history[1]["generation"].as_i64()), (Some(0), Some(1)));
+    assert_eq!(history[1]["round"], 1);
+    // The round's labels and the refit.
+    let gens = status["generations"].as_array().unwrap();
+    assert_eq!(gens.len(), 2, "{status}");
+    assert!(gens[1]["n_labelled"].as_i64().unwrap() > 0, "{status}");
+    assert!(dir.join("models/gen-001.json").is_file());
+    let labels = autopipe_atoms::extxyz::read_extxyz_file(&dir.join("labels.xyz")).unwrap();
+    let from_goal = labels
+        .iter()
+        .filter(|f| matches!(f.info.get("origin"), Some(autopipe_atoms::InfoValue::Str(o)) if o == "goal:elastic"))
+        .count();
+    assert!(from_goal > 0, "labelled structures of the goal");
+    // The refit learnt bcc: the grade of the recomputation is lower.
+    let (g0, g1) = (history[0]["max_gamma"].as_f64().unwrap(), history[1]["max_gamma"].as_f64().unwrap());
+    assert!(g1 < g0, "max gamma {g0} -> {g1}");
+    let latest = &status["properties"]["latest"]["elastic"];
+    assert_eq!(latest["trusted"], latest["max_gamma"].as_f64().unwrap() < 2.0);
+    assert!(latest["value"]["c_ij_gpa"][0][0].as_f64().unwrap() > 0.0);
+    let text = stdout(&ok(&["status", "--dir", d]));
+    assert!(text.contains("goal elastic: C11") && text.contains("1 label-refit round(s)"), "{text}");
+    // The report's properties section: both computations, the first not trusted.
+    ok(&["report", "--dir", d]);
+    let page = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    let section = &page[page.find(r#"<section id="properties">"#).unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert_eq!(section.matches("<tr><td>elastic</td>").count(), 2, "{section}");
+    assert!(section.contains("<b>no</b>") && section.contains("model refitted"), "{section}");
+    // Running again computes nothing twice.
+    let again = run_loop(&[config.to_str().unwrap(), "--dir", d]);
+    assert!(!(stderr(&again) + &stdout(&again)).contains("goal elastic:"), "{}", stderr(&again));
+}
