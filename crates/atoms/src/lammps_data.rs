@@ -28,7 +28,7 @@ pub fn to_lammps_frame(s: &Structure) -> Result<(Structure, Mat3), String> {
     r.cell_a[0][2] = 0.0;
     r.cell_a[1][2] = 0.0;
     r.positions_a = s.positions_a.iter().map(rot).collect();
-    if !(r.cell_a[2][2] > 0.0) || !(nt > 0.0) {
+    if r.cell_a[2][2].is_nan() || r.cell_a[2][2] <= 0.0 || nt.is_nan() || nt <= 0.0 {
         return Err("the cell is left-handed or degenerate: LAMMPS needs a right-handed cell".into());
     }
     Ok((r, q))
@@ -83,3 +83,29 @@ pub fn data_file(
     Ok(o)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_frame_keeps_fractions_and_data_file_has_lammps_layout() {
+        let cu = Element::from_symbol("Cu").unwrap();
+        let ni = Element::from_symbol("Ni").unwrap();
+        let cell = [[3.0, 0.4, 0.2], [0.3, 3.5, -0.1], [0.2, -0.3, 4.0]];
+        let s = Structure::new(cell, vec![[0.1, 0.2, 0.3], [1.5, 1.7, 2.1]], vec![cu, ni], [true; 3]).unwrap();
+        let (r, _) = to_lammps_frame(&s).unwrap();
+        assert_eq!((r.cell_a[0][1], r.cell_a[0][2], r.cell_a[1][2]), (0.0, 0.0, 0.0));
+        for (a, b) in s.fractional_positions().iter().zip(r.fractional_positions()) {
+            for k in 0..3 {
+                assert!((a[k] - b[k]).abs() < 1e-12);
+            }
+        }
+        assert!((r.volume_a3() - s.volume_a3()).abs() < 1e-10);
+        let text = data_file(&r, &[cu, ni], &[63.5, 58.7], Some(&[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])).unwrap();
+        assert!(text.contains("2 atoms\n2 atom types\n"));
+        assert!(text.contains(" xy xz yz\n") && text.contains("\nAtoms # atomic\n\n1 1 ") && text.contains("\n2 2 "));
+        assert!(text.contains("\nVelocities\n\n1 1.0"));
+        assert!(data_file(&s, &[cu, ni], &[1.0, 1.0], None).unwrap_err().contains("lower-triangular"));
+        assert!(data_file(&r, &[cu], &[1.0], None).unwrap_err().contains("atom 2 is Ni"));
+    }
+}

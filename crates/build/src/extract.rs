@@ -131,8 +131,8 @@ impl<'a> Extractor<'a> {
             let clash = kept.iter().any(|k| {
                 let mut d2 = 0.0;
                 let mut crosses = false;
-                for a in 0..3 {
-                    let mut x = b.2[a] - k[a];
+                for (a, ka) in k.iter().enumerate() {
+                    let mut x = b.2[a] - ka;
                     if x.abs() > h {
                         x -= l * x.signum();
                         crosses = true;

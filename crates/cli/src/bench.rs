@@ -129,6 +129,21 @@ pub fn run(size: Size) -> Result<()> {
     Ok(())
 }
 
+/// The Cu SNAP parameters of the figures (cutoff 4.7 Å, radius 0.5, weight 1).
+pub(crate) fn cu_snap_params(twojmax: usize) -> autopipe_potential::SnapParams {
+    use autopipe_potential::{SnapElement, SnapParams};
+    SnapParams {
+        twojmax,
+        rcutfac: 4.7,
+        rfac0: 0.99363,
+        rmin0: 0.0,
+        switchflag: true,
+        bzeroflag: true,
+        quadraticflag: false,
+        elements: vec![SnapElement { element: Element::from_symbol("Cu").unwrap(), radius: 0.5, weight: 1.0 }],
+    }
+}
+
 /// Distinct one-atom cells (simple cubic Cu with a different lattice constant each).
 pub fn tiny_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
     let cu = Element::from_symbol("Cu").unwrap();
@@ -493,16 +508,7 @@ fn snap_figures(sizes: &Sizes) -> Result<()> {
     let md_cell = supercell(&bulk(Lattice::Fcc, cu, 3.61), [3, 3, 3]);
     let tmp = tempfile_dir("snap")?;
     for twojmax in [6usize, 8] {
-        let params = SnapParams {
-            twojmax,
-            rcutfac: 4.7,
-            rfac0: 0.99363,
-            rmin0: 0.0,
-            switchflag: true,
-            bzeroflag: true,
-            quadraticflag: false,
-            elements: vec![SnapElement { element: cu, radius: 0.5, weight: 1.0 }],
-        };
+        let params = cu_snap_params(twojmax);
         let opts = FitOptions { active_set: false, test_fraction: 0.0, threads: 1, ..FitOptions::default() };
         let model = fit(&training, params, &opts)?.model;
         let steps = sizes.md_steps;
@@ -531,16 +537,7 @@ fn snap_figures(sizes: &Sizes) -> Result<()> {
     // Fit: 300 labelled 32-atom cells with forces and stress, 2J=8.
     let n = sizes.fit_cells;
     let frames = emt_labelled_cu(n, 3)?;
-    let params = SnapParams {
-        twojmax: 8,
-        rcutfac: 4.7,
-        rfac0: 0.99363,
-        rmin0: 0.0,
-        switchflag: true,
-        bzeroflag: true,
-        quadraticflag: false,
-        elements: vec![SnapElement { element: cu, radius: 0.5, weight: 1.0 }],
-    };
+    let params = cu_snap_params(8);
     for threads in [1usize, 2] {
         let opts = FitOptions { threads, ..FitOptions::default() };
         let start = Instant::now();

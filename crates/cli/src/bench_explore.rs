@@ -4,10 +4,10 @@
 
 use crate::bench::{figure, Size};
 use anyhow::Result;
-use autopipe_atoms::{Element, Frame};
+use autopipe_atoms::Element;
 use autopipe_build::extract::Extractor;
 use autopipe_build::{bulk, rattle, rng_from_seed, supercell, Lattice};
-use autopipe_potential::{fit, FitOptions, SnapElement, SnapParams};
+use autopipe_potential::{fit, FitOptions};
 use autopipe_workflow::lammps_explore::{resolve_lammps, run_lammps_md, LammpsCommand, LammpsMd};
 use std::time::Instant;
 
@@ -18,32 +18,15 @@ pub fn run(size: Size) -> Result<()> {
         Size::Smoke => (4, 1, 10),
     };
     let cu = Element::from_symbol("Cu").unwrap();
-    // a Cu SNAP 2J=8 model with active sets, fitted to EMT labels of rattled 32-atom cells
-    let emt = autopipe_engines::emt::Emt::new();
-    let base = supercell(&bulk(Lattice::Fcc, cu, 3.61), [2, 2, 2]);
-    let mut rng = rng_from_seed(3);
-    let mut frames = Vec::new();
-    for k in 0..if size == Size::Smoke { 6 } else { 30 } {
-        let s = rattle(&base, 0.05 + 0.1 * (k % 3) as f64, &mut rng);
-        let l = emt.calculate(&s)?;
-        let mut f = Frame::from_structure(s);
-        f.energy_ev = Some(l.energy_ev);
-        f.forces_ev_per_a = Some(l.forces_ev_per_a);
-        frames.push(f);
-    }
-    let params = SnapParams {
-        twojmax: 8,
-        rcutfac: 4.7,
-        rfac0: 0.99363,
-        rmin0: 0.0,
-        switchflag: true,
-        bzeroflag: true,
-        quadraticflag: false,
-        elements: vec![SnapElement { element: cu, radius: 0.5, weight: 1.0 }],
-    };
-    let model = fit(&frames, params, &FitOptions { test_fraction: 0.0, ..FitOptions::default() })?.model;
+    // a Cu SNAP 2J=8 model with active sets, fitted to EMT labels of strained, rattled 32-atom cells
+    let frames = crate::bench::emt_labelled_cu(if size == Size::Smoke { 6 } else { 30 }, 3)?;
+    let opts = FitOptions { test_fraction: 0.0, ..FitOptions::default() };
+    let model = fit(&frames, crate::bench::cu_snap_params(8), &opts)?.model;
     // 5 x 5 x 20 conventional fcc cells: 2,000 atoms
-    let cell = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), [5, 5, 20]), 0.05, &mut rng_from_seed(4));
+    // (smoke: 200 atoms and a 4,000-atom frame, the numbers mean nothing)
+    let smoke = size == Size::Smoke;
+    let reps = if smoke { [5, 5, 2] } else { [5, 5, 20] };
+    let cell = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), reps), 0.05, &mut rng_from_seed(4));
     let velocities = autopipe_md::maxwell_boltzmann(&cell, 600.0, &mut rng_from_seed(5));
     let ensemble = autopipe_md::Ensemble::Nvt { temperature_k: 600.0, friction_per_fs: 0.02 };
     match resolve_lammps(None) {
@@ -95,7 +78,8 @@ pub fn run(size: Size) -> Result<()> {
         "atom-steps/s",
     );
     // extraction: cells around atoms of a 100,000-atom frame (25 x 25 x 40 fcc cells)
-    let big = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), [25, 25, 40]), 0.05, &mut rng_from_seed(6));
+    let reps = if smoke { [10, 10, 10] } else { [25, 25, 40] };
+    let big = rattle(&supercell(&bulk(Lattice::Fcc, cu, 3.61), reps), 0.05, &mut rng_from_seed(6));
     let start = Instant::now();
     let ex = Extractor::new(&big, model.params.max_cutoff(), 2.0, 2.0).map_err(anyhow::Error::msg)?;
     let mut atoms = 0usize;

@@ -408,8 +408,8 @@ mod tests {
         assert_eq!(t.ids, vec![3, 7]);
         assert_eq!(t.positions_a[0], [-0.5, 0.25, 5.0]);
         let h = [(3.5 + 1.0 - 0.5) / 2.0, (3.75 + 0.25) / 2.0, 2.5];
-        for k in 0..3 {
-            assert!((t.positions_a[1][k] - h[k]).abs() < 1e-12);
+        for (x, y) in t.positions_a[1].iter().zip(h) {
+            assert!((x - y).abs() < 1e-12);
         }
         let e = parse_dump("ITEM: TIMESTEP\n1\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS pp pp pp\n0 1\n0 1\n0 1\nITEM: ATOMS id x y z\n1 0 0 0\n")
             .unwrap_err();

@@ -92,7 +92,7 @@ fn nve_in_lammps_follows_native_md_and_its_gamma() {
         Control::Continue
     });
     run_md(&mut state, &mut ff, &settings, &mut [&mut obs]).unwrap();
-    drop(obs);
+    let _ = obs;
     // LAMMPS
     let dir = tempfile::tempdir().unwrap();
     let md = LammpsMd {
@@ -165,7 +165,7 @@ fn segment_reaching_gamma_break_stops_in_lammps() {
         println!("{log}");
     }
     println!("stopped after {} steps: {:?}, max gamma {:?}", out.steps_done, out.stop_reason, out.max_gamma);
-    assert!(out.steps_done > 10 && out.steps_done < 2000 && out.steps_done % 10 == 0, "{}", out.steps_done);
+    assert!(out.steps_done > 10 && out.steps_done < 2000 && out.steps_done.is_multiple_of(10), "{}", out.steps_done);
     assert!(log.contains("Fix halt condition"), "the log does not show fix halt");
     assert!(out.stop_reason.as_deref().unwrap().contains("gamma_break"));
     assert!(out.max_gamma.unwrap() > 12.0);
