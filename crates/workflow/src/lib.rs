@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod drift;
 pub mod examples;
 pub mod explore_job;
+pub mod goal_init;
 pub mod goals;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
