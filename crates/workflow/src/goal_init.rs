@@ -294,7 +294,7 @@ pub fn goal_config(
         "supercell = [{n}, {n}, {n}]        # {atoms} atoms: at least {min_atoms} ({})",
         if dft { "a DFT label costs minutes" } else { "EMT labels are cheap" }
     );
-    let _ = writeln!(w, "structures = {}              # candidates of generation 0", if dft { 8 } else { 20 });
+    let _ = writeln!(w, "structures = {:<16} # candidates of generation 0", if dft { 8 } else { 20 });
     let _ = writeln!(
         w,
         "max_strain = {max_strain}            # {}",
@@ -313,7 +313,7 @@ pub fn goal_config(
     );
     let _ = writeln!(
         w,
-        "vacancy_fraction = {vacancy_fraction}       # {}",
+        "vacancy_fraction = {vacancy_fraction:<10?} # share of structures with one vacancy: {}",
         if has(Goal::Diffusion) { "vacancies carry diffusion in the crystal" } else { "perfect crystals" }
     );
     let _ = writeln!(w);
@@ -341,14 +341,17 @@ pub fn goal_config(
                     .join(", ")
             );
             let why = match (wfc > 0.0, all_suggest) {
-                (true, true) => format!("1.2 x the largest suggested minimum ({wfc} Ry): converged stresses"),
-                (true, false) => format!("1.2 x the largest suggested minimum ({wfc} Ry; some files suggest none)"),
+                (true, true) => format!("1.2 x the largest suggested minimum ({wfc:.1} Ry): converged stresses"),
+                (true, false) => format!("1.2 x the largest suggested minimum ({wfc:.1} Ry; some files suggest none)"),
                 _ => "the files suggest no cutoff: a safe value for norm-conserving PBE".to_string(),
             };
-            let _ = writeln!(w, "ecutwfc_ry = {ecutwfc}            # label-defining: {why}");
+            let _ = writeln!(w, "ecutwfc_ry = {ecutwfc:<16?} # label-defining: {why}");
             if rho > 0.0 {
                 let ecutrho = (rho * 1.2).ceil().max(4.0 * ecutwfc);
-                let _ = writeln!(w, "ecutrho_ry = {ecutrho}           # 1.2 x the largest suggested density cutoff ({rho} Ry), at least 4 x ecutwfc");
+                let _ = writeln!(
+                    w,
+                    "ecutrho_ry = {ecutrho:<16?} # 1.2 x the largest suggested density cutoff ({rho:.1} Ry), at least 4 x ecutwfc"
+                );
             }
             let _ = writeln!(
                 w,
@@ -359,6 +362,16 @@ pub fn goal_config(
             let _ = writeln!(w, "occupations = \"smearing\"     # safe for metals and harmless for semiconductors");
             let _ = writeln!(w, "smearing = \"mv\"");
             let _ = writeln!(w, "degauss_ry = 0.01");
+            let magnetic: Vec<&str> =
+                elements.iter().map(|e| e.symbol()).filter(|s| matches!(*s, "Fe" | "Ni")).collect();
+            if !magnetic.is_empty() {
+                let _ = writeln!(w, "nspin = 2                    # {} is ferromagnetic", magnetic.join(" and "));
+                let _ = writeln!(
+                    w,
+                    "starting_magnetization = {{ {} }}",
+                    magnetic.iter().map(|s| format!("{s} = 0.5")).collect::<Vec<_>>().join(", ")
+                );
+            }
             let _ = writeln!(w, "conv_thr_ry = 1e-8           # tight enough for forces to 1 meV/Å");
             let _ =
                 writeln!(w, "mixing_beta = 0.4            # convergence knob: the remediation ladder may change it");
