@@ -39,4 +39,16 @@ if ! "$VENV/bin/python" -c "import pymatgen.analysis.phase_diagram" >/dev/null 2
     echo "install-test-deps: pymatgen into $VENV"
     $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check pymatgen
 fi
-echo "install-test-deps: ready (pw.x, cp2k.psmp, $VENV: $("$VENV/bin/python" -c 'import ase; print("ase", ase.__version__)'))"
+# Pacemaker (ACE: python-ace + tensorpotential) in its own venv, so that its NumPy pin does not reach the main one.
+# tensorpotential asks for tensorflow[and-cuda] (several GB of CUDA wheels) and its fitmetrics fails with NumPy 2.4:
+# install the plain (CPU) tensorflow and the other requirements first, then tensorpotential without dependencies.
+PACE_VENV="${AUTOPIPE_PACE_VENV:-/opt/autopipe-pace}"
+if ! "$PACE_VENV/bin/python" -c "import pyace, tensorpotential" >/dev/null 2>&1 || [ ! -x "$PACE_VENV/bin/pacemaker" ]; then
+    echo "install-test-deps: Pacemaker venv $PACE_VENV (python-ace, tensorpotential, CPU tensorflow)"
+    $SUDO python3 -m venv "$PACE_VENV"
+    $SUDO "$PACE_VENV/bin/pip" install -q --disable-pip-version-check "numpy<2.4" "pandas<3" "tensorflow==2.20.0" \
+        tf_keras scipy matscipy sympy ase "pyyaml>=6.0.2" tqdm requests "questionary>=2.0" "rich>=13.0" \
+        "scikit-learn>=1.1,<2" ruamel.yaml psutil python-ace==0.4.0rc1
+    $SUDO "$PACE_VENV/bin/pip" install -q --disable-pip-version-check --no-deps tensorpotential==0.6.2.1
+fi
+echo "install-test-deps: ready (pw.x, cp2k.psmp, $VENV: $("$VENV/bin/python" -c 'import ase; print("ase", ase.__version__)'), $PACE_VENV: pacemaker)"

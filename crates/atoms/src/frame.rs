@@ -77,6 +77,49 @@ impl Frame {
     pub fn is_empty(&self) -> bool {
         self.structure.is_empty()
     }
+
+    /// The stress label, taken from the `stress` key or else from the `virial` info key
+    /// (9 numbers, eV), in ASE's conventions: `virial = -stress * volume`, so
+    /// `stress_ev_per_a3 = -virial_ev / volume_a3`. Data sets written for GAP, MACE and
+    /// ACE often carry only `virial`; readers of labels call this (extended XYZ reading
+    /// itself keeps `virial` in `info`, as ASE does). A frame with both keys must have
+    /// them agree (1e-6 relative); a `virial` without a cell (zero volume) is an error.
+    pub fn stress_or_virial_ev_per_a3(&self) -> Result<Option<[f64; 6]>, String> {
+        let Some(virial) = self.info.get("virial") else { return Ok(self.stress_ev_per_a3) };
+        let numbers: Vec<f64> = match virial {
+            InfoValue::FloatArray(v) => v.clone(),
+            InfoValue::IntArray(v) => v.iter().map(|&x| x as f64).collect(),
+            other => return Err(format!("virial must be 9 numbers (eV), got {other:?}")),
+        };
+        if numbers.len() != 9 || numbers.iter().any(|x| !x.is_finite()) {
+            return Err(format!("virial must be 9 finite numbers (eV), got {} values", numbers.len()));
+        }
+        let volume_a3 = self.structure.volume_a3();
+        if volume_a3.abs() < 1e-12 {
+            return Err(
+                "virial given for a frame without a cell (volume 0): stress = -virial/volume is undefined".into()
+            );
+        }
+        // 3x3 in Fortran order (as ASE reads it); Voigt [xx, yy, zz, yz, xz, xy].
+        let v = &numbers;
+        let from_virial = [v[0], v[4], v[8], v[7], v[6], v[3]].map(|x| -x / volume_a3);
+        if let Some(stress) = self.stress_ev_per_a3 {
+            let scale = stress.iter().chain(&from_virial).fold(0.0f64, |m, x| m.max(x.abs()));
+            if stress.iter().zip(&from_virial).any(|(a, b)| (a - b).abs() > 1e-6 * scale.max(1e-12)) {
+                return Err(format!(
+                    "stress {stress:?} eV/Å³ and virial (-virial/volume = {from_virial:?} eV/Å³) disagree"
+                ));
+            }
+            return Ok(Some(stress));
+        }
+        Ok(Some(from_virial))
+    }
+
+    /// Sets [`Frame::stress_ev_per_a3`] from [`Frame::stress_or_virial_ev_per_a3`].
+    pub fn take_virial_as_stress(&mut self) -> Result<(), String> {
+        self.stress_ev_per_a3 = self.stress_or_virial_ev_per_a3()?;
+        Ok(())
+    }
 }
 
 impl ArrayValue {
@@ -108,5 +151,42 @@ impl ArrayValue {
             ArrayValue::Bool { .. } => 'L',
             ArrayValue::Str { .. } => 'S',
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elements::Element;
+
+    fn cubic(a: f64) -> Frame {
+        let cu = Element::from_symbol("Cu").unwrap();
+        Frame::from_structure(Structure {
+            cell_a: [[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]],
+            positions_a: vec![[0.0; 3]],
+            species: vec![cu],
+            pbc: [true; 3],
+        })
+    }
+
+    #[test]
+    fn virial_becomes_minus_stress_times_volume() {
+        let mut f = cubic(2.0);
+        // xx=8, yy=16, zz=24, yz=zy=0.8, xz=zx=1.6, xy=yx=2.4 (eV); V = 8 Å³.
+        let v = vec![8.0, 2.4, 1.6, 2.4, 16.0, 0.8, 1.6, 0.8, 24.0];
+        f.info.insert("virial".into(), InfoValue::FloatArray(v));
+        assert_eq!(f.stress_or_virial_ev_per_a3().unwrap(), Some([-1.0, -2.0, -3.0, -0.1, -0.2, -0.3]));
+        // Both keys agreeing: fine; disagreeing: an error naming both.
+        f.stress_ev_per_a3 = Some([-1.0, -2.0, -3.0, -0.1, -0.2, -0.3]);
+        f.take_virial_as_stress().unwrap();
+        f.stress_ev_per_a3 = Some([1.0, -2.0, -3.0, -0.1, -0.2, -0.3]);
+        let e = f.stress_or_virial_ev_per_a3().unwrap_err();
+        assert!(e.contains("disagree"), "{e}");
+        // No cell: refused.
+        let mut m = cubic(0.0);
+        m.info.insert("virial".into(), InfoValue::FloatArray(vec![1.0; 9]));
+        assert!(m.stress_or_virial_ev_per_a3().unwrap_err().contains("volume 0"));
+        // Without virial the stress key is returned as is.
+        assert_eq!(cubic(3.0).stress_or_virial_ev_per_a3().unwrap(), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod cif;
 pub mod elements;
 pub mod extxyz;
 pub mod frame;
+pub mod lammps_data;
 pub mod neighbors;
 pub mod output;
 pub mod poscar;

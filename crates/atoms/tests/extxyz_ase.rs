@@ -434,3 +434,41 @@ fn broken_fixtures_fail_with_located_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Data sets for GAP/MACE/ACE often carry `virial` (eV) instead of `stress`: ASE computes
+/// EMT's stress for a strained triclinic cell and writes it once as `stress` and once as
+/// `virial = -stress * volume` (a plain info key, no calculator); the label read from the
+/// second file equals the first to rounding.
+#[test]
+fn virial_from_ase_reads_as_stress() {
+    require_ase();
+    let dir = tempfile::tempdir().unwrap();
+    let code = r#"
+import sys, numpy as np
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import write
+a = bulk("Cu", "fcc", a=3.6).repeat((2, 2, 2))
+a.set_cell(a.cell[:] @ np.array([[1.02, 0.01, 0.0], [0.0, 0.97, 0.015], [0.005, 0.0, 1.01]]), scale_atoms=True)
+a.rattle(0.05, seed=3)
+a.calc = EMT()
+a.get_potential_energy(); a.get_forces(); s = a.get_stress(voigt=False)
+write(sys.argv[1], a)
+b = a.copy()
+b.info["virial"] = -s * a.get_volume()
+b.info["energy"] = a.get_potential_energy()
+write(sys.argv[2], b)
+"#;
+    let (with_stress, with_virial) = (dir.path().join("stress.xyz"), dir.path().join("virial.xyz"));
+    let out = Command::new(python()).args(["-c", code]).arg(&with_stress).arg(&with_virial).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = read_extxyz_file(&with_stress).unwrap()[0].stress_ev_per_a3.expect("ASE wrote a stress");
+    let mut f = read_extxyz_file(&with_virial).unwrap().remove(0);
+    assert!(f.stress_ev_per_a3.is_none() && f.info.contains_key("virial"), "{:?}", f.info.keys());
+    f.take_virial_as_stress().unwrap();
+    let v = f.stress_ev_per_a3.unwrap();
+    for k in 0..6 {
+        assert!((s[k] - v[k]).abs() <= 1e-12 * s[k].abs().max(1e-3), "component {k}: stress {s:?} vs virial {v:?}");
+    }
+    assert!(s.iter().any(|x| x.abs() > 1e-3), "the strained cell has a stress: {s:?}");
+}

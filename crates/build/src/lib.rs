@@ -2,12 +2,14 @@
 //! substitutions and vacancies (this file); [`prototype`]s in ASE's cells; supercells
 //! from a matrix and nearly cubic ones ([`cells`]); special quasirandom structures
 //! ([`sqs`]); surface [`slab`]s; point [`defects`] at symmetry-distinct sites (moyo);
-//! farthest-point selection ([`select`]). Pure and reproducible: every random step takes
+//! screening of candidates ([`screen`]); farthest-point selection ([`select`]). Pure and reproducible: every random step takes
 //! a seeded generator, and the same seed gives the same structures on every machine.
 
 pub mod cells;
 pub mod defects;
+pub mod extract;
 pub mod prototype;
+pub mod screen;
 pub mod select;
 pub mod slab;
 pub mod sqs;

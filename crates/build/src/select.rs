@@ -10,7 +10,9 @@
 //! with centre `c` and radius `r` (largest cached distance in it) if `|c p| < 2 r`
 //! (triangle inequality), so only those clusters are scanned: the work per pick falls as
 //! the clusters shrink, instead of O(n·dim) for every pick. The result is exactly the
-//! plain algorithm's (the bound is applied with a margin for rounding).
+//! plain algorithm's (the bound is applied with a margin for rounding). Within a scanned
+//! cluster, a candidate whose norm differs from the new point's by more than its cached
+//! distance (|x p| >= ||x| - |p||) is passed over without reading its row.
 //!
 //! A candidate at distance zero from a chosen point (a duplicate of a pick or of a
 //! labelled structure) is never picked: the selection stops early instead.
@@ -86,8 +88,13 @@ pub fn select_fps(
     let mut cl = Clusters { centres: Vec::new(), radius2: Vec::new(), farthest: Vec::new() };
     // Make `point` a chosen point (cluster `new`): scan the members of the clusters it
     // may be nearer to (all candidates for the first), in index order over threads.
+    // Norms, for the bound |x p| >= ||x| - |p||: a candidate the bound shows the new
+    // point cannot come closer to is passed over without reading its row.
+    let norms: Vec<f32> = (0..n).map(|i| row(i).iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+    let norms = &norms;
     let add_centre = |point: &[f32], cl: &mut Clusters, min_d2: &mut [f32], owner: &mut [u32]| {
         let new = cl.centres.len() as u32;
+        let np = point.iter().map(|x| x * x).sum::<f32>().sqrt();
         // Which clusters to scan: |c p| < 2 r (squared, with a margin for rounding).
         let scan: Vec<bool> = (0..cl.centres.len())
             .map(|c| cl.radius2[c] >= 0.0 && dist2(&cl.centres[c], point) <= 4.0 * cl.radius2[c] * (1.0 + 1e-4) + 1e-30)
@@ -111,10 +118,14 @@ pub fn select_fps(
                                 continue;
                             }
                             let i = t * chunk + o;
-                            let d = dist2(&candidates[i * dim..(i + 1) * dim], point);
-                            if d < *m {
-                                *m = d;
-                                *w = new;
+                            // (with margins for the rounding of the norms and distances)
+                            let gap = (norms[i] - np).abs();
+                            if gap <= m.sqrt() * (1.0 + 1e-4) + 1e-5 * (norms[i] + np) {
+                                let d = dist2(&candidates[i * dim..(i + 1) * dim], point);
+                                if d < *m {
+                                    *m = d;
+                                    *w = new;
+                                }
                             }
                             let b = &mut best[*w as usize];
                             if *m > b.0 {

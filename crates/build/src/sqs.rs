@@ -33,6 +33,26 @@ pub struct Sublattice {
     pub fractions: Vec<f64>,
 }
 
+impl Sublattice {
+    /// The sublattices of a supercell of `prototype`'s cell (its atoms in the order
+    /// [`crate::supercell`] makes them), with `species[k]` at `fractions[k]` on sublattice k.
+    pub fn of_prototype(
+        parent: &Structure,
+        prototype: crate::Prototype,
+        species: &[Vec<Element>],
+        fractions: &[Vec<f64>],
+    ) -> Vec<Sublattice> {
+        let subl = prototype.sublattices();
+        (0..species.len().min(fractions.len()))
+            .map(|k| Sublattice {
+                sites: (0..parent.len()).filter(|i| subl[i % subl.len()] == k).collect(),
+                species: species[k].clone(),
+                fractions: fractions[k].clone(),
+            })
+            .collect()
+    }
+}
+
 /// Why an SQS problem is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

@@ -123,7 +123,9 @@ pub fn run(size: Size) -> Result<()> {
     local_pool(&sizes)?;
     crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
     crate::bench_build::run(size)?;
+    crate::bench_elastic::run(size)?;
     crate::bench_property::run(size)?;
+    crate::bench_explore::run(size)?;
     Ok(())
 }
 
@@ -433,7 +435,7 @@ fn best_time(rounds: usize, calls: usize, mut f: impl FnMut() -> Result<()>) -> 
 }
 
 /// Cu cells labelled by EMT: strained, rattled 32-atom fcc supercells.
-fn emt_labelled_cu(count: usize, seed: u64) -> Result<Vec<autopipe_atoms::Frame>> {
+pub(crate) fn emt_labelled_cu(count: usize, seed: u64) -> Result<Vec<autopipe_atoms::Frame>> {
     let cu = Element::from_symbol("Cu").unwrap();
     let recipe = autopipe_build::BulkRecipe {
         lattice: Lattice::Fcc,

@@ -1,5 +1,6 @@
 //! Figures of structure generation: SQS trial swaps per second and the time to a good
-//! SQS (64-atom fcc binary, three shells); farthest-point selection at scale.
+//! SQS (64-atom fcc binary, three shells); farthest-point selection at scale; the ASE
+//! bridge against the built-in EMT; screening throughput.
 
 use crate::bench::{figure, Size};
 use anyhow::Result;
@@ -38,7 +39,62 @@ pub fn run(size: Size) -> Result<()> {
     }
     times.sort_by(f64::total_cmp);
     figure("sqs_s_to_within_0_01_of_best", times[times.len() / 2], "s");
-    fps(size)
+    fps(size)?;
+    ase_bridge(size)?;
+    screening(size)
+}
+
+/// 32-atom rattled fcc Cu cells, distinct.
+fn cu_cells(n: usize) -> Vec<autopipe_atoms::Structure> {
+    let cu = Element::from_symbol("Cu").expect("Cu");
+    let base = supercell(&Prototype::Fcc.build(&[cu], 3.61, None).expect("fcc Cu"), [2, 2, 2]);
+    let mut rng = autopipe_build::rng_from_seed(3);
+    (0..n).map(|_| autopipe_build::rattle(&base, 0.1, &mut rng)).collect()
+}
+
+/// `ase_bridge_structures_per_s`: ASE's EMT through the bridge (one Python process, the
+/// start included), 32-atom cells; `emt_builtin_structures_per_s`: the same cells with
+/// the built-in EMT. Skipped (said on stderr) without a Python with ASE (`python3`, or
+/// `AUTOPIPE_LAMMPS_PYTHON`).
+fn ase_bridge(size: Size) -> Result<()> {
+    use autopipe_engines::ase_bridge::{AseBridge, DEFAULT_PYTHON};
+    let n = if size == Size::Smoke { 5 } else { 300 };
+    let cells = cu_cells(n);
+    let start = Instant::now();
+    // python3 on PATH, else the Python the LAMMPS figures use
+    let start_with = |python: &str| AseBridge::start(python, "ase.calculators.emt.EMT", &Default::default(), &[]);
+    let mut bridge = match start_with(DEFAULT_PYTHON).or_else(|e| match std::env::var("AUTOPIPE_LAMMPS_PYTHON") {
+        Ok(p) => start_with(&p),
+        Err(_) => Err(e),
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ase_bridge_structures_per_s: skipped ({e})");
+            return Ok(());
+        }
+    };
+    for s in &cells {
+        std::hint::black_box(bridge.evaluate(s)?);
+    }
+    figure("ase_bridge_structures_per_s", n as f64 / start.elapsed().as_secs_f64(), "1/s");
+    let emt = autopipe_engines::emt::Emt::new();
+    let start = Instant::now();
+    for s in &cells {
+        std::hint::black_box(emt.calculate(s)?);
+    }
+    figure("emt_builtin_structures_per_s", n as f64 / start.elapsed().as_secs_f64(), "1/s");
+    Ok(())
+}
+
+/// `screen_structures_per_s`: the covalent-radius distance screen of 32-atom cells.
+fn screening(size: Size) -> Result<()> {
+    let n = if size == Size::Smoke { 50 } else { 5_000 };
+    let cells = cu_cells(n);
+    let start = Instant::now();
+    let rejected = cells.iter().filter(|s| autopipe_build::screen::closest_contact(s, 0.6).is_some()).count();
+    figure("screen_structures_per_s", n as f64 / start.elapsed().as_secs_f64(), "1/s");
+    anyhow::ensure!(rejected == 0, "{rejected} of {n} ideal-ish cells rejected");
+    Ok(())
 }
 
 /// Farthest-point selection of 1,000 of 100,000 descriptor vectors of length 56.

@@ -199,6 +199,41 @@ pub enum BuildCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Screen candidates: reject those with two atoms closer than a fraction of the sum
+    /// of their covalent radii and, with a surrogate, those whose surrogate forces are
+    /// too large or whose energy per atom is far above the set's median. Writes the kept
+    /// ones; the reason of every rejection goes to standard error (or with --json to
+    /// standard output) and into the frame's info (`screen_reason`) of `--rejected`.
+    Screen {
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Closest allowed distance / sum of covalent radii.
+        #[arg(long, default_value_t = 0.6)]
+        min_distance_fraction: f64,
+        /// emt, model:FILE (a model JSON of a run) or ase:IMPORT.PATH (any ASE calculator).
+        #[arg(long)]
+        surrogate: Option<String>,
+        /// Python for an ase: surrogate (default python3 on PATH).
+        #[arg(long)]
+        surrogate_python: Option<String>,
+        /// Keyword arguments of an ase: surrogate, as a JSON object.
+        #[arg(long)]
+        surrogate_kwargs: Option<String>,
+        /// Largest allowed surrogate force, eV/Å.
+        #[arg(long, default_value_t = 20.0)]
+        max_force_ev_per_a: f64,
+        /// Largest allowed surrogate energy above the median, eV/atom.
+        #[arg(long, default_value_t = 1.0)]
+        max_energy_above_median_ev_per_atom: f64,
+        /// Write the rejected structures here, with their reasons in the info.
+        #[arg(long)]
+        rejected: Option<PathBuf>,
+        /// One JSON object per input frame on standard output instead of the stderr lines.
+        #[arg(long)]
+        json: bool,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Gaussian rattle of every input structure: `--count` copies each, seeded.
     Rattle {
         #[arg(long = "in")]
@@ -448,14 +483,7 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 .map_err(|e| anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
             let r = reps(&supercell, "supercell")?;
             let parent = autopipe_build::supercell(&cell, r);
-            let subl = p.sublattices();
-            let sublattices: Vec<Sublattice> = (0..p.n_sublattices())
-                .map(|k| Sublattice {
-                    sites: (0..parent.len()).filter(|i| subl[i % subl.len()] == k).collect(),
-                    species: species[k].clone(),
-                    fractions: fractions[k].clone(),
-                })
-                .collect();
+            let sublattices = Sublattice::of_prototype(&parent, p, &species, &fractions);
             let problem =
                 SqsProblem::new(&parent, &sublattices, shells).map_err(|e| anyhow!("--{}: {}", e.field, e.message))?;
             let start = std::time::Instant::now();
@@ -634,32 +662,10 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
             };
             let all: Vec<Frame> = pool.iter().chain(&known).cloned().collect();
             let params = autopipe_workflow::models::default_snap_params(&all, twojmax, cutoff_a);
-            let snap = autopipe_potential::Snap::new(&params).map_err(|e| anyhow!("{e}"))?;
-            let n_el = params.elements.len();
             let describe = |frames: &[Frame], path: &Path| -> Result<(Vec<f32>, usize)> {
-                let mut out = Vec::new();
-                let mut dim = 0;
-                for (k, f) in frames.iter().enumerate() {
-                    let d = snap
-                        .descriptors(&f.structure)
-                        .map_err(|e| anyhow!("{}: frame {}: {e}", path.display(), k + 1))?;
-                    dim = n_el * d.n_columns;
-                    let mut v = vec![0.0f64; dim];
-                    let mut n = vec![0usize; n_el];
-                    for (a, &e) in d.atom_element.iter().enumerate() {
-                        n[e] += 1;
-                        for c in 0..d.n_columns {
-                            v[e * d.n_columns + c] += d.b[a * d.n_columns + c];
-                        }
-                    }
-                    for (e, &ne) in n.iter().enumerate() {
-                        for x in &mut v[e * d.n_columns..(e + 1) * d.n_columns] {
-                            *x /= ne.max(1) as f64;
-                        }
-                    }
-                    out.extend(v.iter().map(|&x| x as f32));
-                }
-                Ok((out, dim))
+                let structures: Vec<&Structure> = frames.iter().map(|f| &f.structure).collect();
+                autopipe_workflow::generate::descriptor_rows(&params, &structures)
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))
             };
             let (cand, dim) = describe(&pool, &input)?;
             let (lab, _) = match &labelled {
@@ -677,6 +683,94 @@ pub fn run(command: BuildCommand) -> Result<ExitCode> {
                 );
             }
             write(&out, &chosen, "selected structures")
+        }
+        BuildCommand::Screen {
+            input,
+            min_distance_fraction,
+            surrogate,
+            surrogate_python,
+            surrogate_kwargs,
+            max_force_ev_per_a,
+            max_energy_above_median_ev_per_atom,
+            rejected,
+            json,
+            out,
+        } => {
+            if json && out.as_os_str() == "-" {
+                bail!("--json and --out - both want standard output; write the structures to a file");
+            }
+            let criteria = autopipe_build::screen::ScreenCriteria {
+                min_distance_fraction,
+                max_force_ev_per_a: Some(max_force_ev_per_a),
+                max_energy_above_median_ev_per_atom: Some(max_energy_above_median_ev_per_atom),
+            };
+            if let Err((field, message)) = criteria.validate() {
+                bail!("--{}: {message}", field.replace('_', "-"));
+            }
+            let kwargs = match &surrogate_kwargs {
+                None => Default::default(),
+                Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    Ok(_) => bail!("--surrogate-kwargs: expected a JSON object, got {text}"),
+                    Err(e) => bail!("--surrogate-kwargs: {e}"),
+                },
+            };
+            let surrogate = match &surrogate {
+                Some(spec) => Some(
+                    autopipe_workflow::screening::Surrogate::parse(spec, surrogate_python.as_deref(), kwargs)
+                        .map_err(|e| anyhow!("--surrogate {e}"))?,
+                ),
+                None => None,
+            };
+            let frames = read_structures(&input, None)?;
+            let structures: Vec<&Structure> = frames.iter().map(|f| &f.structure).collect();
+            let verdicts = autopipe_workflow::screening::screen_structures(&structures, &criteria, surrogate.as_ref())
+                .map_err(|e| anyhow!("--surrogate: {e}"))?;
+            let (mut kept, mut refused) = (Vec::new(), Vec::new());
+            let mut report = Vec::new();
+            for (k, (f, v)) in frames.iter().zip(&verdicts).enumerate() {
+                let mut frame = f.clone();
+                v.record(&mut frame);
+                match &v.rejection {
+                    None => kept.push(frame),
+                    Some(r) => {
+                        if !json {
+                            eprintln!("frame {}: rejected ({}): {}", k + 1, r.reason(), r.describe());
+                        }
+                        refused.push(frame);
+                    }
+                }
+                let mut entry = serde_json::json!({ "frame": k + 1, "kept": v.kept() });
+                if let Some(r) = &v.rejection {
+                    entry["rejection"] = serde_json::to_value(r).expect("rejections serialise");
+                    entry["message"] = r.describe().into();
+                }
+                if let Some(n) = &v.surrogate {
+                    entry["surrogate_energy_ev_per_atom"] = n.energy_ev_per_atom.into();
+                    entry["surrogate_max_force_ev_per_a"] = n.max_force_ev_per_a.into();
+                }
+                report.push(entry);
+            }
+            if json {
+                let summary = serde_json::json!({
+                    "input": frames.len(),
+                    "kept": kept.len(),
+                    "rejected": refused.len(),
+                    "surrogate": surrogate.as_ref().map(|s| s.name()),
+                    "frames": report,
+                });
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            }
+            if let Some(path) = &rejected {
+                write_extxyz_file(path, &refused)?;
+            }
+            if json {
+                // standard output holds the JSON alone
+                write_extxyz_file(&out, &kept)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            crate::report_line(&out, &format!("{} of {} rejected", refused.len(), frames.len()));
+            write(&out, &kept, "kept structures")
         }
         BuildCommand::Rattle { input, sigma_a, count, seed, out } => {
             if !(sigma_a.is_finite() && (0.0..=autopipe_build::limits::MAX_RATTLE_A).contains(&sigma_a)) {

@@ -7,11 +7,14 @@
 mod backend_args;
 mod bench;
 mod bench_build;
+mod bench_elastic;
+mod bench_explore;
 mod bench_fit;
 mod bench_property;
 mod bench_sched;
 mod build_cmd;
 mod jobs;
+mod pace_cmd;
 mod progress;
 mod property_calc;
 mod property_cmd;
@@ -216,6 +219,18 @@ enum PotentialCommand {
         /// options'.
         #[arg(long)]
         search: bool,
+        /// The training engine: `snap` (native) or `pace` (Pacemaker's ACE, run as a job).
+        #[arg(long, default_value = "snap", value_parser = ["snap", "pace"])]
+        kind: String,
+        /// Pace: basis functions per element (default 16).
+        #[arg(long)]
+        functions: Option<usize>,
+        /// Pace: Pacemaker's BFGS iterations (default 100).
+        #[arg(long)]
+        max_iterations: Option<usize>,
+        /// Pace: ladder fitting, this many functions added per step.
+        #[arg(long)]
+        ladder_step: Option<usize>,
     },
 }
 
@@ -313,12 +328,13 @@ pub(crate) fn report_line(out_path: &Path, line: &str) {
 
 /// Frames of an extended XYZ input, which must have at least one.
 pub(crate) fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
-    let frames = read_extxyz_file(path)?;
+    let mut frames = read_extxyz_file(path)?;
     if frames.is_empty() {
         bail!("{}: no frames (an empty file?)", path.display());
     }
-    for (i, f) in frames.iter().enumerate() {
+    for (i, f) in frames.iter_mut().enumerate() {
         f.structure.validate().with_context(|| format!("{}: frame {}", path.display(), i + 1))?;
+        f.take_virial_as_stress().map_err(|e| anyhow::anyhow!("{}: frame {}: {e}", path.display(), i + 1))?;
     }
     Ok(frames)
 }
@@ -379,6 +395,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             // An exploration segment, or an attempt of a calculation.
             if autopipe_workflow::explore_job::is_segment_dir(&dir) {
                 autopipe_workflow::explore_job::execute_segment_dir(&dir).map_err(anyhow::Error::msg)?;
+            } else if autopipe_workflow::pace_job::is_pace_dir(&dir) {
+                autopipe_workflow::pace_job::execute_pace_dir(&dir).map_err(anyhow::Error::msg)?;
             } else {
                 autopipe_exec::execute_job_dir(&dir)?;
             }
@@ -545,7 +563,7 @@ fn doctor(dir: &Path, recover: bool, json: bool) -> Result<ExitCode> {
     Ok(if r.problems.is_some() && r.recovered.is_none() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
+pub(crate) fn print_metrics(prefix: &str, m: &autopipe_potential::ErrorMetrics) {
     println!("{prefix}frames {} frames", m.n_frames);
     if let Some(s) = m.energy_ev_per_atom {
         println!("{prefix}energy_rmse {:.6} meV/atom", s.rmse * 1e3);
@@ -578,7 +596,10 @@ fn print_cv(prefix: &str, e: &autopipe_potential::CvErrors) {
 }
 
 /// Per-group metrics: the lines of [`print_metrics`], named `PREFIXgroup.NAME.…`.
-fn print_group_metrics(prefix: &str, groups: &std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>) {
+pub(crate) fn print_group_metrics(
+    prefix: &str,
+    groups: &std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>,
+) {
     if groups.len() < 2 && groups.keys().all(|g| g == autopipe_potential::DEFAULT_GROUP) {
         return;
     }
@@ -594,6 +615,10 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
                 Some(p) => p,
                 None => models::run_model_path(&dir, None)?,
             };
+            if pace_cmd::is_pace_model(&path) {
+                pace_cmd::eval(&path, &read_frames(&file)?, &file)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let model = models::read_model(&path)?;
             let frames = read_frames(&file)?;
             check_model_elements(&model, &path, &frames, &file)?;
@@ -603,12 +628,54 @@ fn potential(command: PotentialCommand) -> Result<ExitCode> {
             print_group_metrics("", &groups);
             Ok(ExitCode::SUCCESS)
         }
-        PotentialCommand::Fit { file, out, config, twojmax, cutoff_a, test_fraction, folds, search } => {
+        PotentialCommand::Fit {
+            file,
+            out,
+            config,
+            twojmax,
+            cutoff_a,
+            test_fraction,
+            folds,
+            search,
+            kind,
+            functions,
+            max_iterations,
+            ladder_step,
+        } => {
             let frames = read_frames(&file)?;
             for (i, f) in frames.iter().enumerate() {
                 if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
                     bail!("{}: frame {}: no energy and forces to fit on", file.display(), i + 1);
                 }
+            }
+            if kind == "pace" {
+                if folds.is_some() || search || twojmax.is_some() {
+                    bail!("--folds, --search and --twojmax are for SNAP fits, not --kind pace");
+                }
+                let (base, mut opts) = match config {
+                    Some(c) => {
+                        let c = autopipe_workflow::load_config(&c)?;
+                        (Some(c.pace), c.fit)
+                    }
+                    None => (None, Default::default()),
+                };
+                let mut settings = pace_cmd::settings_for(&frames, base);
+                settings.cutoff_a = cutoff_a.unwrap_or(settings.cutoff_a);
+                settings.functions_per_element = functions.unwrap_or(settings.functions_per_element);
+                settings.max_iterations = max_iterations.unwrap_or(settings.max_iterations);
+                settings.ladder_step = ladder_step.or(settings.ladder_step);
+                settings.validate().map_err(|e| anyhow::anyhow!("pace settings: {e}"))?;
+                if let Some(t) = test_fraction {
+                    if !(0.0..1.0).contains(&t) {
+                        bail!("--test-fraction {t} is outside 0 .. 1");
+                    }
+                    opts.test_fraction = t;
+                }
+                pace_cmd::fit(&file, &frames, &out, pace_cmd::PaceFitArgs { settings, opts })?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if functions.is_some() || max_iterations.is_some() || ladder_step.is_some() {
+                bail!("--functions, --max-iterations and --ladder-step are for --kind pace");
             }
             let (mut params, mut opts) = match config {
                 Some(c) => {
@@ -861,6 +928,9 @@ pub fn launcher() -> Result<Launcher> {
 
 fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
+    if config.potential_kind == "pace" {
+        bail!("{}: {}", config_path.display(), autopipe_workflow::pace_job::PACE_LOOP_REFUSAL);
+    }
     let run_dir = dir.unwrap_or_else(|| {
         config_path
             .parent()

@@ -360,3 +360,104 @@ fn defects_at_symmetry_distinct_sites() {
         .iter()
         .all(|f| f.structure.len() == 33 && f.structure.species[32] == Element::from_symbol("H").unwrap()));
 }
+
+/// A pool of 2x2x2 Cu cells: five rattled ones, one with two atoms 0.5 Å apart, one
+/// compressed by 40 % in volume (far above the median energy).
+fn screen_pool(dir: &Path) -> std::path::PathBuf {
+    let pool = dir.join("pool.xyz");
+    let p = pool.to_str().unwrap();
+    ok(&[
+        "build",
+        "bulk",
+        "--lattice",
+        "fcc",
+        "--elements",
+        "Cu",
+        "--lattice-constant-a",
+        "3.61",
+        "--count",
+        "7",
+        "--max-strain",
+        "0.01",
+        "--rattle-a",
+        "0.03",
+        "--out",
+        p,
+    ]);
+    let mut frames = read_extxyz_file(&pool).unwrap();
+    let p0 = frames[5].structure.positions_a[0];
+    frames[5].structure.positions_a[1] = [p0[0] + 0.5, p0[1], p0[2]];
+    let s = &mut frames[6].structure;
+    let f = 0.6f64.cbrt();
+    s.cell_a.iter_mut().flatten().for_each(|x| *x *= f);
+    s.positions_a.iter_mut().flatten().for_each(|x| *x *= f);
+    autopipe_atoms::extxyz::write_extxyz_file(&pool, &frames).unwrap();
+    pool
+}
+
+#[test]
+fn screen_rejects_close_contacts_and_surrogate_outliers_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = screen_pool(dir.path());
+    let (kept, rejected) = (dir.path().join("kept.xyz"), dir.path().join("rejected.xyz"));
+    let args = |extra: &[&str]| {
+        let mut a = vec!["build", "screen", "--in", pool.to_str().unwrap(), "--out", kept.to_str().unwrap()];
+        a.extend(["--rejected", rejected.to_str().unwrap()]);
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run_args = |extra: &[&str]| {
+        let a = args(extra);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // distances only: the close pair goes, the compressed cell (no contact below 0.6) stays
+    let out = run_args(&[]);
+    assert!(
+        stderr(&out).contains("frame 6: rejected (too_close): atoms 1 and 2 (Cu-Cu) are 0.500 Å apart"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read_extxyz_file(&kept).unwrap().len(), 6);
+    let refused = read_extxyz_file(&rejected).unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].info.get("screen_reason"), Some(&InfoValue::Str("too_close".into())));
+
+    // with EMT as the surrogate, the compressed cell goes too (energy far above the median)
+    let out = run_args(&["--surrogate", "emt", "--json"]);
+    let emt: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    assert_eq!((emt["kept"].as_u64(), emt["rejected"].as_u64()), (Some(5), Some(2)), "{emt}");
+    assert_eq!(emt["frames"][5]["rejection"]["reason"], "too_close");
+    assert_eq!(emt["frames"][6]["rejection"]["reason"], "high_energy");
+    assert!(emt["frames"][6]["rejection"]["above_median_ev_per_atom"].as_f64().unwrap() > 1.0, "{emt}");
+    let refused = read_extxyz_file(&rejected).unwrap();
+    assert_eq!(refused[1].info.get("screen_reason"), Some(&InfoValue::Str("high_energy".into())));
+    // a tight force limit rejects the rattled cells on their forces
+    let out = run_args(&["--surrogate", "emt", "--max-force-ev-per-a", "0.01", "--json"]);
+    let tight: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tight["frames"][0]["rejection"]["reason"], "large_force", "{tight}");
+
+    // ASE's EMT through the bridge says the same, to the last digits
+    let out = run_args(&["--surrogate", "ase:ase.calculators.emt.EMT", "--json"]);
+    let ase: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in 0..7 {
+        assert_eq!(ase["frames"][k]["kept"], emt["frames"][k]["kept"], "frame {k}");
+        if let Some(e) = emt["frames"][k]["surrogate_energy_ev_per_atom"].as_f64() {
+            let a = ase["frames"][k]["surrogate_energy_ev_per_atom"].as_f64().unwrap();
+            assert!((a - e).abs() < 1e-10, "frame {k}: {a} vs {e}");
+        }
+    }
+
+    // bad surrogates and criteria are named before any work
+    for (extra, wanted) in [
+        (vec!["--surrogate", "dft"], "--surrogate `dft`: expected emt"),
+        (vec!["--surrogate", "ase:no_such_module.Calc"], "cannot import module `no_such_module`"),
+        (vec!["--surrogate", "model:/nonexistent/model.json"], "/nonexistent/model.json"),
+        (vec!["--min-distance-fraction", "3"], "--min-distance-fraction"),
+    ] {
+        let a = args(&extra);
+        let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(wanted), "{extra:?}: {}", stderr(&out));
+    }
+}

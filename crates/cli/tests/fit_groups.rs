@@ -39,17 +39,6 @@ fn subset(text: &str, per_group: usize) -> String {
     out
 }
 
-/// `name value unit` lines -> name -> value.
-fn figures(stdout: &str) -> BTreeMap<String, f64> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
 const GROUPS: &str = "
 [fit.groups.Displaced_A15]
 energy_weight = 100.0

@@ -209,6 +209,13 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     assert!(latest["value"]["c_ij_gpa"][0][0].as_f64().unwrap() > 0.0);
     let text = stdout(&ok(&["status", "--dir", d]));
     assert!(text.contains("goal elastic: C11") && text.contains("1 label-refit round(s)"), "{text}");
+    // The report's properties section: both computations, the first not trusted.
+    ok(&["report", "--dir", d]);
+    let page = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    let section = &page[page.find(r#"<section id="properties">"#).unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert_eq!(section.matches("<tr><td>elastic</td>").count(), 2, "{section}");
+    assert!(section.contains("<b>no</b>") && section.contains("model refitted"), "{section}");
     // Running again computes nothing twice.
     let again = run_loop(&[config.to_str().unwrap(), "--dir", d]);
     assert!(!(stderr(&again) + &stdout(&again)).contains("goal elastic:"), "{}", stderr(&again));

@@ -5,6 +5,7 @@
 //! start programs. The executor runs it inside a job process of its own, so a crash or
 //! a kill of the engine never takes the orchestrator with it.
 
+use crate::ase_bridge::{self, AseSettings};
 use crate::cp2k::{self, Cp2kSettings};
 use crate::emt::Emt;
 use crate::job_dir::remove_stale_outputs;
@@ -49,6 +50,8 @@ pub enum EngineSpec {
     /// VASP with the user's licence and binary (settings: see `vasp::VaspSettings`;
     /// POTCARs assembled from `potcar_dir`).
     Vasp(VaspSettings),
+    /// Any ASE calculator through the ASE bridge (settings: see `ase_bridge::AseSettings`).
+    Ase(AseSettings),
 }
 
 /// The deserialisation form of [`EngineSpec`]: the same, with EMT as an empty struct
@@ -66,6 +69,7 @@ enum EngineSpecRepr {
     Cp2k(Cp2kSettings),
     Orca(OrcaSettings),
     Vasp(VaspSettings),
+    Ase(AseSettings),
 }
 
 impl From<EngineSpecRepr> for EngineSpec {
@@ -77,6 +81,7 @@ impl From<EngineSpecRepr> for EngineSpec {
             EngineSpecRepr::Cp2k(s) => EngineSpec::Cp2k(s),
             EngineSpecRepr::Orca(s) => EngineSpec::Orca(s),
             EngineSpecRepr::Vasp(s) => EngineSpec::Vasp(s),
+            EngineSpecRepr::Ase(s) => EngineSpec::Ase(s),
         }
     }
 }
@@ -105,6 +110,7 @@ impl EngineSpec {
             EngineSpec::Cp2k(_) => "cp2k",
             EngineSpec::Orca(_) => "orca",
             EngineSpec::Vasp(_) => "vasp",
+            EngineSpec::Ase(_) => "ase",
         }
     }
 
@@ -119,6 +125,7 @@ impl EngineSpec {
             EngineSpec::Cp2k(s) => cp2k::label_params(s),
             EngineSpec::Orca(s) => orca::label_params(s),
             EngineSpec::Vasp(s) => vasp::label_params(s),
+            EngineSpec::Ase(s) => ase_bridge::label_params(s),
         }
     }
 
@@ -131,7 +138,7 @@ impl EngineSpec {
                 }
                 None => Ok(()),
             },
-            EngineSpec::Command { .. } => Ok(()),
+            EngineSpec::Command { .. } | EngineSpec::Ase(_) => Ok(()),
             EngineSpec::Qe(s) => {
                 match structure.species.iter().find(|e| !s.pseudopotentials.contains_key(e.symbol())) {
                     Some(e) => Err(format!("no pseudopotential for {e} in [oracle] pseudopotentials")),
@@ -164,7 +171,7 @@ impl EngineSpec {
     /// the engine has no ladder (the attempt is then retried unchanged) .
     pub fn remediate(&self, physics_failures: u32) -> Option<(EngineSpec, String)> {
         match self {
-            EngineSpec::Emt | EngineSpec::Command { .. } => None,
+            EngineSpec::Emt | EngineSpec::Command { .. } | EngineSpec::Ase(_) => None,
             EngineSpec::Qe(s) => qe::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Qe(s), c)),
             EngineSpec::Cp2k(s) => cp2k::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Cp2k(s), c)),
             EngineSpec::Orca(s) => orca::remediate(s, physics_failures).map(|(s, c)| (EngineSpec::Orca(s), c)),
@@ -212,6 +219,7 @@ impl EngineSpec {
             EngineSpec::Cp2k(s) => dft_outcome(cp2k::run_cp2k(job_dir, structure, s)),
             EngineSpec::Orca(s) => dft_outcome(orca::run_orca(job_dir, structure, s)),
             EngineSpec::Vasp(s) => dft_outcome(vasp::run_vasp_with_potcar_dir(job_dir, structure, s)),
+            EngineSpec::Ase(s) => run_ase(s, structure),
         }
     }
 }
@@ -238,6 +246,16 @@ fn dft_outcome(run: Result<ParsedOutput, RunError>) -> EngineOutcome {
     match parsed.to_labels() {
         Some(labels) => EngineOutcome::Labels { labels, scf_steps: parsed.scf_steps },
         None => EngineOutcome::Error { message: what() },
+    }
+}
+
+/// One structure through a bridge of its own (the job process labels one structure).
+fn run_ase(settings: &AseSettings, structure: &Structure) -> EngineOutcome {
+    let result = settings.start(&[]).and_then(|mut bridge| bridge.evaluate(structure));
+    match result {
+        Ok(evaluation) => EngineOutcome::Labels { labels: evaluation.labels, scf_steps: None },
+        Err(e) if ase_bridge::is_physics_failure(&e) => EngineOutcome::PhysicsFailure { message: e.to_string() },
+        Err(e) => EngineOutcome::Error { message: e.to_string() },
     }
 }
 
@@ -289,9 +307,13 @@ fn run_command(command: &str, job_dir: &Path, structure: &Structure) -> EngineOu
             structure.len()
         ));
     }
+    let stress_ev_per_a3 = match frame.stress_or_virial_ev_per_a3() {
+        Ok(s) => s,
+        Err(e) => return error(format!("{}: {e}", output.display())),
+    };
     match (frame.energy_ev, frame.forces_ev_per_a) {
         (Some(energy_ev), Some(forces)) => EngineOutcome::Labels {
-            labels: Labels { energy_ev, forces_ev_per_a: forces, stress_ev_per_a3: frame.stress_ev_per_a3 },
+            labels: Labels { energy_ev, forces_ev_per_a: forces, stress_ev_per_a3 },
             scf_steps: None,
         },
         _ => error(format!("{} lacks energy or forces", output.display())),

@@ -189,7 +189,7 @@ fn find_output(engine: &EngineSpec, dir: &Path) -> Option<PathBuf> {
         EngineSpec::Qe(_) => named(&["pw.out"]),
         EngineSpec::Cp2k(_) => named(&["cp2k.out"]),
         EngineSpec::Vasp(_) => named(&["vasprun.xml"]),
-        EngineSpec::Emt | EngineSpec::Command { .. } => None,
+        EngineSpec::Emt | EngineSpec::Command { .. } | EngineSpec::Ase(_) => None,
     }
 }
 
@@ -202,7 +202,9 @@ fn parse_output(engine: &EngineSpec, path: &Path) -> Result<ParsedOutput, String
         EngineSpec::Qe(_) => qe::parse_pw_output(&text, &source),
         EngineSpec::Cp2k(_) => cp2k::parse_cp2k_output(&text, &source),
         EngineSpec::Vasp(_) => vasp::parse_vasprun(&text, &source),
-        EngineSpec::Emt | EngineSpec::Command { .. } => return Err("this engine writes no output to parse".into()),
+        EngineSpec::Emt | EngineSpec::Command { .. } | EngineSpec::Ase(_) => {
+            return Err("this engine writes no output to parse".into())
+        }
     };
     parsed.map_err(|e| e.to_string())
 }

@@ -33,7 +33,7 @@
 
 use crate::active_set::{ActiveSet, EnvOrigin, MaxVolOptions};
 use crate::linalg::{lstsq_pivoted, ColMat, StreamingQr};
-use crate::model::{ModelError, SnapModel};
+use crate::model::{ModelError, ModelEval, SnapModel};
 use crate::snap::{Snap, SnapParams};
 use crate::zbl::ZblReference;
 use autopipe_atoms::units::EV_PER_A3_IN_GPA;
@@ -435,10 +435,19 @@ pub(crate) fn frame_rows(
         rows.extend_from_slice(&row);
         rhs.push(target / n_atoms * w.e);
     }
+    let mut n_f = 0;
     if let Some(fl) = forces {
         let fr = d.force_rows();
         let per_atom = ne * 3 * nc;
+        // per-atom force weights (the `force_weight` column; 0: the atom's rows are dropped)
+        let atom_w = atom_force_weights(f);
         for (k, fk) in fl.iter().enumerate() {
+            let wa = atom_w.as_ref().map_or(1.0, |a| a[k]);
+            if wa == 0.0 {
+                continue;
+            }
+            let wf = w.f * wa;
+            n_f += 3;
             for c in 0..3 {
                 let start = rows.len();
                 rows.resize(start + ntot, 0.0);
@@ -446,11 +455,11 @@ pub(crate) fn frame_rows(
                 for b in 0..ne {
                     let src = &fr[k * per_atom + b * 3 * nc + c * nc..][..nc];
                     for n in 0..nc {
-                        row[b * ncoef + 1 + n] = src[n] * w.f;
+                        row[b * ncoef + 1 + n] = src[n] * wf;
                     }
                 }
                 let target = fk[c] - refe.as_ref().map_or(0.0, |r| r.forces_ev_per_a[k][c]);
-                rhs.push(target * w.f);
+                rhs.push(target * wf);
             }
         }
     }
@@ -486,16 +495,21 @@ pub(crate) fn frame_rows(
     } else {
         Vec::new()
     };
-    Ok(FrameRows {
-        rows,
-        rhs,
-        w,
-        has_e: energy.is_some(),
-        n_f: forces.map_or(0, |f| 3 * f.len()),
-        has_s: stress.is_some(),
-        n_atoms: s.len(),
-        envs,
-    })
+    Ok(FrameRows { rows, rhs, w, has_e: energy.is_some(), n_f, has_s: stress.is_some(), n_atoms: s.len(), envs })
+}
+
+/// The per-atom force weights of a frame (extxyz column `force_weight`, one real per
+/// atom, finite and >= 0; anything else is ignored): extracted cells trust only their
+/// core atoms' forces.
+fn atom_force_weights(f: &Frame) -> Option<Vec<f64>> {
+    match f.arrays.get("force_weight") {
+        Some(autopipe_atoms::frame::ArrayValue::Real { columns: 1, values })
+            if values.len() == f.len() && values.iter().all(|w| w.is_finite() && *w >= 0.0) =>
+        {
+            Some(values.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Which frames a fit trains on and tests on, and its row counts.
@@ -592,7 +606,8 @@ pub fn fit_split(frames: &[Frame], params: SnapParams, opts: &FitOptions, sp: Sp
         let (w, _) = opts.group_weights(frame_group(f));
         let (he, hf, hs) = usable(f, &w, opts.use_free_energy);
         n_e += he as usize;
-        n_f += if hf { 3 * f.len() } else { 0 };
+        n_f +=
+            if hf { 3 * atom_force_weights(f).map_or(f.len(), |w| w.iter().filter(|&&x| x > 0.0).count()) } else { 0 };
         n_s += if hs { 6 } else { 0 };
     }
     if train.is_empty() {
@@ -882,29 +897,42 @@ pub fn evaluate_errors_by_group(
 ) -> Result<(ErrorMetrics, BTreeMap<String, ErrorMetrics>), ModelError> {
     let ev = model.evaluator()?;
     let per_frame = par_map(frames, n_threads(opts.threads), |f| -> Result<MetricsAcc, ModelError> {
-        let r = ev.evaluate(&f.structure)?;
-        let mut acc = MetricsAcc { n_frames: 1, n_atoms: f.len(), gamma: r.max_gamma(), ..Default::default() };
-        let n = f.len().max(1) as f64;
-        if let Some(e) = energy_label(f, opts.use_free_energy) {
-            acc.e.add((r.energy_ev - e) / n);
-        }
-        if let Some(fr) = &f.forces_ev_per_a {
-            for (a, b) in r.forces_ev_per_a.iter().zip(fr) {
-                for c in 0..3 {
-                    acc.f.add(a[c] - b[c]);
-                }
-            }
-        }
-        if let (Some(sp), Some(sr)) = (r.stress_ev_per_a3, f.stress_ev_per_a3) {
-            for t in 0..6 {
-                acc.s.add(sp[t] - sr[t]);
-            }
-        }
-        Ok(acc)
+        Ok(frame_errors(f, &ev.evaluate(&f.structure)?, opts))
     });
     let mut accs = Vec::with_capacity(frames.len());
     for (f, a) in frames.iter().zip(per_frame) {
         accs.push((frame_group(f), a?));
     }
     Ok(group_metrics(accs))
+}
+
+/// Errors of predictions made elsewhere (another potential's evaluations, one per frame,
+/// in order), overall and per group, with the same statistics as [`evaluate_errors_by_group`].
+pub fn errors_of_evaluations(
+    frames: &[Frame],
+    evaluations: &[ModelEval],
+    opts: &EvalOptions,
+) -> (ErrorMetrics, BTreeMap<String, ErrorMetrics>) {
+    group_metrics(frames.iter().zip(evaluations).map(|(f, r)| (frame_group(f), frame_errors(f, r, opts))))
+}
+
+fn frame_errors(f: &Frame, r: &ModelEval, opts: &EvalOptions) -> MetricsAcc {
+    let mut acc = MetricsAcc { n_frames: 1, n_atoms: f.len(), gamma: r.max_gamma(), ..Default::default() };
+    let n = f.len().max(1) as f64;
+    if let Some(e) = energy_label(f, opts.use_free_energy) {
+        acc.e.add((r.energy_ev - e) / n);
+    }
+    if let Some(fr) = &f.forces_ev_per_a {
+        for (a, b) in r.forces_ev_per_a.iter().zip(fr) {
+            for c in 0..3 {
+                acc.f.add(a[c] - b[c]);
+            }
+        }
+    }
+    if let (Some(sp), Some(sr)) = (r.stress_ev_per_a3, f.stress_ev_per_a3) {
+        for t in 0..6 {
+            acc.s.add(sp[t] - sr[t]);
+        }
+    }
+    acc
 }

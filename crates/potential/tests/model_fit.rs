@@ -378,3 +378,34 @@ fn given_isolated_atom_energy_fixes_the_constant_term() {
     let err = fit(&frames, truth.params.clone(), &opts).unwrap_err().to_string();
     assert!(err.contains("Ni"), "{err}");
 }
+
+/// Per-atom force weights (the `force_weight` column of extracted cells): the force rows
+/// of zero-weight atoms are dropped, so junk forces on them change nothing, while the
+/// same junk without the column ruins the fit.
+#[test]
+fn zero_force_weights_drop_the_rows_of_buffer_atoms() {
+    let truth = random_model(params(6, false), 11);
+    let mut frames = dataset(&truth, 20, 1);
+    for f in &mut frames {
+        let n = f.len();
+        // atoms 0..8 are the core; the others get junk forces
+        for (i, fi) in f.forces_ev_per_a.as_mut().unwrap().iter_mut().enumerate().skip(8) {
+            fi[0] += 5.0 + i as f64 * 0.1;
+        }
+        let values = (0..n).map(|i| if i < 8 { 1.0 } else { 0.0 }).collect();
+        f.arrays.insert("force_weight".into(), autopipe_atoms::frame::ArrayValue::Real { columns: 1, values });
+    }
+    let rel_error = |m: &SnapModel| {
+        let num: f64 = m.beta[0].iter().zip(&truth.beta[0]).map(|(a, b)| (a - b).powi(2)).sum();
+        let den: f64 = truth.beta[0].iter().map(|b| b * b).sum();
+        (num / den).sqrt()
+    };
+    let rep = fit(&frames, truth.params.clone(), &exact_opts()).unwrap();
+    assert!(rel_error(&rep.model) < 1e-8, "{:e}", rel_error(&rep.model));
+    assert_eq!(rep.n_force_rows, 20 * 8 * 3);
+    for f in &mut frames {
+        f.arrays.clear();
+    }
+    let junk = fit(&frames, truth.params.clone(), &exact_opts()).unwrap();
+    assert!(rel_error(&junk.model) > 1e-3, "{:e}", rel_error(&junk.model));
+}

@@ -100,29 +100,9 @@ fn random_model(p: SnapParams, seed: u64) -> SnapModel {
     m
 }
 
-/// Rotates a structure into LAMMPS's frame (a along x, b in the xy plane): the cell
-/// becomes lower-triangular. Returns the rotated structure and the rotation `q` (rows
-/// are the new axes in old coordinates: `x_new = q · x_old`).
+/// The structure in LAMMPS's frame and the rotation (`x_new = q · x_old`).
 fn to_lammps_frame(s: &Structure) -> (Structure, [[f64; 3]; 3]) {
-    let [a, b, _] = s.cell_a;
-    let dot = |u: &[f64; 3], v: &[f64; 3]| u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
-    let na = dot(&a, &a).sqrt();
-    let e1 = a.map(|x| x / na);
-    let bx = dot(&b, &e1);
-    let t = [b[0] - bx * e1[0], b[1] - bx * e1[1], b[2] - bx * e1[2]];
-    let nt = dot(&t, &t).sqrt();
-    let e2 = t.map(|x| x / nt);
-    let e3 = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
-    let q = [e1, e2, e3];
-    let rot = |v: &[f64; 3]| [dot(&q[0], v), dot(&q[1], v), dot(&q[2], v)];
-    let mut r = s.clone();
-    r.cell_a = [rot(&s.cell_a[0]), rot(&s.cell_a[1]), rot(&s.cell_a[2])];
-    r.cell_a[0][1] = 0.0;
-    r.cell_a[0][2] = 0.0;
-    r.cell_a[1][2] = 0.0;
-    r.positions_a = s.positions_a.iter().map(rot).collect();
-    assert!(r.cell_a[2][2] > 0.0, "left-handed cell");
-    (r, q)
+    autopipe_atoms::lammps_data::to_lammps_frame(s).expect("a right-handed cell")
 }
 
 struct Case {

@@ -200,3 +200,44 @@ fn ta06a_reproduced_per_group_within_2_percent_and_in_lammps() {
         assert!(de < 1e-9 && df < 1e-9, "{g}: LAMMPS disagrees with our model: {de} eV/atom, {df} eV/Å");
     }
 }
+
+/// Held-out errors of a fit on `train`: overall and per group.
+fn heldout_table(
+    train: &[Frame],
+    test: &[Frame],
+    params: &SnapParams,
+    opts: &FitOptions,
+) -> (autopipe_potential::ErrorMetrics, BTreeMap<String, autopipe_potential::ErrorMetrics>) {
+    let model = fit(train, params.clone(), opts).unwrap().model;
+    autopipe_potential::evaluate_errors_by_group(&model, test, &Default::default()).unwrap()
+}
+
+/// The "beat it" check: on held-out frames (a fifth of every group, by structure
+/// hash; the fits see the other four fifths), SNAP with 2J = 8 and Ta06A's own weights,
+/// ZBL and settings has a lower force RMSE than the Ta06A settings (2J = 6) and energies no
+/// worse, overall. The table per group is printed (`--nocapture`). Measured: forces 0.168
+/// vs 0.197 eV/Å, energies 142 vs 299 meV/atom. (Cross-validated weights, `--search`,
+/// lower the held-out energy error at 2J = 6 but not the force error; see `autopipe bench`.)
+#[test]
+fn ta06a_beaten_on_held_out_frames() {
+    let frames = ta_frames();
+    let (params, opts) = ta06a_options();
+    let sp = autopipe_potential::split_frames(&frames, &FitOptions { test_fraction: 0.2, ..opts.clone() });
+    let pick = |idx: &[usize]| -> Vec<Frame> { idx.iter().map(|&k| frames[k].clone()).collect() };
+    let (train, test) = (pick(&sp.train), pick(&sp.test));
+    assert!(test.len() > 50 && train.len() > 250, "{} / {}", train.len(), test.len());
+    let (base, base_g) = heldout_table(&train, &test, &params, &opts);
+    let ours_params = SnapParams { twojmax: 8, ..params.clone() };
+    let (ours, ours_g) = heldout_table(&train, &test, &ours_params, &opts);
+    let e = |m: &autopipe_potential::ErrorMetrics| m.energy_ev_per_atom.map_or(f64::NAN, |s| s.rmse * 1e3);
+    let f = |m: &autopipe_potential::ErrorMetrics| m.forces_ev_per_a.map_or(f64::NAN, |s| s.rmse);
+    println!("held out: {} configurations (fits on {})", test.len(), train.len());
+    println!("{:<16} {:>12} {:>12} {:>10} {:>10}", "group", "E 2J=8", "E Ta06A", "F 2J=8", "F Ta06A");
+    let mut rows = vec![("*ALL".to_string(), (&ours, &base))];
+    rows.extend(ours_g.iter().map(|(g, m)| (g.clone(), (m, &base_g[g]))));
+    for (g, (o, b)) in &rows {
+        println!("{g:<16} {:>12.3} {:>12.3} {:>10.4} {:>10.4}", e(o), e(b), f(o), f(b));
+    }
+    assert!(f(&ours) < 0.95 * f(&base), "held-out forces: 2J=8 {} vs Ta06A {} eV/Å", f(&ours), f(&base));
+    assert!(e(&ours) <= e(&base), "held-out energies: 2J=8 {} vs Ta06A {} meV/atom", e(&ours), e(&base));
+}

@@ -232,6 +232,7 @@ pub struct StressStrainFit {
 
 /// Fit every stress component on the six strains and a constant, from
 /// `(strain, stress eV/Å³)` samples; C is symmetrised.
+#[allow(clippy::needless_range_loop)] // index loops read as the formulas
 pub fn fit_stress_strain(samples: &[([f64; 6], [f64; 6])]) -> StressStrainFit {
     // Normal equations of the design [ε_1..ε_6, 1], shared by the six components.
     let mut ata = [[0.0; 7]; 7];
@@ -283,6 +284,7 @@ pub fn fit_stress_strain(samples: &[([f64; 6], [f64; 6])]) -> StressStrainFit {
 }
 
 /// Moduli, eigenvalues and stability of a (symmetric) C in GPa; the fit fields are zero.
+#[allow(clippy::needless_range_loop)] // index loops read as the formulas
 pub fn from_c_ij(c: [[f64; 6]; 6]) -> Elastic {
     let kv = ((c[0][0] + c[1][1] + c[2][2]) + 2.0 * (c[0][1] + c[1][2] + c[0][2])) / 9.0;
     let gv =
@@ -324,6 +326,7 @@ pub fn from_c_ij(c: [[f64; 6]; 6]) -> Elastic {
 
 /// Solve the 7x7 system by Gaussian elimination with partial pivoting (the normal
 /// equations of the fit; regular as soon as every strain component appears).
+#[allow(clippy::needless_range_loop)] // index loops read as the formulas
 fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> [f64; N] {
     for col in 0..N {
         let p = (col..N).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap();
@@ -350,6 +353,7 @@ fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> [f64; N] {
 }
 
 /// The inverse of a 6x6 matrix (Gauss-Jordan), None when singular.
+#[allow(clippy::needless_range_loop)] // index loops read as the formulas
 fn invert6(c: [[f64; 6]; 6]) -> Option<[[f64; 6]; 6]> {
     let mut a = c;
     let mut inv = [[0.0; 6]; 6];
@@ -383,6 +387,7 @@ fn invert6(c: [[f64; 6]; 6]) -> Option<[[f64; 6]; 6]> {
 }
 
 /// Eigenvalues of a symmetric 6x6 matrix (cyclic Jacobi), ascending.
+#[allow(clippy::needless_range_loop)] // index loops read as the formulas
 pub fn symmetric_eigenvalues(c: [[f64; 6]; 6]) -> [f64; 6] {
     let mut a = c;
     for _sweep in 0..100 {
@@ -426,6 +431,7 @@ pub fn symmetric_eigenvalues(c: [[f64; 6]; 6]) -> [f64; 6] {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
 

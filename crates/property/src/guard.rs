@@ -93,3 +93,49 @@ impl<F: ForceField> ForceField for Watched<F> {
         Ok(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopipe_atoms::Element;
+
+    /// A force field whose grade is the x coordinate of the first atom (None below 0).
+    struct Graded;
+    impl ForceField for Graded {
+        fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
+            let x = s.positions_a[0][0];
+            Ok(Evaluation {
+                energy_ev: 0.0,
+                forces_ev_per_a: vec![[0.0; 3]],
+                stress_ev_per_a3: None,
+                gamma: (x >= 0.0).then(|| vec![x, 0.5 * x]),
+            })
+        }
+    }
+
+    fn at(x: f64) -> Structure {
+        let cu = Element::from_symbol("Cu").unwrap();
+        Structure::new([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]], vec![[x, 0.0, 0.0]], vec![cu], [true; 3])
+            .unwrap()
+    }
+
+    #[test]
+    fn records_the_largest_grade_and_keeps_the_uncertain_up_to_the_limit() {
+        let mut w = Watched::new(Graded, 2.0, 2);
+        for x in [1.0, 2.5, 0.5, 3.0, 4.0] {
+            w.evaluate(&at(x)).unwrap();
+        }
+        assert_eq!(w.max_gamma(), Some(4.0));
+        assert_eq!(w.evaluations(), 5);
+        assert_eq!(w.n_uncertain(), 3, "every evaluation at or above gamma_select counts");
+        let kept: Vec<f64> = w.uncertain().iter().map(|u| u.max_gamma).collect();
+        assert_eq!(kept, vec![2.5, 3.0], "the first ones, at most max_kept");
+        assert_eq!(w.take_uncertain().len(), 2);
+        assert!(w.uncertain().is_empty());
+        w.reset();
+        assert_eq!((w.max_gamma(), w.evaluations(), w.n_uncertain()), (None, 0, 0));
+        // No grade (EMT): nothing is known, nothing kept.
+        w.evaluate(&at(-1.0)).unwrap();
+        assert_eq!((w.max_gamma(), w.n_uncertain()), (None, 0));
+    }
+}

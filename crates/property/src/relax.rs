@@ -67,13 +67,13 @@ impl RelaxSettings {
 
     pub fn validate(&self) -> Result<(), RelaxError> {
         let bad = |what: &str, v: f64| RelaxError::Settings(format!("{what} must be a positive number, not {v}"));
-        if !(self.fmax_ev_per_a > 0.0) {
+        if !positive(self.fmax_ev_per_a) {
             return Err(bad("fmax_ev_per_a", self.fmax_ev_per_a));
         }
-        if self.cell != CellMode::Fixed && !(self.max_stress_ev_per_a3 > 0.0) {
+        if self.cell != CellMode::Fixed && !positive(self.max_stress_ev_per_a3) {
             return Err(bad("max_stress_ev_per_a3", self.max_stress_ev_per_a3));
         }
-        if !(self.max_step_a > 0.0) || !self.max_step_a.is_finite() {
+        if !positive(self.max_step_a) || !self.max_step_a.is_finite() {
             return Err(bad("max_step_a", self.max_step_a));
         }
         if !self.pressure_gpa.is_finite() {
@@ -84,6 +84,11 @@ impl RelaxSettings {
         }
         Ok(())
     }
+}
+
+/// A number above zero (NaN is not).
+fn positive(x: f64) -> bool {
+    x > 0.0
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ const A_2: f64 = 7.049556277;
 const B_2: f64 = 0.6022245584;
 
 impl StillingerWeber {
+    #[allow(clippy::needless_range_loop)]
     fn energy_ev(s: &Structure) -> f64 {
         let rc = A_CUT * SIGMA_A;
         let n = s.len();
@@ -73,6 +74,7 @@ impl StillingerWeber {
 }
 
 impl ForceField for StillingerWeber {
+    #[allow(clippy::needless_range_loop)]
     fn evaluate(&mut self, s: &Structure) -> Result<Evaluation, String> {
         let h = 1e-5;
         let mut forces = vec![[0.0; 3]; s.len()];

@@ -43,7 +43,8 @@ pub struct Report {
     pub failures: Vec<FailureSummary>,
     pub phase_times: Vec<PhaseTime>,
     pub jobs: JobsMetrics,
-    /// Results of property goals (elastic, diffusion, hull) once they run; empty now.
+    /// Every computation of a property goal (elastic, diffusion, hull), oldest first:
+    /// `autopipe_store::PropertyRecord` as JSON.
     pub properties: Vec<serde_json::Value>,
     /// A marker that changes when the database changes (the live page compares it).
     pub marker: String,
@@ -264,6 +265,8 @@ pub fn collect(run_dir: &Path, cache: &mut ParityCache) -> Result<Report, Report
         });
     }
     report.segments = store.all_segments()?;
+    report.properties =
+        store.properties()?.iter().map(|p| serde_json::to_value(p).expect("records serialise")).collect();
     report.candidates = store.exploration_candidates()?;
     report.status_groups = store.status_groups()?;
     report.attempt_groups = store.attempt_groups()?;

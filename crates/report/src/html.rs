@@ -811,12 +811,52 @@ fn properties(out: &mut String, r: &Report) {
     out.push_str(r#"<section id="properties"><h2>Properties</h2>"#);
     if r.properties.is_empty() {
         out.push_str(
-            r#"<p class="note">No property goal has run (elastic constants, diffusion, convex hull run on the final potential in a later version; their results will appear here).</p>"#,
+            r#"<p class="note">No property goal has run (configure <code>[goals]</code>: they run on the final potential when the loop ends).</p>"#,
         );
     } else {
+        out.push_str(
+            "<table><thead><tr><th>goal</th><th>generation</th><th>round</th><th>result</th><th>max γ</th>\
+             <th>uncertain</th><th>trusted</th><th>then</th></tr></thead><tbody>",
+        );
         for p in &r.properties {
-            let _ = write!(out, "<pre>{}</pre>", esc(&serde_json::to_string_pretty(p).unwrap_or_default()));
+            let v = &p["value"];
+            let result = match p["goal"].as_str() {
+                Some("elastic") => {
+                    let c = |i: usize, j: usize| {
+                        v["c_ij_gpa"][i][j].as_f64().map(|x| format!("{x:.1}")).unwrap_or_default()
+                    };
+                    format!(
+                        "C11 {} C12 {} C44 {} GPa; B {} GPa; {}",
+                        c(0, 0),
+                        c(0, 1),
+                        c(3, 3),
+                        v["bulk_modulus_gpa"]["hill"].as_f64().map(|x| format!("{x:.1}")).unwrap_or_default(),
+                        if v["born_stable"] == true { "Born stable" } else { "Born UNSTABLE" }
+                    )
+                }
+                _ => v.to_string(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(p["goal"].as_str().unwrap_or("")),
+                p["generation"],
+                p["round"],
+                esc(&result),
+                p["max_gamma"].as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into()),
+                p["n_uncertain"],
+                if p["trusted"] == true { "yes" } else { "<b>no</b>" },
+                match p["outcome"].as_str() {
+                    Some("relabel") => "uncertain structures labelled, model refitted",
+                    Some("limit") => "goals.max_rounds reached",
+                    _ => "final",
+                }
+            );
         }
+        out.push_str("</tbody></table>");
+        out.push_str(
+            r#"<p class="note">Every goal is computed through the uncertainty guard: a value met above gamma_select is not trusted, and its structures go back to labelling. Full values: <code>autopipe status --json</code>.</p>"#,
+        );
     }
     out.push_str("</section>");
 }

@@ -84,6 +84,10 @@ struct RawPotential {
     weights: BTreeMap<String, f64>,
     /// `[potential.reference]`: the ZBL reference and isolated-atom energies.
     reference: Option<RawReference>,
+    /// `snap` (native) or `pace` (Pacemaker's ACE).
+    kind: String,
+    /// `[potential.pace]`: Pacemaker's settings.
+    pace: Option<autopipe_potential::PaceSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +111,8 @@ impl Default for RawPotential {
             radii: BTreeMap::new(),
             weights: BTreeMap::new(),
             reference: None,
+            kind: "snap".into(),
+            pace: None,
         }
     }
 }
@@ -123,6 +129,11 @@ struct RawExplore {
     gamma_select: f64,
     gamma_break: f64,
     max_frames_per_segment: usize,
+    engine: ExploreEngine,
+    lammps_command: Option<String>,
+    start_file: Option<PathBuf>,
+    extract_above_atoms: Option<usize>,
+    extract_buffer_a: f64,
 }
 
 impl Default for RawExplore {
@@ -138,6 +149,11 @@ impl Default for RawExplore {
             gamma_select: e.gamma_select,
             gamma_break: e.gamma_break,
             max_frames_per_segment: e.max_frames_per_segment,
+            engine: e.engine,
+            lammps_command: e.lammps_command,
+            start_file: e.start_file,
+            extract_above_atoms: e.extract_above_atoms,
+            extract_buffer_a: e.extract_buffer_a,
         }
     }
 }
@@ -186,6 +202,9 @@ struct RawGenerate {
     max_strain: f64,
     rattle_a: f64,
     vacancy_fraction: f64,
+    /// `[[generate.recipe]]` and `[generate.screen]`: see `crate::generate`.
+    recipe: Vec<toml::Value>,
+    screen: Option<toml::Value>,
 }
 
 impl Default for RawGenerate {
@@ -198,6 +217,8 @@ impl Default for RawGenerate {
             max_strain: 0.02,
             rattle_a: 0.05,
             vacancy_fraction: 0.0,
+            recipe: Vec::new(),
+            screen: None,
         }
     }
 }
@@ -278,7 +299,30 @@ pub struct ExploreConfig {
     /// A segment stops when any atom exceeds this grade (the model is extrapolating wildly).
     pub gamma_break: f64,
     pub max_frames_per_segment: usize,
+    /// Where the MD runs: in process (`native`) or in LAMMPS (`lammps`, γ watched inside LAMMPS).
+    #[serde(default)]
+    pub engine: ExploreEngine,
+    /// The LAMMPS command line, e.g. `mpirun -np 4 lmp` (`lmp` on PATH when not set).
+    #[serde(default)]
+    pub lammps_command: Option<String>,
+    /// A structure file to explore from instead of the generated supercell (absolute
+    /// once validated; relative to the configuration file in the TOML).
+    #[serde(default)]
+    pub start_file: Option<PathBuf>,
+    /// Frames of more atoms than this are not labelled whole: a periodic cell around
+    /// each uncertain atom is cut out (None: never).
+    #[serde(default)]
+    pub extract_above_atoms: Option<usize>,
+    /// The buffer (Å) around an extracted atom's cutoff sphere.
+    #[serde(default = "default_extract_buffer_a")]
+    pub extract_buffer_a: f64,
 }
+
+fn default_extract_buffer_a() -> f64 {
+    2.0
+}
+
+pub use crate::lammps_explore::ExploreEngine;
 
 impl Default for ExploreConfig {
     fn default() -> Self {
@@ -292,6 +336,11 @@ impl Default for ExploreConfig {
             gamma_select: 2.0,
             gamma_break: 10.0,
             max_frames_per_segment: 50,
+            engine: ExploreEngine::Native,
+            lammps_command: None,
+            start_file: None,
+            extract_above_atoms: None,
+            extract_buffer_a: default_extract_buffer_a(),
         }
     }
 }
@@ -327,9 +376,15 @@ pub struct Config {
     pub seed: u64,
     pub elements: Vec<Element>,
     pub generate: BulkRecipe,
+    /// Generation 0 from `[[generate.recipe]]`s (None: the bulk recipe above).
+    pub recipes: Option<crate::generate::Generation0>,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
+    /// `potential.kind`: `snap` or `pace`.
+    pub potential_kind: String,
+    /// `[potential.pace]` (elements from `system.elements` when not given).
+    pub pace: autopipe_potential::PaceSettings,
     /// The `[fit]` table: the fitter's options.
     pub fit: FitOptions,
     pub explore: ExploreConfig,
@@ -496,6 +551,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "count" => err(&["generate", "structures"], e.message),
         field => err(&["generate", field], e.message),
     })?;
+    let config_dir = file.parent().unwrap_or(Path::new("."));
+    let recipes = crate::generate::parse_generation0(
+        &g.recipe,
+        g.screen.as_ref(),
+        g.structures,
+        &elements,
+        config_dir,
+        (g.max_strain, g.rattle_a),
+    )
+    .map_err(|e| {
+        let span = doc.as_ref().and_then(|d| crate::generate::span_of_path(d, &e.path));
+        let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
+        let key = e.path.iter().map(|p| if p.parse::<usize>().is_ok() { format!("[{p}]") } else { format!(".{p}") });
+        let key = key.collect::<String>().trim_start_matches('.').to_string();
+        ConfigError { file: file.to_path_buf(), line, column, key: Some(key), message: e.message }
+    })?;
 
     // ---- [oracle]
     let oracle = parse_oracle(text, file, doc.as_ref(), &raw.oracle, &err)?;
@@ -601,6 +672,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     snap.validate().map_err(|e| err(&["potential"], e.to_string()))?;
+    let pace = crate::pace_job::pace_config(&p.kind, p.pace.clone(), &elements)
+        .map_err(|(keys, m)| err(&keys.iter().map(String::as_str).collect::<Vec<_>>(), m))?;
 
     // ---- [fit]
     let mut fit = raw.fit.clone().unwrap_or_default();
@@ -724,7 +797,14 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         gamma_select: ex.gamma_select,
         gamma_break: ex.gamma_break,
         max_frames_per_segment: ex.max_frames_per_segment,
+        engine: ex.engine,
+        lammps_command: ex.lammps_command.clone(),
+        start_file: None,
+        extract_above_atoms: ex.extract_above_atoms,
+        extract_buffer_a: ex.extract_buffer_a,
     };
+    let explore = crate::lammps_explore::check_explore_extras(explore, ex.start_file.as_deref(), file, &elements)
+        .map_err(|(key, m)| err(&["explore", key], m))?;
 
     // ---- [loop]
     let l = &raw.loop_;
@@ -763,9 +843,12 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         seed,
         elements,
         generate,
+        recipes,
         oracle,
         execution,
         snap,
+        potential_kind: p.kind.clone(),
+        pace,
         fit,
         explore,
         loop_,
@@ -849,7 +932,7 @@ fn check_fit(fit: &FitOptions) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-const ENGINES: [&str; 6] = ["emt", "command", "qe", "cp2k", "orca", "vasp"];
+const ENGINES: [&str; 7] = ["emt", "command", "qe", "cp2k", "orca", "vasp", "ase"];
 
 /// The `[oracle]` table as an engine. Keys that are not settings of the chosen engine
 /// are errors at their line (serde alone does not refuse them for `engine = "emt"`, and
@@ -869,7 +952,7 @@ fn parse_oracle(
         None => {
             return Err(err(
                 &["oracle"],
-                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\")".into(),
+                "missing key `engine` (one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\")".into(),
             ))
         }
         Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
@@ -877,7 +960,7 @@ fn parse_oracle(
             return Err(err(
                 &["oracle", "engine"],
                 format!(
-                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\""
+                "unknown engine {other}; expected one of \"emt\", \"command\", \"qe\", \"cp2k\", \"orca\", \"vasp\", \"ase\""
             ),
             ))
         }
@@ -924,6 +1007,7 @@ fn parse_oracle(
             "qe" => check_oracle_section::<autopipe_engines::qe::QeSettings>(&blanked),
             "cp2k" => check_oracle_section::<autopipe_engines::cp2k::Cp2kSettings>(&blanked),
             "orca" => check_oracle_section::<autopipe_engines::orca::OrcaSettings>(&blanked),
+            "ase" => check_oracle_section::<autopipe_engines::ase_bridge::AseSettings>(&blanked),
             _ => check_oracle_section::<autopipe_engines::vasp::VaspSettings>(&blanked),
         };
         if let Err(e) = checked {

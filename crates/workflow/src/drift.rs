@@ -77,7 +77,7 @@ pub fn config_hash(c: &Config) -> String {
     let oracle = serde_json::to_string(&c.oracle).expect("engine settings serialise");
     let snap = serde_json::to_string(&c.snap).expect("SNAP parameters serialise");
     let fit = serde_json::to_string(&c.fit).expect("fit options serialise");
-    sha256_hex(&format!(
+    let mut text = format!(
         "{}|{}|{:?}|{}|{:?}|{snap}|{fit}|{:?}|{:?}|{oracle}",
         c.name,
         c.seed,
@@ -86,7 +86,12 @@ pub fn config_hash(c: &Config) -> String {
         c.execution,
         c.explore,
         c.loop_
-    ))
+    );
+    // only when present, so that the hashes of configurations without recipes stay
+    if let Some(r) = &c.recipes {
+        text.push_str(&format!("|{r:?}"));
+    }
+    sha256_hex(&text)
 }
 
 fn diff<T: PartialEq + Debug>(out: &mut Vec<String>, key: &str, a: &T, b: &T) {
@@ -154,6 +159,7 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
     diff(&mut d.explore, "generate.max_strain", &g.max_strain, &h.max_strain);
     diff(&mut d.explore, "generate.rattle_a", &g.rattle_a, &h.rattle_a);
     diff(&mut d.explore, "generate.vacancy_fraction", &g.vacancy_fraction, &h.vacancy_fraction);
+    diff(&mut d.explore, "generate.recipe", &old.recipes, &new.recipes);
     let (e, f) = (&old.explore, &new.explore);
     diff(&mut d.explore, "explore.temperatures_k", &e.temperatures_k, &f.temperatures_k);
     diff(&mut d.explore, "explore.pressures_gpa", &e.pressures_gpa, &f.pressures_gpa);
@@ -164,6 +170,11 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
     diff(&mut d.explore, "explore.gamma_select", &e.gamma_select, &f.gamma_select);
     diff(&mut d.explore, "explore.gamma_break", &e.gamma_break, &f.gamma_break);
     diff(&mut d.explore, "explore.max_frames_per_segment", &e.max_frames_per_segment, &f.max_frames_per_segment);
+    diff(&mut d.explore, "explore.engine", &e.engine, &f.engine);
+    diff(&mut d.explore, "explore.lammps_command", &e.lammps_command, &f.lammps_command);
+    diff(&mut d.explore, "explore.start_file", &e.start_file, &f.start_file);
+    diff(&mut d.explore, "explore.extract_above_atoms", &e.extract_above_atoms, &f.extract_above_atoms);
+    diff(&mut d.explore, "explore.extract_buffer_a", &e.extract_buffer_a, &f.extract_buffer_a);
 
     let (l, m) = (&old.loop_, &new.loop_);
     diff(&mut d.limits, "loop.max_generations", &l.max_generations, &m.max_generations);

@@ -49,6 +49,26 @@ pub struct SegmentOutcome {
     /// Set when the dynamics could not even start with this model.
     pub error: Option<String>,
     pub wall_time_s: f64,
+    /// Candidates that are cells cut around uncertain atoms of a large frame (LAMMPS
+    /// engine, `explore.extract_above_atoms`): where they came from, their core atoms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extracted: Vec<crate::lammps_explore::ExtractedOrigin>,
+}
+
+/// The ensemble of a segment: NVT Langevin at its temperature, NPT when it has a pressure.
+pub fn segment_ensemble(job: &SegmentJob) -> Ensemble {
+    let e = &job.explore;
+    match job.pressure_gpa {
+        None => Ensemble::Nvt { temperature_k: job.temperature_k, friction_per_fs: e.friction_per_fs },
+        Some(pressure_gpa) => Ensemble::Npt {
+            temperature_k: job.temperature_k,
+            friction_per_fs: e.friction_per_fs,
+            pressure_gpa,
+            barostat_time_fs: 500.0,
+            compressibility_per_gpa: 0.01,
+            isotropic: true,
+        },
+    }
 }
 
 /// Keeps the `capacity` sampled states of highest max γ (every `every` steps).
@@ -79,17 +99,7 @@ pub fn run_segment(job: &SegmentJob, model: &SnapModel) -> Result<SegmentOutcome
     let e = &job.explore;
     let velocities = maxwell_boltzmann(&job.start, job.temperature_k, &mut rng_from_seed(job.seed));
     let mut state = MdState::new(job.start.clone(), velocities);
-    let ensemble = match job.pressure_gpa {
-        None => Ensemble::Nvt { temperature_k: job.temperature_k, friction_per_fs: e.friction_per_fs },
-        Some(pressure_gpa) => Ensemble::Npt {
-            temperature_k: job.temperature_k,
-            friction_per_fs: e.friction_per_fs,
-            pressure_gpa,
-            barostat_time_fs: 500.0,
-            compressibility_per_gpa: 0.01,
-            isotropic: true,
-        },
-    };
+    let ensemble = segment_ensemble(job);
     let settings = MdSettings::new(e.timestep_fs, e.steps, ensemble, job.seed);
     let mut watchdog = GammaWatchdog::new(e.gamma_select, e.gamma_break).with_min_separation(e.sample_every);
     let mut top = TopGamma { every: e.sample_every, capacity: e.max_frames_per_segment, frames: Vec::new() };
@@ -112,6 +122,7 @@ pub fn run_segment(job: &SegmentJob, model: &SnapModel) -> Result<SegmentOutcome
                 candidates: Vec::new(),
                 error: Some(err.to_string()),
                 wall_time_s: start_time.elapsed().as_secs_f64(),
+                extracted: Vec::new(),
             })
         }
         Err(err) => (state.step, Some(format!("MD error: {err}"))),
@@ -148,6 +159,7 @@ pub fn run_segment(job: &SegmentJob, model: &SnapModel) -> Result<SegmentOutcome
         candidates,
         error: None,
         wall_time_s: start_time.elapsed().as_secs_f64(),
+        extracted: Vec::new(),
     })
 }
 
@@ -163,7 +175,10 @@ pub fn execute_segment_dir(dir: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let job: SegmentJob = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let model = crate::learn::load_model(&job.model).map_err(|e| e.to_string())?;
-    let outcome = run_segment(&job, &model)?;
+    let outcome = match job.explore.engine {
+        crate::lammps_explore::ExploreEngine::Native => run_segment(&job, &model)?,
+        crate::lammps_explore::ExploreEngine::Lammps => crate::lammps_explore::run_lammps_segment(dir, &job, &model)?,
+    };
     autopipe_exec::job::write_atomic(&result_path, &serde_json::to_vec(&outcome).expect("outcomes serialise"))
         .map_err(|e| e.to_string())
 }

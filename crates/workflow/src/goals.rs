@@ -268,10 +268,15 @@ pub fn run_goals(
                     goal.lattice_constant_a
                 ));
                 let start = goal.structure(&config.generate);
-                let r =
-                    elastic_with_model(&model, &start, &goal.settings(), gamma_select, config.loop_.per_generation)?;
-                let value = elastic_json(&r.elastic, &r.structure);
-                (value, r.max_gamma, r.n_uncertain, r.uncertain)
+                match elastic_with_model(&model, &start, &goal.settings(), gamma_select, config.loop_.per_generation) {
+                    Ok(r) => (elastic_json(&r.elastic, &r.structure), r.max_gamma, r.n_uncertain, r.uncertain),
+                    // A goal that cannot be computed (e.g. the relaxation does not converge
+                    // on an unstable crystal) is recorded as failed; the run stands.
+                    Err(e) => {
+                        reporter.say(&format!("generation {g}: goal {name} failed: {e}"));
+                        (json!({ "error": e.to_string() }), None, 0, Vec::new())
+                    }
+                }
             }
             other => unreachable!("goal {other} is refused by the configuration"),
         };
@@ -288,6 +293,7 @@ pub fn run_goals(
             max_gamma.map(|m| format!("{m:.3}")).unwrap_or_else(|| "n/a".into()),
             match outcome {
                 PropertyOutcome::Final if trusted => "trusted".to_string(),
+                PropertyOutcome::Final if value["error"].is_string() => "failed".to_string(),
                 PropertyOutcome::Final => "not trusted (the model has no extrapolation grade)".to_string(),
                 PropertyOutcome::Relabel => format!(
                     "not trusted; {} structures go to labelling (round {} of {})",
@@ -369,6 +375,7 @@ pub fn status_lines(store: &JobStore) -> Result<Vec<String>, RunError> {
         let p = all.iter().rev().find(|p| p.goal == name).expect("present");
         let rounds = all.iter().filter(|q| q.goal == name && q.outcome == PropertyOutcome::Relabel).count();
         let value = match name {
+            _ if p.value["error"].is_string() => format!("FAILED: {}", p.value["error"].as_str().unwrap_or("")),
             "elastic" => {
                 let c = |i: usize, j: usize| p.value["c_ij_gpa"][i][j].as_f64().unwrap_or(f64::NAN);
                 format!(

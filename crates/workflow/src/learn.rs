@@ -119,11 +119,15 @@ pub fn run_loop(
     reconcile_config(config, run_dir, &mut store, options, reporter)?;
     let fit_options = &config.fit;
     if store.loop_state()?.is_none() {
-        let structures = generate_bulk(&config.generate);
-        let origin = format!("generated:{}", config.generate.lattice.name());
-        let calcs =
-            new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {}", i + 1))
-                .map_err(RunError::Input)?;
+        let calcs = match &config.recipes {
+            Some(g0) => crate::generate::generation0_calculations(g0, config, &store, reporter)?,
+            None => {
+                let structures = generate_bulk(&config.generate);
+                let origin = format!("generated:{}", config.generate.lattice.name());
+                new_calculations(structures, &origin, 0, &config.oracle, |i| format!("generated structure {}", i + 1))
+                    .map_err(RunError::Input)?
+            }
+        };
         store.start_loop(&calcs)?;
     }
     loop {
@@ -157,7 +161,11 @@ pub fn run_loop(
                          (the loop fits only labels of its own oracle settings)"
                     ));
                 }
-                let frames: Vec<Frame> = labels.iter().map(label_frame).collect();
+                let mut frames: Vec<Frame> = labels.iter().map(label_frame).collect();
+                crate::lammps_explore::apply_force_weights(
+                    &mut frames,
+                    &crate::lammps_explore::extracted_cores(run_dir),
+                );
                 if frames.is_empty() {
                     return Err(RunError::Input(format!(
                         "generation {g}: no label of this run's oracle settings to fit on (all its calculations failed?)"
@@ -239,7 +247,7 @@ pub fn run_loop(
 }
 
 /// The labels the loop fits on: those of its oracle's engine and label-defining settings.
-fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunError> {
+pub(crate) fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunError> {
     Ok(store.labels_of(config.oracle.name(), &config.oracle.label_params())?)
 }
 
@@ -249,7 +257,7 @@ fn lineage_labels(config: &Config, store: &JobStore) -> Result<Vec<Label>, RunEr
 /// and whether the fit holds it out (`in_test_split`). Returns how many were written.
 fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Result<usize, RunError> {
     let labels = lineage_labels(config, store)?;
-    let frames: Vec<Frame> = labels
+    let mut frames: Vec<Frame> = labels
         .iter()
         .map(|l| {
             let mut f = label_frame(l);
@@ -259,6 +267,7 @@ fn write_labels_file(config: &Config, run_dir: &Path, store: &JobStore) -> Resul
             f
         })
         .collect();
+    crate::lammps_explore::apply_force_weights(&mut frames, &crate::lammps_explore::extracted_cores(run_dir));
     let path = run_dir.join("labels.xyz");
     autopipe_atoms::extxyz::write_extxyz_file(&path, &frames)
         .map_err(|e| RunError::Output { path: path.clone(), message: e.to_string() })?;
@@ -388,12 +397,15 @@ fn fmt_stat(v: Option<f64>, scale: f64, unit: &str) -> String {
     v.map(|v| format!("{:.4} {unit}", v * scale)).unwrap_or_else(|| "n/a".into())
 }
 
-/// The starting cell of an exploration segment: the configured supercell, unstrained
+/// The starting cell of an exploration segment: `explore.start_file`, or the configured supercell, unstrained
 /// and unrattled (a random alloy drawn with the segment's seed).
-fn start_structure(config: &Config, seed: u64) -> Structure {
+fn start_structure(config: &Config, seed: u64) -> Result<Structure, RunError> {
+    if let Some(f) = &config.explore.start_file {
+        return crate::lammps_explore::read_start_file(f).map_err(RunError::Input);
+    }
     let recipe =
         BulkRecipe { count: 1, max_strain: 0.0, rattle_a: 0.0, vacancy_fraction: 0.0, seed, ..config.generate.clone() };
-    generate_bulk(&recipe).remove(0)
+    Ok(generate_bulk(&recipe).remove(0))
 }
 
 fn explore(
@@ -423,7 +435,7 @@ fn explore(
             pressure_gpa,
             seed,
             model: model_path.clone(),
-            start: start_structure(config, seed),
+            start: start_structure(config, seed)?,
             explore: config.explore.clone(),
         };
         let dir = base.join(&name);

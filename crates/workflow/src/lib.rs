@@ -8,11 +8,15 @@ pub mod examples;
 pub mod explore_job;
 pub mod goal_init;
 pub mod goals;
+pub mod lammps_explore;
+pub mod generate;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
 pub mod learn;
 pub mod models;
+pub mod pace_job;
+pub mod screening;
 pub mod select;
 
 pub use labelling::{label_frame, new_calculations, RunError};

@@ -268,3 +268,26 @@ fn groups_and_reference() {
     let e = parse(&(base.clone() + "\n[fit.groups.Liquid]\nfoo_weight = 1\n")).unwrap_err();
     assert!(e.to_string().contains("foo_weight"), "{e}");
 }
+
+#[test]
+fn pace_settings_and_kind() {
+    let base = example("cu-emt").unwrap().to_string();
+    let c = parse(&(base.clone() + "\n[potential.pace]\nfunctions_per_element = 7\nladder_step = 2\n")).unwrap();
+    assert_eq!((c.pace.functions_per_element, c.pace.ladder_step), (7, Some(2)));
+    assert_eq!(c.pace.elements, vec!["Cu".to_string()], "elements from system.elements");
+    assert_eq!(parse(&base).unwrap().pace.max_iterations, 100, "defaults without the table");
+    let n0 = base.lines().count();
+    for (extra, key, line, text) in [
+        ("[potential.pace]\ncutoff_a = 0.5\n", "potential.pace.cutoff_a", n0 + 3, "outside 1 .. 15"),
+        ("[potential.pace]\nkappa = 2\n", "potential.pace.kappa", n0 + 3, "outside 0 ..= 1"),
+        ("[potential.pace]\nfunctions_per_element = 0\n", "potential.pace.functions_per_element", n0 + 3, "outside"),
+    ] {
+        let e = parse(&(base.clone() + "\n" + extra)).expect_err(extra);
+        assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(line)), "{e}");
+        assert!(e.message.contains(text), "{e}");
+    }
+    let e = parse(&(base.clone() + "\n[potential.pace]\nbasis = 3\n")).unwrap_err();
+    assert!(e.to_string().contains("basis"), "{e}");
+    refused("cu-emt", "potential", "kind", "\"mace\"", "not one of");
+    accepted("cu-emt", "potential", "kind", "\"pace\"");
+}

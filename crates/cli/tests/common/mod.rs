@@ -87,3 +87,14 @@ pub fn run_loop(args: &[&str]) -> Output {
     );
     out
 }
+
+/// `name value unit` lines (what `potential fit|eval` print) -> name -> value.
+pub fn figures(stdout: &str) -> std::collections::BTreeMap<String, f64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}

@@ -1,0 +1,28 @@
+"""autopipe -> Pacemaker: the labels (extended XYZ, read with ASE) as Pacemaker's dataset,
+a gzip pandas pickle with the columns it expects (ase_atoms, energy, forces,
+energy_corrected), and the per-frame weights (w_energy, w_forces; ExternalWeightingPolicy).
+
+usage: python pace_dataset.py labels.xyz weights.json data.pckl.gzip weights.pckl.gzip
+"""
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+from ase.io import read
+
+labels, weights_json, data_out, weights_out = sys.argv[1:5]
+frames = read(labels, index=":")
+weights = json.load(open(weights_json))
+if len(weights) != len(frames):
+    sys.exit(f"{weights_json}: {len(weights)} weights for {len(frames)} frames of {labels}")
+rows, wrows = [], []
+for k, (atoms, (w_energy, w_forces)) in enumerate(zip(frames, weights)):
+    energy = atoms.get_potential_energy()
+    forces = np.array(atoms.get_forces(), dtype=np.float64)
+    atoms.calc = None
+    rows.append({"ase_atoms": atoms, "energy": energy, "forces": forces, "energy_corrected": energy})
+    wrows.append({"w_energy": float(w_energy), "w_forces": np.full(len(atoms), float(w_forces))})
+pd.DataFrame(rows).to_pickle(data_out, compression="gzip", protocol=4)
+pd.DataFrame(wrows).to_pickle(weights_out, compression="gzip", protocol=4)
+print(f"pace_dataset: {len(rows)} frames")
