@@ -437,11 +437,12 @@ pub fn goal_config(
         why_t.join("; ")
     );
     let _ = writeln!(w, "steps = {}                  # per temperature and generation", if dft { 500 } else { 1000 });
+    let light = elements.iter().any(|e| e.mass_amu() < 20.0);
     let _ = writeln!(
         w,
-        "timestep_fs = {}              # {}",
-        if elements.iter().any(|e| e.mass_amu() < 20.0) { "1.0" } else { "2.0" },
-        "light atoms need a shorter step"
+        "timestep_fs = {:<15} # {}",
+        if light { "1.0" } else { "2.0" },
+        if light { "a light element vibrates fast" } else { "no element lighter than 20 amu: 2 fs is stable" }
     );
     let _ = writeln!(w, "sample_every = 10            # steps between candidate frames");
     let _ = writeln!(w, "gamma_select = 2.0           # frames above this are uncertain");

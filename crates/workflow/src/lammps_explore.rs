@@ -17,9 +17,9 @@
 
 use crate::config::ExploreConfig;
 use crate::explore_job::{SegmentJob, SegmentOutcome, MIN_LABEL_DISTANCE_A};
+use autopipe_atoms::lammps_data::{data_file, to_lammps_frame};
 use autopipe_atoms::{Element, Frame, Structure};
 use autopipe_build::extract::{Extractor, FORCE_WEIGHT_COLUMN};
-use autopipe_atoms::lammps_data::{data_file, to_lammps_frame};
 use autopipe_engines::lammps::{parse_dump, parse_log, LammpsLog};
 use autopipe_md::Ensemble;
 use autopipe_potential::{gamma_watch_lines, pair_coeff_snippet, to_snapcoeff, to_snapparam, SnapModel};

@@ -6,10 +6,10 @@ pub mod doctor;
 pub mod drift;
 pub mod examples;
 pub mod explore_job;
+pub mod generate;
 pub mod goal_init;
 pub mod goals;
 pub mod lammps_explore;
-pub mod generate;
 
 pub use config::{load_config, load_oracle, parse_config, Config, ConfigError, ExecutionConfig};
 pub mod labelling;
