@@ -48,14 +48,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a commented example configuration.
+    /// Print a commented configuration: an example, or one made for elements and goals
+    /// (`--elements Si --goal elastic --oracle qe`).
     Init {
         /// Example name (see --list).
-        #[arg(long, required_unless_present = "list")]
+        #[arg(long, required_unless_present_any = ["list", "goal"], conflicts_with = "goal")]
         example: Option<String>,
         /// List the examples.
         #[arg(long)]
         list: bool,
+        /// Chemical symbols of the system (with --goal).
+        #[arg(long, value_delimiter = ',', requires = "goal")]
+        elements: Vec<String>,
+        /// elastic, diffusion, phase_diagram (several with commas or repeated).
+        #[arg(long, value_delimiter = ',', requires = "elements")]
+        goal: Vec<String>,
+        /// Who labels: emt, qe or cp2k (with --goal).
+        #[arg(long, default_value = "emt", requires = "goal")]
+        oracle: String,
+        /// Where QE's pseudopotentials are (with --oracle qe).
+        #[arg(long, default_value = "/usr/share/espresso/pseudo")]
+        pseudo_dir: PathBuf,
     },
     /// Run a configuration: generate candidates, label them, write RUN/labels.xyz.
     /// Running it again resumes where it stopped.
@@ -328,7 +341,13 @@ pub(crate) fn read_frames(path: &Path) -> Result<Vec<autopipe_atoms::Frame>> {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Init { example: name, list } => init(name, list),
+        Command::Init { example: name, list, elements, goal, oracle, pseudo_dir } => {
+            if goal.is_empty() {
+                init(name, list)
+            } else {
+                init_goal(&elements, &goal, &oracle, &pseudo_dir)
+            }
+        }
         Command::Run { config, dir, accept_changes } => run(&config, dir, accept_changes),
         Command::Validate { config } => validate(&config),
         Command::Doctor { dir, recover, json } => doctor(&dir, recover, json),
@@ -857,6 +876,48 @@ fn init(name: Option<String>, list: bool) -> Result<ExitCode> {
             bail!("no example named {name:?}; there are: {}", names.join(", "))
         }
     }
+}
+
+/// `init --elements ... --goal ... --oracle ...`: a configuration made for the goals.
+fn init_goal(elements: &[String], goals: &[String], oracle: &str, pseudo_dir: &Path) -> Result<ExitCode> {
+    use autopipe_workflow::goal_init::{choose_pseudo, goal_config, Goal, Oracle};
+    let elements = elements
+        .iter()
+        .map(|s| s.trim().parse().map_err(|e: String| anyhow::anyhow!("--elements: {e}")))
+        .collect::<Result<Vec<autopipe_atoms::Element>>>()?;
+    let goals = goals
+        .iter()
+        .map(|g| Goal::parse(g).with_context(|| format!("--goal {g:?}: expected elastic, diffusion or phase_diagram")))
+        .collect::<Result<Vec<_>>>()?;
+    let oracle = Oracle::parse(oracle).with_context(|| format!("--oracle {oracle:?}: expected emt, qe or cp2k"))?;
+    let mut pseudos = Vec::new();
+    if oracle == Oracle::Qe {
+        // The candidate files of each element, read for their suggested cutoffs.
+        let names: Vec<String> = std::fs::read_dir(pseudo_dir)
+            .with_context(|| format!("--pseudo-dir {}: cannot list it", pseudo_dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        for e in &elements {
+            let prefix = format!("{}.", e.symbol());
+            let mut files = Vec::new();
+            for name in names.iter().filter(|n| n.starts_with(&prefix)) {
+                let path = pseudo_dir.join(name);
+                let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                files.push((name.clone(), String::from_utf8_lossy(&text).into_owned()));
+            }
+            let p = choose_pseudo(*e, &files).with_context(|| {
+                format!("--oracle qe: no PBE pseudopotential for {e} ({e}.pbe-*.UPF) in {}", pseudo_dir.display())
+            })?;
+            pseudos.push(p);
+        }
+    }
+    let text = goal_config(&elements, &goals, oracle, &pseudo_dir.display().to_string(), &pseudos)
+        .map_err(anyhow::Error::msg)?;
+    // What is printed must be a valid configuration.
+    autopipe_workflow::parse_config(&text, Path::new("init.toml"))
+        .context("the generated configuration does not validate (please report)")?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The command that runs one job directory: this very program.

@@ -173,3 +173,29 @@ fn bad_csv_rows_are_named() {
         }
     }
 }
+
+/// The workflow on EMT Cu-Au: the ordered Cu3Au (L1_2) and CuAu (L1_0) are on the hull,
+/// the disordered (SQS) and the B2 cells above it, every relaxation converged.
+#[test]
+fn emt_cu_au_candidates_order() {
+    let out = ok(&["property", "hull", "--emt", "--elements", "Cu,Au", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stable: Vec<&str> = v["stable"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(stable.contains(&"Cu3Au-L12") && stable.contains(&"CuAu-L10"), "{stable:?}");
+    for e in v["entries"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let above = e["e_above_hull_ev_per_atom"].as_f64().unwrap();
+        if name.contains("SQS") || name.ends_with("-B2") {
+            assert!(above > 1e-3, "{name} should be above the hull: {above}");
+        }
+    }
+    assert_eq!(v["entries"].as_array().unwrap().len(), 13);
+    for r in v["relaxations"].as_array().unwrap() {
+        assert_eq!(r["converged"], true, "{r}");
+    }
+    assert!(v["max_gamma"].is_null(), "EMT has no extrapolation grade");
+    // A calculator without one of the elements: refused before any work.
+    let out = run(&["property", "hull", "--emt", "--elements", "Cu,Fe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Fe"), "{}", stderr(&out));
+}

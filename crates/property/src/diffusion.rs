@@ -234,7 +234,8 @@ pub fn fit_diffusion(
     if !(dt_fs.is_finite() && dt_fs > 0.0) {
         return Err(DiffusionError::Input(format!("the frame interval must be > 0 fs, got {dt_fs}")));
     }
-    if !(0.0..1.0).contains(&window.start) || !(window.start < window.end && window.end <= 1.0) {
+    let ordered = (0.0..1.0).contains(&window.start) && window.start < window.end && window.end <= 1.0;
+    if !ordered {
         return Err(DiffusionError::Input(format!(
             "the fit window {} .. {} is not inside 0 .. 1 in increasing order",
             window.start, window.end

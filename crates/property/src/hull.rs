@@ -361,8 +361,8 @@ impl PhaseDiagram {
         let max_iterations = 50 * (cols.len() + n);
         for _ in 0..max_iterations {
             for (k, &p) in basis.iter().enumerate() {
-                for r in 0..n {
-                    b[r][k] = x(cols[p])[r];
+                for (row, v) in b.iter_mut().zip(x(cols[p])) {
+                    row[k] = *v;
                 }
             }
             // Duals: Bᵀ y = c_B.
@@ -420,12 +420,13 @@ fn solve(a: &[Vec<f64>], rhs: &[f64]) -> Option<Vec<f64>> {
             return None;
         }
         m.swap(col, piv);
-        for r in 0..n {
+        let pivot_row = m[col].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col] / m[col][col];
+                let f = row[col] / pivot_row[col];
                 if f != 0.0 {
-                    for k in col..=n {
-                        m[r][k] -= f * m[col][k];
+                    for (v, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                        *v -= f * p;
                     }
                 }
             }

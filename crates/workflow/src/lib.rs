@@ -7,6 +7,7 @@ pub mod drift;
 pub mod examples;
 pub mod explore_job;
 pub mod generate;
+pub mod goal_init;
 pub mod goals;
 pub mod lammps_explore;
 
