@@ -112,20 +112,53 @@ impl Size {
     }
 }
 
-pub fn run(size: Size) -> Result<()> {
+/// The groups of measurements, in the order they run (`bench --only`).
+pub const GROUPS: [&str; 12] =
+    ["fit", "parse", "snap", "emt", "store", "status", "pool", "sched", "build", "elastic", "property", "explore"];
+
+/// Runs every group, or only those named in `only` (each checked against [`GROUPS`]).
+pub fn run(size: Size, only: &[String]) -> Result<()> {
+    if let Some(bad) = only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        anyhow::bail!("bench --only: unknown group {bad:?}; the groups are {}", GROUPS.join(", "));
+    }
+    let wanted = |g: &str| only.is_empty() || only.iter().any(|o| o == g);
     let sizes = size.sizes();
-    crate::bench_fit::run(if size == Size::Smoke { 8 } else { 1 })?;
-    parse_speed(&sizes)?;
-    snap_figures(&sizes)?;
-    emt_speed(sizes.emt_seconds)?;
-    store_speed(sizes.store_calculations)?;
-    status_metrics(sizes.status_metrics_calculations)?;
-    local_pool(&sizes)?;
-    crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
-    crate::bench_build::run(size)?;
-    crate::bench_elastic::run(size)?;
-    crate::bench_property::run(size)?;
-    crate::bench_explore::run(size)?;
+    if wanted("fit") {
+        crate::bench_fit::run(if size == Size::Smoke { 8 } else { 1 })?;
+    }
+    if wanted("parse") {
+        parse_speed(&sizes)?;
+    }
+    if wanted("snap") {
+        snap_figures(&sizes)?;
+    }
+    if wanted("emt") {
+        emt_speed(sizes.emt_seconds)?;
+    }
+    if wanted("store") {
+        store_speed(sizes.store_calculations)?;
+    }
+    if wanted("status") {
+        status_metrics(sizes.status_metrics_calculations)?;
+    }
+    if wanted("pool") {
+        local_pool(&sizes)?;
+    }
+    if wanted("sched") {
+        crate::bench_sched::run(sizes.reconcile_calculations, sizes.slurm_campaign_calculations)?;
+    }
+    if wanted("build") {
+        crate::bench_build::run(size)?;
+    }
+    if wanted("elastic") {
+        crate::bench_elastic::run(size)?;
+    }
+    if wanted("property") {
+        crate::bench_property::run(size)?;
+    }
+    if wanted("explore") {
+        crate::bench_explore::run(size)?;
+    }
     Ok(())
 }
 

@@ -167,6 +167,10 @@ enum Command {
         /// that the command and each of its measurements work.
         #[arg(long, conflicts_with = "quick")]
         smoke: bool,
+        /// Only these groups of measurements, comma-separated (fit, parse, snap, emt, store,
+        /// status, pool, sched, build, elastic, property, explore).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// What a parser reads from a real engine output, as one JSON object.
     Parse {
@@ -382,13 +386,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Build(b) => build_cmd::run(b),
         Command::Property(p) => property_cmd::run(p),
-        Command::Bench { quick, smoke } => {
+        Command::Bench { quick, smoke, only } => {
             let size = match (quick, smoke) {
                 (_, true) => bench::Size::Smoke,
                 (true, _) => bench::Size::Quick,
                 _ => bench::Size::Full,
             };
-            bench::run(size).map(|_| ExitCode::SUCCESS)
+            bench::run(size, &only).map(|_| ExitCode::SUCCESS)
         }
         Command::Parse { engine, file } => parse(&engine, &file),
         Command::JobExec { dir } => {

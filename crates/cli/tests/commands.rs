@@ -164,3 +164,21 @@ fn bench_prints_one_name_value_unit_line_per_figure() {
         assert!(names.contains(&wanted), "{wanted} missing from:\n{text}");
     }
 }
+
+/// `bench --only` runs the groups named and no other; an unknown group is refused with the
+/// list of groups before anything is measured.
+#[test]
+fn bench_only_runs_the_groups_named() {
+    let out = autopipe().args(["bench", "--smoke", "--only", "emt"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert!(names.contains(&"emt_atoms_per_s"), "{text}");
+    assert!(names.iter().all(|n| n.starts_with("emt_")), "a group not asked for ran: {text}");
+
+    let out = autopipe().args(["bench", "--smoke", "--only", "emt,nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "measured before refusing: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("\"nope\"") && err.contains("explore"), "{err}");
+}
