@@ -87,9 +87,13 @@ fn screenshot(url: &str, profile: &Path, png: &Path) {
 /// of Chromium's network log whose initiator is an origin.
 fn page_requests(profile: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(profile.join("net.json")).expect("chromium wrote its network log");
-    // A log cut short by the browser's exit lacks its closing brackets.
+    // A log cut short by the browser's exit lacks its closing brackets, and may end in
+    // the middle of an event (one event per line): close it after the last whole line.
+    let closed = |t: &str| format!("{}]}}", t.trim_end().trim_end_matches(','));
+    let whole_lines = text.rfind('\n').map_or("", |i| &text[..i]);
     let log: serde_json::Value = serde_json::from_str(&text)
-        .or_else(|_| serde_json::from_str(&format!("{}]}}", text.trim_end().trim_end_matches(','))))
+        .or_else(|_| serde_json::from_str(&closed(&text)))
+        .or_else(|_| serde_json::from_str(&closed(whole_lines)))
         .expect("the network log is JSON");
     let start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].as_i64().unwrap();
     log["events"]

@@ -154,8 +154,10 @@ mod tests {
     fn max_tree_is_balanced_and_exact() {
         let t: Vec<String> = ["1", "5", "3"].iter().map(|s| s.to_string()).collect();
         assert_eq!(max_tree(&t[..1]), "1");
+        // max(1, max(5, 3)): the inner pair's formula appears twice in the outer one.
         let f = max_tree(&t);
-        assert_eq!(f.matches("abs").count(), 2);
+        assert_eq!(f.matches("abs").count(), 3, "{f}");
+        assert_eq!(max_tree(&t[1..]), "(0.5*((5)+(3)+abs((5)-(3))))");
         assert_eq!(affine(1.0, &[0.0, -2.0], "s"), format!("{}-{}*c_s[2]", num(1.0), num(2.0)));
     }
 }
