@@ -4,10 +4,8 @@
 use crate::property_calc::{with_calculator, CalculatorArgs};
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::Element;
-use autopipe_build::Lattice;
-use autopipe_property::hull::candidates::{prototype_candidates, relax_candidates, RelaxedCandidate};
-use autopipe_property::hull::{parse_entries_csv, Entry, EntryResult, PhaseDiagram};
-use autopipe_workflow::config::default_lattice_constant_a;
+use autopipe_property::hull::{parse_entries_csv, PhaseDiagram};
+use autopipe_workflow::goals::{hull_json, hull_of_candidates, HullGoal};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,10 +22,10 @@ pub struct HullArgs {
     #[command(flatten)]
     calculator: CalculatorArgs,
     /// Seed of the SQS candidates.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = autopipe_workflow::goals::HULL_SEED)]
     seed: u64,
     /// Relax each candidate until every force is below this (eV/Å).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = autopipe_workflow::goals::HULL_FMAX_EV_PER_A)]
     fmax_ev_per_a: f64,
     /// Print one JSON object.
     #[arg(long)]
@@ -38,32 +36,26 @@ pub fn run(a: HullArgs) -> Result<ExitCode> {
     if a.entries.is_some() && a.calculator.given() {
         bail!("a CSV of entries needs no calculator (--emt, --model, --dir are for --elements)");
     }
-    let (entries, source, workflow) = match &a.entries {
+    let (mut out, workflow) = match &a.entries {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            (parse_entries_csv(&text, &path.display().to_string())?, path.display().to_string(), None)
+            let entries = parse_entries_csv(&text, &path.display().to_string())?;
+            let pd = PhaseDiagram::new(entries).with_context(|| path.display().to_string())?;
+            (hull_json(&pd, None)?, None)
         }
         None => {
-            let (entries, w) = candidates(&a.elements, a.seed, a.fmax_ev_per_a, &a.calculator)?;
-            (entries, "the candidates".to_string(), Some(w))
+            let (value, w) = candidates(&a.elements, a.seed, a.fmax_ev_per_a, &a.calculator)?;
+            (value, Some(w))
         }
     };
-    let pd = PhaseDiagram::new(entries).with_context(|| source)?;
-    let results = pd.results()?;
     if a.json {
-        let mut out = serde_json::json!({
-            "elements": pd.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>(),
-            "entries": results,
-            "stable": pd.stable_indices().iter().map(|&i| &pd.entries[i].name).collect::<Vec<_>>(),
-        });
         if let Some(w) = &workflow {
-            out["relaxations"] = serde_json::to_value(&w.relaxed)?;
             out["max_gamma"] = serde_json::to_value(w.max_gamma)?;
             out["uncertain"] = w.uncertain.into();
         }
         println!("{out}");
     } else {
-        print_table(&results);
+        print_table(&out["entries"]);
         if let Some(w) = &workflow {
             println!(
                 "max_gamma {} ({} uncertain structures)",
@@ -77,18 +69,19 @@ pub fn run(a: HullArgs) -> Result<ExitCode> {
 
 /// What the candidates' relaxations said besides their energies.
 struct Workflow {
-    relaxed: Vec<RelaxedCandidate>,
     max_gamma: Option<f64>,
     uncertain: usize,
 }
 
-/// Candidates of `elements` built, relaxed and evaluated with the calculator.
+/// Candidates of `elements` built, relaxed and evaluated with the calculator (those of
+/// the run's hull goal, `autopipe_workflow::goals::HullGoal`, with SQS and ordered
+/// prototypes).
 fn candidates(
     elements: &[String],
     seed: u64,
     fmax_ev_per_a: f64,
     calculator: &CalculatorArgs,
-) -> Result<(Vec<Entry>, Workflow)> {
+) -> Result<(serde_json::Value, Workflow)> {
     let elements: Vec<Element> = elements
         .iter()
         .map(|s| s.parse::<Element>().map_err(anyhow::Error::msg).context("--elements"))
@@ -96,22 +89,23 @@ fn candidates(
     if !(fmax_ev_per_a.is_finite() && fmax_ev_per_a > 0.0) {
         bail!("--fmax-ev-per-a {fmax_ev_per_a} must be > 0");
     }
-    let fcc_a = |e: Element| default_lattice_constant_a(e, Lattice::Fcc);
-    let list = prototype_candidates(&elements, &fcc_a, seed)?;
+    let goal = HullGoal { elements: elements.clone(), seed, fmax_ev_per_a, ordered: true, sqs: true };
+    let list = goal.candidates()?;
     with_calculator(calculator, |ff, known| {
         for c in &list {
             known.check(&c.structure, &c.name)?;
         }
         eprintln!("hull: relaxing {} candidates of {}", list.len(), a_list(&elements));
-        let (entries, relaxed) = relax_candidates(ff, &list, fmax_ev_per_a, &mut |r| {
+        let value = hull_of_candidates(ff, &list, fmax_ev_per_a, &mut |r| {
             eprintln!(
                 "  {:<14} {:>12.5} eV/atom {}",
                 r.name,
                 r.energy_ev / r.atoms as f64,
                 if r.converged { "" } else { "(not converged)" }
             )
-        })?;
-        Ok((entries, Workflow { relaxed, max_gamma: ff.max_gamma(), uncertain: ff.uncertain().len() }))
+        })
+        .context("the candidates")?;
+        Ok((value, Workflow { max_gamma: ff.max_gamma(), uncertain: ff.uncertain().len() }))
     })
 }
 
@@ -119,23 +113,32 @@ fn a_list(elements: &[Element]) -> String {
     elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-")
 }
 
-fn print_table(results: &[EntryResult]) {
-    let w = results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let f = results.iter().map(|r| r.formula.len()).max().unwrap_or(7).max(7);
+/// The entries of a hull's JSON as a table.
+fn print_table(entries: &serde_json::Value) {
+    let results = entries.as_array().map(Vec::as_slice).unwrap_or_default();
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_string();
+    let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let w = results.iter().map(|r| text(r, "name").len()).max().unwrap_or(4).max(4);
+    let f = results.iter().map(|r| text(r, "formula").len()).max().unwrap_or(7).max(7);
     println!(
         "{:<w$} {:<f$} {:>14} {:>14} {:>6}  decomposition",
         "name", "formula", "E_f (eV/at)", "E_hull (eV/at)", "stable"
     );
     for r in results {
-        let decomposition =
-            r.decomposition.iter().map(|p| format!("{:.4} {}", p.fraction, p.name)).collect::<Vec<_>>().join(" + ");
+        let decomposition = r["decomposition"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{:.4} {}", num(p, "fraction"), text(p, "name")))
+            .collect::<Vec<_>>()
+            .join(" + ");
         println!(
             "{:<w$} {:<f$} {:>14.6} {:>14.6} {:>6}  {}",
-            r.name,
-            r.formula,
-            r.formation_energy_ev_per_atom,
-            r.e_above_hull_ev_per_atom,
-            if r.stable { "yes" } else { "no" },
+            text(r, "name"),
+            text(r, "formula"),
+            num(r, "formation_energy_ev_per_atom"),
+            num(r, "e_above_hull_ev_per_atom"),
+            if r["stable"] == true { "yes" } else { "no" },
             decomposition
         );
     }

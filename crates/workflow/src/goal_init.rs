@@ -465,7 +465,7 @@ pub fn goal_config(
     let _ = writeln!(w, "max_physics_retries = 2");
     let _ = writeln!(w, "max_infra_retries = 2");
     let _ = writeln!(w, "failure_tolerance = 0.5");
-    if has(Goal::Elastic) {
+    if has(Goal::Elastic) || has(Goal::PhaseDiagram) {
         let _ = writeln!(w);
         let _ =
             writeln!(w, "[goals]                      # properties computed with the final model, guarded by gamma");
@@ -473,6 +473,8 @@ pub fn goal_config(
             w,
             "max_rounds = 2               # label-refit rounds when a property calculation meets uncertain structures"
         );
+    }
+    if has(Goal::Elastic) {
         let _ = writeln!(w);
         let _ = writeln!(w, "[goals.elastic]");
         let _ = writeln!(w, "lattice = \"{}\"", lattice.name());
@@ -495,10 +497,15 @@ pub fn goal_config(
     }
     if has(Goal::PhaseDiagram) {
         let _ = writeln!(w);
-        let _ =
-            writeln!(w, "# Goal phase_diagram: once the run has a model, formation energies and the convex hull of");
-        let _ = writeln!(w, "# the elements (fcc, bcc, hcp), L1_2, B2, L1_0 and SQS at 25/50/75 % of every pair:");
-        let _ = writeln!(w, "#   autopipe property hull --dir RUN --elements {}", symbols.join(","));
+        let _ = writeln!(w, "# Goal phase_diagram: when the loop ends, formation energies and the convex hull of the");
+        let _ = writeln!(w, "# elements (fcc, bcc, hcp), L1_2, B2, L1_0 and SQS at 25/50/75 % of every pair, each");
+        let _ = writeln!(w, "# relaxed with the final model (the same as, on the trained model:");
+        let _ = writeln!(w, "#   autopipe property hull --dir RUN --elements {})", symbols.join(","));
+        let _ = writeln!(w, "[goals.hull]");
+        let _ = writeln!(w, "seed = 1                     # of the SQS");
+        let _ = writeln!(w, "fmax_ev_per_a = 0.01         # relaxed until every force is below this");
+        let _ = writeln!(w, "ordered = true               # L1_2, B2, L1_0 of every pair");
+        let _ = writeln!(w, "sqs = true                   # 32-atom SQS at 25, 50, 75 % (the costliest candidates)");
     }
     Ok(s)
 }
@@ -570,7 +577,11 @@ mod tests {
                     }
                     if goals.contains(&Goal::PhaseDiagram) {
                         assert!(text.contains("autopipe property hull --dir RUN --elements"));
+                        let hull = config.goals.hull.as_ref().expect("the hull goal");
+                        assert_eq!(hull.elements, *elements);
+                        assert!(hull.ordered && hull.sqs);
                     }
+                    assert_eq!(config.goals.hull.is_some(), goals.contains(&Goal::PhaseDiagram));
                     parsed += 1;
                 }
             }

@@ -12,12 +12,17 @@
 use crate::config::{Config, ConfigError};
 use crate::labelling::{new_calculations, RunError};
 use crate::learn::{load_model, LoopReporter, ModelForceField};
-use autopipe_atoms::Structure;
+use autopipe_atoms::{Element, Structure};
 use autopipe_build::{generate_bulk, BulkRecipe, Lattice};
 use autopipe_potential::SnapModel;
 use autopipe_property::diffusion::{diffusion_workflow, DiffusionMd};
 use autopipe_property::elastic::{elastic_constants, Elastic, ElasticSettings};
+use autopipe_md::ForceField;
 use autopipe_property::guard::{Uncertain, Watched};
+use autopipe_property::hull::candidates::{
+    prototype_candidates, relax_candidates, Candidate, CandidateKind, RelaxedCandidate,
+};
+use autopipe_property::hull::{HullError, PhaseDiagram};
 use autopipe_store::{JobStore, PropertyOutcome, PropertyRecord};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,13 +33,14 @@ use std::path::Path;
 pub struct GoalsConfig {
     pub elastic: Option<ElasticGoal>,
     pub diffusion: Option<DiffusionGoal>,
+    pub hull: Option<HullGoal>,
     /// Label-refit-recompute rounds at most (0: compute once, never relabel).
     pub max_rounds: usize,
 }
 
 impl GoalsConfig {
     pub fn is_empty(&self) -> bool {
-        self.elastic.is_none() && self.diffusion.is_none()
+        self.elastic.is_none() && self.diffusion.is_none() && self.hull.is_none()
     }
 
     /// The names of the configured goals.
@@ -45,6 +51,9 @@ impl GoalsConfig {
         }
         if self.diffusion.is_some() {
             out.push("diffusion");
+        }
+        if self.hull.is_some() {
+            out.push("hull");
         }
         out
     }
@@ -108,6 +117,84 @@ impl DiffusionGoal {
     }
 }
 
+/// `[goals] hull = true` (alias `phase_diagram`) or `[goals.hull] ...`: formation
+/// energies and the convex hull of candidates of the run's elements (each element in fcc,
+/// bcc and hcp; L1_2, B2 and L1_0 and SQS at 25/50/75 % of every pair), each relaxed
+/// (positions and cell) with the model, as `autopipe property hull --dir RUN --elements`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HullGoal {
+    pub elements: Vec<Element>,
+    /// Seed of the SQS.
+    pub seed: u64,
+    /// Relax each candidate until every force is below this.
+    pub fmax_ev_per_a: f64,
+    /// Include the ordered prototypes (L1_2, B2, L1_0).
+    pub ordered: bool,
+    /// Include the SQS (32-atom fcc cells; the costliest candidates).
+    pub sqs: bool,
+}
+
+/// `autopipe property hull`'s defaults, which the goal shares.
+pub const HULL_SEED: u64 = 1;
+pub const HULL_FMAX_EV_PER_A: f64 = 0.01;
+
+impl HullGoal {
+    /// The candidates: each element's fcc-equivalent lattice constant from element
+    /// data, mixtures by Vegard's law.
+    pub fn candidates(&self) -> Result<Vec<Candidate>, RunError> {
+        let fcc_a = |e: Element| crate::config::default_lattice_constant_a(e, Lattice::Fcc);
+        let all = prototype_candidates(&self.elements, &fcc_a, self.seed).map_err(|e| RunError::Input(e.to_string()))?;
+        Ok(all
+            .into_iter()
+            .filter(|c| match c.kind {
+                CandidateKind::Element => true,
+                CandidateKind::Ordered => self.ordered,
+                CandidateKind::Sqs => self.sqs,
+            })
+            .collect())
+    }
+}
+
+/// Relaxes the candidates with `ff` and computes their hull: the JSON stored for the goal
+/// and printed by `autopipe property hull --json` (`elements`, `entries` with formation
+/// energy, energy above hull, stability and decomposition, `stable`,
+/// `max_e_above_hull_ev_per_atom`, `relaxations`).
+pub fn hull_of_candidates<F: ForceField + ?Sized>(
+    ff: &mut F,
+    candidates: &[Candidate],
+    fmax_ev_per_a: f64,
+    progress: &mut dyn FnMut(&RelaxedCandidate),
+) -> Result<serde_json::Value, HullError> {
+    let (entries, relaxed) = relax_candidates(ff, candidates, fmax_ev_per_a, progress)?;
+    let pd = PhaseDiagram::new(entries)?;
+    Ok(hull_json(&pd, Some(&relaxed))?)
+}
+
+/// The JSON of a phase diagram (with the relaxations when it was made from candidates).
+pub fn hull_json(pd: &PhaseDiagram, relaxed: Option<&[RelaxedCandidate]>) -> Result<serde_json::Value, HullError> {
+    let results = pd.results()?;
+    let max_e_above_hull = results.iter().map(|r| r.e_above_hull_ev_per_atom).fold(0.0, f64::max);
+    let mut out = json!({
+        "elements": pd.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>(),
+        "entries": results,
+        "stable": pd.stable_indices().iter().map(|&i| &pd.entries[i].name).collect::<Vec<_>>(),
+        "max_e_above_hull_ev_per_atom": max_e_above_hull,
+    });
+    if let Some(r) = relaxed {
+        out["relaxations"] = serde_json::to_value(r).expect("relaxations serialise");
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHullGoal {
+    seed: Option<u64>,
+    fmax_ev_per_a: Option<f64>,
+    ordered: Option<bool>,
+    sqs: Option<bool>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDiffusionGoal {
@@ -141,7 +228,7 @@ pub(crate) fn parse_goals(
 ) -> Result<GoalsConfig, ConfigError> {
     let Some(raw) = raw else { return Ok(GoalsConfig::default()) };
     let table = raw.as_table().ok_or_else(|| err(&["goals"], "must be a table".into()))?;
-    let mut goals = GoalsConfig { elastic: None, diffusion: None, max_rounds: 2 };
+    let mut goals = GoalsConfig { elastic: None, diffusion: None, hull: None, max_rounds: 2 };
     for (key, value) in table {
         match key.as_str() {
             "max_rounds" => {
@@ -153,18 +240,18 @@ pub(crate) fn parse_goals(
             "elastic" => goals.elastic = parse_elastic(value, generate, err)?,
             "diffusion" => goals.diffusion = Some(parse_diffusion(value, generate, seed, timestep_fs, err)?),
             "hull" | "phase_diagram" => {
-                return Err(err(
-                    &["goals", key],
-                    "the hull goal is not available in a run yet (its candidate workflow lives in the \
-                     command): use `autopipe property hull --dir RUN --elements A,B` on the trained model; \
-                     available goals: elastic, diffusion"
-                        .into(),
-                ))
+                if goals.hull.is_some() {
+                    return Err(err(&["goals", key], "the hull goal is given twice (hull and phase_diagram)".into()));
+                }
+                goals.hull = parse_hull(key, value, generate, err)?;
             }
             other => {
                 return Err(err(
                     &["goals", other],
-                    format!("unknown goal or key {other:?}; expected elastic, diffusion, hull or max_rounds"),
+                    format!(
+                        "unknown goal or key {other:?}; expected elastic, diffusion, hull (or phase_diagram) or \
+                         max_rounds"
+                    ),
                 ))
             }
         }
@@ -237,6 +324,45 @@ fn parse_diffusion(
         )));
     }
     Ok(DiffusionGoal { temperatures_k: raw.temperatures_k, supercell, vacancies, md })
+}
+
+fn parse_hull(
+    key: &str,
+    value: &toml::Value,
+    generate: &BulkRecipe,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<Option<HullGoal>, ConfigError> {
+    let raw: RawHullGoal = match value {
+        toml::Value::Boolean(false) => return Ok(None),
+        toml::Value::Boolean(true) => RawHullGoal { seed: None, fmax_ev_per_a: None, ordered: None, sqs: None },
+        toml::Value::Table(_) => goal_table(key, value, err)?,
+        _ => return Err(err(&["goals", key], "must be true, false or a table of settings".into())),
+    };
+    let elements = generate.elements.clone();
+    if elements.len() < 2 {
+        return Err(err(
+            &["goals", key],
+            format!(
+                "a phase diagram needs two elements or more; the run has {} only ([generate] elements)",
+                elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if let Some(e) = elements.iter().find(|e| crate::config::default_lattice_constant_a(**e, Lattice::Fcc).is_none())
+    {
+        return Err(err(&["goals", key], format!("no lattice constant known for {e}: its candidates cannot be built")));
+    }
+    let fmax_ev_per_a = raw.fmax_ev_per_a.unwrap_or(HULL_FMAX_EV_PER_A);
+    if !(fmax_ev_per_a.is_finite() && fmax_ev_per_a > 0.0 && fmax_ev_per_a <= 1.0) {
+        return Err(err(&["goals", key, "fmax_ev_per_a"], format!("{fmax_ev_per_a} eV/Å is not in (0, 1]")));
+    }
+    Ok(Some(HullGoal {
+        elements,
+        seed: raw.seed.unwrap_or(HULL_SEED),
+        fmax_ev_per_a,
+        ordered: raw.ordered.unwrap_or(true),
+        sqs: raw.sqs.unwrap_or(true),
+    }))
 }
 
 fn parse_elastic(
@@ -412,6 +538,29 @@ pub fn run_goals(
                     }
                 }
             }
+            "hull" => {
+                let goal = goals.hull.as_ref().expect("configured");
+                let candidates = goal.candidates()?;
+                reporter.say(&format!(
+                    "generation {g}: goal hull: relaxing {} candidates of {} with the model of generation {g}",
+                    candidates.len(),
+                    goal.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-")
+                ));
+                let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
+                let mut watched = Watched::new(ModelForceField { evaluator }, gamma_select, 100_000);
+                match hull_of_candidates(&mut watched, &candidates, goal.fmax_ev_per_a, &mut |_| {}) {
+                    Ok(v) => (
+                        v,
+                        watched.max_gamma(),
+                        watched.n_uncertain(),
+                        most_uncertain(watched.take_uncertain(), config.loop_.per_generation),
+                    ),
+                    Err(e) => {
+                        reporter.say(&format!("generation {g}: goal {name} failed: {e}"));
+                        (json!({ "error": e.to_string() }), watched.max_gamma(), watched.n_uncertain(), Vec::new())
+                    }
+                }
+            }
             other => unreachable!("goal {other} is refused by the configuration"),
         };
         let trusted = max_gamma.is_some_and(|m| m < gamma_select);
@@ -476,6 +625,28 @@ pub fn elastic_json(e: &Elastic, structure: &Structure) -> serde_json::Value {
     v["cell_a"] = json!(structure.cell_a);
     v["formula"] = json!(structure.formula());
     v
+}
+
+/// One line of a hull: the stable set and the largest energy above the hull.
+pub fn hull_summary(value: &serde_json::Value) -> String {
+    let stable: Vec<&str> = value["stable"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
+    let worst = value["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .max_by(|a, b| {
+            let e = |x: &serde_json::Value| x["e_above_hull_ev_per_atom"].as_f64().unwrap_or(f64::NAN);
+            e(a).total_cmp(&e(b))
+        })
+        .map(|w| {
+            format!(
+                "{:.4} eV/atom ({})",
+                w["e_above_hull_ev_per_atom"].as_f64().unwrap_or(f64::NAN),
+                w["name"].as_str().unwrap_or("?")
+            )
+        })
+        .unwrap_or_else(|| "-".into());
+    format!("stable {}; largest e_above_hull {worst}", stable.join(", "))
 }
 
 /// `autopipe status --json`'s `properties`: the latest computation of every goal, and
@@ -558,6 +729,7 @@ pub fn status_lines(store: &JobStore) -> Result<Vec<String>, RunError> {
                     if arrhenius.is_empty() { String::new() } else { format!("; {}", arrhenius.join(", ")) }
                 )
             }
+            "hull" => hull_summary(&p.value),
             _ => p.value.to_string(),
         };
         out.push(format!(

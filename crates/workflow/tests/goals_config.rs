@@ -51,6 +51,29 @@ fn goals_are_optional_and_take_their_defaults_from_generate() {
     assert_eq!(c.goals.names(), vec!["diffusion"]);
 }
 
+/// The hull goal takes the run's elements; `phase_diagram` is its other name.
+#[test]
+fn the_hull_goal_takes_the_run_elements() {
+    let binary = |goals: &str| {
+        let text = format!("{}{goals}", example("cu-emt").unwrap()).replace(
+            "elements = [\"Cu\"]",
+            "elements = [\"Cu\", \"Ni\"]",
+        );
+        parse_config(&text, Path::new("cuni.toml"))
+    };
+    let h = binary("[goals]\nhull = true\n").unwrap().goals.hull.unwrap();
+    let names: Vec<&str> = h.elements.iter().map(|e| e.symbol()).collect();
+    assert_eq!((names, h.seed, h.fmax_ev_per_a, h.ordered, h.sqs), (vec!["Cu", "Ni"], 1, 0.01, true, true));
+    let c = binary("[goals.phase_diagram]\nseed = 7\nfmax_ev_per_a = 0.05\nsqs = false\n").unwrap();
+    let h = c.goals.hull.unwrap();
+    assert_eq!((h.seed, h.fmax_ev_per_a, h.ordered, h.sqs), (7, 0.05, true, false));
+    assert_eq!(c.goals.names(), vec!["hull"]);
+    let e = binary("[goals.hull]\nfmax_ev_per_a = 0\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("goals.hull.fmax_ev_per_a"), "{e}");
+    let e = binary("[goals]\nhull = true\nphase_diagram = true\n").unwrap_err();
+    assert!(e.message.contains("given twice"), "{e}");
+}
+
 #[test]
 fn bad_goals_are_refused_at_their_key() {
     refused("[goals]\nelastc = true\n", "goals.elastc", 1, "unknown goal");
@@ -62,7 +85,10 @@ fn bad_goals_are_refused_at_their_key() {
     refused("[goals.elastic]\nstrains = [0.01, 0.5]\n", "goals.elastic.strains", 1, "not in (0, 0.1]");
     refused("[goals.elastic]\nsupercell = [0, 1, 1]\n", "goals.elastic.supercell", 1, "1 ..= 6");
     refused("[goals.elastic]\nstrain = [0.01]\n", "goals.elastic.strain", 1, "unknown field");
-    refused("[goals]\nhull = { elements = [\"Cu\", \"Au\"] }\n", "goals.hull", 1, "not available");
+    refused("[goals]\nhull = true\n", "goals.hull", 1, "two elements or more; the run has Cu only");
+    refused("[goals]\nphase_diagram = true\n", "goals.phase_diagram", 1, "two elements or more");
+    refused("[goals.hull]\nelements = [\"Cu\", \"Au\"]\n", "goals.hull.elements", 1, "unknown field");
+    refused("[goals]\nhull = 1\n", "goals.hull", 1, "true, false or a table");
     refused("[goals]\ndiffusion = true\n", "goals.diffusion", 1, "must be a table");
     refused("[goals.diffusion]\nsupercell = [3, 3, 3]\n", "goals.diffusion.temperatures_k", 0, "missing field");
     refused("[goals.diffusion]\ntemperatures_k = [1200, -5]\n", "goals.diffusion.temperatures_k", 1, "1 ..= 20000");

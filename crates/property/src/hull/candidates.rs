@@ -21,6 +21,18 @@ pub struct Candidate {
     /// e.g. `Cu3Au-L12`, `CuAu-SQS50`, `Cu-bcc`.
     pub name: String,
     pub structure: Structure,
+    pub kind: CandidateKind,
+}
+
+/// Which family a candidate belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// A pure element in fcc, bcc or hcp (the references of the formation energies).
+    Element,
+    /// An ordered prototype of a pair (L1_2, B2, L1_0).
+    Ordered,
+    /// A special quasirandom structure of a pair.
+    Sqs,
 }
 
 /// Compositions (fraction of the second element) of the SQS of each pair.
@@ -58,7 +70,11 @@ pub fn prototype_candidates(
     let mut out = Vec::new();
     for (e, &a_e) in elements.iter().zip(&a) {
         for p in [Prototype::Fcc, Prototype::Bcc, Prototype::Hcp] {
-            out.push(Candidate { name: format!("{e}-{}", p.name()), structure: build(p, &[*e], a_e)? });
+            out.push(Candidate {
+                name: format!("{e}-{}", p.name()),
+                structure: build(p, &[*e], a_e)?,
+                kind: CandidateKind::Element,
+            });
         }
     }
     for i in 0..elements.len() {
@@ -66,10 +82,10 @@ pub fn prototype_candidates(
             let (x, y) = (elements[i], elements[j]);
             let mix = |fy: f64| (1.0 - fy) * a[i] + fy * a[j];
             // L1_2 puts its first element on the face centres (3 of 4 sites).
-            out.push(Candidate { name: format!("{x}3{y}-L12"), structure: build(Prototype::L12, &[x, y], mix(0.25))? });
-            out.push(Candidate { name: format!("{x}{y}3-L12"), structure: build(Prototype::L12, &[y, x], mix(0.75))? });
-            out.push(Candidate { name: format!("{x}{y}-B2"), structure: build(Prototype::B2, &[x, y], mix(0.5))? });
-            out.push(Candidate { name: format!("{x}{y}-L10"), structure: build(Prototype::L10, &[x, y], mix(0.5))? });
+            out.push(Candidate { name: format!("{x}3{y}-L12"), structure: build(Prototype::L12, &[x, y], mix(0.25))?, kind: CandidateKind::Ordered });
+            out.push(Candidate { name: format!("{x}{y}3-L12"), structure: build(Prototype::L12, &[y, x], mix(0.75))?, kind: CandidateKind::Ordered });
+            out.push(Candidate { name: format!("{x}{y}-B2"), structure: build(Prototype::B2, &[x, y], mix(0.5))?, kind: CandidateKind::Ordered });
+            out.push(Candidate { name: format!("{x}{y}-L10"), structure: build(Prototype::L10, &[x, y], mix(0.5))?, kind: CandidateKind::Ordered });
             for (k, &fy) in SQS_FRACTIONS.iter().enumerate() {
                 let parent = supercell(&build(Prototype::Fcc, &[x], mix(fy))?, [2, 2, 2]);
                 let sub = Sublattice {
@@ -80,7 +96,11 @@ pub fn prototype_candidates(
                 let problem = SqsProblem::new(&parent, &[sub], 3)
                     .map_err(|e| HullError::Internal(format!("SQS of {x}-{y}: {e}")))?;
                 let sqs = problem.anneal(20_000, seed.wrapping_add(k as u64));
-                out.push(Candidate { name: format!("{x}{y}-SQS{}", (fy * 100.0).round()), structure: sqs.structure });
+                out.push(Candidate {
+                    name: format!("{x}{y}-SQS{}", (fy * 100.0).round()),
+                    structure: sqs.structure,
+                    kind: CandidateKind::Sqs,
+                });
             }
         }
     }
