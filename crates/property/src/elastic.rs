@@ -154,6 +154,26 @@ pub fn elastic_constants<F: ForceField + ?Sized>(
     s: &Structure,
     settings: &ElasticSettings,
 ) -> Result<(Elastic, Structure), ElasticError> {
+    elastic_constants_with_cells(ff, s, settings).map(|(e, reference, _)| (e, reference))
+}
+
+/// One cell of the stress-strain fit: its Voigt strain (engineering shear) and the
+/// structure as evaluated (positions relaxed in the strained cell when internal
+/// relaxation is on).
+#[derive(Clone, Debug)]
+pub struct StrainedCell {
+    pub strain: [f64; 6],
+    pub structure: Structure,
+}
+
+/// [`elastic_constants`], also returning every cell of the fit (the unstrained one
+/// first): another calculator's stresses on them give its own constants through
+/// [`elastic_from_stresses`].
+pub fn elastic_constants_with_cells<F: ForceField + ?Sized>(
+    ff: &mut F,
+    s: &Structure,
+    settings: &ElasticSettings,
+) -> Result<(Elastic, Structure, Vec<StrainedCell>), ElasticError> {
     settings.validate()?;
     if s.pbc != [true; 3] {
         return Err(ElasticError::NotPeriodic);
@@ -176,12 +196,13 @@ pub fn elastic_constants<F: ForceField + ?Sized>(
     };
     // (strain vector, stress in eV/Å³) of every cell.
     let mut samples: Vec<([f64; 6], [f64; 6])> = Vec::new();
+    let mut cells = Vec::new();
     let mut internal_unconverged = 0;
     let mut stress_of = |cell: &Structure,
                          component: &'static str,
                          strain: f64,
                          evaluations: &mut usize|
-     -> Result<[f64; 6], ElasticError> {
+     -> Result<([f64; 6], Structure), ElasticError> {
         let wrap = |source| ElasticError::Strained { component, strain, source };
         let r: Relaxed = match &settings.internal {
             Some(internal) => relax(ff, cell, internal).map_err(wrap)?,
@@ -193,32 +214,46 @@ pub fn elastic_constants<F: ForceField + ?Sized>(
         if !r.converged {
             internal_unconverged += 1;
         }
-        r.evaluation.stress_ev_per_a3.ok_or(ElasticError::NoStress)
+        Ok((r.evaluation.stress_ev_per_a3.ok_or(ElasticError::NoStress)?, r.structure))
     };
-    samples.push(([0.0; 6], stress_of(&reference, "none", 0.0, &mut evaluations)?));
+    let (stress, evaluated) = stress_of(&reference, "none", 0.0, &mut evaluations)?;
+    samples.push(([0.0; 6], stress));
+    cells.push(StrainedCell { strain: [0.0; 6], structure: evaluated });
     for j in 0..6 {
         for &amp in &settings.amplitudes {
             for sign in [1.0, -1.0] {
                 let e = sign * amp;
                 let cell = strained(&reference, &voigt_strain(j, e));
-                let stress = stress_of(&cell, VOIGT_NAMES[j], e, &mut evaluations)?;
+                let (stress, evaluated) = stress_of(&cell, VOIGT_NAMES[j], e, &mut evaluations)?;
                 let mut strain = [0.0; 6];
                 strain[j] = e;
                 samples.push((strain, stress));
+                cells.push(StrainedCell { strain, structure: evaluated });
             }
         }
     }
-    let fit = fit_stress_strain(&samples);
+    let mut elastic = elastic_from_stresses(&samples, &settings.amplitudes, settings.internal.is_some());
+    elastic.internal_unconverged = internal_unconverged;
+    elastic.evaluations = evaluations;
+    Ok((elastic, reference, cells))
+}
+
+/// The constants from given `(strain, stress eV/Å³)` samples (pure: the fit, the moduli,
+/// Born stability); `amplitudes` and `internal_relaxation` are recorded as said.
+pub fn elastic_from_stresses(
+    samples: &[([f64; 6], [f64; 6])],
+    amplitudes: &[f64],
+    internal_relaxation: bool,
+) -> Elastic {
+    let fit = fit_stress_strain(samples);
     let mut elastic = from_c_ij(fit.c_ij_gpa);
     elastic.fit_rms_residual_gpa = fit.rms_residual_gpa;
     elastic.fit_max_residual_gpa = fit.max_residual_gpa;
     elastic.asymmetry_gpa = fit.asymmetry_gpa;
     elastic.residual_stress_gpa = fit.intercept_gpa;
-    elastic.strain_amplitudes = settings.amplitudes.clone();
-    elastic.internal_relaxation = settings.internal.is_some();
-    elastic.internal_unconverged = internal_unconverged;
-    elastic.evaluations = evaluations;
-    Ok((elastic, reference))
+    elastic.strain_amplitudes = amplitudes.to_vec();
+    elastic.internal_relaxation = internal_relaxation;
+    elastic
 }
 
 /// The least-squares fit of `σ = σ0 + C ε` (all in GPa on output).
