@@ -5,7 +5,9 @@ use anyhow::{bail, Context, Result};
 use autopipe_atoms::{Element, Structure};
 use autopipe_build::{bulk, supercell};
 use autopipe_md::ForceField;
-use autopipe_property::guard::Watched;
+use autopipe_property::guard::{Uncertain, Watched};
+use autopipe_workflow::property_runs;
+use autopipe_workflow::Config;
 use autopipe_workflow::config::{default_lattice_constant_a, natural_lattice};
 use autopipe_workflow::learn::ModelForceField;
 use autopipe_workflow::models;
@@ -30,6 +32,11 @@ pub struct CalculatorArgs {
     /// Extended XYZ file for the uncertain structures (to label and refit with).
     #[arg(long)]
     pub uncertain_out: Option<PathBuf>,
+    /// With --dir RUN: queue the uncertain structures (the most uncertain, at most the
+    /// run's loop.per_generation) into RUN as its next generation's labels; the next
+    /// `autopipe run` labels them and refits. The loop must have ended.
+    #[arg(long, requires = "dir")]
+    pub feed: bool,
 }
 
 impl CalculatorArgs {
@@ -80,14 +87,21 @@ impl Known {
 }
 
 /// Runs `f` with the calculator, watched: `f` gets the force field and the elements it
-/// knows. Afterwards, writes the uncertain structures to `--uncertain-out`.
+/// knows. Afterwards, writes the uncertain structures to `--uncertain-out`, and with
+/// `--feed` queues them into the run as calculations of origin `origin`.
 pub fn with_calculator<R>(
     args: &CalculatorArgs,
+    origin: &str,
     f: impl FnOnce(&mut Watched<&mut dyn ForceField>, &Known) -> Result<R>,
 ) -> Result<R> {
     if !(args.gamma_select.is_finite() && args.gamma_select >= 1.0) {
         bail!("--gamma-select {} must be >= 1", args.gamma_select);
     }
+    // Checked before the work: the loop must have ended.
+    let feed = match (&args.dir, args.feed) {
+        (Some(dir), true) => Some((dir, property_runs::check_feedable(dir)?)),
+        _ => None,
+    };
     const MAX_KEPT: usize = 1000;
     let result;
     let uncertain;
@@ -108,6 +122,7 @@ pub fn with_calculator<R>(
             uncertain = watched.take_uncertain();
         }
     }
+    let uncertain_for_feed = if feed.is_some() { uncertain.clone() } else { Vec::new() };
     if let Some(out) = &args.uncertain_out {
         let frames: Vec<autopipe_atoms::Frame> = uncertain
             .into_iter()
@@ -120,7 +135,25 @@ pub fn with_calculator<R>(
         autopipe_atoms::extxyz::write_extxyz_file(out, &frames)?;
         eprintln!("{} uncertain structures written to {}", frames.len(), out.display());
     }
+    if let Some((dir, (config, generation))) = feed {
+        feed_run(dir, &config, generation, uncertain_for_feed, origin)?;
+    }
     Ok(result)
+}
+
+/// `--feed`: the uncertain structures into `dir`, and what to do next.
+pub fn feed_run(dir: &Path, config: &Config, generation: i64, uncertain: Vec<Uncertain>, origin: &str) -> Result<()> {
+    let n = property_runs::queue_uncertain(config, dir, uncertain, origin, generation)?;
+    if n == 0 {
+        eprintln!("no uncertain structure: nothing queued into {}", dir.display());
+    } else {
+        eprintln!(
+            "{n} structures queued into {} (generation {}): run `autopipe run` to label them and refit",
+            dir.display(),
+            generation + 1
+        );
+    }
+    Ok(())
 }
 
 /// The element's own lattice at its experimental lattice constant, repeated to at least

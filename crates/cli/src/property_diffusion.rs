@@ -146,7 +146,7 @@ pub fn run(a: DiffusionArgs) -> Result<ExitCode> {
         seed: a.seed,
         window,
     };
-    let report = with_calculator(&a.calculator, |ff, known| {
+    let report = with_calculator(&a.calculator, "property:diffusion", |ff, known| {
         let start = match &a.structure {
             Some(p) => read_structure(p)?,
             None => {

@@ -5,7 +5,8 @@
 
 use anyhow::{bail, Context, Result};
 use autopipe_engines::emt::Emt;
-use autopipe_property::elastic::{elastic_constants, Elastic, ElasticSettings, VOIGT_NAMES};
+use autopipe_property::elastic::{elastic_constants, elastic_from_stresses, Elastic, ElasticSettings, VOIGT_NAMES};
+use autopipe_workflow::property_runs;
 use autopipe_workflow::goals::{elastic_json, elastic_with_model};
 use autopipe_workflow::models;
 use clap::Args;
@@ -36,6 +37,15 @@ pub struct ElasticArgs {
     /// run's explore.gamma_select with --dir, else 2.0).
     #[arg(long)]
     gamma_select: Option<f64>,
+    /// With --dir RUN: the cells of the fit (the relaxed cell and its strained copies,
+    /// positions as the model relaxed them) also go to RUN's [oracle] as jobs through its
+    /// [execution] backend; the oracle's own C_ij is reported beside the model's.
+    #[arg(long)]
+    with_oracle: bool,
+    /// With --dir RUN: queue the structures met above gamma_select (the most uncertain,
+    /// at most loop.per_generation) into RUN as its next generation's labels.
+    #[arg(long)]
+    feed: bool,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -54,7 +64,22 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
     if let Some(g) = a.gamma_select.filter(|g| !(g.is_finite() && *g > 0.0)) {
         bail!("--gamma-select {g}: must be a positive number");
     }
+    if a.dir.is_none() && (a.with_oracle || a.feed) {
+        bail!(
+            "{} needs --dir RUN: the cells go to that run's [oracle] through its [execution] backend, and the \
+             uncertain structures into its database",
+            if a.with_oracle { "--with-oracle" } else { "--feed" }
+        );
+    }
+    // Checked before the work: the run's configuration (its oracle), and for --feed an
+    // ended loop.
+    let run = match &a.dir {
+        Some(dir) if a.feed => Some(property_runs::check_feedable(dir)?),
+        Some(dir) if a.with_oracle => Some((property_runs::run_config(dir)?, -1)),
+        _ => None,
+    };
 
+    let mut oracle = None;
     let (elastic, relaxed, guard, source) = if a.emt {
         if let Some((i, e)) = structure.species.iter().enumerate().find(|(_, e)| !Emt::supports(**e)) {
             bail!("{file}: atom {} is {e}, for which EMT has no parameters", i + 1);
@@ -71,9 +96,16 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
         let gamma_select = a.gamma_select.unwrap_or(gamma_default);
         let model = models::read_model(&path)?;
         crate::check_model_elements(&model, &path, &frames[frames.len() - 1..], &a.structure)?;
-        let r = elastic_with_model(&model, &structure, &settings, gamma_select, 0)
+        let max_kept = run.as_ref().filter(|_| a.feed).map_or(0, |(c, _)| c.loop_.per_generation);
+        let r = elastic_with_model(&model, &structure, &settings, gamma_select, max_kept)
             .with_context(|| format!("{file} with {}", path.display()))?;
         let trusted = r.trusted(gamma_select);
+        if let (Some(dir), Some((config, generation)), true) = (&a.dir, &run, a.feed) {
+            crate::property_calc::feed_run(dir, config, *generation, r.uncertain.clone(), "property:elastic")?;
+        }
+        if let (Some(dir), Some((config, _)), true) = (&a.dir, &run, a.with_oracle) {
+            oracle = Some(oracle_constants(dir, config, &r, &settings)?);
+        }
         let guard = json!({
             "max_gamma": r.max_gamma,
             "gamma_select": gamma_select,
@@ -91,11 +123,31 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
     // EMT is the reference itself; a model is trusted only inside its domain.
     out["trusted"] = guard.as_ref().map(|g| g["trusted"].clone()).unwrap_or(json!(true));
     out["guard"] = guard.clone().unwrap_or(serde_json::Value::Null);
+    if let Some(o) = oracle {
+        out["oracle"] = oracle_json(&elastic, &o);
+    }
     // Pretty-printed JSON stays one object (tools read the whole stdout).
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_text(&elastic, &out);
+        if let Some(o) = out["oracle"].as_object() {
+            println!("the oracle's ({}) C_ij (GPa), on the same cells:", o["engine"].as_str().unwrap_or("?"));
+            for row in o["c_ij_gpa"].as_array().into_iter().flatten() {
+                let row: Vec<String> =
+                    row.as_array().into_iter().flatten().map(|c| format!("{:9.2}", c.as_f64().unwrap_or(f64::NAN))).collect();
+                println!("  {}", row.join(" "));
+            }
+            println!(
+                "model - oracle: largest |difference| {:.2} GPa; oracle bulk modulus (Hill) {:.2} GPa, Born {}; \
+                 {} calculations added, {} executed",
+                o["max_abs_difference_gpa"].as_f64().unwrap_or(f64::NAN),
+                o["bulk_modulus_gpa"]["hill"].as_f64().unwrap_or(f64::NAN),
+                if o["born_stable"] == true { "stable" } else { "UNSTABLE" },
+                o["calculations_added"],
+                o["executions"]
+            );
+        }
     }
     if let Some(g) = guard.as_ref().filter(|g| g["trusted"] != true) {
         eprintln!(
@@ -112,6 +164,78 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The oracle's constants on the model's cells.
+struct OracleElastic {
+    elastic: Elastic,
+    engine: String,
+    added: usize,
+    executed: usize,
+}
+
+/// The cells of the model's fit labelled by the run's oracle (a cell labelled before is
+/// not computed again), and the same least-squares fit on the oracle's stresses.
+fn oracle_constants(
+    dir: &std::path::Path,
+    config: &autopipe_workflow::Config,
+    r: &autopipe_workflow::goals::GuardedElastic,
+    settings: &ElasticSettings,
+) -> Result<OracleElastic> {
+    let engine = config.oracle.name().to_string();
+    eprintln!(
+        "oracle: {} cells of the fit go to {engine} through the {} backend of {}",
+        r.cells.len(),
+        format!("{:?}", config.execution.backend.kind).to_lowercase(),
+        dir.display()
+    );
+    let cells: Vec<_> = r.cells.iter().map(|c| c.structure.clone()).collect();
+    let mut observer = crate::progress::Progress::new();
+    let labels = property_runs::label_with_run_oracle(config, dir, cells, "property:elastic", &crate::launcher()?, &mut observer)?;
+    observer.finish();
+    let samples = r
+        .cells
+        .iter()
+        .zip(&labels.results)
+        .enumerate()
+        .map(|(i, (c, l))| match l.stress_ev_per_a3 {
+            Some(stress) => Ok((c.strain, stress)),
+            None => bail!("cell {} : the oracle {engine} gave no stress (elastic constants need it)", i + 1),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let elastic = elastic_from_stresses(&samples, &settings.amplitudes, settings.internal.is_some());
+    Ok(OracleElastic { elastic, engine, added: labels.added, executed: labels.executed })
+}
+
+/// The `oracle` object of the JSON: its constants and the model's difference from them.
+fn oracle_json(model: &Elastic, o: &OracleElastic) -> serde_json::Value {
+    let mut difference = [[0.0; 6]; 6];
+    let mut largest: f64 = 0.0;
+    for (i, row) in difference.iter_mut().enumerate() {
+        for (j, d) in row.iter_mut().enumerate() {
+            *d = model.c_ij_gpa[i][j] - o.elastic.c_ij_gpa[i][j];
+            largest = largest.max(d.abs());
+        }
+    }
+    json!({
+        "engine": o.engine,
+        "c_ij_gpa": o.elastic.c_ij_gpa,
+        "bulk_modulus_gpa": o.elastic.bulk_modulus_gpa,
+        "shear_modulus_gpa": o.elastic.shear_modulus_gpa,
+        "young_modulus_gpa": o.elastic.young_modulus_gpa,
+        "poisson_ratio": o.elastic.poisson_ratio,
+        "born_stable": o.elastic.born_stable,
+        "fit_rms_residual_gpa": o.elastic.fit_rms_residual_gpa,
+        "difference_gpa": difference,
+        "max_abs_difference_gpa": largest,
+        "positions": if o.elastic.internal_relaxation {
+            "relaxed by the model at each strain (the oracle labels the model's cells as they are)"
+        } else {
+            "as strained (clamped ions)"
+        },
+        "calculations_added": o.added,
+        "executions": o.executed,
+    })
 }
 
 /// The run's `explore.gamma_select`, from the configuration it goes by.

@@ -91,7 +91,7 @@ fn candidates(
     }
     let goal = HullGoal { elements: elements.clone(), seed, fmax_ev_per_a, ordered: true, sqs: true };
     let list = goal.candidates()?;
-    with_calculator(calculator, |ff, known| {
+    with_calculator(calculator, "property:hull", |ff, known| {
         for c in &list {
             known.check(&c.structure, &c.name)?;
         }

@@ -16,7 +16,7 @@ use autopipe_atoms::{Element, Structure};
 use autopipe_build::{generate_bulk, BulkRecipe, Lattice};
 use autopipe_potential::SnapModel;
 use autopipe_property::diffusion::{diffusion_workflow, DiffusionMd};
-use autopipe_property::elastic::{elastic_constants, Elastic, ElasticSettings};
+use autopipe_property::elastic::{elastic_constants_with_cells, Elastic, ElasticSettings, StrainedCell};
 use autopipe_md::ForceField;
 use autopipe_property::guard::{Uncertain, Watched};
 use autopipe_property::hull::candidates::{
@@ -421,6 +421,8 @@ pub struct GuardedElastic {
     pub n_uncertain: u64,
     /// The most uncertain structures met, at most `max_kept`, most uncertain first.
     pub uncertain: Vec<Uncertain>,
+    /// The cells of the fit as the model evaluated them (the unstrained one first).
+    pub cells: Vec<StrainedCell>,
 }
 
 impl GuardedElastic {
@@ -442,7 +444,7 @@ pub fn elastic_with_model(
     let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
     // Keep many, report the most uncertain: the first ones met come from the relaxation.
     let mut watched = Watched::new(ModelForceField { evaluator }, gamma_select, 100_000);
-    let (elastic, relaxed) = elastic_constants(&mut watched, structure, settings)
+    let (elastic, relaxed, cells) = elastic_constants_with_cells(&mut watched, structure, settings)
         .map_err(|e| RunError::Input(format!("elastic constants: {e}")))?;
     Ok(GuardedElastic {
         max_gamma: watched.max_gamma(),
@@ -450,11 +452,12 @@ pub fn elastic_with_model(
         uncertain: most_uncertain(watched.take_uncertain(), max_kept),
         elastic,
         structure: relaxed,
+        cells,
     })
 }
 
 /// At most `n` structures, the most uncertain first, without repeats of one structure.
-fn most_uncertain(mut kept: Vec<Uncertain>, n: usize) -> Vec<Uncertain> {
+pub fn most_uncertain(mut kept: Vec<Uncertain>, n: usize) -> Vec<Uncertain> {
     kept.sort_by(|a, b| b.max_gamma.total_cmp(&a.max_gamma));
     let mut seen = std::collections::HashSet::new();
     kept.retain(|u| seen.insert(u.structure.content_hash()));
