@@ -6,11 +6,11 @@ use autopipe_atoms::{Element, Structure};
 use autopipe_build::{bulk, supercell};
 use autopipe_md::ForceField;
 use autopipe_property::guard::{Uncertain, Watched};
-use autopipe_workflow::property_runs;
-use autopipe_workflow::Config;
 use autopipe_workflow::config::{default_lattice_constant_a, natural_lattice};
 use autopipe_workflow::learn::ModelForceField;
 use autopipe_workflow::models;
+use autopipe_workflow::property_runs;
+use autopipe_workflow::Config;
 use clap::Args;
 use std::path::{Path, PathBuf};
 

@@ -6,9 +6,9 @@
 use anyhow::{bail, Context, Result};
 use autopipe_engines::emt::Emt;
 use autopipe_property::elastic::{elastic_constants, elastic_from_stresses, Elastic, ElasticSettings, VOIGT_NAMES};
-use autopipe_workflow::property_runs;
 use autopipe_workflow::goals::{elastic_json, elastic_with_model};
 use autopipe_workflow::models;
+use autopipe_workflow::property_runs;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -134,8 +134,12 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
         if let Some(o) = out["oracle"].as_object() {
             println!("the oracle's ({}) C_ij (GPa), on the same cells:", o["engine"].as_str().unwrap_or("?"));
             for row in o["c_ij_gpa"].as_array().into_iter().flatten() {
-                let row: Vec<String> =
-                    row.as_array().into_iter().flatten().map(|c| format!("{:9.2}", c.as_f64().unwrap_or(f64::NAN))).collect();
+                let row: Vec<String> = row
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| format!("{:9.2}", c.as_f64().unwrap_or(f64::NAN)))
+                    .collect();
                 println!("  {}", row.join(" "));
             }
             println!(
@@ -191,7 +195,14 @@ fn oracle_constants(
     );
     let cells: Vec<_> = r.cells.iter().map(|c| c.structure.clone()).collect();
     let mut observer = crate::progress::Progress::new();
-    let labels = property_runs::label_with_run_oracle(config, dir, cells, "property:elastic", &crate::launcher()?, &mut observer)?;
+    let labels = property_runs::label_with_run_oracle(
+        config,
+        dir,
+        cells,
+        "property:elastic",
+        &crate::launcher()?,
+        &mut observer,
+    )?;
     observer.finish();
     let samples = r
         .cells

@@ -241,3 +241,133 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let again = stderr(&again) + &stdout(&again);
     assert!(!again.contains("goal elastic:") && !again.contains("goal diffusion"), "{again}");
 }
+
+/// A small cu-emt run (12 structures, 2J = 6, one 200-step segment, one generation)
+/// in `dir/run`; returns its configuration file.
+fn small_cu_run(dir: &Path) -> std::path::PathBuf {
+    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
+        .replace("structures = 20 ", "structures = 12 ")
+        .replace("twojmax = 8 ", "twojmax = 6 ")
+        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
+        .replace("steps = 1000", "steps = 200")
+        .replace("max_generations = 7", "max_generations = 1");
+    let config = dir.join("cu.toml");
+    std::fs::write(&config, text).unwrap();
+    run_loop(&[config.to_str().unwrap(), "--dir", dir.join("run").to_str().unwrap()]);
+    config
+}
+
+/// `--with-oracle` on a cu-emt run: the cells of the fit go to the run's oracle (EMT) as
+/// calculations of its database, run as `autopipe job-exec` jobs by its local backend;
+/// the oracle's C_ij equals `--emt --no-relax`'s on the same cell within 0.5%, beside
+/// the model's with their difference. A second call computes no new job. Without
+/// `--dir` the flag is refused.
+#[test]
+fn with_oracle_labels_the_cells_as_jobs_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_cu_run(tmp.path());
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let cu_path = tmp.path().join("cu.xyz");
+    write_structure(&cu_path, &bulk(Lattice::Fcc, cu(), 3.61));
+    let cu_file = cu_path.to_str().unwrap();
+    let before = status_json(&dir);
+    let start = std::time::Instant::now();
+    let v = elastic_json(&[cu_file, "--dir", d, "--no-relax", "--with-oracle"]);
+    eprintln!("elastic --with-oracle (25 EMT jobs) in {:.1} s", start.elapsed().as_secs_f64());
+    let oracle = &v["oracle"];
+    assert_eq!(oracle["engine"], "emt", "{v}");
+    let emt = elastic_json(&[cu_file, "--emt", "--no-relax"]);
+    let c11 = c(&emt, 0, 0);
+    for i in 0..6 {
+        for j in 0..6 {
+            let (ours, theirs) = (oracle["c_ij_gpa"][i][j].as_f64().unwrap(), c(&emt, i, j));
+            assert!(
+                (ours - theirs).abs() <= 0.005 * theirs.abs().max(0.01 * c11),
+                "C{i}{j}: oracle {ours}, EMT {theirs}"
+            );
+            let d = oracle["difference_gpa"][i][j].as_f64().unwrap();
+            assert!((d - (c(&v, i, j) - ours)).abs() < 1e-9, "difference C{i}{j}");
+        }
+    }
+    for key in ["bulk_modulus_gpa", "shear_modulus_gpa"] {
+        assert!((oracle[key]["hill"].as_f64().unwrap() - emt[key]["hill"].as_f64().unwrap()).abs() < 0.5, "{key}");
+    }
+    assert_eq!(oracle["born_stable"], true);
+    // 1 + 6 components x 2 amplitudes x 2 signs, each a new calculation, each run once.
+    assert_eq!(
+        (oracle["calculations_added"].as_u64(), oracle["executions"].as_u64()),
+        (Some(25), Some(25)),
+        "{oracle}"
+    );
+    let after = status_json(&dir);
+    assert_eq!(count(&after, "done"), count(&before, "done") + 25);
+    assert_eq!(labels_of_origin(&dir, "property:elastic"), 25);
+
+    // Again: every cell is labelled already; no job runs, the same numbers.
+    let again = elastic_json(&[cu_file, "--dir", d, "--no-relax", "--with-oracle"]);
+    assert_eq!(
+        (again["oracle"]["calculations_added"].as_u64(), again["oracle"]["executions"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(again["oracle"]["c_ij_gpa"], oracle["c_ij_gpa"]);
+    let last = status_json(&dir);
+    assert_eq!(
+        (count(&last, "done"), last["executions"].clone()),
+        (count(&after, "done"), after["executions"].clone())
+    );
+
+    let out = run(&["property", "elastic", cu_file, "--emt", "--with-oracle"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--with-oracle needs --dir RUN"), "{}", stderr(&out));
+}
+
+/// `--feed`: the strained bcc cells the fcc-trained model is unsure of go into the run as
+/// its next generation's calculations; `status` shows them pending; `autopipe run`
+/// labels them and refits although the loop had ended. Feeding again before that is
+/// refused.
+#[test]
+fn feed_queues_uncertain_cells_and_the_run_refits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_cu_run(tmp.path());
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    assert!(dir.join("models/gen-001.json").is_file() && !dir.join("models/gen-002.json").exists());
+    let bcc = tmp.path().join("bcc.xyz");
+    write_structure(&bcc, &bulk(Lattice::Bcc, cu(), 2.87));
+    let before = status_json(&dir);
+    let out = ok(&["property", "elastic", bcc.to_str().unwrap(), "--dir", d, "--no-relax", "--feed", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["max_gamma"].as_f64().unwrap() >= 2.0 && v["trusted"] == false, "{v}");
+    let message = stderr(&out);
+    let n: u64 = message
+        .split(" structures queued into ")
+        .next()
+        .and_then(|s| s.rsplit(['\n', ' ']).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(message.contains("run `autopipe run` to label them and refit"), "{message}");
+    assert!(n > 0 && n <= 20, "at most loop.per_generation: {n}");
+    let status: serde_json::Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
+    assert_eq!((status["generation"].as_i64(), status["phase"].as_str()), (Some(2), Some("label")), "{status}");
+    assert_eq!(count(&status, "pending"), n);
+    assert_eq!(count(&status, "done"), count(&before, "done"));
+    // Not twice into an unfinished loop.
+    let out = run(&["property", "elastic", bcc.to_str().unwrap(), "--dir", d, "--no-relax", "--feed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not ended"), "{}", stderr(&out));
+
+    run_loop(&[config.to_str().unwrap(), "--dir", d]);
+    let status: serde_json::Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
+    assert_eq!(count(&status, "pending"), 0, "{status}");
+    assert_eq!(count(&status, "done"), count(&before, "done") + n);
+    assert!(dir.join("models/gen-002.json").is_file(), "a new model generation");
+    assert_eq!(status["generations"][2]["n_labelled"].as_u64(), Some(n), "{status}");
+    assert_eq!(labels_of_origin(&dir, "property:elastic") as u64, n);
+}
+
+/// Labels in the run's database that came from `origin`.
+fn labels_of_origin(dir: &Path, origin: &str) -> usize {
+    let store = autopipe_store::JobStore::open_read_only(dir).unwrap();
+    store.labels().unwrap().iter().filter(|l| l.origin == origin).count()
+}

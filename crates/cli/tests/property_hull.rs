@@ -199,3 +199,127 @@ fn emt_cu_au_candidates_order() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Fe"), "{}", stderr(&out));
 }
+
+/// The run configuration `autopipe init --elements Cu,Ni --goal phase_diagram` writes,
+/// made small (12 structures, 2J = 6, one 200-step MD segment, one generation).
+fn small_cu_ni_config(dir: &Path, max_rounds: usize) -> PathBuf {
+    let text = common::stdout(&ok(&["init", "--elements", "Cu,Ni", "--goal", "phase_diagram", "--oracle", "emt"]));
+    assert!(text.contains("[goals.hull]"), "{text}");
+    let small = text
+        .replace("structures = 20 ", "structures = 12 ")
+        .replace("twojmax = 8 ", "twojmax = 6 ")
+        .replace("temperatures_k = [270, 680]", "temperatures_k = [600]")
+        .replace("steps = 1000 ", "steps = 200 ")
+        .replace("max_generations = 7", "max_generations = 1")
+        .replace("max_rounds = 2 ", &format!("max_rounds = {max_rounds} "));
+    assert_eq!(small.matches("= 12 ").count() + small.matches("= 6 ").count(), 2, "the replaced lines exist");
+    let config = dir.join("cuni.toml");
+    std::fs::write(&config, small).unwrap();
+    config
+}
+
+/// `[goals.hull]` (from `init --goal phase_diagram`) in a Cu-Ni run with EMT: the hull of
+/// the candidates relaxed with the final model is stored (formation energies, energies
+/// above the hull, stable set, decompositions, max gamma, trusted), its uncertain
+/// structures are labelled and the hull recomputed with the refitted model; status and
+/// the report show it; `property hull --dir RUN --elements Cu,Ni` on the same model
+/// gives the same stable set and energies.
+#[test]
+fn hull_goal_of_a_run_matches_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let config = small_cu_ni_config(tmp.path(), 1);
+    let out = common::run_loop(&[config.to_str().unwrap(), "--dir", d]);
+    let log = common::stdout(&out) + &stderr(&out);
+    assert!(log.contains("goal hull: relaxing 13 candidates of Cu-Ni"), "{log}");
+
+    let status: Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
+    let history: Vec<&Value> =
+        status["properties"]["history"].as_array().unwrap().iter().filter(|h| h["goal"] == "hull").collect();
+    assert!(!history.is_empty(), "{status}");
+    let latest = &status["properties"]["latest"]["hull"];
+    let g = latest["generation"].as_i64().unwrap();
+    let max_gamma = latest["max_gamma"].as_f64().expect("a SNAP model has a grade");
+    assert_eq!(latest["trusted"], max_gamma < 2.0, "{latest}");
+    if history[0]["outcome"] == "relabel" {
+        // The round: the goal's structures labelled, a model refitted, the hull again.
+        assert_eq!((history.len(), g), (2, 1), "{status}");
+        let labels = autopipe_atoms::extxyz::read_extxyz_file(&dir.join("labels.xyz")).unwrap();
+        let from_goal = labels
+            .iter()
+            .filter(|f| matches!(f.info.get("origin"), Some(autopipe_atoms::InfoValue::Str(o)) if o == "goal:hull"))
+            .count();
+        assert!(from_goal > 0, "labelled structures of the hull goal");
+    }
+    let value = &latest["value"];
+    let entries = value["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 13, "{value}");
+    for e in entries {
+        assert!(e["formation_energy_ev_per_atom"].as_f64().unwrap().is_finite());
+        assert!(e["e_above_hull_ev_per_atom"].as_f64().unwrap() >= -1e-9);
+        assert!(!e["decomposition"].as_array().unwrap().is_empty(), "{e}");
+    }
+    // Both elements have a stable reference; every stable entry is on the hull.
+    let stable: Vec<&str> = value["stable"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(stable.iter().any(|s| s.starts_with("Cu-")) && stable.iter().any(|s| s.starts_with("Ni-")), "{stable:?}");
+
+    // The command on the run's latest model (the one the stored hull was computed with).
+    let model = format!("models/gen-{g:03}.json");
+    assert_eq!(latest["model_path"], model.as_str());
+    let cli: Value =
+        serde_json::from_slice(&ok(&["property", "hull", "--dir", d, "--elements", "Cu,Ni", "--json"]).stdout).unwrap();
+    assert_eq!(cli["stable"], value["stable"]);
+    for (a, b) in entries.iter().zip(cli["entries"].as_array().unwrap()) {
+        assert_eq!(a["name"], b["name"]);
+        for key in ["formation_energy_ev_per_atom", "e_above_hull_ev_per_atom"] {
+            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-9, "{} {key}: goal {x}, command {y}", a["name"]);
+        }
+    }
+    assert!((cli["max_gamma"].as_f64().unwrap() - max_gamma).abs() < 1e-9);
+
+    let text = common::stdout(&ok(&["status", "--dir", d]));
+    let line = text.lines().find(|l| l.starts_with("goal hull: stable ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("largest e_above_hull") && line.contains(&stable.join(", ")), "{line}");
+    ok(&["report", "--dir", d]);
+    let page = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    assert_eq!(page.matches("<tr><td>hull</td>").count(), history.len(), "the report lists every computation");
+    assert!(page.contains(&format!("stable: {}", stable.join(", "))), "the report's hull line");
+
+    // `--feed`: the command's uncertain structures (above a low gamma_select) go into the
+    // ended run as its next generation; `autopipe run` labels them and refits.
+    let out = ok(&["property", "hull", "--dir", d, "--elements", "Cu,Ni", "--gamma-select", "1.0", "--feed"]);
+    assert!(stderr(&out).contains("structures queued into"), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&ok(&["status", "--dir", d, "--json"]).stdout).unwrap();
+    let pending = status["counts"]["pending"].as_u64().unwrap();
+    assert!(pending > 0 && pending <= 20, "{status}");
+    assert_eq!(status["generation"].as_i64(), Some(g + 1));
+    common::run_loop(&[config.to_str().unwrap(), "--dir", d]);
+    assert!(dir.join(format!("models/gen-{:03}.json", g + 1)).is_file(), "the refit");
+    let store = autopipe_store::JobStore::open_read_only(&dir).unwrap();
+    let fed = store.labels().unwrap().iter().filter(|l| l.origin == "property:hull").count() as u64;
+    assert_eq!(fed, pending);
+}
+
+/// A hull goal in a run of one element is refused before anything runs, at its key.
+#[test]
+fn hull_goal_of_one_element_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = common::stdout(&ok(&["init", "--example", "cu-emt"]));
+    let line = text.lines().count() + 2;
+    let config = tmp.path().join("cu.toml");
+    std::fs::write(&config, format!("{text}[goals]\nhull = true\n")).unwrap();
+    let dir = tmp.path().join("run");
+    for args in [
+        vec!["validate", config.to_str().unwrap()],
+        vec!["run", config.to_str().unwrap(), "--dir", dir.to_str().unwrap()],
+    ] {
+        let out = run(&args);
+        assert_ne!(out.status.code(), Some(0), "{args:?} must fail");
+        let e = stderr(&out);
+        assert!(e.contains(&format!("cu.toml:{line}")) && e.contains("goals.hull"), "{args:?}: {e}");
+        assert!(e.contains("two elements or more"), "{e}");
+    }
+    assert!(!dir.join(autopipe_store::DB_FILE).exists(), "nothing ran");
+}

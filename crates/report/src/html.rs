@@ -859,7 +859,13 @@ fn properties(out: &mut String, r: &Report) {
                 }
                 Some("hull") => format!(
                     "stable: {}; largest energy above the hull {} eV/atom",
-                    v["stable"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "),
+                    v["stable"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     v["max_e_above_hull_ev_per_atom"].as_f64().map(|x| format!("{x:.4}")).unwrap_or_default()
                 ),
                 _ => v.to_string(),

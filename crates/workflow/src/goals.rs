@@ -14,10 +14,10 @@ use crate::labelling::{new_calculations, RunError};
 use crate::learn::{load_model, LoopReporter, ModelForceField};
 use autopipe_atoms::{Element, Structure};
 use autopipe_build::{generate_bulk, BulkRecipe, Lattice};
+use autopipe_md::ForceField;
 use autopipe_potential::SnapModel;
 use autopipe_property::diffusion::{diffusion_workflow, DiffusionMd};
 use autopipe_property::elastic::{elastic_constants_with_cells, Elastic, ElasticSettings, StrainedCell};
-use autopipe_md::ForceField;
 use autopipe_property::guard::{Uncertain, Watched};
 use autopipe_property::hull::candidates::{
     prototype_candidates, relax_candidates, Candidate, CandidateKind, RelaxedCandidate,
@@ -143,7 +143,8 @@ impl HullGoal {
     /// data, mixtures by Vegard's law.
     pub fn candidates(&self) -> Result<Vec<Candidate>, RunError> {
         let fcc_a = |e: Element| crate::config::default_lattice_constant_a(e, Lattice::Fcc);
-        let all = prototype_candidates(&self.elements, &fcc_a, self.seed).map_err(|e| RunError::Input(e.to_string()))?;
+        let all =
+            prototype_candidates(&self.elements, &fcc_a, self.seed).map_err(|e| RunError::Input(e.to_string()))?;
         Ok(all
             .into_iter()
             .filter(|c| match c.kind {
@@ -348,8 +349,7 @@ fn parse_hull(
             ),
         ));
     }
-    if let Some(e) = elements.iter().find(|e| crate::config::default_lattice_constant_a(**e, Lattice::Fcc).is_none())
-    {
+    if let Some(e) = elements.iter().find(|e| crate::config::default_lattice_constant_a(**e, Lattice::Fcc).is_none()) {
         return Err(err(&["goals", key], format!("no lattice constant known for {e}: its candidates cannot be built")));
     }
     let fmax_ev_per_a = raw.fmax_ev_per_a.unwrap_or(HULL_FMAX_EV_PER_A);

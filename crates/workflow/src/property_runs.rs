@@ -88,9 +88,9 @@ pub fn label_with_run_oracle(
 pub fn check_feedable(run_dir: &Path) -> Result<(Config, i64), RunError> {
     let config = run_config(run_dir)?;
     let store = JobStore::open_read_only(run_dir)?;
-    let state = store.loop_state()?.ok_or_else(|| {
-        RunError::Input(format!("{}: the loop has not started; nothing to feed", run_dir.display()))
-    })?;
+    let state = store
+        .loop_state()?
+        .ok_or_else(|| RunError::Input(format!("{}: the loop has not started; nothing to feed", run_dir.display())))?;
     let model = store.model(None)?.map(|m| m.generation);
     check_ended(run_dir, &state, model)?;
     Ok((config, state.generation))

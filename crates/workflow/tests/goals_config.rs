@@ -55,10 +55,8 @@ fn goals_are_optional_and_take_their_defaults_from_generate() {
 #[test]
 fn the_hull_goal_takes_the_run_elements() {
     let binary = |goals: &str| {
-        let text = format!("{}{goals}", example("cu-emt").unwrap()).replace(
-            "elements = [\"Cu\"]",
-            "elements = [\"Cu\", \"Ni\"]",
-        );
+        let text = format!("{}{goals}", example("cu-emt").unwrap())
+            .replace("elements = [\"Cu\"]", "elements = [\"Cu\", \"Ni\"]");
         parse_config(&text, Path::new("cuni.toml"))
     };
     let h = binary("[goals]\nhull = true\n").unwrap().goals.hull.unwrap();
