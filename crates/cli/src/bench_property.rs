@@ -1,6 +1,7 @@
 //! Figures of the property analyses: MSD over every time origin (frames x atoms per
 //! second on a 10,000-frame, 500-atom trajectory) and the convex hull of 10,000
-//! ternary entries (fewer of both with --quick and --smoke, under the same names).
+//! ternary entries (fewer of both with --quick and --smoke, under the same names); the
+//! hull goal's candidates (Cu-Ni) relaxed with a SNAP model and their hull.
 
 use crate::bench::{figure, Size};
 use anyhow::Result;
@@ -55,5 +56,54 @@ pub fn run(size: Size) -> Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     assert_eq!(results.len(), entries.max(3));
     figure("hull_10000_ternary_s", elapsed, "s");
+    hull_goal(size)
+}
+
+/// The hull goal's computation on Cu-Ni (13 candidates, SQS included, relaxed with a
+/// SNAP model fitted on EMT labels of random Cu-Ni alloys, through the guard).
+fn hull_goal(size: Size) -> Result<()> {
+    let (cu, ni) = (Element::from_symbol("Cu").expect("Cu"), Element::from_symbol("Ni").expect("Ni"));
+    let recipe = autopipe_build::BulkRecipe {
+        lattice: autopipe_build::Lattice::Fcc,
+        elements: vec![cu, ni],
+        lattice_constant_a: 3.565,
+        supercell: [2, 2, 2],
+        count: if size == Size::Smoke { 8 } else { 20 },
+        max_strain: 0.05,
+        rattle_a: 0.05,
+        vacancy_fraction: 0.0,
+        seed: 42,
+    };
+    let emt = autopipe_engines::emt::Emt::new();
+    let frames = autopipe_build::generate_bulk(&recipe)
+        .into_iter()
+        .map(|s| {
+            let mut f = autopipe_atoms::Frame::from_structure(s);
+            autopipe_workflow::models::label_with_emt(&emt, &mut f)?;
+            Ok(f)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let params = autopipe_workflow::models::default_snap_params(&frames, 6, 5.0);
+    let model = autopipe_potential::fit(&frames, params, &Default::default())
+        .map_err(|e| anyhow::anyhow!("fitting the bench model: {e}"))?
+        .model;
+    let goal = autopipe_workflow::goals::HullGoal {
+        elements: vec![cu, ni],
+        seed: autopipe_workflow::goals::HULL_SEED,
+        fmax_ev_per_a: autopipe_workflow::goals::HULL_FMAX_EV_PER_A,
+        ordered: true,
+        sqs: true,
+    };
+    let start = Instant::now();
+    let candidates = goal.candidates()?;
+    let evaluator = model.evaluator()?;
+    let mut ff = autopipe_property::guard::Watched::new(
+        autopipe_workflow::learn::ModelForceField { evaluator },
+        2.0,
+        100_000,
+    );
+    let hull = autopipe_workflow::goals::hull_of_candidates(&mut ff, &candidates, goal.fmax_ev_per_a, &mut |_| {})?;
+    anyhow::ensure!(hull["entries"].as_array().map(Vec::len) == Some(13), "13 entries");
+    figure("hull_goal_cu_ni_13_candidates_s", start.elapsed().as_secs_f64(), "s");
     Ok(())
 }
