@@ -138,6 +138,8 @@ fn bench_prints_one_name_value_unit_line_per_figure() {
         "emt_atoms_per_s",
         "elastic_cu_model_s",
         "elastic_cu_emt_s",
+        "elastic_with_oracle_cu_emt_jobs_s",
+        "hull_goal_cu_ni_13_candidates_s",
         "sqs_trial_swaps_per_s",
         "sqs_s_to_within_0_01_of_best",
         "lammps_explore_atom_steps_per_s_1core",
