@@ -63,9 +63,9 @@ fn the_hull_goal_takes_the_run_elements() {
     let names: Vec<&str> = h.elements.iter().map(|e| e.symbol()).collect();
     assert_eq!((names, h.seed, h.fmax_ev_per_a, h.ordered, h.sqs), (vec!["Cu", "Ni"], 1, 0.01, true, true));
     let c = binary("[goals.phase_diagram]\nseed = 7\nfmax_ev_per_a = 0.05\nsqs = false\n").unwrap();
+    assert_eq!(c.goals.names(), vec!["hull"]);
     let h = c.goals.hull.unwrap();
     assert_eq!((h.seed, h.fmax_ev_per_a, h.ordered, h.sqs), (7, 0.05, true, false));
-    assert_eq!(c.goals.names(), vec!["hull"]);
     let e = binary("[goals.hull]\nfmax_ev_per_a = 0\n").unwrap_err();
     assert_eq!(e.key.as_deref(), Some("goals.hull.fmax_ev_per_a"), "{e}");
     let e = binary("[goals]\nhull = true\nphase_diagram = true\n").unwrap_err();
