@@ -45,3 +45,37 @@ fn born_criteria_flag_a_sheared_unstable_cell() {
     let (e, _) = elastic_constants(&mut emt(), &bcc, &unrelaxed).unwrap();
     assert!(!e.born_stable && e.c_ij_gpa[0][0] < e.c_ij_gpa[0][1], "{:?}", e.c_ij_gpa);
 }
+
+/// The cells the driver returns, evaluated again by a calculator and fitted by the pure
+/// fit, give the driver's own constants (what `--with-oracle` does with the oracle's
+/// stresses): one unstrained cell first, then each component at ± each amplitude, with
+/// the relaxed reference's cell strained as said.
+#[test]
+fn the_returned_cells_refitted_give_the_same_constants() {
+    use autopipe_md::ForceField;
+    use autopipe_property::elastic::{elastic_constants_with_cells, elastic_from_stresses};
+    let settings = ElasticSettings::default();
+    let (e, reference, cells) = elastic_constants_with_cells(&mut emt(), &cu_cubic(3.6, 1), &settings).unwrap();
+    assert_eq!(cells.len(), 1 + 6 * 2 * settings.amplitudes.len());
+    assert_eq!(cells[0].strain, [0.0; 6]);
+    for c in &cells {
+        let j = c.strain.iter().position(|x| *x != 0.0);
+        let expected = match j {
+            Some(j) => strained(&reference, &voigt_strain(j, c.strain[j])).cell_a,
+            None => reference.cell_a,
+        };
+        for (a, b) in c.structure.cell_a.iter().flatten().zip(expected.iter().flatten()) {
+            assert!((a - b).abs() < 1e-12, "{:?}", c.strain);
+        }
+    }
+    let mut ff = emt();
+    let samples: Vec<([f64; 6], [f64; 6])> =
+        cells.iter().map(|c| (c.strain, ff.evaluate(&c.structure).unwrap().stress_ev_per_a3.unwrap())).collect();
+    let again = elastic_from_stresses(&samples, &settings.amplitudes, true);
+    for i in 0..6 {
+        for j in 0..6 {
+            assert!((again.c_ij_gpa[i][j] - e.c_ij_gpa[i][j]).abs() < 1e-9, "C{i}{j}");
+        }
+    }
+    assert_eq!(again.born_stable, e.born_stable);
+}
