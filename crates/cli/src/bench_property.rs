@@ -97,11 +97,8 @@ fn hull_goal(size: Size) -> Result<()> {
     let start = Instant::now();
     let candidates = goal.candidates()?;
     let evaluator = model.evaluator()?;
-    let mut ff = autopipe_property::guard::Watched::new(
-        autopipe_workflow::learn::ModelForceField { evaluator },
-        2.0,
-        100_000,
-    );
+    let mut ff =
+        autopipe_property::guard::Watched::new(autopipe_workflow::learn::ModelForceField { evaluator }, 2.0, 100_000);
     let hull = autopipe_workflow::goals::hull_of_candidates(&mut ff, &candidates, goal.fmax_ev_per_a, &mut |_| {})?;
     anyhow::ensure!(hull["entries"].as_array().map(Vec::len) == Some(13), "13 entries");
     figure("hull_goal_cu_ni_13_candidates_s", start.elapsed().as_secs_f64(), "s");

@@ -168,7 +168,7 @@ pub fn hull_of_candidates<F: ForceField + ?Sized>(
 ) -> Result<serde_json::Value, HullError> {
     let (entries, relaxed) = relax_candidates(ff, candidates, fmax_ev_per_a, progress)?;
     let pd = PhaseDiagram::new(entries)?;
-    Ok(hull_json(&pd, Some(&relaxed))?)
+    hull_json(&pd, Some(&relaxed))
 }
 
 /// The JSON of a phase diagram (with the relaxations when it was made from candidates).
