@@ -366,9 +366,3 @@ fn feed_queues_uncertain_cells_and_the_run_refits() {
     assert_eq!(status["generations"][1]["n_labelled"].as_u64(), Some(n), "{status}");
     assert_eq!(labels_of_origin(&dir, "property:elastic") as u64, n);
 }
-
-/// Labels in the run's database that came from `origin`.
-fn labels_of_origin(dir: &Path, origin: &str) -> usize {
-    let store = autopipe_store::JobStore::open_read_only(dir).unwrap();
-    store.labels().unwrap().iter().filter(|l| l.origin == origin).count()
-}

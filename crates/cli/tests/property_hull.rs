@@ -245,12 +245,7 @@ fn hull_goal_of_a_run_matches_the_command() {
     if history[0]["outcome"] == "relabel" {
         // The round: the goal's structures labelled, a model refitted, the hull again.
         assert_eq!((history.len(), g), (2, 1), "{status}");
-        let labels = autopipe_atoms::extxyz::read_extxyz_file(&dir.join("labels.xyz")).unwrap();
-        let from_goal = labels
-            .iter()
-            .filter(|f| matches!(f.info.get("origin"), Some(autopipe_atoms::InfoValue::Str(o)) if o == "goal:hull"))
-            .count();
-        assert!(from_goal > 0, "labelled structures of the hull goal");
+        assert!(common::labels_of_origin(&dir, "goal:hull") > 0, "labelled structures of the hull goal");
     }
     let value = &latest["value"];
     let entries = value["entries"].as_array().unwrap();
@@ -297,9 +292,7 @@ fn hull_goal_of_a_run_matches_the_command() {
     assert_eq!(status["generation"].as_i64(), Some(g + 1));
     common::run_loop(&[config.to_str().unwrap(), "--dir", d]);
     assert!(dir.join(format!("models/gen-{:03}.json", g + 1)).is_file(), "the refit");
-    let store = autopipe_store::JobStore::open_read_only(&dir).unwrap();
-    let fed = store.labels().unwrap().iter().filter(|l| l.origin == "property:hull").count() as u64;
-    assert_eq!(fed, pending);
+    assert_eq!(common::labels_of_origin(&dir, "property:hull") as u64, pending);
 }
 
 /// A hull goal in a run of one element is refused before anything runs, at its key.

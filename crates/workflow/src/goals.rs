@@ -526,20 +526,14 @@ pub fn run_goals(
                 let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
                 let mut watched = Watched::new(ModelForceField { evaluator }, gamma_select, 100_000);
                 let say = &mut *reporter;
-                match diffusion_workflow(&mut watched, &start, &goal.temperatures_k, &goal.md, &mut |line| {
+                let result = diffusion_workflow(&mut watched, &start, &goal.temperatures_k, &goal.md, &mut |line| {
                     say.say(&format!("generation {g}: goal diffusion: {line}"))
-                }) {
-                    Ok(r) => (
-                        serde_json::to_value(&r).expect("diffusion results serialise"),
-                        watched.max_gamma(),
-                        watched.n_uncertain(),
-                        most_uncertain(watched.take_uncertain(), config.loop_.per_generation),
-                    ),
-                    Err(e) => {
-                        reporter.say(&format!("generation {g}: goal {name} failed: {e}"));
-                        (json!({ "error": e.to_string() }), watched.max_gamma(), watched.n_uncertain(), Vec::new())
-                    }
-                }
+                })
+                .map(|r| serde_json::to_value(&r).expect("diffusion results serialise"))
+                .map_err(|e| e.to_string());
+                watched_outcome(&mut watched, result, config.loop_.per_generation, &mut |e| {
+                    reporter.say(&format!("generation {g}: goal {name} failed: {e}"))
+                })
             }
             "hull" => {
                 let goal = goals.hull.as_ref().expect("configured");
@@ -551,18 +545,11 @@ pub fn run_goals(
                 ));
                 let evaluator = model.evaluator().map_err(|e| RunError::Input(e.to_string()))?;
                 let mut watched = Watched::new(ModelForceField { evaluator }, gamma_select, 100_000);
-                match hull_of_candidates(&mut watched, &candidates, goal.fmax_ev_per_a, &mut |_| {}) {
-                    Ok(v) => (
-                        v,
-                        watched.max_gamma(),
-                        watched.n_uncertain(),
-                        most_uncertain(watched.take_uncertain(), config.loop_.per_generation),
-                    ),
-                    Err(e) => {
-                        reporter.say(&format!("generation {g}: goal {name} failed: {e}"));
-                        (json!({ "error": e.to_string() }), watched.max_gamma(), watched.n_uncertain(), Vec::new())
-                    }
-                }
+                let result = hull_of_candidates(&mut watched, &candidates, goal.fmax_ev_per_a, &mut |_| {})
+                    .map_err(|e| e.to_string());
+                watched_outcome(&mut watched, result, config.loop_.per_generation, &mut |e| {
+                    reporter.say(&format!("generation {g}: goal {name} failed: {e}"))
+                })
             }
             other => unreachable!("goal {other} is refused by the configuration"),
         };
@@ -620,6 +607,25 @@ pub fn run_goals(
     }
     store.record_properties(g, &records, Some(&calcs))?;
     Ok(true)
+}
+
+/// A goal's value with what its guard saw: the largest grade, the evaluations above
+/// gamma_select and the most uncertain structures (at most `max_kept`). A computation
+/// that failed is recorded as failed (`{"error": ...}`, told to `failed`), with no
+/// structures to label: the run stands.
+fn watched_outcome<F: ForceField>(
+    watched: &mut Watched<F>,
+    result: Result<serde_json::Value, String>,
+    max_kept: usize,
+    failed: &mut dyn FnMut(&str),
+) -> (serde_json::Value, Option<f64>, u64, Vec<Uncertain>) {
+    match result {
+        Ok(v) => (v, watched.max_gamma(), watched.n_uncertain(), most_uncertain(watched.take_uncertain(), max_kept)),
+        Err(e) => {
+            failed(&e);
+            (json!({ "error": e }), watched.max_gamma(), watched.n_uncertain(), Vec::new())
+        }
+    }
 }
 
 /// What is stored and printed of an elastic result.

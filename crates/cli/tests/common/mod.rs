@@ -98,3 +98,9 @@ pub fn figures(stdout: &str) -> std::collections::BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// Labels in the run's database whose structure came from `origin` (e.g. "goal:hull").
+pub fn labels_of_origin(dir: &Path, origin: &str) -> usize {
+    let store = autopipe_store::JobStore::open_read_only(dir).expect("the run's database");
+    store.labels().expect("labels").iter().filter(|l| l.origin == origin).count()
+}

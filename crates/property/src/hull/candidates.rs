@@ -82,26 +82,14 @@ pub fn prototype_candidates(
             let (x, y) = (elements[i], elements[j]);
             let mix = |fy: f64| (1.0 - fy) * a[i] + fy * a[j];
             // L1_2 puts its first element on the face centres (3 of 4 sites).
-            out.push(Candidate {
-                name: format!("{x}3{y}-L12"),
-                structure: build(Prototype::L12, &[x, y], mix(0.25))?,
-                kind: CandidateKind::Ordered,
-            });
-            out.push(Candidate {
-                name: format!("{x}{y}3-L12"),
-                structure: build(Prototype::L12, &[y, x], mix(0.75))?,
-                kind: CandidateKind::Ordered,
-            });
-            out.push(Candidate {
-                name: format!("{x}{y}-B2"),
-                structure: build(Prototype::B2, &[x, y], mix(0.5))?,
-                kind: CandidateKind::Ordered,
-            });
-            out.push(Candidate {
-                name: format!("{x}{y}-L10"),
-                structure: build(Prototype::L10, &[x, y], mix(0.5))?,
-                kind: CandidateKind::Ordered,
-            });
+            for (name, p, els, fy) in [
+                (format!("{x}3{y}-L12"), Prototype::L12, [x, y], 0.25),
+                (format!("{x}{y}3-L12"), Prototype::L12, [y, x], 0.75),
+                (format!("{x}{y}-B2"), Prototype::B2, [x, y], 0.5),
+                (format!("{x}{y}-L10"), Prototype::L10, [x, y], 0.5),
+            ] {
+                out.push(Candidate { name, structure: build(p, &els, mix(fy))?, kind: CandidateKind::Ordered });
+            }
             for (k, &fy) in SQS_FRACTIONS.iter().enumerate() {
                 let parent = supercell(&build(Prototype::Fcc, &[x], mix(fy))?, [2, 2, 2]);
                 let sub = Sublattice {
