@@ -100,11 +100,12 @@ pub fn run(a: ElasticArgs) -> Result<ExitCode> {
         let r = elastic_with_model(&model, &structure, &settings, gamma_select, max_kept)
             .with_context(|| format!("{file} with {}", path.display()))?;
         let trusted = r.trusted(gamma_select);
-        if let (Some(dir), Some((config, generation)), true) = (&a.dir, &run, a.feed) {
-            crate::property_calc::feed_run(dir, config, *generation, r.uncertain.clone(), "property:elastic")?;
-        }
+        // The oracle first: its batch would also run the calculations fed to the run.
         if let (Some(dir), Some((config, _)), true) = (&a.dir, &run, a.with_oracle) {
             oracle = Some(oracle_constants(dir, config, &r, &settings)?);
+        }
+        if let (Some(dir), Some((config, generation)), true) = (&a.dir, &run, a.feed) {
+            crate::property_calc::feed_run(dir, config, *generation, r.uncertain.clone(), "property:elastic")?;
         }
         let guard = json!({
             "max_gamma": r.max_gamma,
@@ -211,7 +212,7 @@ fn oracle_constants(
         .enumerate()
         .map(|(i, (c, l))| match l.stress_ev_per_a3 {
             Some(stress) => Ok((c.strain, stress)),
-            None => bail!("cell {} : the oracle {engine} gave no stress (elastic constants need it)", i + 1),
+            None => bail!("cell {}: the oracle {engine} gave no stress (elastic constants need it)", i + 1),
         })
         .collect::<Result<Vec<_>>>()?;
     let elastic = elastic_from_stresses(&samples, &settings.amplitudes, settings.internal.is_some());
