@@ -202,6 +202,9 @@ struct RawGenerate {
     max_strain: f64,
     rattle_a: f64,
     vacancy_fraction: f64,
+    /// Small unrattled strained cells of the conventional cell (group `elastic`).
+    elastic_cells: usize,
+    elastic_max_strain: f64,
     /// `[[generate.recipe]]` and `[generate.screen]`: see `crate::generate`.
     recipe: Vec<toml::Value>,
     screen: Option<toml::Value>,
@@ -217,6 +220,8 @@ impl Default for RawGenerate {
             max_strain: 0.02,
             rattle_a: 0.05,
             vacancy_fraction: 0.0,
+            elastic_cells: 0,
+            elastic_max_strain: 0.01,
             recipe: Vec::new(),
             screen: None,
         }
@@ -378,6 +383,10 @@ pub struct Config {
     pub generate: BulkRecipe,
     /// Generation 0 from `[[generate.recipe]]`s (None: the bulk recipe above).
     pub recipes: Option<crate::generate::Generation0>,
+    /// `generate.elastic_cells`: generation 0 also labels this many conventional cells
+    /// (one repetition), strained up to `generate.elastic_max_strain`, not rattled, as
+    /// the fit group `elastic` (None: none).
+    pub elastic_cells: Option<BulkRecipe>,
     pub oracle: EngineSpec,
     pub execution: ExecutionConfig,
     pub snap: SnapParams,
@@ -551,6 +560,30 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "count" => err(&["generate", "structures"], e.message),
         field => err(&["generate", field], e.message),
     })?;
+    let elastic_cells = match g.elastic_cells {
+        0 => None,
+        n if n > 1000 => {
+            return Err(err(&["generate", "elastic_cells"], format!("{n} is more than 1000 cells")));
+        }
+        n => {
+            let e = g.elastic_max_strain;
+            if !(e.is_finite() && e > 0.0 && e <= 0.05) {
+                return Err(err(
+                    &["generate", "elastic_max_strain"],
+                    format!("{e} is outside (0, 0.05]: elastic strains are small"),
+                ));
+            }
+            Some(BulkRecipe {
+                supercell: [1, 1, 1],
+                count: n,
+                max_strain: e,
+                rattle_a: 0.0,
+                vacancy_fraction: 0.0,
+                seed: seed ^ 0x656c_6173_7469_63,
+                ..generate.clone()
+            })
+        }
+    };
     let config_dir = file.parent().unwrap_or(Path::new("."));
     let recipes = crate::generate::parse_generation0(
         &g.recipe,
@@ -844,6 +877,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         elements,
         generate,
         recipes,
+        elastic_cells,
         oracle,
         execution,
         snap,

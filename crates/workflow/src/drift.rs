@@ -91,6 +91,9 @@ pub fn config_hash(c: &Config) -> String {
     if let Some(r) = &c.recipes {
         text.push_str(&format!("|{r:?}"));
     }
+    if let Some(e) = &c.elastic_cells {
+        text.push_str(&format!("|elastic:{e:?}"));
+    }
     sha256_hex(&text)
 }
 
@@ -160,6 +163,7 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
     diff(&mut d.explore, "generate.rattle_a", &g.rattle_a, &h.rattle_a);
     diff(&mut d.explore, "generate.vacancy_fraction", &g.vacancy_fraction, &h.vacancy_fraction);
     diff(&mut d.explore, "generate.recipe", &old.recipes, &new.recipes);
+    diff(&mut d.explore, "generate.elastic_cells", &old.elastic_cells, &new.elastic_cells);
     let (e, f) = (&old.explore, &new.explore);
     diff(&mut d.explore, "explore.temperatures_k", &e.temperatures_k, &f.temperatures_k);
     diff(&mut d.explore, "explore.pressures_gpa", &e.pressures_gpa, &f.pressures_gpa);

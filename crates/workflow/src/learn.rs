@@ -128,6 +128,16 @@ pub fn run_loop(
                     .map_err(RunError::Input)?
             }
         };
+        let mut calcs = calcs;
+        if let Some(recipe) = &config.elastic_cells {
+            // origin kind `elastic`: the fit group of `[fit.groups.elastic]`
+            let origin = format!("elastic:{}", recipe.lattice.name());
+            let cells = generate_bulk(recipe);
+            calcs.extend(
+                new_calculations(cells, &origin, 0, &config.oracle, |i| format!("elastic cell {}", i + 1))
+                    .map_err(RunError::Input)?,
+            );
+        }
         store.start_loop(&calcs)?;
     }
     loop {
