@@ -932,9 +932,6 @@ pub fn launcher() -> Result<Launcher> {
 
 fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
-    if config.potential_kind == "pace" {
-        bail!("{}: {}", config_path.display(), autopipe_workflow::pace_job::PACE_LOOP_REFUSAL);
-    }
     let run_dir = dir.unwrap_or_else(|| {
         config_path
             .parent()

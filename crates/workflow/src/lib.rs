@@ -16,6 +16,7 @@ pub mod labelling;
 pub mod learn;
 pub mod models;
 pub mod pace_job;
+pub mod pace_loop;
 pub mod screening;
 pub mod select;
 
