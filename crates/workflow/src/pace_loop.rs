@@ -61,6 +61,16 @@ pub(crate) fn check_pace_config(
     Ok(())
 }
 
+/// The potential a configuration trains, in a few words (`autopipe run`, `validate`).
+pub fn potential_summary(config: &Config) -> String {
+    if config.potential_kind == "pace" {
+        let p = &config.pace;
+        format!("Pacemaker ACE ({} functions per element, cutoff {} Å)", p.functions_per_element, p.cutoff_a)
+    } else {
+        format!("SNAP 2J={} cutoff {} Å", config.snap.twojmax, config.snap.rcutfac)
+    }
+}
+
 /// Whether a model file is a pace model (`"kind": "pace"`).
 pub fn is_pace_model_file(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| autopipe_potential::is_pace_model_json(&t))
