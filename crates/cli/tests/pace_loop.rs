@@ -80,6 +80,10 @@ fn process_groups_naming(needle: &str) -> Vec<i32> {
     groups
 }
 
+fn loop_status(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&ok(&["status", "--dir", dir.to_str().unwrap(), "--json"]).stdout).unwrap()
+}
+
 #[test]
 fn pace_loop_two_generations_killed_mid_fit_then_resumed() {
     if !pacemaker_or_skip() {
@@ -135,13 +139,13 @@ fn pace_loop_two_generations_killed_mid_fit_then_resumed() {
     }
     child.wait().unwrap();
     assert!(!fit0.join("result.json").exists(), "killed before the fit finished");
-    assert_eq!(status_json(&dir)["phase"], "fit");
+    assert_eq!(loop_status(&dir)["phase"], "fit");
 
     let out = run_loop(&[cfg_s, "--dir", d]);
     let log = stderr(&out);
     eprintln!("{log}");
     assert!(log.contains("Pacemaker ACE (6 functions per element"), "{log}");
-    let s = status_json(&dir);
+    let s = loop_status(&dir);
     assert_eq!(s["phase"], "finished", "{s}");
     assert_eq!(s["generation"], 1, "{s}");
     let gens = s["generations"].as_array().unwrap();
@@ -205,5 +209,5 @@ fn pace_loop_two_generations_killed_mid_fit_then_resumed() {
     let out = run_loop(&[cfg_s, "--dir", d]);
     assert!(!stderr(&out).contains("fitting Pacemaker"), "{}", stderr(&out));
     assert_eq!((stamp("gen-000"), stamp("gen-001")), before);
-    assert_eq!(status_json(&dir)["labels"], s["labels"]);
+    assert_eq!(loop_status(&dir)["labels"], s["labels"]);
 }
