@@ -10,6 +10,7 @@ mod bench_build;
 mod bench_elastic;
 mod bench_explore;
 mod bench_fit;
+mod bench_pace;
 mod bench_property;
 mod bench_sched;
 mod build_cmd;
