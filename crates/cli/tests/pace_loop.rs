@@ -164,9 +164,26 @@ fn pace_loop_two_generations_killed_mid_fit_then_resumed() {
     // Generation 1 labelled MD frames chosen by their γ under the generation 0 pace model.
     assert_eq!(gens[1]["n_labelled"], 4, "{s}");
     assert_eq!(gens[0]["explore"]["n_selected_for_next"], 4, "{s}");
-    let labels = std::fs::read_to_string(dir.join("labels.xyz")).unwrap();
-    let md = labels.lines().filter(|l| l.contains("config_type=md")).count();
-    assert_eq!(md, 4, "four MD frames among the labels");
+    let labels = autopipe_atoms::extxyz::read_extxyz_file(&dir.join("labels.xyz")).unwrap();
+    let md: Vec<_> = labels.into_iter().filter(|f| autopipe_potential::frame_group(f) == "md").collect();
+    assert_eq!(md.len(), 4, "four MD frames among the labels");
+    // Their γ under the generation 0 model, evaluated again by `potential eval` (a fresh
+    // Pacemaker calculator), is among the γ the MD segment recorded for its candidates.
+    let result = dir.join("explore").join("gen-000").join("T1200").join("result.json");
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(result).unwrap()).unwrap();
+    let recorded: Vec<f64> = result["candidates"].as_array().unwrap().iter().map(|c| c[1].as_f64().unwrap()).collect();
+    let model0 = dir.join("models").join("gen-000.json");
+    for (k, f) in md.iter().enumerate() {
+        let one = tmp.path().join(format!("md-{k}.xyz"));
+        autopipe_atoms::extxyz::write_extxyz_file(&one, std::slice::from_ref(f)).unwrap();
+        let fig =
+            figures(&stdout(&ok(&["potential", "eval", one.to_str().unwrap(), "--model", model0.to_str().unwrap()])));
+        let gamma = fig["max_gamma"];
+        assert!(
+            recorded.iter().any(|g| (g - gamma).abs() <= 1e-6 * g.abs().max(1.0)),
+            "MD frame {k}: γ {gamma} is not among the segment's candidates' {recorded:?}"
+        );
+    }
     // The model files say their kind; SNAP-only readers refuse them clearly.
     let model = dir.join(s["model"].as_str().unwrap());
     let text = std::fs::read_to_string(&model).unwrap();
