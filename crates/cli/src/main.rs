@@ -932,6 +932,10 @@ pub fn launcher() -> Result<Launcher> {
 
 fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
+    if config.potential_kind == "pace" {
+        autopipe_workflow::pace_job::check_installed()
+            .map_err(|e| anyhow::anyhow!("{}: potential.kind = \"pace\": {e}", config_path.display()))?;
+    }
     let run_dir = dir.unwrap_or_else(|| {
         config_path
             .parent()

@@ -111,6 +111,14 @@ fn pace_loop_two_generations_killed_mid_fit_then_resumed() {
 
     let cfg = config(tmp.path(), "");
     let cfg_s = cfg.to_str().unwrap();
+    // Pacemaker missing: refused before any labelling.
+    let out = autopipe()
+        .args(["run", cfg_s, "--dir", d])
+        .env("AUTOPIPE_PACE_PYTHON", "/nonexistent/bin/python")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("Pacemaker is not installed"), "{}", stderr(&out));
+    assert!(!dir.join("autopipe.db").exists());
     // Killed while Pacemaker fits generation 0: the orchestrator's process group and the
     // fit job's (which runs in its own group) get SIGKILL, as when the machine goes down.
     let mut child = {

@@ -2,9 +2,10 @@
 //!
 //! The fit's task directory (like an exploration segment's) holds `pace.json` (the
 //! settings and the Pacemaker installation), the labels (`labels.xyz`), the per-frame
-//! weights (`weights.json`) and Pacemaker's `input.yaml`. `autopipe job-exec DIR` takes
-//! the directory's lock, turns the labels into Pacemaker's dataset (a gzip pandas pickle,
-//! by `pace_dataset.py` in Pacemaker's Python), runs `pacemaker input.yaml` and
+//! weights (`weights.json`), the per-element reference energies taken off the labels'
+//! energies (`references.json`, Pacemaker's `energy_corrected`) and Pacemaker's
+//! `input.yaml`. `autopipe job-exec DIR` takes the directory's lock, turns the labels into
+//! Pacemaker's dataset (a gzip pandas pickle, by `pace_dataset.py` in Pacemaker's Python), runs `pacemaker input.yaml` and
 //! `pace_activeset`, and writes `result.json` (a [`PaceModel`]) atomically as its last
 //! step; each tool's output goes to its own log in the directory.
 //!
@@ -71,6 +72,22 @@ pub fn pace_config(
     Ok(s)
 }
 
+/// That Pacemaker's tools are where [`pace_python`] says.
+pub fn check_installed() -> Result<(), String> {
+    let python = pace_python();
+    for tool in ["pacemaker", "pace_activeset"] {
+        let p = python.with_file_name(tool);
+        if !p.is_file() {
+            return Err(format!(
+                "Pacemaker is not installed: {} is missing (install python-ace and tensorpotential in a venv, \
+                 see scripts/install-test-deps.sh, and set AUTOPIPE_PACE_PYTHON to its python)",
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `dir` is a Pacemaker fit's task directory.
 pub fn is_pace_dir(dir: &Path) -> bool {
     dir.join(PACE_FILE).is_file()
@@ -91,17 +108,8 @@ pub fn prepare_pace_dir(
                     Pacemaker's ACE has its own core repulsion"
             .into());
     }
+    check_installed()?;
     let python = pace_python();
-    for tool in ["pacemaker", "pace_activeset"] {
-        let p = python.with_file_name(tool);
-        if !p.is_file() {
-            return Err(format!(
-                "Pacemaker is not installed: {} is missing (install python-ace and tensorpotential in a venv, \
-                 see scripts/install-test-deps.sh, and set AUTOPIPE_PACE_PYTHON to its python)",
-                p.display()
-            ));
-        }
-    }
     for (i, f) in frames.iter().enumerate() {
         if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
             return Err(format!("frame {}: no energy and forces to fit on", i + 1));
