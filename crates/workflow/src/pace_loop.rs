@@ -227,3 +227,58 @@ pub fn run_pace_segment(job: &SegmentJob) -> Result<SegmentOutcome, String> {
     let ev = PaceEvaluator::start(&model).map_err(|e| format!("{}: {e}", job.model.display()))?;
     run_segment_with(job, &mut PaceForceField(ev))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_config;
+
+    fn config(max_iterations: usize) -> Config {
+        let text = crate::examples::example("cu-emt").unwrap().replace("[potential]", "[potential]\nkind = \"pace\"");
+        let text: Vec<&str> = text.lines().filter(|l| !l.starts_with("folds")).collect();
+        let text = format!("{}\n[potential.pace]\nmax_iterations = {max_iterations}\n", text.join("\n"));
+        parse_config(&text, Path::new("cu.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_fit_directory_and_its_result_are_kept_only_for_the_same_inputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A stand-in for the installation: writing a task directory only checks that
+        // Pacemaker's tools exist (nothing runs here).
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for tool in ["python", "pacemaker", "pace_activeset"] {
+            std::fs::write(bin.join(tool), "").unwrap();
+        }
+        std::env::set_var("AUTOPIPE_PACE_PYTHON", bin.join("python"));
+        let c = config(10);
+        let emt = autopipe_engines::emt::Emt::new();
+        let frames: Vec<Frame> = autopipe_build::generate_bulk(&c.generate)
+            .into_iter()
+            .take(5)
+            .map(|s| {
+                let mut f = Frame::from_structure(s);
+                crate::models::label_with_emt(&emt, &mut f).unwrap();
+                f
+            })
+            .collect();
+        let dir = tmp.path().join("fits").join("gen-000");
+        let result = dir.join(autopipe_exec::job::RESULT_FILE);
+        let n_labels = || std::fs::read_to_string(dir.join("labels.xyz")).unwrap().matches("Lattice=").count();
+        stage_fit_dir(&dir, &frames[..4], &c, 0).unwrap();
+        std::fs::write(&result, "{}").unwrap();
+        // the same fit: its result stands
+        stage_fit_dir(&dir, &frames[..4], &c, 0).unwrap();
+        assert!(result.is_file());
+        // one more label: a new fit
+        stage_fit_dir(&dir, &frames, &c, 0).unwrap();
+        assert!(!result.exists());
+        assert_eq!(n_labels(), 5);
+        // other Pacemaker settings: a new fit
+        std::fs::write(&result, "{}").unwrap();
+        stage_fit_dir(&dir, &frames, &config(20), 0).unwrap();
+        assert!(!result.exists());
+        assert!(std::fs::read_to_string(dir.join("input.yaml")).unwrap().contains("maxiter: 20"));
+        assert!(!tmp.path().join("fits").join("gen-000.new").exists());
+    }
+}
