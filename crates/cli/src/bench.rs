@@ -113,8 +113,10 @@ impl Size {
 }
 
 /// The groups of measurements, in the order they run (`bench --only`).
-pub const GROUPS: [&str; 12] =
-    ["fit", "parse", "snap", "emt", "store", "status", "pool", "sched", "build", "elastic", "property", "explore"];
+pub const GROUPS: [&str; 13] = [
+    "fit", "parse", "snap", "emt", "store", "status", "pool", "sched", "build", "elastic", "property", "explore",
+    "pace",
+];
 
 /// Runs every group, or only those named in `only` (each checked against [`GROUPS`]).
 pub fn run(size: Size, only: &[String]) -> Result<()> {
@@ -158,6 +160,9 @@ pub fn run(size: Size, only: &[String]) -> Result<()> {
     }
     if wanted("explore") {
         crate::bench_explore::run(size)?;
+    }
+    if wanted("pace") {
+        crate::bench_pace::run(size)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod bench_build;
 mod bench_elastic;
 mod bench_explore;
 mod bench_fit;
+mod bench_pace;
 mod bench_property;
 mod bench_sched;
 mod build_cmd;
@@ -499,8 +500,8 @@ fn loop_status(dir: &Path, json: bool) -> Result<ExitCode> {
 fn validate(config_path: &Path) -> Result<ExitCode> {
     let c = autopipe_workflow::load_config(config_path)?;
     println!(
-        "{}: valid. run {:?}: {} ({}, {} atoms per cell, {} structures in generation 0), oracle {}, SNAP 2J={} \
-         cutoff {} Å, {} MD segments of {} steps, at most {} generations of {} labels, {} workers",
+        "{}: valid. run {:?}: {} ({}, {} atoms per cell, {} structures in generation 0), oracle {}, {}, \
+         {} MD segments of {} steps, at most {} generations of {} labels, {} workers",
         config_path.display(),
         c.name,
         c.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-"),
@@ -508,8 +509,7 @@ fn validate(config_path: &Path) -> Result<ExitCode> {
         c.generate.atoms_per_structure(),
         c.generate.count,
         c.oracle.name(),
-        c.snap.twojmax,
-        c.snap.rcutfac,
+        autopipe_workflow::pace_loop::potential_summary(&c),
         autopipe_workflow::learn::segments(&c).len(),
         c.explore.steps,
         c.loop_.max_generations,
@@ -933,7 +933,8 @@ pub fn launcher() -> Result<Launcher> {
 fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result<ExitCode> {
     let config = autopipe_workflow::load_config(config_path)?;
     if config.potential_kind == "pace" {
-        bail!("{}: {}", config_path.display(), autopipe_workflow::pace_job::PACE_LOOP_REFUSAL);
+        autopipe_workflow::pace_job::check_installed()
+            .map_err(|e| anyhow::anyhow!("{}: potential.kind = \"pace\": {e}", config_path.display()))?;
     }
     let run_dir = dir.unwrap_or_else(|| {
         config_path
@@ -943,12 +944,12 @@ fn run(config_path: &Path, dir: Option<PathBuf>, accept_changes: bool) -> Result
             .unwrap_or_else(|| PathBuf::from("."))
     });
     eprintln!(
-        "autopipe run {}: {} ({}), oracle {}, SNAP 2J={}, {} workers, in {}",
+        "autopipe run {}: {} ({}), oracle {}, {}, {} workers, in {}",
         config.name,
         config.elements.iter().map(|e| e.symbol()).collect::<Vec<_>>().join("-"),
         config.generate.lattice.name(),
         config.oracle.name(),
-        config.snap.twojmax,
+        autopipe_workflow::pace_loop::potential_summary(&config),
         config.execution.workers,
         run_dir.display()
     );

@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use autopipe_atoms::Frame;
-use autopipe_potential::{ErrorMetrics, EvalOptions, FitOptions, PaceModel, PaceSettings};
-use autopipe_workflow::pace_job::{self, PaceEvaluator};
+use autopipe_potential::{ErrorMetrics, FitOptions, PaceModel, PaceSettings};
+use autopipe_workflow::pace_job;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,12 +31,7 @@ pub fn settings_for(frames: &[Frame], base: Option<PaceSettings>) -> PaceSetting
 
 /// Errors of a pace model on frames (energy, forces, stress, max γ), overall and per group.
 pub fn pace_errors(model: &PaceModel, frames: &[Frame]) -> Result<(ErrorMetrics, BTreeMap<String, ErrorMetrics>)> {
-    let mut ev = PaceEvaluator::start(model).map_err(anyhow::Error::msg)?;
-    let mut evals = Vec::with_capacity(frames.len());
-    for (i, f) in frames.iter().enumerate() {
-        evals.push(ev.evaluate(&f.structure).map_err(|e| anyhow::anyhow!("frame {}: {e}", i + 1))?);
-    }
-    Ok(autopipe_potential::errors_of_evaluations(frames, &evals, &EvalOptions::default()))
+    pace_job::pace_errors(model, frames).map_err(anyhow::Error::msg)
 }
 
 /// `potential fit --kind pace FILE --out MODEL`: the held-out split of the fit options,

@@ -60,15 +60,18 @@ fn pace_fit_and_eval_end_to_end() {
     let out = run(&["potential", "fit", "--kind", "pace", &p("cu.xyz"), "--out", &p("x.json"), "--functions", "0"]);
     assert!(!out.status.success() && stderr(&out).contains("functions_per_element"), "{}", stderr(&out));
 
-    // The settings from a configuration's [potential.pace]; the loop refuses such a
-    // configuration (it does not train Pacemaker models yet), before any work.
+    // The settings from a configuration's [potential.pace]; k-fold cross-validation (the
+    // example's fit.folds) would be that many Pacemaker fits: refused at its key, before any work.
     let config = p("pace.toml");
     let example = stdout(&ok(&["init", "--example", "cu-emt"]));
     let example = example.replace("[potential]", "[potential]\nkind = \"pace\"");
-    std::fs::write(&config, example + "\n[potential.pace]\nfunctions_per_element = 8\nmax_iterations = 20\n").unwrap();
+    let pace = "\n[potential.pace]\nfunctions_per_element = 8\nmax_iterations = 20\n";
+    std::fs::write(&config, example.clone() + pace).unwrap();
     let out = run(&["run", &config, "--dir", &p("run")]);
-    assert!(!out.status.success() && stderr(&out).contains("does not yet train Pacemaker"), "{}", stderr(&out));
+    assert!(!out.status.success() && stderr(&out).contains("fit.folds"), "{}", stderr(&out));
     assert!(!tmp.path().join("run").join("autopipe.db").exists());
+    let example = example.lines().filter(|l| !l.starts_with("folds")).collect::<Vec<_>>().join("\n");
+    std::fs::write(&config, example + pace).unwrap();
 
     let model_path = p("pace.json");
     let out = ok(&[

@@ -25,7 +25,7 @@ pub use fit::{
 pub use lammps_export::{pair_coeff_snippet, to_snapcoeff, to_snapparam};
 pub use lammps_gamma::{gamma_watch_lines, sna_compute_line};
 pub use model::{ModelError, ModelEval, ModelEvaluator, SnapModel};
-pub use pace::{frame_weights as pace_frame_weights, is_pace_model_json, PaceModel, PaceSettings};
+pub use pace::{frame_weights as pace_frame_weights, is_pace_model_json, reference_energy_ev, PaceModel, PaceSettings};
 pub use search::{search_weights, SearchGrid, SearchPoint, SearchReport};
 pub use snap::{
     compute_descriptors, compute_descriptors_with_gradients, energy_forces_virial, n_descriptors, EnergyForcesVirial,

@@ -8,6 +8,7 @@
 use crate::fit::{frame_group, FitOptions};
 use autopipe_atoms::Frame;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -141,10 +142,23 @@ pub struct PaceModel {
     pub settings: PaceSettings,
     /// Wall time of the fit (`pacemaker` and `pace_activeset`), s.
     pub fit_s: f64,
+    /// Per-element reference energies (eV, by symbol) taken off the labels before the fit
+    /// (Pacemaker's `energy_corrected`) and added back in every evaluation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reference_energies_ev: BTreeMap<String, f64>,
+    /// Where the model comes from (the loop's run, generation, errors), when it does.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub provenance: serde_json::Value,
 }
 
 impl PaceModel {
     pub const KIND: &'static str = "pace";
+}
+
+/// The sum of the per-element reference energies of a structure's atoms, eV (elements
+/// without one count 0).
+pub fn reference_energy_ev(references_ev: &BTreeMap<String, f64>, species: &[autopipe_atoms::Element]) -> f64 {
+    species.iter().map(|e| references_ev.get(e.symbol()).copied().unwrap_or(0.0)).sum()
 }
 
 /// Whether a model file's JSON text is a pace model (`"kind": "pace"`).
@@ -214,6 +228,8 @@ mod tests {
             active_set_asi: "/x/p.asi".into(),
             settings: PaceSettings::default(),
             fit_s: 1.0,
+            reference_energies_ev: BTreeMap::new(),
+            provenance: serde_json::Value::Null,
         };
         assert!(is_pace_model_json(&serde_json::to_string(&m).unwrap()));
         assert!(!is_pace_model_json("{\"snap\": 1}"));

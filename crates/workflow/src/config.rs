@@ -869,6 +869,9 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     };
 
     let goals = crate::goals::parse_goals(raw.goals.as_ref(), &generate, seed, explore.timestep_fs, &err)?;
+    if p.kind == "pace" {
+        crate::pace_loop::check_pace_config(&fit, &explore, &goals).map_err(|(keys, m)| err(&keys, m))?;
+    }
 
     Ok(Config {
         file: file.to_path_buf(),

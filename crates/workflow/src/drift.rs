@@ -149,6 +149,10 @@ pub fn classify(old: &Config, new: &Config) -> Drift {
         diff(&mut d.model, "potential.radii", &radii(p), &radii(q));
         diff(&mut d.model, "potential.weights", &weights(p), &weights(q));
     }
+    diff(&mut d.model, "potential.kind", &old.potential_kind, &new.potential_kind);
+    let pa = serde_json::to_value(&old.pace).expect("pace settings serialise");
+    let pb = serde_json::to_value(&new.pace).expect("pace settings serialise");
+    json_diff(&mut d.model, "potential.pace", &pa, &pb);
     let fa = serde_json::to_value(&old.fit).expect("fit options serialise");
     let fb = serde_json::to_value(&new.fit).expect("fit options serialise");
     json_diff(&mut d.model, "fit", &fa, &fb);
@@ -233,6 +237,16 @@ mod tests {
         assert_eq!(d.model, vec!["fit.force_weight"]);
         let d = classify(&base, &cu(|t| t.replace("max_generations = 7", "max_generations = 9")));
         assert_eq!(d.limits, vec!["loop.max_generations"]);
+        // the training engine and Pacemaker's settings are model settings
+        let pace = |t: String, n: u32| {
+            t.replace("[potential]", "[potential]\nkind = \"pace\"").replace("folds = 5", "folds = 0")
+                + &format!("\n[potential.pace]\nmax_iterations = {n}\n")
+        };
+        let d = classify(&cu(|t| t.replace("folds = 5", "folds = 0")), &cu(|t| pace(t, 10)));
+        assert_eq!(d.model, vec!["potential.kind", "potential.pace.max_iterations"]);
+        let d = classify(&cu(|t| pace(t, 10)), &cu(|t| pace(t, 20)));
+        assert_eq!(d.model, vec!["potential.pace.max_iterations"]);
+        assert!(d.label.is_empty());
         let d = classify(&base, &cu(|t| t.replace("name = \"cu-emt\"", "name = \"copper\"")));
         assert_eq!(d.execution, vec!["run.name"]);
         let d = classify(&base, &cu(|t| t.replace("steps = 1000", "steps = 500")));

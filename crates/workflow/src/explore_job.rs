@@ -93,9 +93,13 @@ impl autopipe_md::Observer for TopGamma {
 
 /// Run one segment with `model` (pure computation: no files).
 pub fn run_segment(job: &SegmentJob, model: &SnapModel) -> Result<SegmentOutcome, String> {
-    let start_time = std::time::Instant::now();
     let evaluator = model.evaluator().map_err(|e| format!("{}: {e}", job.model.display()))?;
-    let mut ff = crate::learn::ModelForceField { evaluator };
+    run_segment_with(job, &mut crate::learn::ModelForceField { evaluator })
+}
+
+/// Run one segment with a force field that gives per-atom γ (pure computation: no files).
+pub fn run_segment_with(job: &SegmentJob, ff: &mut dyn autopipe_md::ForceField) -> Result<SegmentOutcome, String> {
+    let start_time = std::time::Instant::now();
     let e = &job.explore;
     let velocities = maxwell_boltzmann(&job.start, job.temperature_k, &mut rng_from_seed(job.seed));
     let mut state = MdState::new(job.start.clone(), velocities);
@@ -103,7 +107,7 @@ pub fn run_segment(job: &SegmentJob, model: &SnapModel) -> Result<SegmentOutcome
     let settings = MdSettings::new(e.timestep_fs, e.steps, ensemble, job.seed);
     let mut watchdog = GammaWatchdog::new(e.gamma_select, e.gamma_break).with_min_separation(e.sample_every);
     let mut top = TopGamma { every: e.sample_every, capacity: e.max_frames_per_segment, frames: Vec::new() };
-    let outcome = run_md(&mut state, &mut ff, &settings, &mut [&mut watchdog, &mut top]);
+    let outcome = run_md(&mut state, ff, &settings, &mut [&mut watchdog, &mut top]);
     // After a blow-up, the frames sampled just before it may already be hot: only
     // those older than one sampling interval before the unstable step are kept.
     let keep_before = match &outcome {
@@ -174,10 +178,16 @@ pub fn execute_segment_dir(dir: &Path) -> Result<(), String> {
     let path = dir.join(SEGMENT_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let job: SegmentJob = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let model = crate::learn::load_model(&job.model).map_err(|e| e.to_string())?;
-    let outcome = match job.explore.engine {
-        crate::lammps_explore::ExploreEngine::Native => run_segment(&job, &model)?,
-        crate::lammps_explore::ExploreEngine::Lammps => crate::lammps_explore::run_lammps_segment(dir, &job, &model)?,
+    let outcome = if crate::pace_loop::is_pace_model_file(&job.model) {
+        crate::pace_loop::run_pace_segment(&job)?
+    } else {
+        let model = crate::learn::load_model(&job.model).map_err(|e| e.to_string())?;
+        match job.explore.engine {
+            crate::lammps_explore::ExploreEngine::Native => run_segment(&job, &model)?,
+            crate::lammps_explore::ExploreEngine::Lammps => {
+                crate::lammps_explore::run_lammps_segment(dir, &job, &model)?
+            }
+        }
     };
     autopipe_exec::job::write_atomic(&result_path, &serde_json::to_vec(&outcome).expect("outcomes serialise"))
         .map_err(|e| e.to_string())

@@ -54,10 +54,17 @@ pub fn model_rel_path(generation: i64) -> String {
 pub fn load_model(path: &Path) -> Result<SnapModel, RunError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RunError::Input(format!("{}: cannot read the model: {e}", path.display())))?;
+    if autopipe_potential::is_pace_model_json(&text) {
+        return Err(RunError::Input(format!(
+            "{}: a Pacemaker ACE model (potential.kind = \"pace\"): this needs a SNAP model \
+             (pace models work with `potential eval` and in the loop)",
+            path.display()
+        )));
+    }
     serde_json::from_str(&text).map_err(|e| RunError::Input(format!("{}: not a SNAP model file: {e}", path.display())))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     let out = |message: String| RunError::Output { path: path.to_path_buf(), message };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
@@ -180,6 +187,11 @@ pub fn run_loop(
                     return Err(RunError::Input(format!(
                         "generation {g}: no label of this run's oracle settings to fit on (all its calculations failed?)"
                     )));
+                }
+                if config.potential_kind == "pace" {
+                    crate::pace_loop::fit_generation(config, run_dir, &mut store, g, &frames, launcher, reporter)?;
+                    reporter.phase_done(g, state.phase);
+                    continue;
                 }
                 let start = std::time::Instant::now();
                 let report = fit(&frames, config.snap.clone(), fit_options)
@@ -403,7 +415,7 @@ fn copy_config(run_dir: &Path, id: i64, text: &str) -> Result<(), RunError> {
     write_atomic(&run_dir.join("configs").join(format!("{id:03}.toml")), text.as_bytes())
 }
 
-fn fmt_stat(v: Option<f64>, scale: f64, unit: &str) -> String {
+pub(crate) fn fmt_stat(v: Option<f64>, scale: f64, unit: &str) -> String {
     v.map(|v| format!("{:.4} {unit}", v * scale)).unwrap_or_else(|| "n/a".into())
 }
 
@@ -430,7 +442,11 @@ fn explore(
     let model_path = std::fs::canonicalize(run_dir.join(&record.path))
         .map_err(|e| RunError::Input(format!("{}: {e}", run_dir.join(&record.path).display())))?;
     // The model is read here once: a damaged file is an error before any job starts.
-    load_model(&model_path)?.evaluator().map_err(|e| RunError::Input(format!("{}: {e}", record.path)))?;
+    if crate::pace_loop::is_pace_model_file(&model_path) {
+        crate::pace_job::read_pace_model(&model_path).map_err(RunError::Input)?;
+    } else {
+        load_model(&model_path)?.evaluator().map_err(|e| RunError::Input(format!("{}: {e}", record.path)))?;
+    }
     let base = run_dir.join("explore").join(format!("gen-{g:03}"));
     let mut pending = Vec::new();
     for (index, (name, temperature_k, pressure_gpa)) in segments(config).into_iter().enumerate() {

@@ -17,6 +17,7 @@ pub mod learn;
 pub mod models;
 pub mod pace_job;
 pub mod property_runs;
+pub mod pace_loop;
 pub mod screening;
 pub mod select;
 

@@ -93,6 +93,13 @@ pub fn export_lammps(model: &SnapModel, out_dir: &Path) -> Result<Vec<PathBuf>, 
 pub fn export_lammps_file(model_path: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
     let text = std::fs::read_to_string(model_path)
         .map_err(|e| RunError::Input(format!("{}: cannot read the model: {e}", model_path.display())))?;
+    if autopipe_potential::is_pace_model_json(&text) {
+        return Err(RunError::Input(format!(
+            "{}: a Pacemaker ACE model (potential.kind = \"pace\"): only SNAP models are exported for LAMMPS \
+             (Pacemaker's own potential file is the model's potential_yaml)",
+            model_path.display()
+        )));
+    }
     let not_a_model =
         |e: serde_json::Error| RunError::Input(format!("{}: not a SNAP model file: {e}", model_path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).map_err(not_a_model)?;

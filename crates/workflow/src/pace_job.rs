@@ -2,9 +2,10 @@
 //!
 //! The fit's task directory (like an exploration segment's) holds `pace.json` (the
 //! settings and the Pacemaker installation), the labels (`labels.xyz`), the per-frame
-//! weights (`weights.json`) and Pacemaker's `input.yaml`. `autopipe job-exec DIR` takes
-//! the directory's lock, turns the labels into Pacemaker's dataset (a gzip pandas pickle,
-//! by `pace_dataset.py` in Pacemaker's Python), runs `pacemaker input.yaml` and
+//! weights (`weights.json`), the per-element reference energies taken off the labels'
+//! energies (`references.json`, Pacemaker's `energy_corrected`) and Pacemaker's
+//! `input.yaml`. `autopipe job-exec DIR` takes the directory's lock, turns the labels into
+//! Pacemaker's dataset (a gzip pandas pickle, by `pace_dataset.py` in Pacemaker's Python), runs `pacemaker input.yaml` and
 //! `pace_activeset`, and writes `result.json` (a [`PaceModel`]) atomically as its last
 //! step; each tool's output goes to its own log in the directory.
 //!
@@ -42,6 +43,10 @@ pub struct PaceJob {
     pub settings: PaceSettings,
     /// Pacemaker's Python interpreter (absolute).
     pub python: PathBuf,
+    /// Per-element reference energies (eV, by symbol) taken off the labels' energies
+    /// (Pacemaker's `energy_corrected`); the model adds them back.
+    #[serde(default)]
+    pub reference_energies_ev: std::collections::BTreeMap<String, f64>,
 }
 
 /// `potential.kind` and `[potential.pace]` checked: the settings (elements from the
@@ -67,25 +72,8 @@ pub fn pace_config(
     Ok(s)
 }
 
-/// Why the loop cannot run a configuration with `potential.kind = "pace"` (yet).
-pub const PACE_LOOP_REFUSAL: &str = "potential.kind = \"pace\": the loop does not yet train Pacemaker models; \
-     fit them with `autopipe potential fit --kind pace --config FILE`";
-
-/// Whether `dir` is a Pacemaker fit's task directory.
-pub fn is_pace_dir(dir: &Path) -> bool {
-    dir.join(PACE_FILE).is_file()
-}
-
-/// Write a fit's task directory: the labelled frames (energy and forces required), their
-/// weights from the fit's groups, Pacemaker's input and `pace.json`. Checks the settings
-/// and that Pacemaker is installed before anything runs.
-pub fn prepare_pace_dir(
-    dir: &Path,
-    frames: &[Frame],
-    opts: &FitOptions,
-    settings: &PaceSettings,
-) -> Result<(), String> {
-    settings.validate().map_err(|e| format!("potential.pace.{e}"))?;
+/// That Pacemaker's tools are where [`pace_python`] says.
+pub fn check_installed() -> Result<(), String> {
     let python = pace_python();
     for tool in ["pacemaker", "pace_activeset"] {
         let p = python.with_file_name(tool);
@@ -97,6 +85,31 @@ pub fn prepare_pace_dir(
             ));
         }
     }
+    Ok(())
+}
+
+/// Whether `dir` is a Pacemaker fit's task directory.
+pub fn is_pace_dir(dir: &Path) -> bool {
+    dir.join(PACE_FILE).is_file()
+}
+
+/// Write a fit's task directory: the labelled frames (energy and forces required), their
+/// weights from the fit's groups, the per-element reference energies, Pacemaker's input
+/// and `pace.json`. Checks the settings and that Pacemaker is installed before anything runs.
+pub fn prepare_pace_dir(
+    dir: &Path,
+    frames: &[Frame],
+    opts: &FitOptions,
+    settings: &PaceSettings,
+) -> Result<(), String> {
+    settings.validate().map_err(|e| format!("potential.pace.{e}"))?;
+    if opts.reference.is_some() {
+        return Err("a ZBL reference ([potential.reference] zbl_inner_a, zbl_outer_a) is for SNAP fits: \
+                    Pacemaker's ACE has its own core repulsion"
+            .into());
+    }
+    check_installed()?;
+    let python = pace_python();
     for (i, f) in frames.iter().enumerate() {
         if f.energy_ev.is_none() || f.forces_ev_per_a.is_none() {
             return Err(format!("frame {}: no energy and forces to fit on", i + 1));
@@ -128,9 +141,11 @@ pub fn prepare_pace_dir(
     write_extxyz_file(&dir.join("labels.xyz"), &labels).map_err(|e| e.to_string())?;
     let weights = autopipe_potential::pace_frame_weights(frames, opts);
     write("weights.json", &serde_json::to_vec(&weights).expect("weights serialise"))?;
+    let references = &opts.reference_energies_ev;
+    write("references.json", &serde_json::to_vec(references).expect("references serialise"))?;
     write("input.yaml", settings.input_yaml("data.pckl.gzip", "weights.pckl.gzip").as_bytes())?;
     write("pace_dataset.py", DATASET_SCRIPT.as_bytes())?;
-    let job = PaceJob { settings: settings.clone(), python };
+    let job = PaceJob { settings: settings.clone(), python, reference_energies_ev: references.clone() };
     write(PACE_FILE, &serde_json::to_vec_pretty(&job).expect("jobs serialise"))
 }
 
@@ -178,7 +193,7 @@ pub fn execute_pace_dir(dir: &Path) -> Result<(), String> {
     run_tool(
         dir,
         py,
-        &["pace_dataset.py", "labels.xyz", "weights.json", "data.pckl.gzip", "weights.pckl.gzip"],
+        &["pace_dataset.py", "labels.xyz", "weights.json", "data.pckl.gzip", "weights.pckl.gzip", "references.json"],
         "dataset.log",
     )?;
     run_tool(dir, &py.with_file_name("pacemaker"), &["input.yaml"], "pacemaker.log")?;
@@ -201,6 +216,8 @@ pub fn execute_pace_dir(dir: &Path) -> Result<(), String> {
         active_set_asi: abs("output_potential.asi")?,
         settings: job.settings,
         fit_s: start.elapsed().as_secs_f64(),
+        reference_energies_ev: job.reference_energies_ev,
+        provenance: serde_json::Value::Null,
     };
     autopipe_exec::job::write_atomic(&result_path, &serde_json::to_vec_pretty(&model).expect("models serialise"))
         .map_err(|e| e.to_string())
@@ -230,6 +247,8 @@ pub fn read_pace_model(path: &Path) -> Result<PaceModel, String> {
 
 /// Pacemaker's own calculator in a long-lived Python process.
 pub struct PaceEvaluator {
+    /// Added back to Pacemaker's energy (see [`PaceModel::reference_energies_ev`]).
+    references_ev: std::collections::BTreeMap<String, f64>,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -264,7 +283,7 @@ impl PaceEvaluator {
             })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut ev = PaceEvaluator { child, stdin, stdout };
+        let mut ev = PaceEvaluator { references_ev: model.reference_energies_ev.clone(), child, stdin, stdout };
         match ev.read_line()? {
             EvalLine { ready: Some(true), .. } => Ok(ev),
             EvalLine { error: Some(e), .. } => Err(e),
@@ -305,12 +324,45 @@ impl PaceEvaluator {
         let v = s.volume_a3().abs();
         let virial_ev = r.stress_ev_per_a3.map_or([0.0; 6], |st| st.map(|x| -x * v));
         Ok(ModelEval {
-            energy_ev,
+            energy_ev: energy_ev + autopipe_potential::reference_energy_ev(&self.references_ev, &s.species),
             atom_energies_ev: Vec::new(),
             forces_ev_per_a: forces,
             stress_ev_per_a3: r.stress_ev_per_a3,
             virial_ev,
             gamma: r.gamma,
+        })
+    }
+}
+
+/// Errors of a pace model on labelled frames (energy, forces, stress, max γ), overall and
+/// per group, evaluated with Pacemaker's calculator.
+pub fn pace_errors(
+    model: &PaceModel,
+    frames: &[Frame],
+) -> Result<
+    (autopipe_potential::ErrorMetrics, std::collections::BTreeMap<String, autopipe_potential::ErrorMetrics>),
+    String,
+> {
+    let mut ev = PaceEvaluator::start(model)?;
+    let mut evals = Vec::with_capacity(frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        evals.push(ev.evaluate(&f.structure).map_err(|e| format!("frame {}: {e}", i + 1))?);
+    }
+    Ok(autopipe_potential::errors_of_evaluations(frames, &evals, &autopipe_potential::EvalOptions::default()))
+}
+
+/// A pace model as the MD force field: Pacemaker's energy, forces, stress and per-atom γ
+/// (the extrapolation grade the gamma watchdog and the selection use).
+pub struct PaceForceField(pub PaceEvaluator);
+
+impl autopipe_md::ForceField for PaceForceField {
+    fn evaluate(&mut self, s: &Structure) -> Result<autopipe_md::Evaluation, String> {
+        let e = self.0.evaluate(s)?;
+        Ok(autopipe_md::Evaluation {
+            energy_ev: e.energy_ev,
+            forces_ev_per_a: e.forces_ev_per_a,
+            stress_ev_per_a3: e.stress_ev_per_a3,
+            gamma: e.gamma,
         })
     }
 }
