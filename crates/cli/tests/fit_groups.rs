@@ -63,7 +63,7 @@ fn fit_and_eval_report_errors_per_group_with_zbl_and_folds() {
         .replace("lattice = \"fcc\"", "lattice = \"bcc\"")
         .replace("lattice_constant_a = 3.61", "lattice_constant_a = 3.32")
         .replace("engine = \"emt\"", "engine = \"command\"\ncommand = \"true\"")
-        .replace("twojmax = 8 ", "twojmax = 6 ")
+        .replace("twojmax = 10 ", "twojmax = 6 ")
         .replace("cutoff_a = 4.7 ", "cutoff_a = 4.67637 ")
         + GROUPS
         + "[potential.reference]\nzbl_inner_a = 4.0\nzbl_outer_a = 4.8\n";

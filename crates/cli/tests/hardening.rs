@@ -183,7 +183,7 @@ fn configuration_drift_is_classified_refused_or_taken() {
     edit(&cfg, "elements = [\"Cu\", \"Ni\"]", "elements = [\"Cu\"]");
 
     // Model-defining: accepted, recorded; loop limits: the finished run goes on.
-    edit(&cfg, "twojmax = 8", "twojmax = 6");
+    edit(&cfg, "twojmax = 10", "twojmax = 6");
     edit(&cfg, "max_generations = 1", "max_generations = 2");
     let out = run_loop(&[c]);
     let err = stderr(&out);
@@ -407,7 +407,7 @@ fn validate_checks_without_working_and_status_rows_tell_one_generation_each() {
     assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
     assert!(!tmp.path().join("autopipe.db").exists(), "validate does no work");
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("twojmax = 8", "twojmax = 40")).unwrap();
+    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("twojmax = 10", "twojmax = 40")).unwrap();
     let out = run(&["validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("potential.twojmax"), "{}", stderr(&out));

@@ -24,7 +24,7 @@ fn config_text(max_generations: u32, twojmax: u32, elements: &str) -> String {
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("per_generation = 20 ", "per_generation = 3 ")
         .replace("max_generations = 7", &format!("max_generations = {max_generations}"))
-        .replace("twojmax = 8", &format!("twojmax = {twojmax}"))
+        .replace("twojmax = 10", &format!("twojmax = {twojmax}"))
         .replace("elements = [\"Cu\"]", &format!("elements = {elements}"))
 }
 

@@ -230,11 +230,13 @@ mod tests {
 
         let d = classify(&base, &cu(|t| t.replace("elements = [\"Cu\"]", "elements = [\"Cu\", \"Au\"]")));
         assert_eq!(d.label, vec!["system.elements"]);
-        let d = classify(&base, &cu(|t| t.replace("twojmax = 8", "twojmax = 6")));
+        let d = classify(&base, &cu(|t| t.replace("twojmax = 10", "twojmax = 6")));
         assert_eq!(d.model, vec!["potential.twojmax"]);
         assert!(d.label.is_empty() && d.limits.is_empty());
         let d = classify(&base, &cu(|t| t.replace("force_weight = 1.0", "force_weight = 2.0")));
         assert_eq!(d.model, vec!["fit.force_weight"]);
+        let d = classify(&base, &cu(|t| t.replace("elastic_cells = 12", "elastic_cells = 6")));
+        assert_eq!(d.explore, vec!["generate.elastic_cells"]);
         let d = classify(&base, &cu(|t| t.replace("max_generations = 7", "max_generations = 9")));
         assert_eq!(d.limits, vec!["loop.max_generations"]);
         // the training engine and Pacemaker's settings are model settings

@@ -316,6 +316,14 @@ pub fn goal_config(
         "vacancy_fraction = {vacancy_fraction:<10?} # share of structures with one vacancy: {}",
         if has(Goal::Diffusion) { "vacancies carry diffusion in the crystal" } else { "perfect crystals" }
     );
+    if has(Goal::Elastic) {
+        let _ = writeln!(
+            w,
+            "elastic_cells = {:<15} # unrattled conventional cells strained up to 1 %: the fit group",
+            if dft { 6 } else { 12 }
+        );
+        let _ = writeln!(w, "elastic_max_strain = 0.01    # `elastic`, whose stresses pin the elastic constants");
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "[oracle]                     # who computes the labels (energy, forces, stress)");
     match oracle {
@@ -428,6 +436,11 @@ pub fn goal_config(
         w,
         "cutoff_a = {cutoff_a}               # two nearest-neighbour distances ({nn:.2} Å), within 4 .. 6 Å"
     );
+    if has(Goal::Elastic) {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[fit.groups.elastic]         # the elastic cells' stresses weigh 17 times the default,");
+        let _ = writeln!(w, "stress_weight = 1e-3         # as FitSNAP's Ta06A weighs its Elastic_BCC group");
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "[explore]                    # MD with the current potential, watching gamma");
     let _ = writeln!(
@@ -568,6 +581,12 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{elements:?} {goals:?} {oracle:?}: {e}\n{text}"));
                     assert_eq!(config.elements, *elements);
                     assert_eq!(config.goals.elastic.is_some(), goals.contains(&Goal::Elastic));
+                    // The elastic goal labels small strained cells, fitted as their own group.
+                    assert_eq!(config.elastic_cells.is_some(), goals.contains(&Goal::Elastic));
+                    assert_eq!(
+                        config.fit.groups.get("elastic").and_then(|g| g.stress_weight),
+                        goals.contains(&Goal::Elastic).then_some(1e-3)
+                    );
                     assert!(text.lines().next().unwrap().starts_with('#'));
                     if goals.contains(&Goal::Diffusion) {
                         // Above the (lowest) melting point: the liquid is explored.

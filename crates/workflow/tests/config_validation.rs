@@ -63,6 +63,9 @@ fn fit_values_are_checked_before_any_work() {
     refused("cu-emt", "fit", "force_weight", "-1", "-1: a weight must be >= 0 and finite");
     refused("cu-emt", "fit", "energy_weight", "nan", "NaN: a weight must be >= 0 and finite");
     refused("cu-emt", "fit", "stress_weight", "inf", "a weight must be >= 0 and finite");
+    refused("cu-emt", "generate", "elastic_cells", "1001", "more than 1000 cells");
+    refused("cu-emt", "generate", "elastic_max_strain", "0.2", "outside (0, 0.05]");
+    refused("cu-emt", "generate", "elastic_max_strain", "0", "outside (0, 0.05]");
     refused("cu-emt", "fit", "alpha", "-1e-3", "outside 0 ..= 1");
     refused("cu-emt", "fit", "test_fraction", "1.5", "1.5 is outside 0 ..< 1");
     refused("cu-emt", "fit", "active_set", "false", "needs the active set");
