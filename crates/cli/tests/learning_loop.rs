@@ -101,7 +101,18 @@ fn cu_emt_converges_generalises_and_beats_random_labels() {
     // (relaxed with EMT): the example's elastic cells are among its labels.
     let cu = dir.join("cu.xyz");
     let cu_s = cu.to_str().unwrap();
-    ok(&["build", "prototype", "--prototype", "fcc", "--elements", "Cu", "--lattice-constant-a", "3.61", "--out", cu_s]);
+    ok(&[
+        "build",
+        "prototype",
+        "--prototype",
+        "fcc",
+        "--elements",
+        "Cu",
+        "--lattice-constant-a",
+        "3.61",
+        "--out",
+        cu_s,
+    ]);
     let elastic = |calc: &[&str]| -> serde_json::Value {
         let args: Vec<&str> = ["property", "elastic", cu_s, "--json"].into_iter().chain(calc.iter().copied()).collect();
         serde_json::from_slice(&ok(&args).stdout).unwrap()

@@ -50,8 +50,8 @@ force_weight = 1.0           # multiplies each force-component row (eV/Å); fwei
 stress_weight = 6e-6         # multiplies each stress row (bar); vweight
                              # per-group weights: [fit.groups.NAME] (NAME = config_type), below
                              # energy and stress weights from `potential fit --folds 5 --search` on a
-                             # run's labels (with 300 and 6e-5 even the training force error on the
-                             # loop's hard frames stayed above the 0.045 eV/Å target)
+                             # run's labels at 2J=8 (with 300 and 6e-5 even the training force error
+                             # on the loop's hard frames stayed above the 0.045 eV/Å target)
 folds = 5                    # convergence judged on 5-fold cross-validation over every label
 test_fraction = 0.1          # held out, chosen by structure hash
 

@@ -16,8 +16,8 @@ pub mod labelling;
 pub mod learn;
 pub mod models;
 pub mod pace_job;
-pub mod property_runs;
 pub mod pace_loop;
+pub mod property_runs;
 pub mod screening;
 pub mod select;
 

@@ -292,5 +292,12 @@ fn pace_settings_and_kind() {
     let e = parse(&(base.clone() + "\n[potential.pace]\nbasis = 3\n")).unwrap_err();
     assert!(e.to_string().contains("basis"), "{e}");
     refused("cu-emt", "potential", "kind", "\"mace\"", "not one of");
-    accepted("cu-emt", "potential", "kind", "\"pace\"");
+    // Pacemaker fits are judged on the test split: the example's 5 folds are refused at
+    // their key; without folds the kind is accepted.
+    let (pace, _) = set(&base, "potential", "kind", "\"pace\"");
+    let e = parse(&pace).expect_err("fit.folds with pace");
+    assert_eq!(e.key.as_deref(), Some("fit.folds"), "{e}");
+    assert!(e.message.contains("test split"), "{e}");
+    let (pace, _) = set(&pace, "fit", "folds", "0");
+    assert_eq!(parse(&pace).unwrap().potential_kind, "pace");
 }
