@@ -22,20 +22,21 @@ fn cu_emt() -> String {
 fn the_example_config_validates_runs_and_resumes_without_recomputing() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("cu.toml");
-    // The example, made small: 6 structures, short MD, one generation.
+    // The example, made small: 6 structures (and its 12 elastic cells), short MD, one
+    // generation.
     let text = cu_emt()
         .replace("structures = 20 ", "structures = 6 ")
         .replace("steps = 1000", "steps = 100")
         .replace("max_generations = 7", "max_generations = 1");
     std::fs::write(&path, text).unwrap();
     let out = run_loop(&[path.to_str().unwrap()]);
-    assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("after generation 0: 18 labels"), "{}", stderr(&out));
     let first = status_json(tmp.path());
-    assert_eq!(first["executions"], 6);
+    assert_eq!(first["executions"], 18);
     // Running again: the loop is over, nothing is computed again.
     let out = run_loop(&[path.to_str().unwrap()]);
-    assert!(stderr(&out).contains("after generation 0: 6 labels"), "{}", stderr(&out));
-    assert_eq!(status_json(tmp.path())["executions"], 6);
+    assert!(stderr(&out).contains("after generation 0: 18 labels"), "{}", stderr(&out));
+    assert_eq!(status_json(tmp.path())["executions"], 18);
 }
 
 #[test]

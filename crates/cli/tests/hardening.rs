@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 fn tiny_config(dir: &Path, max_generations: u32) -> PathBuf {
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 4 ")
+        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
         .replace("supercell = [2, 2, 2]", "supercell = [1, 1, 1]")
         .replace("steps = 1000", "steps = 60")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")

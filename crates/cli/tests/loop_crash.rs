@@ -14,6 +14,8 @@ fn config(dir: &Path) -> std::path::PathBuf {
     let exe = env!("CARGO_BIN_EXE_autopipe");
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 8 ")
+        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
+        .replace("twojmax = 10 ", "twojmax = 8 ")
         .replace(
             "engine = \"emt\" ",
             &format!("engine = \"command\"\ncommand = \"sleep 0.2; '{exe}' label input.xyz -o output.xyz\" "),

@@ -179,6 +179,7 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let d = dir.to_str().unwrap();
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 12 ")
+        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
         .replace("twojmax = 10 ", "twojmax = 6 ")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("steps = 1000", "steps = 200")
@@ -248,6 +249,7 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
 fn small_cu_run(dir: &Path) -> std::path::PathBuf {
     let text = stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 12 ")
+        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
         .replace("twojmax = 10 ", "twojmax = 6 ")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("steps = 1000", "steps = 200")

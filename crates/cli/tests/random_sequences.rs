@@ -19,6 +19,7 @@ use std::time::Duration;
 fn config_text(max_generations: u32, twojmax: u32, elements: &str) -> String {
     stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 4 ")
+        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
         .replace("supercell = [2, 2, 2]", "supercell = [1, 1, 1]")
         .replace("steps = 1000", "steps = 60")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")

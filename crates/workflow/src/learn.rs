@@ -126,7 +126,7 @@ pub fn run_loop(
     reconcile_config(config, run_dir, &mut store, options, reporter)?;
     let fit_options = &config.fit;
     if store.loop_state()?.is_none() {
-        let calcs = match &config.recipes {
+        let mut calcs = match &config.recipes {
             Some(g0) => crate::generate::generation0_calculations(g0, config, &store, reporter)?,
             None => {
                 let structures = generate_bulk(&config.generate);
@@ -135,7 +135,6 @@ pub fn run_loop(
                     .map_err(RunError::Input)?
             }
         };
-        let mut calcs = calcs;
         if let Some(recipe) = &config.elastic_cells {
             // origin kind `elastic`: the fit group of `[fit.groups.elastic]`
             let origin = format!("elastic:{}", recipe.lattice.name());
