@@ -102,18 +102,8 @@ fn cu_emt_converges_generalises_and_beats_random_labels() {
     // (relaxed with EMT): the example's elastic cells are among its labels.
     let cu = dir.join("cu.xyz");
     let cu_s = cu.to_str().unwrap();
-    ok(&[
-        "build",
-        "prototype",
-        "--prototype",
-        "fcc",
-        "--elements",
-        "Cu",
-        "--lattice-constant-a",
-        "3.61",
-        "--out",
-        cu_s,
-    ]);
+    let cell = autopipe_build::bulk(autopipe_build::Lattice::Fcc, "Cu".parse().unwrap(), 3.61);
+    write_extxyz_file(&cu, &[autopipe_atoms::Frame::from_structure(cell)]).unwrap();
     let elastic = |calc: &[&str]| -> serde_json::Value {
         let args: Vec<&str> = ["property", "elastic", cu_s, "--json"].into_iter().chain(calc.iter().copied()).collect();
         serde_json::from_slice(&ok(&args).stdout).unwrap()

@@ -177,13 +177,7 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let d = dir.to_str().unwrap();
-    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
-        .replace("structures = 20 ", "structures = 12 ")
-        .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
-        .replace("twojmax = 10 ", "twojmax = 6 ")
-        .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
-        .replace("steps = 1000", "steps = 200")
-        .replace("max_generations = 7", "max_generations = 1")
+    let text = small_cu_text()
         + "\n[goals]\nmax_rounds = 1\n[goals.elastic]\nlattice = \"bcc\"\nlattice_constant_a = 2.87\nrelax = false\n"
         + "[goals.diffusion]\ntemperatures_k = [1400, 1800]\nvacancies = 1\nnpt_steps = 100\nnvt_steps = 50\n"
         + "production_steps = 1000\nsample_every = 10\n";
@@ -244,16 +238,21 @@ fn an_extrapolating_goal_is_labelled_refitted_and_recomputed() {
     assert!(!again.contains("goal elastic:") && !again.contains("goal diffusion"), "{again}");
 }
 
-/// A small cu-emt run (12 structures, 2J = 6, one 200-step segment, one generation)
-/// in `dir/run`; returns its configuration file.
-fn small_cu_run(dir: &Path) -> std::path::PathBuf {
-    let text = stdout(&ok(&["init", "--example", "cu-emt"]))
+/// The cu-emt example made small: 12 structures, no elastic cells, 2J = 6, one 200-step
+/// segment, one generation.
+fn small_cu_text() -> String {
+    stdout(&ok(&["init", "--example", "cu-emt"]))
         .replace("structures = 20 ", "structures = 12 ")
         .replace("elastic_cells = 12 ", "elastic_cells = 0 ")
         .replace("twojmax = 10 ", "twojmax = 6 ")
         .replace("temperatures_k = [300, 900, 1500]", "temperatures_k = [600]")
         .replace("steps = 1000", "steps = 200")
-        .replace("max_generations = 7", "max_generations = 1");
+        .replace("max_generations = 7", "max_generations = 1")
+}
+
+/// A run of [`small_cu_text`] in `dir/run`; returns its configuration file.
+fn small_cu_run(dir: &Path) -> std::path::PathBuf {
+    let text = small_cu_text();
     let config = dir.join("cu.toml");
     std::fs::write(&config, text).unwrap();
     run_loop(&[config.to_str().unwrap(), "--dir", dir.join("run").to_str().unwrap()]);
